@@ -1,0 +1,68 @@
+# restic-manager build, test and demo entry points. See README.md.
+SHELL := /bin/bash
+GO ?= go
+TOOLS := $(CURDIR)/.tools/bin
+RESTIC_VERSION := v0.18.1
+REST_SERVER_VERSION := v0.14.0
+STATICCHECK_VERSION := v0.8.2
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/restic-manager/restic-manager/internal/cli.Version=$(VERSION)
+# The whole suite must stay well under CI's limit; this bounds a hung test.
+TEST_TIMEOUT ?= 15m
+
+.PHONY: all build tools test test-unit lint demo fuzz clean cross
+
+all: build
+
+build:
+	@mkdir -p bin
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/restic-manager ./cmd/restic-manager
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/restic-manager-agent ./cmd/restic-manager-agent
+
+# Pinned restic and rest-server, built from tools/go.mod (kept apart from the
+# main module so their dependencies never enter it). Reused once built.
+tools: $(TOOLS)/restic $(TOOLS)/rest-server $(TOOLS)/.versions
+
+$(TOOLS)/.versions: tools/go.mod
+	@mkdir -p $(TOOLS)
+	@if [ "$$(cat $@ 2>/dev/null)" != "restic=$(RESTIC_VERSION) rest-server=$(REST_SERVER_VERSION)" ]; then rm -f $(TOOLS)/restic $(TOOLS)/rest-server; $(MAKE) --no-print-directory $(TOOLS)/restic $(TOOLS)/rest-server; fi
+	@echo "restic=$(RESTIC_VERSION) rest-server=$(REST_SERVER_VERSION)" > $@
+
+$(TOOLS)/restic: tools/go.mod
+	@mkdir -p $(TOOLS)
+	@echo "building restic $(RESTIC_VERSION) (a few minutes the first time)"
+	cd tools && $(GO) build -trimpath -o $(TOOLS)/restic github.com/restic/restic/cmd/restic
+
+$(TOOLS)/rest-server: tools/go.mod
+	@mkdir -p $(TOOLS)
+	cd tools && $(GO) build -trimpath -o $(TOOLS)/rest-server github.com/restic/rest-server/cmd/rest-server
+
+$(TOOLS)/staticcheck:
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# Every test, with the race detector, against the real tools.
+test: tools
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	GOOS=windows $(GO) vet ./agent/... ./runner/... ./wire/... ./cmd/restic-manager-agent/...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+lint: $(TOOLS)/staticcheck
+	$(GO) vet ./...
+	$(TOOLS)/staticcheck ./...
+
+# Short fuzzing of every wire decoder (the seeds also run in `make test`).
+fuzz:
+	for f in FuzzDecodeStatus FuzzDecodeCommand FuzzDecodeProgress FuzzDecodeResult FuzzParseTopic; do \
+		$(GO) test ./wire/ -run '^$$' -fuzz "^$$f$$" -fuzztime 20s || exit 1; done
+
+cross:
+	for t in linux/amd64 linux/arm64 windows/amd64 windows/arm64; do \
+		GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o /dev/null ./cmd/restic-manager-agent || exit 1; done
+
+demo: build tools
+	./deploy/demo.sh
+
+clean:
+	rm -rf bin .demo

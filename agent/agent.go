@@ -1,0 +1,571 @@
+// Package agent is the endpoint process: its MQTT session with the broker,
+// command dispatch to the restic runner, a local journal of jobs and a
+// durable outbox for what the console must receive.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/runner"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// Options configure Run.
+type Options struct {
+	Config  Config
+	Logger  *slog.Logger
+	Version string // the agent's own version, reported in its status
+}
+
+// Agent is one running endpoint agent.
+type Agent struct {
+	cfg       Config
+	log       *slog.Logger
+	version   string
+	identity  string
+	runner    *runner.Runner
+	out       *outbox
+	jr        *journal
+	startedAt time.Time
+	restic    string // version found, "" when restic is missing
+
+	cm *autopaho.ConnectionManager
+
+	jobsCtx    context.Context // parent of every job; cancelled on shutdown
+	cancelJobs context.CancelFunc
+	wg         sync.WaitGroup
+
+	mu      sync.Mutex
+	running map[string]context.CancelFunc
+}
+
+// sessionExpiry is how long the broker keeps this agent's session (and the
+// commands queued for it) while the agent is away.
+const sessionExpiry = 7 * 24 * time.Hour
+
+// Run runs the agent until ctx is cancelled.
+func Run(ctx context.Context, opts Options) error {
+	a, err := newAgent(opts)
+	if err != nil {
+		return err
+	}
+	return a.run(ctx)
+}
+
+func newAgent(opts Options) (*Agent, error) {
+	cfg := opts.Config
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("host_id", cfg.HostID)
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent: state dir: %w", err)
+	}
+	identity, err := loadIdentity(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	jr, err := openJournal(filepath.Join(cfg.StateDir, "jobs"))
+	if err != nil {
+		return nil, err
+	}
+	out, err := openOutbox(filepath.Join(cfg.StateDir, "outbox"))
+	if err != nil {
+		return nil, err
+	}
+	restic := cfg.Restic
+	if restic == "" {
+		restic = os.Getenv("RM_RESTIC")
+	}
+	if restic == "" {
+		restic = "restic"
+	}
+	a := &Agent{
+		cfg:      cfg,
+		log:      log,
+		version:  opts.Version,
+		identity: identity,
+		jr:       jr,
+		out:      out,
+		runner: &runner.Runner{
+			Restic:   restic,
+			TempDir:  filepath.Join(cfg.StateDir, "tmp"),
+			CacheDir: filepath.Join(cfg.StateDir, "cache"),
+			Locks:    &runner.RepoLocks{},
+			Logger:   log.With("component", "runner"),
+		},
+		running: map[string]context.CancelFunc{},
+	}
+	return a, nil
+}
+
+// identityFile holds the agent's age X25519 private key, made at enrolment.
+const identityFile = "agent.key"
+
+func loadIdentity(stateDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, identityFile))
+	if err != nil {
+		return "", fmt.Errorf("agent: key (run enroll first): %w", err)
+	}
+	return string(trimSpace(b)), nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func (a *Agent) run(ctx context.Context) error {
+	a.startedAt = time.Now().UTC()
+	a.jobsCtx, a.cancelJobs = context.WithCancel(context.Background())
+	defer a.cancelJobs()
+
+	if v, err := a.runner.Version(ctx); err != nil {
+		a.log.Warn("restic not usable; jobs will fail until it is installed", "restic", a.runner.Restic, "error", err)
+	} else {
+		a.restic = v
+	}
+
+	u, err := url.Parse(a.cfg.BrokerURL)
+	if err != nil {
+		return fmt.Errorf("agent: broker_url: %w", err)
+	}
+	offline, err := wire.Encode(&wire.Status{Online: false, AgentVersion: a.version, OS: runtime.GOOS, Arch: runtime.GOARCH})
+	if err != nil {
+		return err
+	}
+	connCtx, stopConn := context.WithCancel(context.Background())
+	defer stopConn()
+	cc := autopaho.ClientConfig{
+		ServerUrls:                    []*url.URL{u},
+		KeepAlive:                     30,
+		CleanStartOnInitialConnection: false,
+		SessionExpiryInterval:         uint32(sessionExpiry / time.Second),
+		ReconnectBackoff:              autopaho.NewExponentialBackoff(250*time.Millisecond, 30*time.Second, time.Second, 2),
+		ConnectTimeout:                10 * time.Second,
+		ConnectUsername:               a.cfg.Username,
+		ConnectPassword:               []byte(a.cfg.Password),
+		WillMessage:                   &paho.WillMessage{Topic: wire.StatusTopic(a.cfg.HostID), Payload: offline, QoS: 1, Retain: true},
+		OnConnectionUp:                a.onConnectionUp,
+		OnConnectError: func(err error) {
+			a.log.Warn("broker connection failed", "broker", u.Redacted(), "error", err)
+		},
+		ClientConfig: paho.ClientConfig{
+			ClientID:          a.cfg.HostID,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){a.onPublish},
+			OnClientError: func(err error) {
+				a.log.Warn("broker connection lost", "error", err)
+			},
+		},
+	}
+	cm, err := autopaho.NewConnection(connCtx, cc)
+	if err != nil {
+		return fmt.Errorf("agent: connect: %w", err)
+	}
+	a.cm = cm
+	if err := a.recover(); err != nil {
+		stopConn()
+		return err
+	}
+
+	senderDone := make(chan struct{})
+	go func() {
+		defer close(senderDone)
+		a.sendOutbox(connCtx)
+	}()
+
+	<-ctx.Done()
+	a.log.Info("agent stopping")
+	// Stop running restic cleanly (SIGINT, lock removed); each job reports
+	// "cancelled" through the outbox.
+	a.cancelJobs()
+	a.wg.Wait()
+	// Give the outbox a moment to drain; whatever is left goes next start.
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), 5*time.Second)
+	for a.out.Len() > 0 && drainCtx.Err() == nil {
+		select {
+		case <-drainCtx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	cancelDrain()
+	// A normal DISCONNECT cancels the Will, so say "offline" ourselves.
+	pubCtx, cancelPub := context.WithTimeout(context.Background(), 3*time.Second)
+	_, _ = cm.Publish(pubCtx, &paho.Publish{Topic: wire.StatusTopic(a.cfg.HostID), Payload: offline, QoS: 1, Retain: true})
+	_ = cm.Disconnect(pubCtx)
+	cancelPub()
+	stopConn()
+	<-senderDone
+	return nil
+}
+
+// recover turns the journal into actions after a restart: a job that was
+// running when the agent died is reported failed; a job accepted but not
+// started is started now.
+func (a *Agent) recover() error {
+	entries, err := a.jr.all(time.Now())
+	if err != nil {
+		return err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].ReceivedAt.Before(entries[j].ReceivedAt) })
+	for _, e := range entries {
+		switch e.State {
+		case jobRunning:
+			a.log.Warn("job was interrupted by an agent restart", "job_id", e.Command.JobID)
+			res := wire.Result{
+				JobID:     e.Command.JobID,
+				Status:    wire.StatusFailed,
+				ExitCode:  -1,
+				StartedAt: e.StartedAt,
+				EndedAt:   time.Now().UTC(),
+				Error:     "the agent restarted while this job was running",
+			}
+			if err := a.finish(res); err != nil {
+				return err
+			}
+		case jobReceived:
+			a.start(e.Command)
+		}
+	}
+	return nil
+}
+
+func (a *Agent) onConnectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
+	a.log.Info("connected to broker", "session_present", ca.SessionPresent)
+	go func() {
+		ctx, cancel := context.WithTimeout(a.jobsCtx, 10*time.Second)
+		defer cancel()
+		if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+			{Topic: wire.CommandsTopic(a.cfg.HostID), QoS: 1},
+		}}); err != nil {
+			a.log.Warn("subscribe to commands failed", "error", err)
+		}
+		a.publishStatus(ctx, cm)
+	}()
+	select {
+	case a.out.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) publishStatus(ctx context.Context, cm *autopaho.ConnectionManager) {
+	hostname, _ := os.Hostname()
+	a.mu.Lock()
+	running := make([]string, 0, len(a.running))
+	for id := range a.running {
+		running = append(running, id)
+	}
+	a.mu.Unlock()
+	sort.Strings(running)
+	b, err := wire.Encode(&wire.Status{
+		Online: true, AgentVersion: a.version, OS: runtime.GOOS, Arch: runtime.GOARCH,
+		Hostname: hostname, ResticVersion: a.restic, StartedAt: a.startedAt, RunningJobs: running,
+	})
+	if err != nil {
+		a.log.Error("encode status", "error", err)
+		return
+	}
+	if _, err := cm.Publish(ctx, &paho.Publish{Topic: wire.StatusTopic(a.cfg.HostID), Payload: b, QoS: 1, Retain: true}); err != nil {
+		a.log.Warn("publish status failed", "error", err)
+	}
+}
+
+// onPublish runs in paho's receive loop, one message at a time, and the PUBACK
+// goes out when it returns: so it records the command durably and hands it
+// off, never running it here.
+func (a *Agent) onPublish(pr paho.PublishReceived) (bool, error) {
+	p := pr.Packet
+	if p.Topic != wire.CommandsTopic(a.cfg.HostID) {
+		a.log.Warn("message on an unexpected topic ignored", "topic", p.Topic)
+		return true, nil
+	}
+	cmd, err := wire.DecodeCommand(p.Payload)
+	if err != nil {
+		// Acknowledged and dropped: redelivery could never fix it.
+		a.log.Warn("malformed command dropped", "error", err, "bytes", len(p.Payload))
+		return true, nil
+	}
+	if cmd.Kind == wire.JobCancel {
+		a.cancel(cmd.JobID)
+		return true, nil
+	}
+	fresh, err := a.jr.accept(cmd, time.Now().UTC())
+	if err != nil {
+		// Not acknowledging would be better, but paho acks regardless; the
+		// console re-sends queued jobs when this agent next comes online.
+		a.log.Error("cannot journal command", "job_id", cmd.JobID, "error", err)
+		return true, err
+	}
+	if !fresh {
+		a.log.Info("duplicate command ignored", "job_id", cmd.JobID)
+		return true, nil
+	}
+	a.start(cmd)
+	return true, nil
+}
+
+func (a *Agent) cancel(jobID string) {
+	a.mu.Lock()
+	cancel, ok := a.running[jobID]
+	a.mu.Unlock()
+	if ok {
+		a.log.Info("cancelling job", "job_id", jobID)
+		cancel()
+	}
+}
+
+// start runs a job in its own goroutine, owned by the agent's WaitGroup.
+func (a *Agent) start(cmd wire.Command) {
+	ctx, cancel := context.WithCancel(a.jobsCtx)
+	a.mu.Lock()
+	if _, dup := a.running[cmd.JobID]; dup {
+		a.mu.Unlock()
+		cancel()
+		return
+	}
+	a.running[cmd.JobID] = cancel
+	a.mu.Unlock()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer func() {
+			a.mu.Lock()
+			delete(a.running, cmd.JobID)
+			a.mu.Unlock()
+			cancel()
+		}()
+		res := a.execute(ctx, cmd)
+		if err := a.finish(res); err != nil {
+			a.log.Error("cannot queue job result", "job_id", cmd.JobID, "error", err)
+		}
+	}()
+}
+
+// finish queues the result durably, then marks the job done.
+func (a *Agent) finish(res wire.Result) error {
+	b, err := wire.Encode(&res)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	if err := a.out.Put(wire.ResultTopic(a.cfg.HostID, res.JobID), b, false); err != nil {
+		return err
+	}
+	return a.jr.setState(res.JobID, jobDone, time.Now().UTC())
+}
+
+func failed(jobID string, started time.Time, msg string) wire.Result {
+	return wire.Result{JobID: jobID, Status: wire.StatusFailed, ExitCode: -1, StartedAt: started, EndedAt: time.Now().UTC(), Error: msg}
+}
+
+func (a *Agent) execute(ctx context.Context, cmd wire.Command) wire.Result {
+	log := a.log.With("job_id", cmd.JobID, "kind", cmd.Kind)
+	if !cmd.ExpiresAt.IsZero() && time.Now().After(cmd.ExpiresAt) {
+		log.Warn("command expired before it could run", "expires_at", cmd.ExpiresAt)
+		return wire.Result{JobID: cmd.JobID, Status: wire.StatusExpired, ExitCode: -1, EndedAt: time.Now().UTC(),
+			Error: fmt.Sprintf("the command expired at %s before the agent could run it", cmd.ExpiresAt.Format(time.RFC3339))}
+	}
+	spec, err := a.buildSpec(cmd)
+	if err != nil {
+		log.Warn("job refused", "error", err)
+		return failed(cmd.JobID, time.Time{}, err.Error())
+	}
+	if err := a.jr.setState(cmd.JobID, jobRunning, time.Now().UTC()); err != nil {
+		return failed(cmd.JobID, time.Time{}, err.Error())
+	}
+	pump := newProgressPump(a, cmd.JobID)
+	defer pump.close()
+	log.Info("job starting")
+	r := a.runner.Run(ctx, spec, runner.Hooks{
+		OnStart: func(at time.Time) { pump.started(at) },
+		OnProgress: func(p runner.Progress) {
+			pump.send(wire.Progress{
+				Percent:   clampPercent(p.Percent * 100),
+				BytesDone: p.BytesDone, BytesTotal: p.TotalBytes,
+				FilesDone: p.FilesDone, FilesTotal: p.TotalFiles,
+				CurrentFiles: p.CurrentFiles, ETASeconds: p.SecondsRemaining,
+			})
+		},
+	})
+	if ctx.Err() != nil && a.jobsCtx.Err() != nil && r.Status == wire.StatusCancelled {
+		r.Error = "the agent was stopped while this job was running"
+	}
+	log.Info("job finished", "status", r.Status, "exit_code", r.ExitCode, "snapshot_id", r.SnapshotID)
+	return wire.Result{
+		JobID: cmd.JobID, Status: r.Status, ExitCode: r.ExitCode,
+		StartedAt: r.StartedAt.UTC(), EndedAt: r.EndedAt.UTC(), SnapshotID: r.SnapshotID,
+		Summary: r.Summary, Output: r.Output, Error: r.Error, StderrTail: r.StderrTail,
+	}
+}
+
+func clampPercent(p float64) float64 {
+	if p < 0 || p != p {
+		return 0
+	}
+	if p > 100 {
+		return 100
+	}
+	return p
+}
+
+// buildSpec opens the sealed repository and decodes the kind's arguments.
+func (a *Agent) buildSpec(cmd wire.Command) (runner.Spec, error) {
+	plain, err := seal.Open(a.identity, cmd.SealedRepo)
+	if err != nil {
+		return runner.Spec{}, fmt.Errorf("cannot open the repository secrets sealed for this agent: %w", err)
+	}
+	var repo wire.RepoSpec
+	if err := json.Unmarshal(plain, &repo); err != nil {
+		return runner.Spec{}, fmt.Errorf("repository secrets: %w", err)
+	}
+	spec := runner.Spec{
+		Kind:    cmd.Kind,
+		Repo:    runner.Repo{URL: repo.URL, Password: repo.Password, Env: repo.Env},
+		Timeout: time.Duration(cmd.TimeoutS) * time.Second,
+	}
+	switch cmd.Kind {
+	case wire.JobInit:
+	case wire.JobBackup:
+		var args wire.BackupArgs
+		if len(cmd.Args) > 0 {
+			if err := json.Unmarshal(cmd.Args, &args); err != nil {
+				return spec, fmt.Errorf("backup arguments: %w", err)
+			}
+		}
+		spec.Backup = runner.BackupArgs{Paths: args.Paths, Excludes: args.Excludes, Tags: args.Tags}
+	default:
+		return spec, fmt.Errorf("this agent cannot run %q jobs yet", cmd.Kind)
+	}
+	return spec, nil
+}
+
+// sendOutbox delivers queued messages in order, each only after the previous
+// one was acknowledged.
+func (a *Agent) sendOutbox(ctx context.Context) {
+	backoff := 500 * time.Millisecond
+	for {
+		m, ok, err := a.out.Peek()
+		if err != nil {
+			a.log.Error("outbox", "error", err)
+		}
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.out.notify:
+				continue
+			}
+		}
+		if err := a.cm.AwaitConnection(ctx); err != nil {
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		pr, err := a.cm.Publish(pctx, &paho.Publish{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: m.Retain})
+		cancel()
+		switch {
+		case err == nil:
+			_ = a.out.Remove(m)
+			backoff = 500 * time.Millisecond
+			continue
+		case pr != nil && permanentReason(pr.ReasonCode):
+			a.log.Error("console refused a queued message; dropping it", "topic", m.Topic, "reason_code", pr.ReasonCode)
+			_ = a.out.Remove(m)
+			continue
+		}
+		a.log.Warn("queued message not delivered yet", "topic", m.Topic, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// permanentReason: PUBACK codes that resending cannot change.
+func permanentReason(code byte) bool {
+	switch code {
+	case 0x87, 0x90, 0x99: // not authorized, topic name invalid, payload format invalid
+		return true
+	}
+	return false
+}
+
+// progressPump publishes a job's progress without ever blocking restic's
+// output: only the newest report waits, older ones are replaced.
+type progressPump struct {
+	a      *Agent
+	jobID  string
+	latest chan wire.Progress
+	done   chan struct{}
+	seq    int64
+}
+
+func newProgressPump(a *Agent, jobID string) *progressPump {
+	p := &progressPump{a: a, jobID: jobID, latest: make(chan wire.Progress, 1), done: make(chan struct{})}
+	go p.loop()
+	return p
+}
+
+func (p *progressPump) started(at time.Time) {
+	p.send(wire.Progress{StartedAt: at.UTC()})
+}
+
+func (p *progressPump) send(pr wire.Progress) {
+	for {
+		select {
+		case p.latest <- pr:
+			return
+		default:
+		}
+		// Replace the waiting report, but never lose the start marker.
+		select {
+		case old := <-p.latest:
+			if !old.StartedAt.IsZero() && pr.StartedAt.IsZero() {
+				pr.StartedAt = old.StartedAt
+			}
+		default:
+		}
+	}
+}
+
+func (p *progressPump) close() {
+	close(p.latest)
+	<-p.done
+}
+
+func (p *progressPump) loop() {
+	defer close(p.done)
+	for pr := range p.latest {
+		p.seq++
+		pr.JobID, pr.Seq = p.jobID, p.seq
+		b, err := wire.Encode(&pr)
+		if err != nil {
+			p.a.log.Error("encode progress", "error", err)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(p.a.jobsCtx, 5*time.Second)
+		_, err = p.a.cm.Publish(ctx, &paho.Publish{Topic: wire.ProgressTopic(p.a.cfg.HostID, p.jobID), Payload: b, QoS: 1})
+		cancel()
+		if err != nil && !errors.Is(err, autopaho.ConnectionDownError) {
+			p.a.log.Debug("progress not delivered", "error", err)
+		}
+	}
+}

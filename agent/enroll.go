@@ -1,0 +1,94 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// EnrollOptions configure Enroll.
+type EnrollOptions struct {
+	ServerURL  string
+	Token      string
+	ConfigPath string
+	StateDir   string // default: "state" beside the config
+	Restic     string
+	HTTPClient *http.Client
+}
+
+// Enroll exchanges a one-time token for this host's credential, makes the
+// agent's key pair and writes the config (0600). The private key never
+// leaves the machine; the console gets the public half.
+func Enroll(ctx context.Context, o EnrollOptions) (Config, error) {
+	if o.ServerURL == "" || o.Token == "" || o.ConfigPath == "" {
+		return Config{}, fmt.Errorf("enroll: server URL, token and config path are required")
+	}
+	stateDir := o.StateDir
+	if stateDir == "" {
+		stateDir = filepath.Join(filepath.Dir(o.ConfigPath), "state")
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return Config{}, fmt.Errorf("enroll: state dir: %w", err)
+	}
+	identity, recipient, err := seal.NewIdentity()
+	if err != nil {
+		return Config{}, err
+	}
+	hostname, _ := os.Hostname()
+	body, _ := json.Marshal(wire.EnrollRequest{Token: o.Token, PublicKey: recipient, Hostname: hostname, OS: runtime.GOOS, Arch: runtime.GOARCH})
+	server := strings.TrimRight(o.ServerURL, "/")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, server+"/api/v1/enroll", bytes.NewReader(body))
+	if err != nil {
+		return Config{}, fmt.Errorf("enroll: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	hc := o.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return Config{}, fmt.Errorf("enroll: %w", err)
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(rb, &e)
+		if e.Error == "" {
+			e.Error = resp.Status
+		}
+		return Config{}, fmt.Errorf("enroll refused by %s: %s", server, e.Error)
+	}
+	var er wire.EnrollResponse
+	if err := json.Unmarshal(rb, &er); err != nil {
+		return Config{}, fmt.Errorf("enroll: response: %w", err)
+	}
+	if !wire.ValidID(er.HostID) || er.Password == "" || er.BrokerURL == "" {
+		return Config{}, fmt.Errorf("enroll: incomplete response from %s", server)
+	}
+	if err := writeFileAtomic(filepath.Join(stateDir, identityFile), []byte(identity+"\n"), 0o600); err != nil {
+		return Config{}, fmt.Errorf("enroll: key: %w", err)
+	}
+	cfg := Config{
+		HostID: er.HostID, ServerURL: server, BrokerURL: er.BrokerURL, Username: er.Username, Password: er.Password,
+		CAFingerprint: er.CAFingerprint, StateDir: stateDir, Restic: o.Restic,
+	}
+	if err := cfg.Save(o.ConfigPath); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}

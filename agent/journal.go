@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// Journal states of a job on this agent.
+const (
+	jobReceived = "received"
+	jobRunning  = "running"
+	jobDone     = "done"
+)
+
+// journalEntry is what the agent remembers of a job it accepted. It makes
+// command delivery idempotent (QoS 1 may deliver twice) and lets a restarted
+// agent report jobs that were interrupted.
+type journalEntry struct {
+	Command    wire.Command `json:"command"`
+	State      string       `json:"state"`
+	ReceivedAt time.Time    `json:"received_at"`
+	StartedAt  time.Time    `json:"started_at,omitzero"`
+	DoneAt     time.Time    `json:"done_at,omitzero"`
+}
+
+type journal struct{ dir string }
+
+// doneRetention is how long finished jobs are remembered to recognise a late
+// duplicate delivery.
+const doneRetention = 30 * 24 * time.Hour
+
+func openJournal(dir string) (*journal, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return &journal{dir: dir}, nil
+}
+
+func (j *journal) path(id string) string { return filepath.Join(j.dir, id+".json") }
+
+func (j *journal) get(id string) (journalEntry, bool, error) {
+	var e journalEntry
+	b, err := os.ReadFile(j.path(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return e, false, nil
+	}
+	if err != nil {
+		return e, false, fmt.Errorf("journal: %w", err)
+	}
+	if err := json.Unmarshal(b, &e); err != nil {
+		return e, false, fmt.Errorf("journal: %s: %w", id, err)
+	}
+	return e, true, nil
+}
+
+func (j *journal) put(e journalEntry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(j.path(e.Command.JobID), b, 0o600); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// accept records a new command; it reports false when the job is already
+// known (a duplicate delivery).
+func (j *journal) accept(c wire.Command, now time.Time) (bool, error) {
+	if _, ok, err := j.get(c.JobID); err != nil || ok {
+		return false, err
+	}
+	return true, j.put(journalEntry{Command: c, State: jobReceived, ReceivedAt: now})
+}
+
+func (j *journal) setState(id, state string, now time.Time) error {
+	e, ok, err := j.get(id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("journal: unknown job %s", id)
+	}
+	e.State = state
+	switch state {
+	case jobRunning:
+		e.StartedAt = now
+	case jobDone:
+		e.DoneAt = now
+	}
+	return j.put(e)
+}
+
+// all lists every entry, pruning finished ones past their retention.
+func (j *journal) all(now time.Time) ([]journalEntry, error) {
+	ents, err := os.ReadDir(j.dir)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	var out []journalEntry
+	for _, d := range ents {
+		name := d.Name()
+		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		e, ok, err := j.get(strings.TrimSuffix(name, ".json"))
+		if err != nil || !ok {
+			continue
+		}
+		if e.State == jobDone && now.Sub(e.DoneAt) > doneRetention {
+			_ = os.Remove(filepath.Join(j.dir, name))
+			continue
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}

@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// outbox is a durable FIFO of messages the console must receive (results,
+// expiry notices). A message leaves it only once the broker acknowledged it,
+// so it survives disconnects, agent restarts and broker restarts.
+type outbox struct {
+	dir    string
+	mu     sync.Mutex
+	next   uint64
+	notify chan struct{}
+}
+
+type outMsg struct {
+	Topic   string          `json:"topic"`
+	Payload json.RawMessage `json:"payload"`
+	Retain  bool            `json:"retain,omitempty"`
+
+	name string
+}
+
+func openOutbox(dir string) (*outbox, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	o := &outbox{dir: dir, notify: make(chan struct{}, 1)}
+	names, err := o.names()
+	if err != nil {
+		return nil, err
+	}
+	if n := len(names); n > 0 {
+		last, _ := strconv.ParseUint(strings.TrimSuffix(names[n-1], ".json"), 10, 64)
+		o.next = last + 1
+	}
+	return o, nil
+}
+
+func (o *outbox) names() ([]string, error) {
+	ents, err := os.ReadDir(o.dir)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if n := e.Name(); strings.HasSuffix(n, ".json") && !strings.HasPrefix(n, ".") {
+			names = append(names, n)
+		}
+	}
+	// Zero-padded sequence numbers sort in order of enqueueing.
+	sort.Strings(names)
+	return names, nil
+}
+
+// Put appends a message durably.
+func (o *outbox) Put(topic string, payload []byte, retain bool) error {
+	b, err := json.Marshal(outMsg{Topic: topic, Payload: payload, Retain: retain})
+	if err != nil {
+		return err
+	}
+	o.mu.Lock()
+	name := fmt.Sprintf("%020d.json", o.next)
+	o.next++
+	err = writeFileAtomic(filepath.Join(o.dir, name), b, 0o600)
+	o.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	select {
+	case o.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Peek returns the oldest message, or ok=false when empty. A file that cannot
+// be parsed is set aside (renamed .bad) rather than blocking the queue.
+func (o *outbox) Peek() (m outMsg, ok bool, err error) {
+	for {
+		names, err := o.names()
+		if err != nil || len(names) == 0 {
+			return outMsg{}, false, err
+		}
+		p := filepath.Join(o.dir, names[0])
+		b, err := os.ReadFile(p)
+		if err == nil {
+			err = json.Unmarshal(b, &m)
+		}
+		if err != nil {
+			_ = os.Rename(p, p+".bad")
+			continue
+		}
+		m.name = names[0]
+		return m, true, nil
+	}
+}
+
+// Remove deletes a delivered message.
+func (o *outbox) Remove(m outMsg) error {
+	err := os.Remove(filepath.Join(o.dir, m.name))
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}
+
+// Len counts queued messages.
+func (o *outbox) Len() int {
+	names, _ := o.names()
+	return len(names)
+}

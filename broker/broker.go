@@ -1,0 +1,181 @@
+// Package broker embeds the mochi-mqtt MQTT 5 server: listeners,
+// authentication of agents by per-host credential, the ACL that confines each
+// agent to its own topic subtree, durable ingest of agent traffic before the
+// PUBACK, and persistence of sessions and retained messages.
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	badgerstore "github.com/mochi-mqtt/server/v2/hooks/storage/badger"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// Authenticator checks an agent's credential. Implementations compare in
+// constant time against a stored hash.
+type Authenticator interface {
+	AuthenticateHost(hostID string, password []byte) bool
+}
+
+// ErrRejected marks an ingest failure that retrying cannot fix (malformed or
+// unknown payload). Any other ingest error is treated as transient: the
+// publisher gets a failure code and sends again later.
+var ErrRejected = errors.New("rejected")
+
+// Ingestor persists what agents send. It runs before the PUBACK, so a message
+// the agent saw acknowledged is stored.
+type Ingestor interface {
+	Ingest(ctx context.Context, hostID string, t wire.Topic, payload []byte) error
+}
+
+// consoleClientID is the inline publisher. Agents cannot take it: their
+// client ID must equal their host ID, and host IDs never contain a colon.
+const consoleClientID = "restic-manager:console"
+
+// Options configure a Server.
+type Options struct {
+	// DataDir holds the broker's own persistence (sessions, retained messages,
+	// offline queues). Empty means in-memory only.
+	DataDir string
+	Auth    Authenticator
+	Ingest  Ingestor
+	Logger  *slog.Logger
+	// SessionExpiry caps how long a disconnected agent's session (and the
+	// commands queued for it) is kept.
+	SessionExpiry time.Duration
+}
+
+// Server is the embedded broker.
+type Server struct {
+	mq  *mqtt.Server
+	log *slog.Logger
+	// console is an inline client of our own: mochi's built-in Publish
+	// cannot set the message expiry interval that commands need.
+	console *mqtt.Client
+}
+
+// New builds a broker. Add listeners, then call Serve.
+func New(opts Options) (*Server, error) {
+	if opts.Auth == nil || opts.Ingest == nil {
+		return nil, errors.New("broker: Auth and Ingest are required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "broker")
+	if opts.SessionExpiry == 0 {
+		opts.SessionExpiry = 14 * 24 * time.Hour
+	}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	// Retained state (status, desired schedules) must not vanish after the
+	// default day; commands carry their own expiry.
+	caps.MaximumMessageExpiryInterval = 0
+	caps.MaximumSessionExpiryInterval = uint32(opts.SessionExpiry / time.Second)
+	// Allocated per session, offline ones included: the default 8192 costs
+	// ~64 KiB per agent. An agent has a handful of messages in flight.
+	caps.MaximumClientWritesPending = 256
+	caps.MaximumInflight = 1024
+	caps.ReceiveMaximum = 256
+	caps.MaximumPacketSize = wire.MaxPayload + 4<<10
+	caps.MinimumProtocolVersion = 5
+
+	mq := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		InlineClient: true,
+		Logger:       log.With("lib", "mochi"),
+	})
+	s := &Server{mq: mq, log: log}
+	s.console = mq.NewClient(nil, mqtt.LocalListener, consoleClientID, true)
+	s.console.Properties.ProtocolVersion = 5
+
+	if err := mq.AddHook(&authHook{auth: opts.Auth, log: log}, nil); err != nil {
+		return nil, fmt.Errorf("broker: auth hook: %w", err)
+	}
+	if err := mq.AddHook(&ingestHook{ingest: opts.Ingest, log: log, srv: mq}, nil); err != nil {
+		return nil, fmt.Errorf("broker: ingest hook: %w", err)
+	}
+	if err := mq.AddHook(&expiryHook{srv: mq}, nil); err != nil {
+		return nil, fmt.Errorf("broker: expiry hook: %w", err)
+	}
+	if opts.DataDir != "" {
+		path := filepath.Join(opts.DataDir, "broker")
+		bo := badger.DefaultOptions(path).
+			WithLogger(nil).
+			WithMemTableSize(8 << 20).
+			WithValueThreshold(64 << 10).
+			WithNumMemtables(2).
+			WithBlockCacheSize(4 << 20).
+			WithIndexCacheSize(2 << 20).
+			WithValueLogFileSize(32 << 20).
+			WithNumCompactors(2).
+			// A command queued for an offline agent must survive a crash.
+			WithSyncWrites(true)
+		if err := mq.AddHook(new(badgerstore.Hook), &badgerstore.Options{Path: path, Options: &bo}); err != nil {
+			return nil, fmt.Errorf("broker: persistence: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// ListenTCP adds a TCP listener (TLS when cfg is non-nil) on addr.
+func (s *Server) ListenTCP(id, addr string, cfg *tls.Config) error {
+	return s.mq.AddListener(listeners.NewTCP(listeners.Config{ID: id, Address: addr, TLSConfig: cfg}))
+}
+
+// ListenWebsocket adds an MQTT-over-WebSocket listener on addr.
+func (s *Server) ListenWebsocket(id, addr string, cfg *tls.Config) error {
+	return s.mq.AddListener(listeners.NewWebsocket(listeners.Config{ID: id, Address: addr, TLSConfig: cfg}))
+}
+
+// Serve starts the listeners and restores persisted state. It does not block.
+func (s *Server) Serve() error {
+	return s.mq.Serve()
+}
+
+// Close stops the listeners, disconnects clients and closes persistence.
+func (s *Server) Close() error {
+	return s.mq.Close()
+}
+
+// Publish sends a message from the console. Expiry, when positive, becomes
+// the MQTT 5 message expiry interval so an agent that comes back later than
+// that never receives it.
+func (s *Server) Publish(topic string, payload []byte, retain bool, expiry time.Duration) error {
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: retain},
+		TopicName:   topic,
+		Payload:     payload,
+		PacketID:    1, // the inline client never acknowledges; mochi needs a non-zero ID
+	}
+	if expiry > 0 {
+		pk.Properties.MessageExpiryInterval = uint32((expiry + time.Second - 1) / time.Second)
+	}
+	return s.mq.InjectPacket(s.console, pk)
+}
+
+// Connected reports whether a client with this ID has a live connection.
+func (s *Server) Connected(clientID string) bool {
+	cl, ok := s.mq.Clients.Get(clientID)
+	return ok && !cl.Closed()
+}
+
+// Disconnect drops a client's connection (for instance when its credential
+// is revoked).
+func (s *Server) Disconnect(clientID string) {
+	if cl, ok := s.mq.Clients.Get(clientID); ok && !cl.Closed() {
+		_ = s.mq.DisconnectClient(cl, packets.ErrNotAuthorized)
+	}
+}

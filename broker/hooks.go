@@ -1,0 +1,149 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// authHook authenticates agents and confines each to its own subtree.
+type authHook struct {
+	mqtt.HookBase
+	auth Authenticator
+	log  *slog.Logger
+}
+
+func (h *authHook) ID() string { return "restic-manager-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user := string(pk.Connect.Username)
+	remote := cl.Net.Remote
+	if !wire.ValidID(user) {
+		h.log.Warn("connect refused: bad username", "remote", remote)
+		return false
+	}
+	// The client ID is bound to the credential: otherwise one agent could take
+	// over another's persistent session and read its queued commands.
+	if pk.Connect.ClientIdentifier != user {
+		h.log.Warn("connect refused: client id does not match username", "host", user, "remote", remote)
+		return false
+	}
+	if !h.auth.AuthenticateHost(user, pk.Connect.Password) {
+		h.log.Warn("connect refused: bad credential", "host", user, "remote", remote)
+		return false
+	}
+	// mochi publishes the Will without an ACL check, so check it here.
+	if pk.Connect.WillFlag && pk.Connect.WillTopic != wire.StatusTopic(user) {
+		h.log.Warn("connect refused: will outside the host's status topic", "host", user, "will_topic", pk.Connect.WillTopic)
+		return false
+	}
+	return true
+}
+
+func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if cl.Net.Inline {
+		return true
+	}
+	host := string(cl.Properties.Username)
+	if !wire.ValidID(host) {
+		return false
+	}
+	if write {
+		t, err := wire.ParseTopic(topic)
+		return err == nil && t.Host == host && t.FromAgent()
+	}
+	// Reads (subscribe filters, wildcards included, and each delivery) must
+	// stay under the host's own literal prefix; "+" or "#" in the host level
+	// or a $share filter can never match it.
+	return strings.HasPrefix(topic, wire.HostPrefix(host))
+}
+
+// ingestHook hands agent traffic to the console before the PUBACK is sent.
+type ingestHook struct {
+	mqtt.HookBase
+	ingest Ingestor
+	log    *slog.Logger
+	srv    *mqtt.Server
+}
+
+func (h *ingestHook) ID() string { return "restic-manager-ingest" }
+
+func (h *ingestHook) Provides(b byte) bool {
+	return b == mqtt.OnPublish || b == mqtt.OnWillSent
+}
+
+const ingestTimeout = 15 * time.Second
+
+func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	host := string(cl.Properties.Username)
+	t, err := wire.ParseTopic(pk.TopicName)
+	if err != nil || !t.FromAgent() {
+		// The ACL lets only agent topics through; anything else is a bug.
+		return pk, h.refuse(pk, packets.ErrTopicNameInvalid)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ingestTimeout)
+	defer cancel()
+	if err := h.ingest.Ingest(ctx, host, t, pk.Payload); err != nil {
+		if errors.Is(err, ErrRejected) {
+			h.log.Warn("agent message rejected", "host", host, "topic", pk.TopicName, "bytes", len(pk.Payload), "error", err)
+			return pk, h.refuse(pk, packets.ErrPayloadFormatInvalid)
+		}
+		h.log.Error("agent message not stored; the agent will resend", "host", host, "topic", pk.TopicName, "error", err)
+		return pk, h.refuse(pk, packets.ErrUnspecifiedError)
+	}
+	return pk, nil
+}
+
+// refuse picks the error mochi needs: with QoS 1 a reason code goes back in
+// the PUBACK; a QoS 0 message with an error would otherwise still be
+// forwarded, so it is dropped instead.
+func (h *ingestHook) refuse(pk packets.Packet, code packets.Code) error {
+	if pk.FixedHeader.Qos == 0 {
+		return packets.ErrRejectPacket
+	}
+	return code
+}
+
+func (h *ingestHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	host := string(cl.Properties.Username)
+	if !wire.ValidID(host) || pk.TopicName != wire.StatusTopic(host) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ingestTimeout)
+	defer cancel()
+	payload := bytes.Clone(pk.Payload)
+	if err := h.ingest.Ingest(ctx, host, wire.Topic{Host: host, Kind: wire.KindStatus}, payload); err != nil {
+		h.log.Warn("last will not stored", "host", host, "error", err)
+	}
+}
+
+// expiryHook cleans up after an expired session: mochi leaves its
+// subscriptions and inflight messages behind otherwise.
+type expiryHook struct {
+	mqtt.HookBase
+	srv *mqtt.Server
+}
+
+func (h *expiryHook) ID() string { return "restic-manager-expiry" }
+
+func (h *expiryHook) Provides(b byte) bool { return b == mqtt.OnClientExpired }
+
+func (h *expiryHook) OnClientExpired(cl *mqtt.Client) {
+	h.srv.UnsubscribeClient(cl)
+	cl.ClearInflights()
+}

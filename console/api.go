@@ -1,0 +1,475 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/go-chi/httprate"
+
+	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// maxBody bounds every request body the API reads.
+const maxBody = 1 << 20
+
+// Handler returns the console's HTTP handler. ready reports whether the
+// broker and store are up (for /healthz).
+func (c *Console) Handler(ready func() bool) http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Use(securityHeaders)
+
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil && !ready() {
+			writeError(w, http.StatusServiceUnavailable, "starting")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+
+	loginLimit := httprate.LimitByIP(10, time.Minute)
+
+	r.Route("/api/v1", func(r chi.Router) {
+		r.With(loginLimit).Post("/login", c.apiLogin)
+		r.Post("/logout", c.apiLogout)
+		// Agents enrol with their one-time token, not a user login.
+		r.With(httprate.LimitByIP(30, time.Minute)).Post("/enroll", c.apiEnroll)
+
+		r.Group(func(r chi.Router) {
+			r.Use(c.requireAuth(true))
+			r.Post("/tokens", c.apiCreateToken)
+			r.Post("/hosts", c.apiCreateHost)
+			r.Get("/hosts", c.apiListHosts)
+			r.Get("/hosts/{id}", c.apiGetHost)
+			r.Post("/hosts/{id}/jobs", c.apiCreateJob)
+			r.Post("/repos", c.apiCreateRepo)
+			r.Get("/repos", c.apiListRepos)
+			r.Get("/repos/{id}", c.apiGetRepo)
+			r.Get("/jobs", c.apiListJobs)
+			r.Get("/jobs/{id}", c.apiGetJob)
+			r.Get("/jobs/{id}/events", c.apiJobEvents)
+		})
+	})
+	c.mountUI(r, loginLimit)
+
+	// Go's cross-origin protection refuses state-changing requests that a
+	// browser marks as cross-site (Sec-Fetch-Site / Origin): CSRF protection
+	// for every form and cookie-authenticated API call, with no token to leak.
+	return http.NewCrossOriginProtection().Handler(r)
+}
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// fail maps an error to its status: bad input 400, unknown 404, taken 409.
+func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, errBadRequest):
+		writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), errBadRequest.Error()+": "))
+	case errors.Is(err, storage.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, storage.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not found")
+	case errors.Is(err, storage.ErrExists):
+		writeError(w, http.StatusConflict, "already exists")
+	default:
+		c.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+// decode reads a JSON body strictly: bounded, unknown fields refused.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("request body: %v", err)
+	}
+	return nil
+}
+
+// ---- login and tokens
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+func (c *Console) apiLogin(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if err := decode(r, &req); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	u, ok := c.checkLogin(req.Username, req.Password)
+	if !ok {
+		c.log.Warn("login failed", "user", req.Username, "remote", r.RemoteAddr)
+		writeError(w, http.StatusUnauthorized, "wrong username or password")
+		return
+	}
+	if err := c.startSession(w, u.Name); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"user": u.Name, "role": u.Role})
+}
+
+func (c *Console) apiLogout(w http.ResponseWriter, r *http.Request) {
+	c.endSession(w, r)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (c *Console) apiCreateToken(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := decode(r, &req); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if strings.TrimSpace(req.Name) == "" {
+		c.fail(w, r, badRequest("name is required"))
+		return
+	}
+	p, _ := principalFrom(r.Context())
+	tok := "rmt_" + randomToken(32)
+	if err := c.store.PutAPIToken(sha(tok), storage.APIToken{Name: req.Name, User: p.User, CreatedAt: time.Now().UTC()}); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"name": req.Name, "token": tok})
+}
+
+// ---- hosts and enrolment
+
+// enrollTTL is how long a one-time enrolment token stays usable.
+const enrollTTL = 24 * time.Hour
+
+// hostView is a host as the API shows it: never its credential hash.
+type hostView struct {
+	ID            string              `json:"id"`
+	Name          string              `json:"name"`
+	Enrolled      bool                `json:"enrolled"`
+	Online        bool                `json:"online"`
+	OS            string              `json:"os,omitempty"`
+	Arch          string              `json:"arch,omitempty"`
+	Hostname      string              `json:"hostname,omitempty"`
+	AgentVersion  string              `json:"agent_version,omitempty"`
+	ResticVersion string              `json:"restic_version,omitempty"`
+	LastSeen      *time.Time          `json:"last_seen"`
+	CreatedAt     time.Time           `json:"created_at"`
+	LastBackup    *storage.LastBackup `json:"last_backup"`
+	LastJob       *storage.LastBackup `json:"last_job"`
+}
+
+func viewHost(h storage.Host) hostView {
+	v := hostView{
+		ID: h.ID, Name: h.Name, Enrolled: h.Enrolled, Online: h.Online, OS: h.OS, Arch: h.Arch, Hostname: h.Hostname,
+		AgentVersion: h.AgentVersion, ResticVersion: h.ResticVersion, CreatedAt: h.CreatedAt,
+		LastBackup: h.LastBackup, LastJob: h.LastJob,
+	}
+	if !h.LastSeen.IsZero() {
+		t := h.LastSeen
+		v.LastSeen = &t
+	}
+	return v
+}
+
+func (c *Console) apiCreateHost(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := decode(r, &req); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	name := strings.TrimSpace(req.Name)
+	if name == "" || len(name) > 200 {
+		c.fail(w, r, badRequest("name is required (at most 200 characters)"))
+		return
+	}
+	now := time.Now().UTC()
+	h := storage.Host{ID: newID("host"), Name: name, CreatedAt: now}
+	if err := c.store.CreateHost(h); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	tok := "rme_" + randomToken(32)
+	if err := c.store.PutEnrollToken(sha(tok), storage.EnrollToken{HostID: h.ID, CreatedAt: now, ExpiresAt: now.Add(enrollTTL)}); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	p, _ := principalFrom(r.Context())
+	c.log.Info("host created", "host_id", h.ID, "name", name, "by", p.User)
+	writeJSON(w, http.StatusCreated, map[string]any{
+		"id": h.ID, "name": h.Name, "enroll_token": tok,
+		"enroll_expires_at": now.Add(enrollTTL),
+		"enroll_command":    fmt.Sprintf("restic-manager-agent enroll --server %s --token %s", c.publicURL(r), tok),
+	})
+}
+
+func (c *Console) apiEnroll(w http.ResponseWriter, r *http.Request) {
+	var req wire.EnrollRequest
+	if err := decode(r, &req); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if !seal.ValidRecipient(req.PublicKey) {
+		c.fail(w, r, badRequest("public_key is not an age X25519 recipient"))
+		return
+	}
+	et, err := c.store.ConsumeEnrollToken(sha(req.Token), time.Now())
+	if err != nil {
+		c.log.Warn("enrolment refused: unknown, used or expired token", "remote", r.RemoteAddr)
+		writeError(w, http.StatusUnauthorized, "the enrolment token is unknown, used or expired")
+		return
+	}
+	password := randomToken(32)
+	h, err := c.store.UpdateHost(et.HostID, func(h *storage.Host) error {
+		h.CredentialHash = sha(password)
+		h.PublicKey = req.PublicKey
+		h.Enrolled = true
+		h.Hostname, h.OS, h.Arch = req.Hostname, req.OS, req.Arch
+		return nil
+	})
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.log.Info("host enrolled", "host_id", h.ID, "hostname", req.Hostname, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, wire.EnrollResponse{
+		HostID: h.ID, BrokerURL: c.brokerURL(r), Username: h.ID, Password: password,
+	})
+}
+
+func (c *Console) apiListHosts(w http.ResponseWriter, r *http.Request) {
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	hosts, err := c.store.ListHosts(r.URL.Query().Get("after"), limit)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	out := make([]hostView, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, viewHost(h))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (c *Console) apiGetHost(w http.ResponseWriter, r *http.Request) {
+	h, err := c.store.GetHost(chi.URLParam(r, "id"))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewHost(h))
+}
+
+// ---- repositories
+
+type repoView struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	URL       string    `json:"url"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func viewRepo(rp storage.Repo) repoView {
+	return repoView{ID: rp.ID, Name: rp.Name, URL: rp.DisplayURL, CreatedAt: rp.CreatedAt}
+}
+
+// redactURL removes any password from a repository URL (rest:https://u:p@…).
+func redactURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, ":")
+	if !ok {
+		return raw
+	}
+	u, err := url.Parse(rest)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return scheme + ":" + u.Redacted()
+}
+
+func (c *Console) apiCreateRepo(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name     string            `json:"name"`
+		URL      string            `json:"url"`
+		Password string            `json:"password"`
+		Env      map[string]string `json:"env"`
+	}
+	if err := decode(r, &req); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	req.Name, req.URL = strings.TrimSpace(req.Name), strings.TrimSpace(req.URL)
+	switch {
+	case req.Name == "":
+		c.fail(w, r, badRequest("name is required"))
+		return
+	case req.URL == "" || strings.HasPrefix(req.URL, "-") || strings.ContainsAny(req.URL, "\x00\n\r"):
+		c.fail(w, r, badRequest("url is required and must not start with '-'"))
+		return
+	case req.Password == "":
+		c.fail(w, r, badRequest("password is required"))
+		return
+	}
+	rp, err := c.store.CreateRepo(storage.Repo{ID: newID("repo"), Name: req.Name, DisplayURL: redactURL(req.URL), CreatedAt: time.Now().UTC()},
+		storage.RepoSecrets{URL: req.URL, Password: req.Password, Env: req.Env})
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, viewRepo(rp))
+}
+
+func (c *Console) apiListRepos(w http.ResponseWriter, r *http.Request) {
+	repos, err := c.store.ListRepos()
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	out := make([]repoView, 0, len(repos))
+	for _, rp := range repos {
+		out = append(out, viewRepo(rp))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (c *Console) apiGetRepo(w http.ResponseWriter, r *http.Request) {
+	rp, err := c.store.GetRepo(chi.URLParam(r, "id"))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewRepo(rp))
+}
+
+// ---- jobs
+
+func (c *Console) apiCreateJob(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Kind     string          `json:"kind"`
+		RepoID   string          `json:"repo_id"`
+		Args     json.RawMessage `json:"args"`
+		TimeoutS int             `json:"timeout_s"`
+	}
+	if err := decode(r, &req); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	p, _ := principalFrom(r.Context())
+	j, err := c.createJob(chi.URLParam(r, "id"), req.RepoID, req.Kind, req.Args, "user", p.User, req.TimeoutS)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"job_id": j.ID})
+}
+
+func (c *Console) apiGetJob(w http.ResponseWriter, r *http.Request) {
+	j, err := c.store.GetJob(chi.URLParam(r, "id"))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, j)
+}
+
+func (c *Console) apiListJobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	jobs, next, err := c.store.ListJobs(storage.JobQuery{HostID: q.Get("host_id"), Status: q.Get("status"), Limit: limit, Cursor: q.Get("cursor")})
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if jobs == nil {
+		jobs = []storage.Job{}
+	}
+	if next != "" {
+		w.Header().Set("X-Next-Cursor", next)
+	}
+	writeJSON(w, http.StatusOK, jobs)
+}
+
+// apiJobEvents streams a job's updates as Server-Sent Events until it ends.
+func (c *Console) apiJobEvents(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "streaming unsupported")
+		return
+	}
+	updates, cancel := c.events.subscribe(id)
+	defer cancel()
+	j, err := c.store.GetJob(id)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	send := func(j storage.Job) bool {
+		ev := "progress"
+		if storage.TerminalStatus(j.Status) {
+			ev = "result"
+		}
+		b, _ := json.Marshal(j)
+		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev, b)
+		fl.Flush()
+		return ev == "result"
+	}
+	if send(j) {
+		return
+	}
+	keepalive := time.NewTicker(20 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case j := <-updates:
+			if send(j) {
+				return
+			}
+		case <-keepalive.C:
+			fmt.Fprint(w, ": keepalive\n\n")
+			fl.Flush()
+		}
+	}
+}

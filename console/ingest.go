@@ -1,0 +1,174 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/restic-manager/restic-manager/broker"
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+var _ broker.Ingestor = (*Console)(nil)
+
+// Ingest stores one agent message. It runs before the broker acknowledges
+// the message, and every branch is idempotent: QoS 1 may deliver twice.
+func (c *Console) Ingest(ctx context.Context, host string, t wire.Topic, payload []byte) error {
+	if t.Host != host {
+		return fmt.Errorf("%w: host %s published on %s's topic", broker.ErrRejected, host, t.Host)
+	}
+	var err error
+	switch t.Kind {
+	case wire.KindStatus:
+		err = c.ingestStatus(host, payload)
+	case wire.KindProgress:
+		err = c.ingestProgress(host, t.Job, payload)
+	case wire.KindResult:
+		err = c.ingestResult(host, t.Job, payload)
+	default:
+		err = fmt.Errorf("%w: %s messages are not handled by this console", broker.ErrRejected, t.Kind)
+	}
+	if errors.Is(err, wire.ErrInvalid) || errors.Is(err, storage.ErrNotFound) {
+		err = fmt.Errorf("%w: %w", broker.ErrRejected, err)
+	}
+	return err
+}
+
+func (c *Console) ingestStatus(host string, payload []byte) error {
+	st, err := wire.DecodeStatus(payload)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	var cameOnline bool
+	_, err = c.store.UpdateHost(host, func(h *storage.Host) error {
+		cameOnline = st.Online && (!h.Online || !h.StartedAt.Equal(st.StartedAt))
+		h.Online = st.Online
+		h.LastSeen = now
+		if st.Online {
+			h.OS, h.Arch, h.Hostname = st.OS, st.Arch, st.Hostname
+			h.AgentVersion, h.ResticVersion = st.AgentVersion, st.ResticVersion
+			h.StartedAt = st.StartedAt
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("status of %s: %w", host, err)
+	}
+	if cameOnline {
+		// Commands published before the agent ever had a session, or lost
+		// with one, are sent again; the agent ignores those it already has.
+		c.goBG(func(ctx context.Context) { c.redispatch(ctx, host) })
+	}
+	return nil
+}
+
+// jobOf loads a job and checks that the sender owns it.
+func (c *Console) jobOf(host, jobID string) (storage.Job, error) {
+	j, err := c.store.GetJob(jobID)
+	if err != nil {
+		return j, fmt.Errorf("job %s: %w", jobID, err)
+	}
+	if j.HostID != host {
+		return j, fmt.Errorf("%w: job %s belongs to another host", broker.ErrRejected, jobID)
+	}
+	return j, nil
+}
+
+func (c *Console) ingestProgress(host, jobID string, payload []byte) error {
+	p, err := wire.DecodeProgress(payload)
+	if err != nil {
+		return err
+	}
+	if p.JobID != jobID {
+		return fmt.Errorf("%w: progress for %s on the topic of %s", broker.ErrRejected, p.JobID, jobID)
+	}
+	if _, err := c.jobOf(host, jobID); err != nil {
+		return err
+	}
+	changed := false
+	j, err := c.store.UpdateJob(jobID, func(j *storage.Job) error {
+		if storage.TerminalStatus(j.Status) {
+			return nil // late progress after the result: nothing to do
+		}
+		if j.Progress != nil && p.Seq <= j.Progress.Seq {
+			return nil // duplicate or reordered
+		}
+		changed = true
+		if j.Status == storage.JobQueued {
+			j.Status = storage.JobRunning
+		}
+		if j.StartedAt.IsZero() && !p.StartedAt.IsZero() {
+			j.StartedAt = p.StartedAt
+		}
+		j.Progress = &storage.Progress{
+			Seq: p.Seq, Percent: p.Percent, BytesDone: p.BytesDone, BytesTotal: p.BytesTotal,
+			FilesDone: p.FilesDone, FilesTotal: p.FilesTotal, CurrentFiles: p.CurrentFiles,
+			ETASeconds: p.ETASeconds, UpdatedAt: time.Now().UTC(),
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("progress of %s: %w", jobID, err)
+	}
+	if changed {
+		c.events.publish(j)
+	}
+	return nil
+}
+
+func (c *Console) ingestResult(host, jobID string, payload []byte) error {
+	r, err := wire.DecodeResult(payload)
+	if err != nil {
+		return err
+	}
+	if r.JobID != jobID {
+		return fmt.Errorf("%w: result for %s on the topic of %s", broker.ErrRejected, r.JobID, jobID)
+	}
+	if _, err := c.jobOf(host, jobID); err != nil {
+		return err
+	}
+	changed := false
+	j, err := c.store.UpdateJob(jobID, func(j *storage.Job) error {
+		if storage.TerminalStatus(j.Status) && j.Status != storage.JobExpired {
+			return nil // already recorded: a redelivery
+		}
+		changed = true
+		j.Status = r.Status
+		if !r.StartedAt.IsZero() {
+			j.StartedAt = r.StartedAt
+		}
+		j.EndedAt = r.EndedAt
+		code := r.ExitCode
+		j.ExitCode = &code
+		j.Error = r.Error
+		j.StderrTail = r.StderrTail
+		j.SnapshotID = r.SnapshotID
+		j.Summary = r.Summary
+		j.Output = r.Output
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("result of %s: %w", jobID, err)
+	}
+	if !changed {
+		return nil
+	}
+	last := &storage.LastBackup{JobID: j.ID, Kind: j.Kind, Status: j.Status, EndedAt: j.EndedAt, SnapshotID: j.SnapshotID}
+	if _, err := c.store.UpdateHost(host, func(h *storage.Host) error {
+		if h.LastJob == nil || !h.LastJob.EndedAt.After(j.EndedAt) {
+			h.LastJob = last
+		}
+		if j.Kind == wire.JobBackup && (h.LastBackup == nil || !h.LastBackup.EndedAt.After(j.EndedAt)) {
+			h.LastBackup = last
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("result of %s: host: %w", jobID, err)
+	}
+	c.events.publish(j)
+	c.log.Info("job ended", "job_id", j.ID, "host_id", host, "kind", j.Kind, "status", j.Status, "snapshot_id", j.SnapshotID)
+	return nil
+}

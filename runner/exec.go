@@ -1,0 +1,140 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// execute runs restic for one operation once the spec is valid and the
+// repository lock (if any) is held.
+func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, argv []string, h Hooks, sec *redactor, log *slog.Logger, res Result) Result {
+	if ctx.Err() != nil {
+		return interrupted(ctx, res, spec.Timeout)
+	}
+	if r.Restic == "" {
+		return failed(res, "runner: no restic binary configured")
+	}
+
+	// Secrets go to files only the agent's user can read, removed however
+	// this function returns.
+	dir, cleanupDir, err := r.secretDir()
+	if err != nil {
+		return failed(res, "cannot prepare the directory for secret files: "+err.Error())
+	}
+	defer cleanupDir()
+	pwFile, err := writeSecret(dir, "restic-pw-*", spec.Repo.Password)
+	if err != nil {
+		return failed(res, "cannot write the password file: "+err.Error())
+	}
+	defer os.Remove(pwFile)
+	repoFile, err := writeSecret(dir, "restic-repo-*", spec.Repo.URL)
+	if err != nil {
+		return failed(res, "cannot write the repository file: "+err.Error())
+	}
+	defer os.Remove(repoFile)
+
+	args := []string{"--repository-file", repoFile, "--password-file", pwFile}
+	if r.CacheDir != "" {
+		args = append(args, "--cache-dir", r.CacheDir)
+	}
+	args = append(args, argv...)
+
+	out := newOutput(sec)
+	started := make(chan struct{})
+	closeStarted := sync.OnceFunc(func() { close(started) })
+	if op.progress() {
+		out.progress = &throttle{
+			interval: r.progressInterval(),
+			now:      time.Now,
+			deliver: func(p Progress) {
+				<-started // no progress before OnStart has returned
+				if h.OnProgress != nil {
+					h.OnProgress(p)
+				}
+			},
+		}
+	}
+	stdout, stderr := newLineWriter(out.stdoutLine), newLineWriter(out.stderrLine)
+
+	cmd := exec.CommandContext(ctx, r.Restic, args...)
+	cmd.Env = buildEnv(op.progress(), spec.Repo.Env)
+	cmd.Stdin = nil // /dev/null: restic never waits for a password
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	setProcAttr(cmd)
+	var cancelSent atomic.Bool
+	cmd.Cancel = func() error {
+		cancelSent.Store(true)
+		log.Info("cancelling restic", "pid", cmd.Process.Pid, "grace", r.grace())
+		return interrupt(cmd.Process)
+	}
+	cmd.WaitDelay = r.grace() // then os.Process.Kill
+
+	if err := cmd.Start(); err != nil {
+		if ctx.Err() != nil {
+			return interrupted(ctx, res, spec.Timeout)
+		}
+		return failed(res, "cannot start restic: "+err.Error())
+	}
+	res.StartedAt = time.Now()
+	pid := cmd.Process.Pid
+	log.Info("restic started", "pid", pid)
+
+	// If a hook panics, do not leave restic running; deferred last so that
+	// it runs after closeStarted has released the stdout goroutine.
+	waited := false
+	defer func() {
+		if !waited {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
+	defer closeStarted()
+
+	if h.OnProcess != nil {
+		h.OnProcess(pid)
+	}
+	if h.OnStart != nil {
+		h.OnStart(res.StartedAt)
+	}
+	closeStarted()
+
+	waitErr := cmd.Wait()
+	waited = true
+	res.EndedAt = time.Now()
+	// The copying goroutines are done: hand over unterminated last lines.
+	stdout.flush()
+	stderr.flush()
+	if errors.Is(waitErr, exec.ErrWaitDelay) {
+		log.Warn("restic's output stayed open after it exited or was killed")
+	}
+
+	res = outcome(ctx, spec, op, out, exitCode(cmd.ProcessState), cancelSent.Load(), res)
+	out.mu.Lock()
+	res.StderrTail = out.tail.String()
+	out.mu.Unlock()
+	return res
+}
+
+// outcome sets res from restic's exit code and output. cancelled tells
+// whether the runner interrupted restic.
+func outcome(ctx context.Context, spec *Spec, op operation, out *output, code int, cancelled bool, res Result) Result {
+	res.ExitCode = code
+	res.Summary, _ = out.summaryAndID()
+	switch {
+	case cancelled && code != exitOK && code != exitPartial:
+		// Cancelled before restic finished. (Exit 0 or 3 after a cancel:
+		// restic finished first, and its result stands.)
+		res = interrupted(ctx, res, spec.Timeout)
+	case code == exitOK || code == exitPartial:
+		op.complete(out, code, &res)
+	default:
+		failCode(out, code, &res)
+	}
+	return res
+}

@@ -1,0 +1,163 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestRepoLocks(t *testing.T) {
+	var l RepoLocks
+	ctx := context.Background()
+
+	unlock1, waited, err := l.Lock(ctx, "a")
+	if err != nil || waited {
+		t.Fatalf("first Lock: waited %v, err %v", waited, err)
+	}
+	// Another key is independent.
+	unlockB, waited, err := l.Lock(ctx, "b")
+	if err != nil || waited {
+		t.Fatalf("Lock b: waited %v, err %v", waited, err)
+	}
+	unlockB()
+
+	got := make(chan bool)
+	go func() {
+		unlock2, waited, err := l.Lock(ctx, "a")
+		if err != nil {
+			t.Error(err)
+		}
+		got <- waited
+		unlock2()
+	}()
+	select {
+	case <-got:
+		t.Fatal("second locker did not wait")
+	case <-time.After(50 * time.Millisecond):
+	}
+	unlock1()
+	unlock1() // a second call is harmless
+	if w := <-got; !w {
+		t.Fatal("second locker reports waited=false")
+	}
+	waitFor(t, func() bool { return l.size() == 0 })
+}
+
+func TestRepoLocksCancelledWait(t *testing.T) {
+	var l RepoLocks
+	unlock, _, _ := l.Lock(context.Background(), "k")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		u, waited, err := l.Lock(ctx, "k")
+		if u != nil || !waited {
+			t.Errorf("cancelled wait: unlock %v, waited %v", u != nil, waited)
+		}
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled wait returned %v", err)
+	}
+	// The cancelled waiter is gone: the key is free after one unlock.
+	unlock()
+	if n := l.size(); n != 0 {
+		t.Fatalf("%d keys left", n)
+	}
+	if _, _, err := l.Lock(ctx, "k"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Lock with a done ctx: %v", err)
+	}
+	if n := l.size(); n != 0 {
+		t.Fatalf("%d keys left", n)
+	}
+}
+
+// TestRepoLocksFIFO: waiters get the lock in arrival order, and mutual
+// exclusion holds under contention (run with -race).
+func TestRepoLocksFIFO(t *testing.T) {
+	var l RepoLocks
+	unlock, _, _ := l.Lock(context.Background(), "k")
+	var (
+		mu    sync.Mutex
+		order []int
+		wg    sync.WaitGroup
+	)
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u, _, err := l.Lock(context.Background(), "k")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			u()
+		}()
+		// Let goroutine i queue before i+1.
+		waitFor(t, func() bool {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return len(l.m["k"].waiters) == i+1
+		})
+	}
+	unlock()
+	wg.Wait()
+	for i, v := range order {
+		if v != i {
+			t.Fatalf("order %v", order)
+		}
+	}
+	if l.size() != 0 {
+		t.Fatal("keys left")
+	}
+
+	// Mutual exclusion, with waits cancelled at random.
+	inside := 0
+	var wg2 sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg2.Add(1)
+		go func() {
+			defer wg2.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%7)*time.Millisecond)
+			defer cancel()
+			u, _, err := l.Lock(ctx, "m")
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			inside++
+			if inside != 1 {
+				t.Error("two holders")
+			}
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+			mu.Lock()
+			inside--
+			mu.Unlock()
+			u()
+		}()
+	}
+	wg2.Wait()
+	if l.size() != 0 {
+		t.Fatal("keys left after contention")
+	}
+}
+
+// waitFor polls cond until it holds or the test's time is nearly up.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

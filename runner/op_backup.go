@@ -1,0 +1,89 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// opBackup is `restic backup --json`.
+type opBackup struct{}
+
+func (opBackup) argv(spec *Spec) ([]string, error) {
+	b := &spec.Backup
+	if len(b.Paths) == 0 {
+		return nil, errors.New("backup needs at least one path")
+	}
+	args := []string{"backup", "--json"}
+	if b.Hostname != "" {
+		if err := checkArg("hostname", b.Hostname); err != nil {
+			return nil, err
+		}
+		args = append(args, "--host="+b.Hostname)
+	}
+	for _, t := range b.Tags {
+		if err := checkArg("tag", t); err != nil {
+			return nil, err
+		}
+		if strings.Contains(t, ",") {
+			// restic splits --tag values at commas.
+			return nil, fmt.Errorf("tag %q refused: contains a comma", t)
+		}
+		args = append(args, "--tag="+t)
+	}
+	for _, e := range b.Excludes {
+		if err := checkArg("exclude", e); err != nil {
+			return nil, err
+		}
+		args = append(args, "--exclude="+e)
+	}
+	args = append(args, "--")
+	for _, p := range b.Paths {
+		if err := checkArg("path", p); err != nil {
+			return nil, err
+		}
+		args = append(args, p)
+	}
+	return args, nil
+}
+
+func (opBackup) progress() bool { return true }
+
+func (opBackup) complete(out *output, code int, res *Result) {
+	summary, id := out.summaryAndID()
+	switch {
+	case summary == nil:
+		failCode(out, code, res)
+		if code == 0 {
+			res.Error = "restic printed no summary"
+		}
+		return
+	case !validSnapshotID(id):
+		res.Status = StatusFailed
+		res.Error = fmt.Sprintf("restic's summary has no valid snapshot_id (%q)", id)
+		return
+	}
+	res.SnapshotID = id
+	if code == 0 {
+		res.Status = StatusSucceeded
+		return
+	}
+	// Exit code 3: some source data could not be read; the snapshot exists.
+	res.Status = StatusPartial
+	res.Error = partialMessage(out)
+}
+
+// validSnapshotID accepts restic's full (64 hex) IDs and the 8-hex short
+// IDs restic 0.14 puts in the summary.
+func validSnapshotID(s string) bool {
+	if len(s) != 64 && len(s) != 8 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

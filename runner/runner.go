@@ -1,0 +1,222 @@
+// Package runner runs the restic CLI for the agent: it builds argv (never a
+// shell), hands secrets to restic through private files, parses restic's
+// --json output while it streams, throttles progress, maps exit codes to a
+// Result, cancels restic gracefully and serialises runs per repository.
+//
+// Layout: runner.go (types, Run), exec.go (the process core shared by every
+// operation), output.go (JSON-lines parsing), outcome.go (exit codes and
+// error text), secrets.go (secret files, environment, redaction), locks.go
+// (RepoLocks), version.go, and one op_*.go file per restic subcommand.
+// runner_unix.go and runner_windows.go hold the platform process code.
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Operation kinds (Spec.Kind).
+const (
+	KindInit   = "init"
+	KindBackup = "backup"
+)
+
+// Result statuses.
+const (
+	StatusSucceeded = "succeeded"
+	StatusPartial   = "partial"
+	StatusFailed    = "failed"
+	StatusCancelled = "cancelled"
+)
+
+// Defaults for the Runner's zero-valued fields.
+const (
+	DefaultGrace            = 30 * time.Second
+	DefaultProgressInterval = 500 * time.Millisecond
+)
+
+// Repo is a repository and its secrets. URL and Password never reach restic's
+// argv or environment, and are never logged.
+type Repo struct {
+	URL      string
+	Password string
+	// Env holds backend credentials (AWS_*, B2_*, …), passed to restic as
+	// environment variables for now (see buildEnv).
+	Env map[string]string
+}
+
+// BackupArgs are the arguments of a backup.
+type BackupArgs struct {
+	Paths, Excludes, Tags []string
+	Hostname              string // restic's --host; empty: restic uses the OS host name
+}
+
+// Spec describes one run of restic.
+type Spec struct {
+	Kind   string // KindInit or KindBackup
+	Repo   Repo
+	Backup BackupArgs
+	// Timeout bounds the whole run, including the wait for the repository
+	// lock. 0 means none. Past it the run is cancelled like a cancel and ends
+	// "failed" with the error "timed out after ...".
+	Timeout time.Duration
+}
+
+// Progress is one of restic's status messages, throttled.
+type Progress struct {
+	Percent                          float64 // 0–100 (restic's percent_done × 100)
+	SecondsElapsed, SecondsRemaining float64
+	TotalFiles, FilesDone            uint64
+	TotalBytes, BytesDone            uint64
+	CurrentFiles                     []string
+	ErrorCount                       uint64
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	Status   string // StatusSucceeded, StatusPartial, StatusFailed or StatusCancelled
+	ExitCode int    // restic's exit code; -1 when restic never started; 128+n when killed by signal n (Unix)
+	// StartedAt is when restic started (zero when it never did); EndedAt is
+	// when the run ended.
+	StartedAt, EndedAt time.Time
+	Summary            json.RawMessage // restic's own summary object, verbatim
+	SnapshotID         string          // from the backup summary
+	Output             json.RawMessage // structured result of the operation (init: {"id","repository"})
+	Error              string          // short human explanation when not succeeded
+	StderrTail         string          // last ~4 KiB of stderr and non-JSON stdout lines, secrets redacted
+	Waited             bool            // the run waited for another run on the same repository (Runner.Locks)
+}
+
+// Hooks are callbacks of one run. They are called synchronously: a slow hook
+// slows restic down (OnProgress runs on the goroutine reading restic's
+// stdout). They must not panic.
+type Hooks struct {
+	// OnProcess, if set, is called with restic's process ID right after it
+	// started, before OnStart.
+	OnProcess func(pid int)
+	// OnStart, if set, is called right after restic has started (after the
+	// repository lock was acquired). No OnProgress call comes before it returns.
+	OnStart func(startedAt time.Time)
+	// OnProgress, if set, receives restic's status, at most one per
+	// Runner.ProgressInterval, plus the last status before the summary.
+	// Calls never overlap.
+	OnProgress func(Progress)
+}
+
+// Runner runs restic. Its zero value is not usable: Restic must be set. A
+// Runner may be used by several goroutines at once.
+type Runner struct {
+	Restic   string // path to the restic binary
+	TempDir  string // where secret files are written; must be private (0700), created if missing; empty: a private directory per run under os.TempDir()
+	CacheDir string // passed as --cache-dir when set
+	// Grace is how long restic gets to exit after SIGINT before it is killed
+	// (default DefaultGrace).
+	Grace time.Duration
+	// ProgressInterval is the minimum interval between OnProgress calls
+	// (default DefaultProgressInterval).
+	ProgressInterval time.Duration
+	Logger           *slog.Logger // nil: no logging
+	// Locks, if set, serialises runs per repository (keyed by a hash of the
+	// URL). nil: no serialisation.
+	Locks *RepoLocks
+}
+
+var errTimedOut = errors.New("runner: timed out")
+
+// Run runs spec and reports the outcome; it never returns without a Result
+// and never panics on bad input. ctx cancels the run: restic gets SIGINT and,
+// after Grace, is killed.
+func (r *Runner) Run(ctx context.Context, spec Spec, h Hooks) (res Result) {
+	res.ExitCode = -1
+	begun := time.Now()
+	sec := newRedactor(spec.Repo)
+	log := r.logger().With("kind", spec.Kind, "repo", RedactURL(spec.Repo.URL))
+	defer func() {
+		if res.EndedAt.IsZero() {
+			res.EndedAt = time.Now()
+		}
+		res.Error = sec.redact(res.Error)
+		level := slog.LevelInfo
+		if res.Status != StatusSucceeded {
+			level = slog.LevelWarn
+		}
+		log.Log(context.Background(), level, "restic run ended",
+			"status", res.Status, "exit_code", res.ExitCode, "error", res.Error,
+			"snapshot", res.SnapshotID, "waited", res.Waited, "duration", res.EndedAt.Sub(begun).Round(time.Millisecond))
+	}()
+
+	op, ok := operations[spec.Kind]
+	if !ok {
+		return failed(res, fmt.Sprintf("unknown operation kind %q", spec.Kind))
+	}
+	argv, err := op.argv(&spec)
+	if err == nil {
+		err = validateRepo(spec.Repo)
+	}
+	if err != nil {
+		return failed(res, err.Error())
+	}
+
+	if spec.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, spec.Timeout, errTimedOut)
+		defer cancel()
+	}
+
+	if r.Locks != nil {
+		unlock, waited, err := r.Locks.Lock(ctx, repoKey(spec.Repo.URL))
+		res.Waited = waited
+		if err != nil {
+			res = interrupted(ctx, res, spec.Timeout)
+			res.Error += " while waiting for the repository lock"
+			return res
+		}
+		defer unlock()
+		if waited {
+			log.Info("waited for the repository lock", "waited", time.Since(begun).Round(time.Millisecond))
+		}
+	}
+	return r.execute(ctx, &spec, op, argv, h, sec, log, res)
+}
+
+// failed ends res as failed with msg.
+func failed(res Result, msg string) Result {
+	res.Status = StatusFailed
+	res.Error = msg
+	return res
+}
+
+// interrupted ends res as cancelled, or as failed when ctx ended by Spec.Timeout.
+func interrupted(ctx context.Context, res Result, timeout time.Duration) Result {
+	if errors.Is(context.Cause(ctx), errTimedOut) {
+		return failed(res, "timed out after "+timeout.String())
+	}
+	res.Status = StatusCancelled
+	res.Error = "cancelled"
+	return res
+}
+
+func (r *Runner) logger() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (r *Runner) grace() time.Duration {
+	if r.Grace > 0 {
+		return r.Grace
+	}
+	return DefaultGrace
+}
+
+func (r *Runner) progressInterval() time.Duration {
+	if r.ProgressInterval > 0 {
+		return r.ProgressInterval
+	}
+	return DefaultProgressInterval
+}

@@ -1,0 +1,157 @@
+package storage
+
+import (
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Errors callers test with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	// ErrConflict is returned when a compare-and-set precondition fails.
+	ErrConflict = errors.New("conflict")
+)
+
+// Job statuses. Terminal ones never change again.
+const (
+	JobQueued    = "queued"
+	JobRunning   = "running"
+	JobSucceeded = "succeeded"
+	JobPartial   = "partial"
+	JobFailed    = "failed"
+	JobCancelled = "cancelled"
+	JobExpired   = "expired"
+)
+
+// TerminalStatus reports whether a job in status s has ended.
+func TerminalStatus(s string) bool {
+	switch s {
+	case JobSucceeded, JobPartial, JobFailed, JobCancelled, JobExpired:
+		return true
+	}
+	return false
+}
+
+// Host is one enrolled (or about to be enrolled) endpoint.
+type Host struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// CredentialHash is the SHA-256 of the host's MQTT password; the
+	// password itself is high-entropy and never stored.
+	CredentialHash []byte `json:"credential_hash,omitempty"`
+	// PublicKey is the agent's age X25519 recipient, registered at enrolment.
+	PublicKey     string    `json:"public_key,omitempty"`
+	Enrolled      bool      `json:"enrolled"`
+	Online        bool      `json:"online"`
+	OS            string    `json:"os,omitempty"`
+	Arch          string    `json:"arch,omitempty"`
+	Hostname      string    `json:"hostname,omitempty"`
+	AgentVersion  string    `json:"agent_version,omitempty"`
+	ResticVersion string    `json:"restic_version,omitempty"`
+	StartedAt     time.Time `json:"started_at,omitzero"`
+	LastSeen      time.Time `json:"last_seen,omitzero"`
+	CreatedAt     time.Time `json:"created_at"`
+	// LastBackup is the most recent backup job that ended (any status).
+	LastBackup *LastBackup `json:"last_backup,omitempty"`
+	// LastJob is the most recent job that ended, of any kind.
+	LastJob *LastBackup `json:"last_job,omitempty"`
+}
+
+// LastBackup summarises one finished job for host listings.
+type LastBackup struct {
+	JobID      string    `json:"job_id"`
+	Kind       string    `json:"kind,omitempty"`
+	Status     string    `json:"status"`
+	EndedAt    time.Time `json:"ended_at"`
+	SnapshotID string    `json:"snapshot_id,omitempty"`
+}
+
+// RepoSecrets is what must never be stored or shown in plaintext.
+type RepoSecrets struct {
+	URL      string            `json:"url"`
+	Password string            `json:"password"`
+	Env      map[string]string `json:"env,omitempty"`
+}
+
+// Repo is a restic repository. Secrets are kept sealed under the store's
+// master key; use Store.RepoSecrets to open them.
+type Repo struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// DisplayURL is the URL with any userinfo password removed, safe to show.
+	DisplayURL string    `json:"display_url"`
+	CreatedAt  time.Time `json:"created_at"`
+	// Sealed holds the AES-GCM ciphertext of RepoSecrets (set by the store).
+	Sealed []byte `json:"sealed,omitempty"`
+}
+
+// Job is one restic operation on one host.
+type Job struct {
+	ID         string          `json:"id"`
+	HostID     string          `json:"host_id"`
+	RepoID     string          `json:"repo_id"`
+	Kind       string          `json:"kind"`
+	Args       json.RawMessage `json:"args,omitempty"`
+	ActorKind  string          `json:"actor_kind"` // user or schedule
+	Actor      string          `json:"actor,omitempty"`
+	ScheduleID string          `json:"schedule_id,omitempty"`
+	Status     string          `json:"status"`
+	CreatedAt  time.Time       `json:"created_at"`
+	// ExpiresAt: a command not started by then is not run.
+	ExpiresAt  time.Time       `json:"expires_at,omitzero"`
+	StartedAt  time.Time       `json:"started_at,omitzero"`
+	EndedAt    time.Time       `json:"ended_at,omitzero"`
+	ExitCode   *int            `json:"exit_code,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	StderrTail string          `json:"stderr_tail,omitempty"`
+	SnapshotID string          `json:"snapshot_id,omitempty"`
+	Summary    json.RawMessage `json:"summary,omitempty"`
+	Output     json.RawMessage `json:"output,omitempty"`
+	Progress   *Progress       `json:"progress,omitempty"`
+	TimeoutS   int             `json:"timeout_s,omitempty"`
+}
+
+// Progress is the last progress report of a running job.
+type Progress struct {
+	Seq          int64     `json:"seq"`
+	Percent      float64   `json:"percent"`
+	BytesDone    uint64    `json:"bytes_done"`
+	BytesTotal   uint64    `json:"bytes_total"`
+	FilesDone    uint64    `json:"files_done"`
+	FilesTotal   uint64    `json:"files_total"`
+	CurrentFiles []string  `json:"current_files,omitempty"`
+	ETASeconds   float64   `json:"eta_s,omitempty"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// User is a person who logs into the console.
+type User struct {
+	Name         string    `json:"name"`
+	PasswordHash string    `json:"password_hash"` // argon2id encoded
+	Role         string    `json:"role"`          // admin, operator, viewer
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+// Session is a logged-in browser session; the token itself is never stored,
+// only its SHA-256.
+type Session struct {
+	User      string    `json:"user"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// APIToken is a bearer token for automation; stored by SHA-256 only.
+type APIToken struct {
+	Name      string    `json:"name"`
+	User      string    `json:"user"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// EnrollToken is a one-time token that lets an agent obtain its credential.
+type EnrollToken struct {
+	HostID    string    `json:"host_id"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}

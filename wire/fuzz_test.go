@@ -1,0 +1,59 @@
+package wire
+
+import (
+	"testing"
+)
+
+// Each decoder must never panic, and whatever it accepts must survive an
+// encode/decode round trip.
+func fuzzDecoder[T any, P interface {
+	*T
+	Payload
+}](f *testing.F, seeds ...string) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := Decode[T, P](b)
+		if err != nil {
+			return
+		}
+		out, err := Encode(P(&v))
+		if err != nil {
+			t.Fatalf("accepted payload does not re-encode: %v", err)
+		}
+		if _, err := Decode[T, P](out); err != nil {
+			t.Fatalf("re-encoded payload rejected: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeStatus(f *testing.F) {
+	fuzzDecoder[Status](f, `{"v":1,"online":true,"started_at":"2026-01-01T00:00:00Z","running_jobs":["a"]}`, `{"v":1,"online":false}`)
+}
+
+func FuzzDecodeCommand(f *testing.F) {
+	fuzzDecoder[Command](f, `{"v":1,"job_id":"j","kind":"backup","sealed_repo":"x","issued_at":"2026-01-01T00:00:00Z","args":{"paths":["/"]}}`, `{"v":1,"job_id":"j","kind":"cancel"}`)
+}
+
+func FuzzDecodeProgress(f *testing.F) {
+	fuzzDecoder[Progress](f, `{"v":1,"job_id":"j","seq":3,"percent":12.5,"bytes_done":1}`)
+}
+
+func FuzzDecodeResult(f *testing.F) {
+	fuzzDecoder[Result](f, `{"v":1,"job_id":"j","status":"succeeded","ended_at":"2026-01-01T00:00:00Z","summary":{"a":1}}`)
+}
+
+func FuzzParseTopic(f *testing.F) {
+	f.Add(ResultTopic("h", "j"))
+	f.Add(StatusTopic("h"))
+	f.Fuzz(func(t *testing.T, s string) {
+		tp, err := ParseTopic(s)
+		if err != nil {
+			return
+		}
+		if tp.String() != s {
+			t.Fatalf("%q parsed to %+v which prints %q", s, tp, tp.String())
+		}
+	})
+}

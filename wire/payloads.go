@@ -1,0 +1,273 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Version is the payload version of this contract; every payload carries it
+// as "v".
+const Version = 1
+
+// MaxPayload bounds any payload of this contract. The broker refuses larger
+// packets, and decoders refuse larger payloads whatever transport they came by.
+const MaxPayload = 256 << 10
+
+// ErrInvalid wraps every decoding and validation failure.
+var ErrInvalid = errors.New("wire: invalid payload")
+
+// Job kinds.
+const (
+	JobInit      = "init"
+	JobBackup    = "backup"
+	JobForget    = "forget"
+	JobPrune     = "prune"
+	JobCheck     = "check"
+	JobUnlock    = "unlock"
+	JobSnapshots = "snapshots"
+	JobStats     = "stats"
+	JobDiff      = "diff"
+	JobRestore   = "restore"
+	JobCancel    = "cancel" // a command kind, not a job kind
+)
+
+// Result statuses an agent may report.
+const (
+	StatusSucceeded = "succeeded"
+	StatusPartial   = "partial"
+	StatusFailed    = "failed"
+	StatusCancelled = "cancelled"
+	StatusExpired   = "expired"
+)
+
+// Payload is implemented by every message type of the contract.
+type Payload interface {
+	Validate() error
+}
+
+// Status is retained on hosts/{host}/status; the Last Will carries the same
+// shape with Online false.
+type Status struct {
+	V             int       `json:"v"`
+	Online        bool      `json:"online"`
+	AgentVersion  string    `json:"agent_version,omitempty"`
+	OS            string    `json:"os,omitempty"`
+	Arch          string    `json:"arch,omitempty"`
+	Hostname      string    `json:"hostname,omitempty"`
+	ResticVersion string    `json:"restic_version,omitempty"`
+	StartedAt     time.Time `json:"started_at,omitzero"`
+	RunningJobs   []string  `json:"running_jobs,omitempty"`
+}
+
+func (s *Status) Validate() error {
+	if s.Online && s.StartedAt.IsZero() {
+		return fmt.Errorf("%w: status: started_at required when online", ErrInvalid)
+	}
+	for _, j := range s.RunningJobs {
+		if !ValidID(j) {
+			return fmt.Errorf("%w: status: bad job id %q", ErrInvalid, j)
+		}
+	}
+	return nil
+}
+
+// Command is sent to hosts/{host}/commands. Kind cancel carries only JobID.
+type Command struct {
+	V        int             `json:"v"`
+	JobID    string          `json:"job_id"`
+	Kind     string          `json:"kind"`
+	Args     json.RawMessage `json:"args,omitempty"`
+	TimeoutS int             `json:"timeout_s,omitempty"`
+	// IssuedAt and ExpiresAt travel in the payload as well as the MQTT message
+	// expiry, because a broker restart does not keep per-message expiry.
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// SealedRepo is the repository (URL, password, backend env) as an age
+	// ciphertext for this agent's X25519 key, base64. Only the agent can
+	// open it: the broker, its persistence and other subscribers cannot.
+	SealedRepo string `json:"sealed_repo,omitempty"`
+}
+
+func (c *Command) Validate() error {
+	if !ValidID(c.JobID) {
+		return fmt.Errorf("%w: command: bad job_id %q", ErrInvalid, c.JobID)
+	}
+	switch c.Kind {
+	case JobCancel:
+		return nil
+	case JobInit, JobBackup, JobForget, JobPrune, JobCheck, JobUnlock, JobSnapshots, JobStats, JobDiff, JobRestore:
+	default:
+		return fmt.Errorf("%w: command: unknown kind %q", ErrInvalid, c.Kind)
+	}
+	if c.SealedRepo == "" {
+		return fmt.Errorf("%w: command: sealed_repo required for %s", ErrInvalid, c.Kind)
+	}
+	if c.IssuedAt.IsZero() {
+		return fmt.Errorf("%w: command: issued_at required", ErrInvalid)
+	}
+	if c.TimeoutS < 0 {
+		return fmt.Errorf("%w: command: negative timeout_s", ErrInvalid)
+	}
+	return nil
+}
+
+// RepoSpec is the plaintext inside Command.SealedRepo.
+type RepoSpec struct {
+	URL      string            `json:"url"`
+	Password string            `json:"password"`
+	Env      map[string]string `json:"env,omitempty"`
+}
+
+// BackupArgs are the arguments of a backup job.
+type BackupArgs struct {
+	Paths    []string `json:"paths"`
+	Excludes []string `json:"excludes,omitempty"`
+	Tags     []string `json:"tags,omitempty"`
+}
+
+// Progress is sent on hosts/{host}/jobs/{job}/progress. The first message
+// (Seq 1) is sent when restic has started and carries StartedAt.
+type Progress struct {
+	V            int       `json:"v"`
+	JobID        string    `json:"job_id"`
+	Seq          int64     `json:"seq"`
+	StartedAt    time.Time `json:"started_at,omitzero"`
+	Waited       bool      `json:"waited,omitempty"`
+	Percent      float64   `json:"percent"`
+	BytesDone    uint64    `json:"bytes_done"`
+	BytesTotal   uint64    `json:"bytes_total"`
+	FilesDone    uint64    `json:"files_done"`
+	FilesTotal   uint64    `json:"files_total"`
+	CurrentFiles []string  `json:"current_files,omitempty"`
+	ETASeconds   float64   `json:"eta_s,omitempty"`
+}
+
+func (p *Progress) Validate() error {
+	if !ValidID(p.JobID) {
+		return fmt.Errorf("%w: progress: bad job_id %q", ErrInvalid, p.JobID)
+	}
+	if p.Seq < 1 {
+		return fmt.Errorf("%w: progress: seq must be >= 1", ErrInvalid)
+	}
+	if p.Percent < 0 || p.Percent > 100 {
+		return fmt.Errorf("%w: progress: percent %v out of range", ErrInvalid, p.Percent)
+	}
+	return nil
+}
+
+// Result is sent on hosts/{host}/jobs/{job}/result once per job (and again,
+// identically, if the acknowledgement was lost).
+type Result struct {
+	V          int             `json:"v"`
+	JobID      string          `json:"job_id"`
+	Status     string          `json:"status"`
+	ExitCode   int             `json:"exit_code"`
+	StartedAt  time.Time       `json:"started_at,omitzero"`
+	EndedAt    time.Time       `json:"ended_at"`
+	SnapshotID string          `json:"snapshot_id,omitempty"`
+	Summary    json.RawMessage `json:"summary,omitempty"`
+	Output     json.RawMessage `json:"output,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	StderrTail string          `json:"stderr_tail,omitempty"`
+}
+
+func (r *Result) Validate() error {
+	if !ValidID(r.JobID) {
+		return fmt.Errorf("%w: result: bad job_id %q", ErrInvalid, r.JobID)
+	}
+	switch r.Status {
+	case StatusSucceeded, StatusPartial, StatusFailed, StatusCancelled, StatusExpired:
+	default:
+		return fmt.Errorf("%w: result: unknown status %q", ErrInvalid, r.Status)
+	}
+	if r.EndedAt.IsZero() {
+		return fmt.Errorf("%w: result: ended_at required", ErrInvalid)
+	}
+	if r.SnapshotID != "" && !validSnapshotID(r.SnapshotID) {
+		return fmt.Errorf("%w: result: bad snapshot_id %q", ErrInvalid, r.SnapshotID)
+	}
+	return nil
+}
+
+// validSnapshotID accepts restic's full (64) and short (8, restic 0.14) hex IDs.
+func validSnapshotID(s string) bool {
+	if len(s) != 64 && len(s) != 8 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Encode sets "v" and marshals p.
+func Encode(p Payload) ([]byte, error) {
+	setVersion(p)
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(p)
+}
+
+func setVersion(p Payload) {
+	switch m := p.(type) {
+	case *Status:
+		m.V = Version
+	case *Command:
+		m.V = Version
+	case *Progress:
+		m.V = Version
+	case *Result:
+		m.V = Version
+	}
+}
+
+// Decode parses a payload strictly: size bounded, one JSON object, "v" equal
+// to Version, then the type's own validation. Unknown fields are allowed so
+// that fields can be added within v1 without breaking older receivers.
+func Decode[T any, P interface {
+	*T
+	Payload
+}](b []byte) (T, error) {
+	var zero T
+	if len(b) > MaxPayload {
+		return zero, fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrInvalid, len(b), MaxPayload)
+	}
+	var ver struct {
+		V *int `json:"v"`
+	}
+	if err := json.Unmarshal(b, &ver); err != nil {
+		return zero, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if ver.V == nil {
+		return zero, fmt.Errorf("%w: missing \"v\"", ErrInvalid)
+	}
+	if *ver.V != Version {
+		return zero, fmt.Errorf("%w: unsupported version %d", ErrInvalid, *ver.V)
+	}
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&v); err != nil {
+		return zero, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return zero, fmt.Errorf("%w: trailing data after the object", ErrInvalid)
+	}
+	if err := P(&v).Validate(); err != nil {
+		return zero, err
+	}
+	return v, nil
+}
+
+// DecodeStatus, DecodeCommand, DecodeProgress and DecodeResult are Decode for
+// each message type.
+func DecodeStatus(b []byte) (Status, error)     { return Decode[Status](b) }
+func DecodeCommand(b []byte) (Command, error)   { return Decode[Command](b) }
+func DecodeProgress(b []byte) (Progress, error) { return Decode[Progress](b) }
+func DecodeResult(b []byte) (Result, error)     { return Decode[Result](b) }
