@@ -62,7 +62,7 @@ cross:
 		GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o /dev/null ./cmd/restic-manager-agent || exit 1; done
 
 demo: build tools
-	./deploy/demo.sh
+	$(GO) run ./deploy/demo
 
 clean:
 	rm -rf bin .demo

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -38,13 +39,13 @@ func (c *Console) Handler(ready func() bool) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 
-	loginLimit := httprate.LimitByIP(10, time.Minute)
+	loginLimit := httprate.LimitBy(10, time.Minute, remoteIP)
 
 	r.Route("/api/v1", func(r chi.Router) {
 		r.With(loginLimit).Post("/login", c.apiLogin)
 		r.Post("/logout", c.apiLogout)
 		// Agents enrol with their one-time token, not a user login.
-		r.With(httprate.LimitByIP(30, time.Minute)).Post("/enroll", c.apiEnroll)
+		r.With(httprate.LimitBy(30, time.Minute, remoteIP)).Post("/enroll", c.apiEnroll)
 
 		r.Group(func(r chi.Router) {
 			r.Use(c.requireAuth(true))
@@ -67,6 +68,17 @@ func (c *Console) Handler(ready func() bool) http.Handler {
 	// browser marks as cross-site (Sec-Fetch-Site / Origin): CSRF protection
 	// for every form and cookie-authenticated API call, with no token to leak.
 	return http.NewCrossOriginProtection().Handler(r)
+}
+
+// remoteIP keys rate limits by the connecting address. The console is
+// reached directly (no proxy headers are trusted), so RemoteAddr is the
+// client; IPv6 clients are bucketed by /64.
+func remoteIP(r *http.Request) (string, error) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return httprate.CanonicalizeIP(host), nil
 }
 
 func securityHeaders(next http.Handler) http.Handler {

@@ -63,7 +63,11 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, argv []s
 	stdout, stderr := newLineWriter(out.stdoutLine), newLineWriter(out.stderrLine)
 
 	cmd := exec.CommandContext(ctx, r.Restic, args...)
-	cmd.Env = buildEnv(op.progress(), spec.Repo.Env)
+	fps := ""
+	if op.progress() {
+		fps = progressFPS(r.progressInterval())
+	}
+	cmd.Env = buildEnv(fps, spec.Repo.Env)
 	cmd.Stdin = nil // /dev/null: restic never waits for a password
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	setProcAttr(cmd)

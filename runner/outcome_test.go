@@ -203,3 +203,14 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestProgressFPS(t *testing.T) {
+	for iv, want := range map[time.Duration]string{
+		0: "2", 500 * time.Millisecond: "2", 5 * time.Second: "2",
+		250 * time.Millisecond: "4", 100 * time.Millisecond: "10", time.Millisecond: "10",
+	} {
+		if got := progressFPS(iv); got != want {
+			t.Errorf("progressFPS(%v) = %s, want %s", iv, got, want)
+		}
+	}
+}

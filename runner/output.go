@@ -205,6 +205,7 @@ func (o *output) stdoutLine(line []byte, truncated bool) {
 	case "summary":
 		o.summary = json.RawMessage(bytes.Clone(bytes.TrimSpace(line)))
 	case "error", "exit_error":
+		o.addTail(line, false)
 		o.noteJSONError(typ, line)
 	case "":
 		o.untyped = json.RawMessage(bytes.Clone(bytes.TrimSpace(line)))
@@ -299,9 +300,13 @@ type throttle struct {
 	pending *Progress
 }
 
+// status delivers p when it is due: when 90% of the interval has passed
+// since the last delivery. (restic's ticks come at the same rate as the
+// interval by default, and their jitter would otherwise drop every other
+// one.)
 func (t *throttle) status(p Progress) {
 	now := t.now()
-	if t.sent && now.Sub(t.last) < t.interval {
+	if t.sent && now.Sub(t.last) < t.interval-t.interval/10 {
 		t.pending = &p
 		return
 	}

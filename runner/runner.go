@@ -101,9 +101,10 @@ type Hooks struct {
 	// OnStart, if set, is called right after restic has started (after the
 	// repository lock was acquired). No OnProgress call comes before it returns.
 	OnStart func(startedAt time.Time)
-	// OnProgress, if set, receives restic's status, at most one per
-	// Runner.ProgressInterval, plus the last status before the summary.
-	// Calls never overlap.
+	// OnProgress, if set, receives restic's status, at most about one per
+	// Runner.ProgressInterval, plus the last status before the summary if it
+	// was held back. Calls never overlap. restic sends status lines on a
+	// ticker only: a short backup may report none.
 	OnProgress func(Progress)
 }
 
@@ -117,7 +118,9 @@ type Runner struct {
 	// (default DefaultGrace).
 	Grace time.Duration
 	// ProgressInterval is the minimum interval between OnProgress calls
-	// (default DefaultProgressInterval).
+	// (default DefaultProgressInterval; 10% slack for restic's jitter).
+	// restic is asked for 2 status lines a second, or 1/ProgressInterval
+	// when that is more, up to 10.
 	ProgressInterval time.Duration
 	Logger           *slog.Logger // nil: no logging
 	// Locks, if set, serialises runs per repository (keyed by a hash of the

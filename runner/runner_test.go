@@ -96,7 +96,11 @@ func initRepo(t *testing.T, r *Runner) Repo {
 // genTree writes small text files and big random ones under dir.
 func genTree(t *testing.T, dir string, small, big, bigSize int) {
 	t.Helper()
-	rng := rand.New(rand.NewChaCha8([32]byte{byte(small), byte(big), byte(bigSize >> 20)}))
+	src := rand.NewChaCha8([32]byte{byte(small), byte(big), byte(bigSize >> 20)})
+	rng := rand.New(src)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < small; i++ {
 		sub := filepath.Join(dir, fmt.Sprintf("d%02d", i%10))
 		if err := os.MkdirAll(sub, 0o755); err != nil {
@@ -108,12 +112,7 @@ func genTree(t *testing.T, dir string, small, big, bigSize int) {
 	}
 	buf := make([]byte, bigSize)
 	for i := 0; i < big; i++ {
-		for j := 0; j+8 <= len(buf); j += 8 {
-			v := rng.Uint64()
-			for k := 0; k < 8; k++ {
-				buf[j+k] = byte(v >> (8 * k))
-			}
-		}
+		_, _ = src.Read(buf)
 		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("big%d.bin", i)), buf, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +166,7 @@ func isHex64(s string) bool {
 func TestInitAndBackup(t *testing.T) {
 	t.Parallel()
 	r, _ := newRunner(t)
-	r.ProgressInterval = 300 * time.Millisecond
+	r.ProgressInterval = 100 * time.Millisecond
 	ctx := testCtx(t)
 
 	repo := Repo{URL: filepath.Join(t.TempDir(), "repo"), Password: "correct horse battery staple"}
@@ -188,6 +187,9 @@ func TestInitAndBackup(t *testing.T) {
 
 	data := t.TempDir()
 	genTree(t, data, 300, 2, 1<<20)
+	// And 32 MiB, so that restic is busy long enough to report progress:
+	// it sends status lines on a ticker only.
+	genTree(t, filepath.Join(data, "large"), 0, 1, 32<<20)
 	for i := 0; i < 5; i++ {
 		if err := os.WriteFile(filepath.Join(data, fmt.Sprintf("skip%d.tmp", i)), []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
@@ -233,7 +235,7 @@ func TestInitAndBackup(t *testing.T) {
 	if err := json.Unmarshal(res.Summary, &summary); err != nil {
 		t.Fatal(err)
 	}
-	if summary.SnapshotID != res.SnapshotID || summary.TotalFilesProcessed != 302 || summary.MessageType != "summary" {
+	if summary.SnapshotID != res.SnapshotID || summary.TotalFilesProcessed != 303 || summary.MessageType != "summary" {
 		t.Errorf("summary %s", res.Summary)
 	}
 
@@ -244,8 +246,13 @@ func TestInitAndBackup(t *testing.T) {
 		t.Errorf("%d progress calls in %v (interval %v), want at most %d", len(progress), elapsed, r.ProgressInterval, max)
 	}
 	t.Logf("backup took %v, %d progress calls", elapsed, len(progress))
-	if n := len(progress); n > 0 && progress[n-1].Percent < 0 {
-		t.Errorf("last progress %+v", progress[n-1])
+	if len(progress) == 0 {
+		t.Error("no progress")
+	}
+	for _, p := range progress {
+		if p.Percent < 0 || p.Percent > 100 || p.BytesDone > p.TotalBytes || p.TotalFiles == 0 {
+			t.Errorf("progress %+v", p)
+		}
 	}
 
 	var snaps []struct {

@@ -8,7 +8,9 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Environment variables Repo.Env must not set: the password and the
@@ -190,19 +192,30 @@ func (r *Runner) secretDir() (dir string, cleanup func(), err error) {
 	return r.TempDir, func() {}, nil
 }
 
+// progressFPS is restic's status rate for a progress interval: 2 a second
+// (without RESTIC_PROGRESS_FPS restic sends up to 60), more when the runner
+// is to deliver progress more often, at most 10.
+func progressFPS(interval time.Duration) string {
+	fps := 2.0
+	if interval > 0 && interval < 500*time.Millisecond {
+		fps = min(10, float64(time.Second)/float64(interval))
+	}
+	return strconv.FormatFloat(fps, 'f', -1, 64)
+}
+
 // buildEnv is restic's whole environment: a few variables of ours, none that
 // could carry a secret by accident (the agent's own environment may hold
 // RESTIC_PASSWORD and the like), and the repository's backend variables.
-func buildEnv(progress bool, repoEnv map[string]string) []string {
+// fps, when not empty, is RESTIC_PROGRESS_FPS.
+func buildEnv(fps string, repoEnv map[string]string) []string {
 	var env []string
 	for _, k := range baseEnvKeys {
 		if v, ok := os.LookupEnv(k); ok && v != "" {
 			env = append(env, k+"="+v)
 		}
 	}
-	if progress {
-		// Without it restic sends up to 60 status lines a second.
-		env = append(env, "RESTIC_PROGRESS_FPS=2")
+	if fps != "" {
+		env = append(env, "RESTIC_PROGRESS_FPS="+fps)
 	}
 	// TODO: sealed delivery replaces this: backend credentials in the
 	// environment are readable in /proc/PID/environ by the same user (restic

@@ -27,7 +27,7 @@ func (r *Runner) Version(ctx context.Context) (string, error) {
 		}
 	})
 	cmd := exec.CommandContext(ctx, r.Restic, "version")
-	cmd.Env = buildEnv(false, nil)
+	cmd.Env = buildEnv("", nil)
 	cmd.Stdin = nil
 	cmd.Stdout = lw
 	cmd.WaitDelay = 5 * time.Second

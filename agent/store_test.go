@@ -1,0 +1,125 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+func TestOutboxOrderSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	o, err := openOutbox(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{"a", "b", "c"} {
+		if err := o.Put(topic, []byte(`{"x":1}`), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, ok, _ := o.Peek()
+	if !ok || m.Topic != "a" {
+		t.Fatalf("first = %+v %v", m, ok)
+	}
+	if err := o.Remove(m); err != nil {
+		t.Fatal(err)
+	}
+	// A new process sees the rest in order, and appends after them.
+	o2, err := openOutbox(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o2.Put("d", []byte(`{}`), true); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		m, ok, err := o2.Peek()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		got = append(got, m.Topic)
+		_ = o2.Remove(m)
+	}
+	if len(got) != 3 || got[0] != "b" || got[1] != "c" || got[2] != "d" {
+		t.Fatalf("order after reopen = %v, want [b c d]", got)
+	}
+}
+
+func TestOutboxSetsAsideCorruptFiles(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := openOutbox(dir)
+	if err := os.WriteFile(filepath.Join(dir, "00000000000000000000.json"), []byte("{broken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.next = 1
+	_ = o.Put("good", []byte(`{}`), false)
+	m, ok, err := o.Peek()
+	if err != nil || !ok || m.Topic != "good" {
+		t.Fatalf("Peek = %+v %v %v, want the good message", m, ok, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "00000000000000000000.json.bad")); err != nil {
+		t.Fatalf("corrupt file not set aside: %v", err)
+	}
+}
+
+func TestJournalIsIdempotent(t *testing.T) {
+	j, err := openJournal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	cmd := wire.Command{JobID: "job-1", Kind: wire.JobBackup, IssuedAt: now, SealedRepo: "x"}
+	if fresh, err := j.accept(cmd, now); err != nil || !fresh {
+		t.Fatalf("first accept = %v %v", fresh, err)
+	}
+	if fresh, err := j.accept(cmd, now); err != nil || fresh {
+		t.Fatalf("duplicate accept = %v %v, want not fresh", fresh, err)
+	}
+	if err := j.setState("job-1", jobRunning, now); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := j.all(now)
+	if len(all) != 1 || all[0].State != jobRunning || all[0].StartedAt.IsZero() {
+		t.Fatalf("entries = %+v", all)
+	}
+	if err := j.setState("job-1", jobDone, now); err != nil {
+		t.Fatal(err)
+	}
+	// Still known while within retention: a late duplicate stays ignored.
+	if fresh, _ := j.accept(cmd, now); fresh {
+		t.Fatal("a finished job was accepted again")
+	}
+	// Pruned after retention.
+	if all, _ := j.all(now.Add(doneRetention + time.Hour)); len(all) != 0 {
+		t.Fatalf("old entries kept: %+v", all)
+	}
+}
+
+func TestConfigRoundTripIsPrivate(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "etc", "agent.yaml")
+	c := Config{HostID: "host-1", BrokerURL: "mqtt://127.0.0.1:1883", Username: "host-1", Password: "s3cret"}
+	if err := c.Save(p); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("config mode %v %v, want 0600", st.Mode().Perm(), err)
+	}
+	got, err := LoadConfig(p)
+	if err != nil || got.Password != "s3cret" || got.StateDir != filepath.Join(filepath.Dir(p), "state") {
+		t.Fatalf("LoadConfig = %+v %v", got, err)
+	}
+	if err := os.WriteFile(p, []byte("host_id: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(p); err == nil {
+		t.Fatal("incomplete config accepted")
+	}
+}
