@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X github.com/restic-manager/restic-manager/internal/cli.Versio
 # The whole suite must stay well under CI's limit; this bounds a hung test.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all build tools test test-unit lint demo fuzz clean cross
+.PHONY: all build tools test lint demo fuzz clean cross bench
 
 all: build
 
@@ -66,3 +66,9 @@ demo: build tools
 
 clean:
 	rm -rf bin .demo
+
+# Figures for the closing notes: dispatch latency (20 jobs) and idle RSS,
+# with binaries built without the race detector.
+bench: tools
+	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench BenchmarkJobStart -benchtime 1x -timeout 10m
+	$(GO) test ./storage/ -run '^$$' -bench . -benchtime 20x

@@ -24,7 +24,7 @@ type fleet struct {
 	password string
 }
 
-func newFleet(t *testing.T, restic string) *fleet {
+func newFleet(t testing.TB, restic string) *fleet {
 	t.Helper()
 	f := &fleet{srv: newServer(t), password: "repo-secret-" + t.Name()}
 	rs := restServer(t, t.TempDir())
@@ -41,7 +41,7 @@ func newFleet(t *testing.T, restic string) *fleet {
 	return f
 }
 
-func (f *fleet) initRepo(t *testing.T) {
+func (f *fleet) initRepo(t testing.TB) {
 	t.Helper()
 	id := f.srv.createJob(f.host.ID, map[string]any{"kind": "init", "repo_id": f.repoID})
 	if j := f.srv.waitJob(id, 2*time.Minute); j.Status != "succeeded" {
@@ -155,7 +155,7 @@ func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }
 
 // slowRestic wraps the real restic so that a backup takes a few seconds
 // before it starts, long enough to crash the server while it runs.
-func slowRestic(t *testing.T, delay string) string {
+func slowRestic(t testing.TB, delay string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "restic-slow")
 	script := "#!/bin/sh\ncase \" $* \" in *\" backup \"*) sleep " + delay + ";; esac\nexec " + testenv.Restic(t) + " \"$@\"\n"

@@ -32,7 +32,7 @@ var bins struct {
 }
 
 // binaries builds both commands once per test binary run.
-func binaries(t *testing.T) (server, agent string) {
+func binaries(t testing.TB) (server, agent string) {
 	t.Helper()
 	bins.once.Do(func() {
 		dir, err := os.MkdirTemp("", "rm-e2e-bin-")
@@ -43,7 +43,11 @@ func binaries(t *testing.T) (server, agent string) {
 		root := testenv.Root(t)
 		for name, out := range map[string]*string{"restic-manager": &bins.server, "restic-manager-agent": &bins.agent} {
 			*out = filepath.Join(dir, name)
-			cmd := exec.Command("go", "build", "-race", "-o", *out, "./cmd/"+name)
+			args := []string{"build", "-race", "-o", *out, "./cmd/" + name}
+			if os.Getenv("RM_BENCH_NORACE") != "" {
+				args = []string{"build", "-o", *out, "./cmd/" + name}
+			}
+			cmd := exec.Command("go", args...)
 			cmd.Dir = root
 			if b, err := cmd.CombinedOutput(); err != nil {
 				bins.err = fmt.Errorf("build %s: %v\n%s", name, err, b)
@@ -83,7 +87,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func start(t *testing.T, name string, env []string, bin string, args ...string) *proc {
+func start(t testing.TB, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
@@ -103,7 +107,7 @@ func start(t *testing.T, name string, env []string, bin string, args ...string) 
 }
 
 // stop sends SIGTERM and waits.
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -120,7 +124,7 @@ func (p *proc) kill() {
 }
 
 // eventually polls fn until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, fn func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, fn func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error
@@ -137,7 +141,7 @@ const adminPassword = "correct-horse-battery-staple"
 
 // server is a running control plane and an API client logged into it.
 type server struct {
-	t        *testing.T
+	t        testing.TB
 	proc     *proc
 	data     string
 	httpAddr string
@@ -145,7 +149,7 @@ type server struct {
 	client   *http.Client
 }
 
-func startServer(t *testing.T, data, httpAddr, mqttAddr string) *server {
+func startServer(t testing.TB, data, httpAddr, mqttAddr string) *server {
 	t.Helper()
 	bin, _ := binaries(t)
 	s := &server{t: t, data: data, httpAddr: httpAddr, mqttAddr: mqttAddr}
@@ -173,7 +177,7 @@ func startServer(t *testing.T, data, httpAddr, mqttAddr string) *server {
 	return s
 }
 
-func newServer(t *testing.T) *server {
+func newServer(t testing.TB) *server {
 	return startServer(t, t.TempDir(), testenv.FreePort(t), testenv.FreePort(t))
 }
 
@@ -305,7 +309,7 @@ type agentProc struct {
 	proc   *proc
 }
 
-func enrollAgent(t *testing.T, s *server, token, restic string) *agentProc {
+func enrollAgent(t testing.TB, s *server, token, restic string) *agentProc {
 	t.Helper()
 	_, bin := binaries(t)
 	a := &agentProc{config: filepath.Join(t.TempDir(), "agent.yaml"), restic: restic}
@@ -316,14 +320,14 @@ func enrollAgent(t *testing.T, s *server, token, restic string) *agentProc {
 	return a
 }
 
-func (a *agentProc) start(t *testing.T) {
+func (a *agentProc) start(t testing.TB) {
 	t.Helper()
 	_, bin := binaries(t)
 	a.proc = start(t, "agent", nil, bin, "run", "--config", a.config)
 }
 
 // restServer runs rest-server on a loopback port over dir.
-func restServer(t *testing.T, dir string, extra ...string) string {
+func restServer(t testing.TB, dir string, extra ...string) string {
 	t.Helper()
 	addr := testenv.FreePort(t)
 	args := append([]string{"--path", dir, "--listen", addr, "--no-auth"}, extra...)
@@ -340,7 +344,7 @@ func restServer(t *testing.T, dir string, extra ...string) string {
 }
 
 // makeTree writes n small files and a couple of larger random ones.
-func makeTree(t *testing.T, n int) string {
+func makeTree(t testing.TB, n int) string {
 	t.Helper()
 	dir := t.TempDir()
 	for i := range n {
@@ -359,7 +363,7 @@ func makeTree(t *testing.T, n int) string {
 }
 
 // resticSnapshots lists a repository's snapshots with restic itself.
-func resticSnapshots(t *testing.T, repoURL, password string) []struct {
+func resticSnapshots(t testing.TB, repoURL, password string) []struct {
 	ID    string   `json:"id"`
 	Paths []string `json:"paths"`
 } {

@@ -36,7 +36,7 @@ type mqttClient struct {
 	received chan *paho.Publish
 }
 
-func dialMQTT(t *testing.T, addr, clientID, user, password string, will *paho.WillMessage) (*mqttClient, *paho.Connack, error) {
+func dialMQTT(t testing.TB, addr, clientID, user, password string, will *paho.WillMessage) (*mqttClient, *paho.Connack, error) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -63,7 +63,7 @@ func dialMQTT(t *testing.T, addr, clientID, user, password string, will *paho.Wi
 	return mc, ca, err
 }
 
-func (m *mqttClient) subscribe(t *testing.T, filter string) byte {
+func (m *mqttClient) subscribe(t testing.TB, filter string) byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -75,7 +75,7 @@ func (m *mqttClient) subscribe(t *testing.T, filter string) byte {
 }
 
 // publish returns the PUBACK reason code (0 = accepted).
-func (m *mqttClient) publish(t *testing.T, topic string, payload []byte, retain bool) byte {
+func (m *mqttClient) publish(t testing.TB, topic string, payload []byte, retain bool) byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

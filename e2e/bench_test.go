@@ -1,0 +1,70 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rssKiB reads a process's resident set from /proc.
+func rssKiB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			v, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return v
+		}
+	}
+	return -1
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(float64(len(s)-1)*p)]
+}
+
+// BenchmarkJobStart measures, over real processes on loopback, the time from
+// POST /hosts/{id}/jobs to restic starting on the agent, and the idle RSS of
+// the server and the agent. Run with `make bench`.
+//
+// The binaries are built with -race by the e2e harness, which inflates both
+// figures; set RM_BENCH_NORACE=1 to build them without it.
+func BenchmarkJobStart(b *testing.B) {
+	runs := 20
+	if v, _ := strconv.Atoi(os.Getenv("RM_BENCH_RUNS")); v > 0 {
+		runs = v
+	}
+	tb := testing.TB(b)
+	f := newFleet(tb, "")
+	f.agent.start(tb)
+	f.srv.waitOnline(f.host.ID, true)
+	f.initRepo(tb)
+	src := makeTree(tb, 10)
+	b.ResetTimer()
+	for range b.N {
+		var lat []time.Duration
+		for range runs {
+			t0 := time.Now()
+			id := f.srv.createJob(f.host.ID, map[string]any{"kind": "backup", "repo_id": f.repoID, "args": map[string]any{"paths": []string{src}}})
+			j := f.srv.waitJob(id, time.Minute)
+			if j.Status != "succeeded" || j.StartedAt.IsZero() {
+				b.Fatalf("job %s: %s %s", id, j.Status, j.Error)
+			}
+			lat = append(lat, j.StartedAt.Sub(t0))
+		}
+		b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50_start_ms")
+		b.ReportMetric(float64(percentile(lat, 0.9).Microseconds())/1000, "p90_start_ms")
+	}
+	b.StopTimer()
+	time.Sleep(5 * time.Second) // let both settle before reading idle memory
+	b.ReportMetric(rssKiB(f.srv.proc.cmd.Process.Pid)/1024, "server_idle_rss_MiB")
+	b.ReportMetric(rssKiB(f.agent.proc.cmd.Process.Pid)/1024, "agent_idle_rss_MiB")
+}
