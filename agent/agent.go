@@ -77,6 +77,10 @@ func newAgent(opts Options) (*Agent, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("agent: state dir: %w", err)
 	}
+	// Secret files of a run cut short by a crash would otherwise stay behind.
+	if err := os.RemoveAll(filepath.Join(cfg.StateDir, "tmp")); err != nil {
+		return nil, fmt.Errorf("agent: clearing temporary secrets: %w", err)
+	}
 	identity, err := loadIdentity(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -397,7 +401,7 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command) wire.Result {
 		OnStart: func(at time.Time) { pump.started(at) },
 		OnProgress: func(p runner.Progress) {
 			pump.send(wire.Progress{
-				Percent:   clampPercent(p.Percent * 100),
+				Percent:   clampPercent(p.Percent), // the runner reports 0–100
 				BytesDone: p.BytesDone, BytesTotal: p.TotalBytes,
 				FilesDone: p.FilesDone, FilesTotal: p.TotalFiles,
 				CurrentFiles: p.CurrentFiles, ETASeconds: p.SecondsRemaining,

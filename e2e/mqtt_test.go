@@ -223,3 +223,78 @@ func TestBadAgentInputIsRejected(t *testing.T) {
 		t.Error("an oversized packet was acknowledged")
 	}
 }
+
+// dialSession connects with a persistent session (clean start false).
+func dialSession(t *testing.T, addr, id, password string) (*mqttClient, *paho.Connack) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := &mqttClient{received: make(chan *paho.Publish, 16)}
+	mc.c = paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			mc.received <- pr.Packet
+			return true, nil
+		}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	expiry := uint32(3600)
+	ca, err := mc.c.Connect(ctx, &paho.Connect{ClientID: id, Username: id, UsernameFlag: true, Password: []byte(password), PasswordFlag: true,
+		KeepAlive: 30, CleanStart: false, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	return mc, ca
+}
+
+// A command queued in an offline agent's session, and the retained status,
+// survive a server restart in the broker's own persistence.
+func TestBrokerStatePersistsAcrossRestart(t *testing.T) {
+	s := newServer(t)
+	a, aID := s.credential("host-a")
+	c, _ := dialSession(t, s.mqttAddr, aID, a.Password)
+	if code := c.subscribe(t, wire.CommandsTopic(aID)); code >= 0x80 {
+		t.Fatalf("subscribe: %#x", code)
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	if code := c.publish(t, wire.StatusTopic(aID), []byte(`{"v":1,"online":true,"started_at":"`+now+`"}`), true); code != 0 {
+		t.Fatalf("status: %#x", code)
+	}
+	_ = c.c.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	time.Sleep(300 * time.Millisecond)
+
+	repo := s.createRepo("r", "/srv/nowhere", "pw")
+	jobID := s.createJob(aID, map[string]any{"kind": "init", "repo_id": repo})
+
+	s.proc.stop(t)
+	s2 := startServer(t, s.data, s.httpAddr, s.mqttAddr)
+
+	c2, ca := dialSession(t, s2.mqttAddr, aID, a.Password)
+	if !ca.SessionPresent {
+		t.Fatal("session not present after server restart")
+	}
+	select {
+	case p := <-c2.received:
+		cmd, err := wire.DecodeCommand(p.Payload)
+		if err != nil || cmd.JobID != jobID {
+			t.Fatalf("received %s %v, want the command for %s", p.Topic, err, jobID)
+		}
+		if strings.Contains(string(p.Payload), "pw") && strings.Contains(string(p.Payload), "/srv/nowhere") {
+			t.Fatal("the command carries the repository in clear text")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("queued command not delivered after server restart")
+	}
+	if code := c2.subscribe(t, wire.StatusTopic(aID)); code >= 0x80 {
+		t.Fatalf("subscribe own status: %#x", code)
+	}
+	select {
+	case p := <-c2.received:
+		if p.Topic != wire.StatusTopic(aID) || !p.Retain {
+			t.Fatalf("got %s retain=%v, want the retained status", p.Topic, p.Retain)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("retained status lost across restart")
+	}
+}

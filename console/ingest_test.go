@@ -1,0 +1,177 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/restic-manager/restic-manager/broker"
+	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// recorder is a Publisher that keeps what the console sent.
+type recorder struct {
+	mu   sync.Mutex
+	sent []string
+}
+
+func (r *recorder) Publish(topic string, payload []byte, retain bool, expiry time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent = append(r.sent, topic)
+	return nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sent)
+}
+
+func newTestConsole(t *testing.T) (*Console, *storage.Store, *recorder) {
+	t.Helper()
+	st, err := storage.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rec := &recorder{}
+	c, err := New(Options{Store: st, Publisher: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, st, rec
+}
+
+func enrolledHost(t *testing.T, st *storage.Store, id string) {
+	t.Helper()
+	_, rcpt, _ := seal.NewIdentity()
+	if err := st.CreateHost(storage.Host{ID: id, Name: id, Enrolled: true, PublicKey: rcpt, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustEncode(t *testing.T, p wire.Payload) []byte {
+	t.Helper()
+	b, err := wire.Encode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestIngestIsIdempotent(t *testing.T) {
+	c, st, rec := newTestConsole(t)
+	ctx := context.Background()
+	enrolledHost(t, st, "host-a")
+	enrolledHost(t, st, "host-b")
+	repo, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.createJob("host-a", repo.ID, wire.JobBackup, []byte(`{"paths":["/etc"]}`), "user", "admin", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.count() != 1 {
+		t.Fatalf("%d commands published, want 1", rec.count())
+	}
+
+	started := time.Now().UTC().Truncate(time.Second)
+	prog := func(seq int64, pct float64) []byte {
+		p := &wire.Progress{JobID: j.ID, Seq: seq, Percent: pct}
+		if seq == 1 {
+			p.StartedAt = started
+		}
+		return mustEncode(t, p)
+	}
+	topic := func(kind string) wire.Topic { return wire.Topic{Host: "host-a", Kind: kind, Job: j.ID} }
+	for _, step := range []struct {
+		seq int64
+		pct float64
+	}{{1, 0}, {3, 30}, {2, 20}, {3, 30}} { // reordered and duplicated
+		if err := c.Ingest(ctx, "host-a", topic(wire.KindProgress), prog(step.seq, step.pct)); err != nil {
+			t.Fatalf("progress %d: %v", step.seq, err)
+		}
+	}
+	got, _ := st.GetJob(j.ID)
+	if got.Status != storage.JobRunning || got.Progress.Seq != 3 || got.Progress.Percent != 30 || !got.StartedAt.Equal(started) {
+		t.Fatalf("after progress: status %s progress %+v started %v", got.Status, got.Progress, got.StartedAt)
+	}
+
+	snap := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	res := mustEncode(t, &wire.Result{JobID: j.ID, Status: wire.StatusSucceeded, StartedAt: started, EndedAt: started.Add(time.Minute), SnapshotID: snap, Summary: []byte(`{"snapshot_id":"` + snap + `"}`)})
+	for range 3 {
+		if err := c.Ingest(ctx, "host-a", topic(wire.KindResult), res); err != nil {
+			t.Fatalf("result: %v", err)
+		}
+	}
+	// A different late result for the same job changes nothing either.
+	late := mustEncode(t, &wire.Result{JobID: j.ID, Status: wire.StatusFailed, EndedAt: started.Add(time.Hour), Error: "late"})
+	if err := c.Ingest(ctx, "host-a", topic(wire.KindResult), late); err != nil {
+		t.Fatal(err)
+	}
+	// Progress after the result is ignored.
+	if err := c.Ingest(ctx, "host-a", topic(wire.KindProgress), prog(9, 90)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = st.GetJob(j.ID)
+	if got.Status != storage.JobSucceeded || got.SnapshotID != snap || got.Error != "" || got.Progress.Seq != 3 {
+		t.Fatalf("after duplicates: %+v", got)
+	}
+	h, _ := st.GetHost("host-a")
+	if h.LastBackup == nil || h.LastBackup.JobID != j.ID || h.LastBackup.Status != storage.JobSucceeded {
+		t.Fatalf("host last backup %+v", h.LastBackup)
+	}
+
+	// Another host cannot report on host-a's job.
+	err = c.Ingest(ctx, "host-b", wire.Topic{Host: "host-b", Kind: wire.KindResult, Job: j.ID}, late)
+	if !errors.Is(err, broker.ErrRejected) {
+		t.Fatalf("foreign result: %v, want ErrRejected", err)
+	}
+	// Nor publish on host-a's topic.
+	if err := c.Ingest(ctx, "host-b", topic(wire.KindResult), late); !errors.Is(err, broker.ErrRejected) {
+		t.Fatalf("result on another host's topic: %v, want ErrRejected", err)
+	}
+}
+
+func TestStatusOnlineRedispatchesQueuedJobs(t *testing.T) {
+	c, st, rec := newTestConsole(t)
+	enrolledHost(t, st, "host-a")
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.createJob("host-a", "repo-1", wire.JobInit, nil, "user", "admin", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An expired queued job is marked expired instead of being sent.
+	old, _ := c.createJob("host-a", "repo-1", wire.JobInit, nil, "user", "admin", 0)
+	if _, err := st.UpdateJob(old.ID, func(j *storage.Job) error { j.ExpiresAt = time.Now().Add(-time.Minute); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	before := rec.count()
+	status := mustEncode(t, &wire.Status{Online: true, StartedAt: time.Now().UTC()})
+	if err := c.Ingest(context.Background(), "host-a", wire.Topic{Host: "host-a", Kind: wire.KindStatus}, status); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for rec.count() < before+1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rec.count() != before+1 {
+		t.Fatalf("%d commands re-sent, want 1 (job %s)", rec.count()-before, j.ID)
+	}
+	for time.Now().Before(deadline) {
+		if o, _ := st.GetJob(old.ID); o.Status == storage.JobExpired {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("expired job was not marked expired")
+}
