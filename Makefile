@@ -21,7 +21,7 @@ build:
 
 # Pinned restic and rest-server, built from tools/go.mod (kept apart from the
 # main module so their dependencies never enter it). Reused once built.
-tools: $(TOOLS)/restic $(TOOLS)/rest-server $(TOOLS)/.versions
+tools: $(TOOLS)/restic $(TOOLS)/rest-server $(TOOLS)/restic-0.14.0 $(TOOLS)/.versions
 
 $(TOOLS)/.versions: tools/go.mod
 	@mkdir -p $(TOOLS)
@@ -36,6 +36,10 @@ $(TOOLS)/restic: tools/go.mod
 $(TOOLS)/rest-server: tools/go.mod
 	@mkdir -p $(TOOLS)
 	cd tools && $(GO) build -trimpath -o $(TOOLS)/rest-server github.com/restic/rest-server/cmd/rest-server
+
+$(TOOLS)/restic-0.14.0: tools/restic014/go.mod
+	@mkdir -p $(TOOLS)
+	cd tools/restic014 && $(GO) build -trimpath -o $(TOOLS)/restic-0.14.0 github.com/restic/restic/cmd/restic
 
 $(TOOLS)/staticcheck:
 	@mkdir -p $(TOOLS)
@@ -54,7 +58,7 @@ lint: $(TOOLS)/staticcheck
 
 # Short fuzzing of every wire decoder (the seeds also run in `make test`).
 fuzz:
-	for f in FuzzDecodeStatus FuzzDecodeCommand FuzzDecodeProgress FuzzDecodeResult FuzzParseTopic; do \
+	for f in FuzzDecodeStatus FuzzDecodeCommand FuzzDecodeProgress FuzzDecodeResult FuzzDecodeSchedulesDesired FuzzDecodeSchedulesReported FuzzDecodeFire FuzzParseTopic; do \
 		$(GO) test ./wire/ -run '^$$' -fuzz "^$$f$$" -fuzztime 20s || exit 1; done
 
 cross:

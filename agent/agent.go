@@ -22,6 +22,7 @@ import (
 
 	"github.com/restic-manager/restic-manager/internal/seal"
 	"github.com/restic-manager/restic-manager/runner"
+	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -52,6 +53,9 @@ type Agent struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelFunc
+
+	sched   *schedules.Scheduler
+	desired chan wire.SchedulesDesired
 }
 
 // sessionExpiry is how long the broker keeps this agent's session (and the
@@ -115,7 +119,13 @@ func newAgent(opts Options) (*Agent, error) {
 			Logger:   log.With("component", "runner"),
 		},
 		running: map[string]context.CancelFunc{},
+		desired: make(chan wire.SchedulesDesired, 1),
 	}
+	fl, err := openFireLog(filepath.Join(cfg.StateDir, "fires.json"))
+	if err != nil {
+		return nil, err
+	}
+	a.sched = schedules.NewScheduler(cfg.HostID, schedules.RealClock{}, scheduleSink{a}, fl, log)
 	return a, nil
 }
 
@@ -169,6 +179,10 @@ func (a *Agent) run(ctx context.Context) error {
 		ConnectPassword:               []byte(a.cfg.Password),
 		WillMessage:                   &paho.WillMessage{Topic: wire.StatusTopic(a.cfg.HostID), Payload: offline, QoS: 1, Retain: true},
 		OnConnectionUp:                a.onConnectionUp,
+		OnConnectionDown: func() bool {
+			a.sched.SetOnline(false)
+			return true
+		},
 		OnConnectError: func(err error) {
 			a.log.Warn("broker connection failed", "broker", u.Redacted(), "error", err)
 		},
@@ -195,9 +209,17 @@ func (a *Agent) run(ctx context.Context) error {
 		defer close(senderDone)
 		a.sendOutbox(connCtx)
 	}()
+	applyStop, applyDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(applyDone)
+		a.applyLoop(applyStop)
+	}()
 
 	<-ctx.Done()
 	a.log.Info("agent stopping")
+	close(applyStop)
+	<-applyDone
+	a.sched.Stop()
 	// Stop running restic cleanly (SIGINT, lock removed); each job reports
 	// "cancelled" through the outbox.
 	a.cancelJobs()
@@ -259,10 +281,12 @@ func (a *Agent) onConnectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack)
 		defer cancel()
 		if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
 			{Topic: wire.CommandsTopic(a.cfg.HostID), QoS: 1},
+			{Topic: wire.SchedulesDesiredTopic(a.cfg.HostID), QoS: 1},
 		}}); err != nil {
-			a.log.Warn("subscribe to commands failed", "error", err)
+			a.log.Warn("subscribe failed", "error", err)
 		}
 		a.publishStatus(ctx, cm)
+		a.sched.SetOnline(true)
 	}()
 	select {
 	case a.out.notify <- struct{}{}:
@@ -297,6 +321,15 @@ func (a *Agent) publishStatus(ctx context.Context, cm *autopaho.ConnectionManage
 // off, never running it here.
 func (a *Agent) onPublish(pr paho.PublishReceived) (bool, error) {
 	p := pr.Packet
+	if p.Topic == wire.SchedulesDesiredTopic(a.cfg.HostID) {
+		d, err := wire.DecodeSchedulesDesired(p.Payload)
+		if err != nil {
+			a.log.Warn("malformed desired schedules dropped", "error", err)
+			return true, nil
+		}
+		a.offerDesired(d)
+		return true, nil
+	}
 	if p.Topic != wire.CommandsTopic(a.cfg.HostID) {
 		a.log.Warn("message on an unexpected topic ignored", "topic", p.Topic)
 		return true, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/go-chi/httprate"
 
 	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
 )
@@ -54,6 +55,8 @@ func (c *Console) Handler(ready func() bool) http.Handler {
 			r.Get("/hosts", c.apiListHosts)
 			r.Get("/hosts/{id}", c.apiGetHost)
 			r.Post("/hosts/{id}/jobs", c.apiCreateJob)
+			r.Get("/hosts/{id}/schedules", c.apiGetSchedules)
+			r.Put("/hosts/{id}/schedules", c.apiPutSchedules)
 			r.Post("/repos", c.apiCreateRepo)
 			r.Get("/repos", c.apiListRepos)
 			r.Get("/repos/{id}", c.apiGetRepo)
@@ -202,6 +205,37 @@ type hostView struct {
 	CreatedAt     time.Time           `json:"created_at"`
 	LastBackup    *storage.LastBackup `json:"last_backup"`
 	LastJob       *storage.LastBackup `json:"last_job"`
+	// Schedule state: desired version, what the agent applied, and whether
+	// an online host is late applying it.
+	ScheduleVersionDesired int64 `json:"schedule_version_desired"`
+	ScheduleVersionApplied int64 `json:"schedule_version_applied"`
+	SchedulePending        bool  `json:"schedule_pending"`
+	// NextRun is the soonest run of the host's enabled schedules.
+	NextRun *time.Time `json:"next_run"`
+}
+
+// viewHost adds the host's schedule state to its record.
+func (c *Console) viewHost(h storage.Host) hostView {
+	v := viewHost(h)
+	hs, err := c.store.GetSchedules(h.ID)
+	if err != nil {
+		return v
+	}
+	v.ScheduleVersionDesired, v.ScheduleVersionApplied = hs.Version, hs.AppliedVersion
+	v.SchedulePending = schedulePending(hs, h.Online, time.Now())
+	now := time.Now()
+	for _, s := range hs.Schedules {
+		if !s.Enabled {
+			continue
+		}
+		if runs, err := schedules.EntryNextRuns(h.ID, s.Entry(), now, 1); err == nil && len(runs) == 1 {
+			if v.NextRun == nil || runs[0].Before(*v.NextRun) {
+				t := runs[0]
+				v.NextRun = &t
+			}
+		}
+	}
+	return v
 }
 
 func viewHost(h storage.Host) hostView {
@@ -296,7 +330,7 @@ func (c *Console) apiListHosts(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]hostView, 0, len(hosts))
 	for _, h := range hosts {
-		out = append(out, viewHost(h))
+		out = append(out, c.viewHost(h))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -307,7 +341,7 @@ func (c *Console) apiGetHost(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, viewHost(h))
+	writeJSON(w, http.StatusOK, c.viewHost(h))
 }
 
 // ---- repositories

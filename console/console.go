@@ -53,6 +53,8 @@ type Console struct {
 	pub   Publisher
 	log   *slog.Logger
 
+	fires fireCounters
+
 	// events fans job updates out to SSE listeners and waiting pages.
 	events *hub
 

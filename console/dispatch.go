@@ -70,46 +70,74 @@ func checkArg(s string) error {
 	return nil
 }
 
-// createJob validates, records and dispatches a job.
+// jobRequest is a job to create, from a user or from a schedule's fire.
+type jobRequest struct {
+	HostID, RepoID, Kind string
+	Args                 json.RawMessage
+	ActorKind, Actor     string
+	TimeoutS             int
+	ScheduleID           string
+	ScheduledAt          time.Time
+	CatchUp              bool
+}
+
+// createJob validates, records and dispatches a user's job.
 func (c *Console) createJob(hostID, repoID, kind string, args json.RawMessage, actorKind, actor string, timeoutS int) (storage.Job, error) {
-	h, err := c.store.GetHost(hostID)
+	j, _, err := c.newJob(jobRequest{HostID: hostID, RepoID: repoID, Kind: kind, Args: args, ActorKind: actorKind, Actor: actor, TimeoutS: timeoutS})
+	return j, err
+}
+
+// newJob validates, records and dispatches a job. A scheduled job is made
+// once per (schedule, scheduled_at): created is false when it already was.
+func (c *Console) newJob(req jobRequest) (storage.Job, bool, error) {
+	h, err := c.store.GetHost(req.HostID)
 	if err != nil {
-		return storage.Job{}, err
+		return storage.Job{}, false, err
 	}
 	if !h.Enrolled {
-		return storage.Job{}, badRequest("host %s has not enrolled an agent yet", hostID)
+		return storage.Job{}, false, badRequest("host %s has not enrolled an agent yet", req.HostID)
 	}
-	if !supportedKinds[kind] {
-		return storage.Job{}, badRequest("job kind %q is not supported yet (supported: init, backup)", kind)
+	if !supportedKinds[req.Kind] {
+		return storage.Job{}, false, badRequest("job kind %q is not supported yet (supported: init, backup)", req.Kind)
 	}
-	if _, err := c.store.GetRepo(repoID); err != nil {
+	if _, err := c.store.GetRepo(req.RepoID); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			return storage.Job{}, badRequest("repository %q does not exist", repoID)
+			return storage.Job{}, false, badRequest("repository %q does not exist", req.RepoID)
 		}
-		return storage.Job{}, err
+		return storage.Job{}, false, err
 	}
-	norm, err := validateArgs(kind, args)
+	norm, err := validateArgs(req.Kind, req.Args)
 	if err != nil {
-		return storage.Job{}, err
+		return storage.Job{}, false, err
 	}
-	if timeoutS < 0 {
-		return storage.Job{}, badRequest("timeout_s must not be negative")
+	if req.TimeoutS < 0 {
+		return storage.Job{}, false, badRequest("timeout_s must not be negative")
 	}
 	now := time.Now().UTC()
 	j := storage.Job{
-		ID: newID("job"), HostID: hostID, RepoID: repoID, Kind: kind, Args: norm,
-		ActorKind: actorKind, Actor: actor, Status: storage.JobQueued,
-		CreatedAt: now, ExpiresAt: now.Add(c.opts.CommandExpiry), TimeoutS: timeoutS,
+		ID: newID("job"), HostID: req.HostID, RepoID: req.RepoID, Kind: req.Kind, Args: norm,
+		ActorKind: req.ActorKind, Actor: req.Actor, Status: storage.JobQueued,
+		CreatedAt: now, ExpiresAt: now.Add(c.opts.CommandExpiry), TimeoutS: req.TimeoutS,
+		ScheduleID: req.ScheduleID, ScheduledAt: req.ScheduledAt, CatchUp: req.CatchUp,
 	}
-	if err := c.store.CreateJob(j); err != nil {
-		return storage.Job{}, err
+	created := true
+	if req.ScheduleID != "" {
+		j, created, err = c.store.CreateScheduledJob(j, req.ScheduledAt)
+	} else {
+		err = c.store.CreateJob(j)
+	}
+	if err != nil {
+		return storage.Job{}, false, err
+	}
+	if !created {
+		return j, false, nil
 	}
 	if err := c.dispatch(j, h); err != nil {
 		// The job stays queued: it is sent again when the agent comes online.
 		c.log.Error("dispatch failed; job stays queued", "job_id", j.ID, "error", err)
 	}
-	c.log.Info("job queued", "job_id", j.ID, "host_id", hostID, "kind", kind, "actor", actor)
-	return j, nil
+	c.log.Info("job queued", "job_id", j.ID, "host_id", req.HostID, "kind", req.Kind, "actor_kind", req.ActorKind, "actor", req.Actor, "schedule_id", req.ScheduleID)
+	return j, true, nil
 }
 
 // dispatch seals the repository to the host's key and publishes the command.

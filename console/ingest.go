@@ -27,6 +27,10 @@ func (c *Console) Ingest(ctx context.Context, host string, t wire.Topic, payload
 		err = c.ingestProgress(host, t.Job, payload)
 	case wire.KindResult:
 		err = c.ingestResult(host, t.Job, payload)
+	case wire.KindSchedulesReported:
+		err = c.ingestReported(host, payload)
+	case wire.KindFires:
+		err = c.ingestFire(host, payload)
 	default:
 		err = fmt.Errorf("%w: %s messages are not handled by this console", broker.ErrRejected, t.Kind)
 	}
@@ -60,7 +64,10 @@ func (c *Console) ingestStatus(host string, payload []byte) error {
 	if cameOnline {
 		// Commands published before the agent ever had a session, or lost
 		// with one, are sent again; the agent ignores those it already has.
-		c.goBG(func(ctx context.Context) { c.redispatch(ctx, host) })
+		c.goBG(func(ctx context.Context) {
+			c.republishDesired(ctx, host)
+			c.redispatch(ctx, host)
+		})
 	}
 	return nil
 }

@@ -121,7 +121,7 @@ func (c *Console) pageDashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	d := dashboardData{User: p, HostNames: map[string]string{}}
 	for _, h := range hosts {
-		d.Hosts = append(d.Hosts, viewHost(h))
+		d.Hosts = append(d.Hosts, c.viewHost(h))
 		d.HostNames[h.ID] = h.Name
 		if h.Online {
 			d.Online++

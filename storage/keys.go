@@ -25,6 +25,8 @@ import (
 //	user/{name}                          User
 //	sess/{hex sha256(token)}             Session
 //	tok/{hex sha256(token)}              APIToken
+//	sched/{host}                         HostSchedules
+//	firejob/{host}/{schedule}/{ts}       job ID made for the fire of {ts} (scheduled_at)
 //
 // {ts} is CreatedAt in Unix nanoseconds as 16 hex digits, so byte order is
 // time order and ties are broken by job ID.

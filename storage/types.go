@@ -97,8 +97,11 @@ type Job struct {
 	ActorKind  string          `json:"actor_kind"` // user or schedule
 	Actor      string          `json:"actor,omitempty"`
 	ScheduleID string          `json:"schedule_id,omitempty"`
-	Status     string          `json:"status"`
-	CreatedAt  time.Time       `json:"created_at"`
+	// ScheduledAt and CatchUp come from the fire that made a scheduled job.
+	ScheduledAt time.Time `json:"scheduled_at,omitzero"`
+	CatchUp     bool      `json:"catch_up,omitempty"`
+	Status      string    `json:"status"`
+	CreatedAt   time.Time `json:"created_at"`
 	// ExpiresAt: a command not started by then is not run.
 	ExpiresAt  time.Time       `json:"expires_at,omitzero"`
 	StartedAt  time.Time       `json:"started_at,omitzero"`

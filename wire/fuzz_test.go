@@ -57,3 +57,15 @@ func FuzzParseTopic(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeSchedulesDesired(f *testing.F) {
+	fuzzDecoder[SchedulesDesired](f, `{"v":1,"version":3,"schedules":[{"id":"s1","kind":"backup","cron":"@daily","enabled":true,"jitter_s":600}]}`)
+}
+
+func FuzzDecodeSchedulesReported(f *testing.F) {
+	fuzzDecoder[SchedulesReported](f, `{"v":1,"version":3,"applied_at":"2026-01-01T00:00:00Z","skipped":[{"id":"s2","reason":"bad cron"}]}`)
+}
+
+func FuzzDecodeFire(f *testing.F) {
+	fuzzDecoder[Fire](f, `{"v":1,"fire_id":"f1","schedule_id":"s1","schedule_version":2,"scheduled_at":"2026-01-01T02:00:00Z","fired_at":"2026-01-01T02:03:00Z","catch_up":true}`)
+}

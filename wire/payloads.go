@@ -225,6 +225,12 @@ func setVersion(p Payload) {
 		m.V = Version
 	case *Result:
 		m.V = Version
+	case *SchedulesDesired:
+		m.V = Version
+	case *SchedulesReported:
+		m.V = Version
+	case *Fire:
+		m.V = Version
 	}
 }
 

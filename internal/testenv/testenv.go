@@ -40,6 +40,10 @@ func Restic(t testing.TB) string { return tool(t, "restic", "RM_TEST_RESTIC") }
 // RestServer is the pinned rest-server binary (RM_TEST_REST_SERVER overrides).
 func RestServer(t testing.TB) string { return tool(t, "rest-server", "RM_TEST_REST_SERVER") }
 
+// Restic014 is the pinned restic 0.14.0 (Debian 12's version, the oldest the
+// runner supports; RM_TEST_RESTIC014 overrides).
+func Restic014(t testing.TB) string { return tool(t, "restic-0.14.0", "RM_TEST_RESTIC014") }
+
 // FreePort returns a loopback TCP port that was free a moment ago. Tests that
 // restart a server on the same address need a fixed port, so ":0" will not do.
 func FreePort(t testing.TB) string {

@@ -1,0 +1,125 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/restic-manager/restic-manager/schedules"
+)
+
+// HostSchedules is a host's schedule set: the desired version the console
+// owns and the version the agent last reported applied.
+type HostSchedules struct {
+	HostID         string               `json:"host_id"`
+	Version        int64                `json:"version"`
+	UpdatedAt      time.Time            `json:"updated_at,omitzero"`
+	Schedules      []schedules.Schedule `json:"schedules"`
+	AppliedVersion int64                `json:"applied_version"`
+	AppliedAt      time.Time            `json:"applied_at,omitzero"`
+	Skipped        []SkippedSchedule    `json:"skipped,omitempty"`
+}
+
+// SkippedSchedule is a schedule the agent could not install.
+type SkippedSchedule struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+const (
+	schedPrefix   = "sched/"
+	fireJobPrefix = "firejob/"
+)
+
+func schedKey(host string) []byte { return []byte(schedPrefix + host) }
+
+// GetSchedules returns a host's schedules (an empty set at version 0 when it
+// has none).
+func (s *Store) GetSchedules(hostID string) (HostSchedules, error) {
+	var hs HostSchedules
+	err := s.get(schedKey(hostID), &hs)
+	if errors.Is(err, ErrNotFound) {
+		return HostSchedules{HostID: hostID}, nil
+	}
+	if err != nil {
+		return hs, fmt.Errorf("storage: schedules of %s: %w", hostID, err)
+	}
+	return hs, nil
+}
+
+// UpdateSchedules is read-modify-write of a host's schedule set in one
+// transaction; concurrent writers are serialised, so a version bump made in
+// fn is a compare-and-set.
+func (s *Store) UpdateSchedules(hostID string, fn func(*HostSchedules) error) (HostSchedules, error) {
+	if err := validID(hostID); err != nil {
+		return HostSchedules{}, fmt.Errorf("storage: update schedules: %w", err)
+	}
+	key := schedKey(hostID)
+	var out HostSchedules
+	err := s.modify(key, func(txn *badger.Txn) error {
+		if err := getJSON(txn, hostKey(hostID), &Host{}); err != nil {
+			return err
+		}
+		hs := HostSchedules{HostID: hostID}
+		if err := getJSON(txn, key, &hs); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if err := fn(&hs); err != nil {
+			return err
+		}
+		hs.HostID = hostID
+		out = hs
+		return setJSON(txn, key, hs)
+	})
+	if err != nil {
+		return HostSchedules{}, fmt.Errorf("storage: update schedules of %s: %w", hostID, err)
+	}
+	return out, nil
+}
+
+func fireJobKey(hostID, scheduleID string, scheduledAt time.Time) []byte {
+	return []byte(fireJobPrefix + hostID + "/" + scheduleID + "/" + idxTime(scheduledAt))
+}
+
+// CreateScheduledJob stores j unless a job for the same (schedule,
+// scheduled_at) exists; then it returns that job and created=false. The
+// check and the insert are one transaction, so a fire delivered twice, even
+// concurrently, makes one job.
+func (s *Store) CreateScheduledJob(j Job, scheduledAt time.Time) (Job, bool, error) {
+	if err := validID(j.ID); err != nil {
+		return Job{}, false, fmt.Errorf("storage: create scheduled job: %w", err)
+	}
+	if err := validID(j.ScheduleID); err != nil {
+		return Job{}, false, fmt.Errorf("storage: create scheduled job: schedule: %w", err)
+	}
+	if err := validID(j.HostID); err != nil {
+		return Job{}, false, fmt.Errorf("storage: create scheduled job: host: %w", err)
+	}
+	key := fireJobKey(j.HostID, j.ScheduleID, scheduledAt)
+	var out Job
+	var created bool
+	err := s.modify(key, func(txn *badger.Txn) error {
+		created = false
+		raw, err := getRaw(txn, key)
+		if err == nil {
+			return getJSON(txn, jobKey(string(raw)), &out)
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if err := absent(txn, jobKey(j.ID)); err != nil {
+			return err
+		}
+		if err := txn.Set(key, []byte(j.ID)); err != nil {
+			return err
+		}
+		out, created = j, true
+		return putJob(txn.Set, j)
+	})
+	if err != nil {
+		return Job{}, false, fmt.Errorf("storage: create scheduled job %s: %w", j.ID, err)
+	}
+	return out, created, nil
+}
