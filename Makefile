@@ -74,5 +74,5 @@ clean:
 # Figures for the closing notes: dispatch latency (20 jobs) and idle RSS,
 # with binaries built without the race detector.
 bench: tools
-	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench BenchmarkJobStart -benchtime 1x -timeout 10m
+	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkJobStart|BenchmarkScheduleApply' -benchtime 1x -timeout 10m
 	$(GO) test ./storage/ -run '^$$' -bench . -benchtime 20x

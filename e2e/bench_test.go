@@ -68,3 +68,30 @@ func BenchmarkJobStart(b *testing.B) {
 	b.ReportMetric(rssKiB(f.srv.proc.cmd.Process.Pid)/1024, "server_idle_rss_MiB")
 	b.ReportMetric(rssKiB(f.agent.proc.cmd.Process.Pid)/1024, "agent_idle_rss_MiB")
 }
+
+// BenchmarkScheduleApply measures the time from PUT /hosts/{id}/schedules
+// until the agent's report of that version is stored (20 changes, loopback).
+func BenchmarkScheduleApply(b *testing.B) {
+	runs := 20
+	tb := testing.TB(b)
+	f := newFleet(tb, "")
+	f.agent.start(tb)
+	f.srv.waitOnline(f.host.ID, true)
+	b.ResetTimer()
+	for range b.N {
+		var lat []time.Duration
+		for i := range runs {
+			t0 := time.Now()
+			r := f.srv.putSchedules(f.host.ID, []map[string]any{{
+				"name": "nightly", "kind": "backup", "cron": fmt.Sprintf("%d 2 * * *", i%60), "enabled": true,
+				"repo_id": f.repoID, "paths": []string{"/etc"},
+			}})
+			for f.srv.schedules(f.host.ID).AppliedVersion != r.Version {
+				time.Sleep(2 * time.Millisecond)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50_apply_ms")
+		b.ReportMetric(float64(percentile(lat, 0.9).Microseconds())/1000, "p90_apply_ms")
+	}
+}
