@@ -63,6 +63,8 @@ func (c *Console) Handler(ready func() bool) http.Handler {
 			r.Get("/jobs", c.apiListJobs)
 			r.Get("/jobs/{id}", c.apiGetJob)
 			r.Get("/jobs/{id}/events", c.apiJobEvents)
+
+			r.With(requireRole(RoleAdmin)).Post("/admin/backup", c.apiBackupStore)
 		})
 	})
 	c.mountUI(r, loginLimit)
@@ -131,6 +133,20 @@ func decode(r *http.Request, v any) error {
 		return badRequest("request body: %v", err)
 	}
 	return nil
+}
+
+// apiBackupStore streams an online backup of the store (Badger's backup
+// format). The master key is not in it: keep that file separately.
+func (c *Console) apiBackupStore(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="restic-manager-store.bak"`)
+	w.Header().Set("Cache-Control", "no-store")
+	p, _ := principalFrom(r.Context())
+	if err := c.store.Backup(w); err != nil {
+		c.log.Error("store backup failed", "error", err, "by", p.User)
+		return
+	}
+	c.log.Info("store backed up", "by", p.User, "remote", r.RemoteAddr)
 }
 
 // ---- login and tokens

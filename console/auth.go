@@ -156,3 +156,20 @@ func (c *Console) requireAuth(api bool) func(http.Handler) http.Handler {
 func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
+
+// requireRole refuses principals below the given role. Order: viewer <
+// operator < admin.
+func requireRole(role string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, ok := principalFrom(r.Context())
+			if !ok || roleRank[p.Role] < roleRank[role] {
+				writeError(w, http.StatusForbidden, "this needs the "+role+" role")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+var roleRank = map[string]int{RoleViewer: 1, RoleOperator: 2, RoleAdmin: 3}
