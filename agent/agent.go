@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/internal/tlsutil"
 	"github.com/restic-manager/restic-manager/runner"
 	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/wire"
@@ -168,8 +170,14 @@ func (a *Agent) run(ctx context.Context) error {
 	}
 	connCtx, stopConn := context.WithCancel(context.Background())
 	defer stopConn()
+	var tlsCfg *tls.Config
+	switch u.Scheme {
+	case "mqtts", "ssl", "tls", "mqtt+ssl", "tcps", "wss":
+		tlsCfg = tlsutil.ClientConfig(a.cfg.CAFingerprint, u.Hostname())
+	}
 	cc := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
+		TlsCfg:                        tlsCfg,
 		KeepAlive:                     30,
 		CleanStartOnInitialConnection: false,
 		SessionExpiryInterval:         uint32(sessionExpiry / time.Second),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/internal/tlsutil"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -24,7 +26,10 @@ type EnrollOptions struct {
 	ConfigPath string
 	StateDir   string // default: "state" beside the config
 	Restic     string
-	HTTPClient *http.Client
+	// CAFingerprint pins the console's CA (from the enrolment command); with
+	// an https server URL and no fingerprint, the system roots apply.
+	CAFingerprint string
+	HTTPClient    *http.Client
 }
 
 // Enroll exchanges a one-time token for this host's credential, makes the
@@ -55,7 +60,13 @@ func Enroll(ctx context.Context, o EnrollOptions) (Config, error) {
 	req.Header.Set("Content-Type", "application/json")
 	hc := o.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
+		u, err := url.Parse(server)
+		if err != nil {
+			return Config{}, fmt.Errorf("enroll: server URL: %w", err)
+		}
+		hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: tlsutil.ClientConfig(o.CAFingerprint, u.Hostname()),
+		}}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -80,12 +91,19 @@ func Enroll(ctx context.Context, o EnrollOptions) (Config, error) {
 	if !wire.ValidID(er.HostID) || er.Password == "" || er.BrokerURL == "" {
 		return Config{}, fmt.Errorf("enroll: incomplete response from %s", server)
 	}
+	fp := tlsutil.NormalizeFingerprint(o.CAFingerprint)
+	if fp == "" {
+		// Plain HTTP enrolment (development) takes the console's word.
+		fp = tlsutil.NormalizeFingerprint(er.CAFingerprint)
+	} else if got := tlsutil.NormalizeFingerprint(er.CAFingerprint); got != "" && got != fp {
+		return Config{}, fmt.Errorf("enroll: the console names CA %s but the command pinned %s", got, fp)
+	}
 	if err := writeFileAtomic(filepath.Join(stateDir, identityFile), []byte(identity+"\n"), 0o600); err != nil {
 		return Config{}, fmt.Errorf("enroll: key: %w", err)
 	}
 	cfg := Config{
 		HostID: er.HostID, ServerURL: server, BrokerURL: er.BrokerURL, Username: er.Username, Password: er.Password,
-		CAFingerprint: er.CAFingerprint, StateDir: stateDir, Restic: o.Restic,
+		CAFingerprint: fp, StateDir: stateDir, Restic: o.Restic,
 	}
 	if err := cfg.Save(o.ConfigPath); err != nil {
 		return Config{}, err

@@ -296,8 +296,17 @@ func (c *Console) apiCreateHost(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"id": h.ID, "name": h.Name, "enroll_token": tok,
 		"enroll_expires_at": now.Add(enrollTTL),
-		"enroll_command":    fmt.Sprintf("restic-manager-agent enroll --server %s --token %s", c.publicURL(r), tok),
+		"enroll_command":    c.enrollCommand(r, tok),
 	})
+}
+
+// enrollCommand is the line an operator runs on the new machine.
+func (c *Console) enrollCommand(r *http.Request, token string) string {
+	cmd := fmt.Sprintf("restic-manager-agent enroll --server %s --token %s", c.publicURL(r), token)
+	if c.opts.CAFingerprint != "" {
+		cmd += " --ca-fingerprint " + c.opts.CAFingerprint
+	}
+	return cmd
 }
 
 func (c *Console) apiEnroll(w http.ResponseWriter, r *http.Request) {
@@ -331,6 +340,7 @@ func (c *Console) apiEnroll(w http.ResponseWriter, r *http.Request) {
 	c.log.Info("host enrolled", "host_id", h.ID, "hostname", req.Hostname, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, wire.EnrollResponse{
 		HostID: h.ID, BrokerURL: c.brokerURL(r), Username: h.ID, Password: password,
+		CAFingerprint: c.opts.CAFingerprint,
 	})
 }
 

@@ -41,6 +41,10 @@ type Options struct {
 	MQTTPort  string
 	// SecureCookies marks session cookies Secure (set when serving HTTPS).
 	SecureCookies bool
+	// TLS: the broker speaks MQTT over TLS (agents get mqtts:// URLs).
+	TLS bool
+	// CAFingerprint is the CA agents pin, given in the enrolment command.
+	CAFingerprint string
 	// CommandExpiry bounds how long a command waits for an offline agent.
 	CommandExpiry time.Duration
 	Version       string
@@ -167,5 +171,9 @@ func (c *Console) brokerURL(r *http.Request) string {
 	if h, _, err := net.SplitHostPort(r.Host); err == nil {
 		host = h
 	}
-	return "mqtt://" + net.JoinHostPort(host, c.opts.MQTTPort)
+	scheme := "mqtt"
+	if c.opts.TLS {
+		scheme = "mqtts"
+	}
+	return scheme + "://" + net.JoinHostPort(host, c.opts.MQTTPort)
 }

@@ -223,7 +223,7 @@ func TestAgentRestartMidRunReportsFailure(t *testing.T) {
 func TestAPIRequiresLogin(t *testing.T) {
 	s := newServer(t)
 	for _, path := range []string{"/api/v1/hosts", "/api/v1/jobs", "/api/v1/repos"} {
-		resp, err := http.Get(s.url(path))
+		resp, err := s.anon.Get(s.url(path))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +232,7 @@ func TestAPIRequiresLogin(t *testing.T) {
 			t.Errorf("anonymous GET %s = %d, want 401", path, resp.StatusCode)
 		}
 	}
-	resp, err := http.Post(s.url("/api/v1/login"), "application/json", strings.NewReader(`{"username":"admin","password":"wrong"}`))
+	resp, err := s.anon.Post(s.url("/api/v1/login"), "application/json", strings.NewReader(`{"username":"admin","password":"wrong"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestAPIRequiresLogin(t *testing.T) {
 	s.do("POST", "/api/v1/tokens", map[string]string{"name": "ci"}, &tok, 201)
 	req, _ := http.NewRequest("GET", s.url("/api/v1/hosts"), nil)
 	req.Header.Set("Authorization", "Bearer "+tok.Token)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err = s.anon.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

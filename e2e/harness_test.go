@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/internal/testenv"
+	"github.com/restic-manager/restic-manager/internal/tlsutil"
 )
 
 var bins struct {
@@ -146,22 +148,47 @@ type server struct {
 	data     string
 	httpAddr string
 	mqttAddr string
-	client   *http.Client
+	client   *http.Client // logged in as admin
+	anon     *http.Client // no session, same TLS trust
+	insecure bool
+	caFP     string // the CA the clients pin ("" when insecure)
 }
 
 func startServer(t testing.TB, data, httpAddr, mqttAddr string) *server {
+	return startServerMode(t, data, httpAddr, mqttAddr, false)
+}
+
+// startServerMode starts a server with TLS (the default: a generated CA the
+// clients pin) or, with insecure, plain HTTP and MQTT.
+func startServerMode(t testing.TB, data, httpAddr, mqttAddr string, insecure bool) *server {
 	t.Helper()
 	bin, _ := binaries(t)
-	s := &server{t: t, data: data, httpAddr: httpAddr, mqttAddr: mqttAddr}
-	s.proc = start(t, "server", []string{"RM_ADMIN_PASSWORD=" + adminPassword}, bin,
-		"server", "--insecure", "--data", data, "--http", httpAddr, "--mqtt", mqttAddr)
+	s := &server{t: t, data: data, httpAddr: httpAddr, mqttAddr: mqttAddr, insecure: insecure}
+	args := []string{"server", "--data", data, "--http", httpAddr, "--mqtt", mqttAddr}
+	if insecure {
+		args = append(args, "--insecure")
+	}
+	s.proc = start(t, "server", []string{"RM_ADMIN_PASSWORD=" + adminPassword}, bin, args...)
+	s.anon = &http.Client{Timeout: 30 * time.Second}
+	if !insecure {
+		eventually(t, 30*time.Second, "the server's CA", func() error {
+			s.exited()
+			b, err := os.ReadFile(filepath.Join(data, "tls", "ca.pem"))
+			if err != nil {
+				return err
+			}
+			blk, _ := pem.Decode(b)
+			if blk == nil {
+				return errorf("ca.pem not PEM yet")
+			}
+			s.caFP = tlsutil.Fingerprint(blk.Bytes)
+			return nil
+		})
+		s.anon.Transport = &http.Transport{TLSClientConfig: tlsutil.ClientConfig(s.caFP, "127.0.0.1")}
+	}
 	eventually(t, 30*time.Second, "server /healthz", func() error {
-		select {
-		case <-s.proc.done:
-			t.Fatalf("server exited:\n%s", s.proc.out.String())
-		default:
-		}
-		resp, err := http.Get(s.url("/healthz"))
+		s.exited()
+		resp, err := s.anon.Get(s.url("/healthz"))
 		if err != nil {
 			return err
 		}
@@ -172,16 +199,30 @@ func startServer(t testing.TB, data, httpAddr, mqttAddr string) *server {
 		return nil
 	})
 	jar, _ := cookiejar.New(nil)
-	s.client = &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	s.client = &http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: s.anon.Transport}
 	s.do("POST", "/api/v1/login", map[string]string{"username": "admin", "password": adminPassword}, nil, 200)
 	return s
+}
+
+// exited fails the test at once when the server process has died.
+func (s *server) exited() {
+	select {
+	case <-s.proc.done:
+		s.t.Fatalf("server exited:\n%s", s.proc.out.String())
+	default:
+	}
 }
 
 func newServer(t testing.TB) *server {
 	return startServer(t, t.TempDir(), testenv.FreePort(t), testenv.FreePort(t))
 }
 
-func (s *server) url(path string) string { return "http://" + s.httpAddr + path }
+func (s *server) url(path string) string {
+	if s.insecure {
+		return "http://" + s.httpAddr + path
+	}
+	return "https://" + s.httpAddr + path
+}
 
 // do calls the API and decodes the answer into out, failing the test when
 // the status is not want.
@@ -313,7 +354,11 @@ func enrollAgent(t testing.TB, s *server, token, restic string) *agentProc {
 	t.Helper()
 	_, bin := binaries(t)
 	a := &agentProc{config: filepath.Join(t.TempDir(), "agent.yaml"), restic: restic}
-	cmd := exec.Command(bin, "enroll", "--server", s.url(""), "--token", token, "--config", a.config, "--restic", restic)
+	args := []string{"enroll", "--server", s.url(""), "--token", token, "--config", a.config, "--restic", restic}
+	if s.caFP != "" {
+		args = append(args, "--ca-fingerprint", s.caFP)
+	}
+	cmd := exec.Command(bin, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("enroll: %v\n%s", err, out)
 	}

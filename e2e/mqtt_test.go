@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +11,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/internal/tlsutil"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -36,9 +37,19 @@ type mqttClient struct {
 	received chan *paho.Publish
 }
 
-func dialMQTT(t testing.TB, addr, clientID, user, password string, will *paho.WillMessage) (*mqttClient, *paho.Connack, error) {
+// dialBroker opens a connection to the server's broker, with TLS pinned to
+// its CA unless the server is insecure.
+func (s *server) dialBroker() (net.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if s.insecure {
+		return d.Dial("tcp", s.mqttAddr)
+	}
+	return tls.DialWithDialer(d, "tcp", s.mqttAddr, tlsutil.ClientConfig(s.caFP, "127.0.0.1"))
+}
+
+func dialMQTT(t testing.TB, s *server, clientID, user, password string, will *paho.WillMessage) (*mqttClient, *paho.Connack, error) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := s.dialBroker()
 	if err != nil {
 		t.Fatalf("dial broker: %v", err)
 	}
@@ -95,24 +106,24 @@ func TestBrokerACL(t *testing.T) {
 	}
 
 	// Wrong password, unknown user, and another host's client ID are refused.
-	if _, _, err := dialMQTT(t, s.mqttAddr, aID, aID, "wrong", nil); err == nil {
+	if _, _, err := dialMQTT(t, s, aID, aID, "wrong", nil); err == nil {
 		t.Error("connect with a wrong password succeeded")
 	}
-	if _, _, err := dialMQTT(t, s.mqttAddr, "nobody", "nobody", a.Password, nil); err == nil {
+	if _, _, err := dialMQTT(t, s, "nobody", "nobody", a.Password, nil); err == nil {
 		t.Error("connect as an unknown host succeeded")
 	}
-	if _, _, err := dialMQTT(t, s.mqttAddr, bID, aID, a.Password, nil); err == nil {
+	if _, _, err := dialMQTT(t, s, bID, aID, a.Password, nil); err == nil {
 		t.Error("host A took client ID of host B")
 	}
-	if _, _, err := dialMQTT(t, s.mqttAddr, bID, bID, a.Password, nil); err == nil {
+	if _, _, err := dialMQTT(t, s, bID, bID, a.Password, nil); err == nil {
 		t.Error("host A's password opened host B")
 	}
 	// A Will aimed at another host's status is refused at connect.
-	if _, _, err := dialMQTT(t, s.mqttAddr, aID, aID, a.Password, &paho.WillMessage{Topic: wire.StatusTopic(bID), Payload: []byte(`{"v":1,"online":false}`), QoS: 1, Retain: true}); err == nil {
+	if _, _, err := dialMQTT(t, s, aID, aID, a.Password, &paho.WillMessage{Topic: wire.StatusTopic(bID), Payload: []byte(`{"v":1,"online":false}`), QoS: 1, Retain: true}); err == nil {
 		t.Error("connect with a Will on another host's topic succeeded")
 	}
 
-	ca, _, err := dialMQTT(t, s.mqttAddr, aID, aID, a.Password, &paho.WillMessage{Topic: wire.StatusTopic(aID), Payload: []byte(`{"v":1,"online":false}`), QoS: 1, Retain: true})
+	ca, _, err := dialMQTT(t, s, aID, aID, a.Password, &paho.WillMessage{Topic: wire.StatusTopic(aID), Payload: []byte(`{"v":1,"online":false}`), QoS: 1, Retain: true})
 	if err != nil {
 		t.Fatalf("host A cannot connect with its own credential: %v", err)
 	}
@@ -168,7 +179,7 @@ func TestBrokerACL(t *testing.T) {
 func TestBadAgentInputIsRejected(t *testing.T) {
 	s := newServer(t)
 	a, aID := s.credential("host-a")
-	c, _, err := dialMQTT(t, s.mqttAddr, aID, aID, a.Password, nil)
+	c, _, err := dialMQTT(t, s, aID, aID, a.Password, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +216,7 @@ func TestBadAgentInputIsRejected(t *testing.T) {
 	if n := strings.Count(s.proc.out.String(), "agent message rejected"); n < len(cases) {
 		t.Errorf("%d rejections logged, want %d", n, len(cases))
 	}
-	resp, err := http.Get(s.url("/healthz"))
+	resp, err := s.anon.Get(s.url("/healthz"))
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz after bad input: %v %v", resp, err)
 	}
@@ -225,9 +236,9 @@ func TestBadAgentInputIsRejected(t *testing.T) {
 }
 
 // dialSession connects with a persistent session (clean start false).
-func dialSession(t *testing.T, addr, id, password string) (*mqttClient, *paho.Connack) {
+func dialSession(t *testing.T, s *server, id, password string) (*mqttClient, *paho.Connack) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := s.dialBroker()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +264,7 @@ func dialSession(t *testing.T, addr, id, password string) (*mqttClient, *paho.Co
 func TestBrokerStatePersistsAcrossRestart(t *testing.T) {
 	s := newServer(t)
 	a, aID := s.credential("host-a")
-	c, _ := dialSession(t, s.mqttAddr, aID, a.Password)
+	c, _ := dialSession(t, s, aID, a.Password)
 	if code := c.subscribe(t, wire.CommandsTopic(aID)); code >= 0x80 {
 		t.Fatalf("subscribe: %#x", code)
 	}
@@ -270,7 +281,7 @@ func TestBrokerStatePersistsAcrossRestart(t *testing.T) {
 	s.proc.stop(t)
 	s2 := startServer(t, s.data, s.httpAddr, s.mqttAddr)
 
-	c2, ca := dialSession(t, s2.mqttAddr, aID, a.Password)
+	c2, ca := dialSession(t, s2, aID, a.Password)
 	if !ca.SessionPresent {
 		t.Fatal("session not present after server restart")
 	}

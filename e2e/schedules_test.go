@@ -194,11 +194,11 @@ func TestFireDeliveryRules(t *testing.T) {
 	})
 	nightly, off := r.Schedules[0].ID, r.Schedules[1].ID
 
-	ca, _, err := dialMQTT(t, s.mqttAddr, aID, aID, a.Password, nil)
+	ca, _, err := dialMQTT(t, s, aID, aID, a.Password, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb, _, err := dialMQTT(t, s.mqttAddr, bID, bID, b.Password, nil)
+	cb, _, err := dialMQTT(t, s, bID, bID, b.Password, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,6 +66,7 @@ func runEnroll(args []string) error {
 	token := fs.String("token", "", "one-time enrolment token from the console")
 	config := fs.String("config", defaultConfig(), "config file to write")
 	restic := fs.String("restic", "", "restic binary (default: RM_RESTIC, else restic on PATH)")
+	caFP := fs.String("ca-fingerprint", "", "SHA-256 fingerprint of the console's CA, from the enrolment command")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func runEnroll(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg, err := agent.Enroll(ctx, agent.EnrollOptions{ServerURL: *server, Token: *token, ConfigPath: *config, Restic: *restic})
+	cfg, err := agent.Enroll(ctx, agent.EnrollOptions{ServerURL: *server, Token: *token, ConfigPath: *config, Restic: *restic, CAFingerprint: *caFP})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/restic-manager/restic-manager/broker"
 	"github.com/restic-manager/restic-manager/console"
 	"github.com/restic-manager/restic-manager/internal/cli"
+	"github.com/restic-manager/restic-manager/internal/tlsutil"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -57,7 +60,7 @@ func main() {
 type serverFlags struct {
 	data, httpAddr, mqttAddr, mqttWS string
 	publicURL, brokerURL             string
-	tlsCert, tlsKey                  string
+	tlsCert, tlsKey, tlsHosts        string
 	insecure                         bool
 }
 
@@ -74,6 +77,25 @@ func (p *publisher) Publish(topic string, payload []byte, retain bool, expiry ti
 	return b.Publish(topic, payload, retain, expiry)
 }
 
+// certHosts lists the names the generated certificate must cover.
+func certHosts(f serverFlags) []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil {
+		hosts = append(hosts, h)
+	}
+	for _, addr := range []string{f.httpAddr, f.mqttAddr} {
+		if h, _, err := net.SplitHostPort(addr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+			hosts = append(hosts, h)
+		}
+	}
+	for _, h := range strings.Split(f.tlsHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
 func runServer(args []string) error {
 	var f serverFlags
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
@@ -85,20 +107,35 @@ func runServer(args []string) error {
 	fs.StringVar(&f.brokerURL, "broker-url", "", "broker URL given to enrolling agents (default: the request's host and the MQTT port)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file")
+	fs.StringVar(&f.tlsHosts, "tls-hosts", "", "extra comma-separated names and IPs for the generated certificate (localhost, 127.0.0.1, this hostname and the listen addresses are always in it)")
 	fs.BoolVar(&f.insecure, "insecure", false, "plain TCP and HTTP: local development and tests only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if !f.insecure {
-		// Certificate generation and agent pinning are the TLS issue's work;
-		// until then, refusing to start beats silently running in clear text.
-		return errors.New("TLS is not available yet: pass --insecure for plain TCP and HTTP (development and tests only)")
-	}
-
 	log := cli.Logger()
-	log.Warn("running with --insecure: MQTT and HTTP are unencrypted; use only on a trusted network")
 	if err := os.MkdirAll(f.data, 0o700); err != nil {
 		return err
+	}
+	var srvTLS *tlsutil.Server
+	switch {
+	case f.insecure:
+		log.Warn("running with --insecure: MQTT and HTTP are UNENCRYPTED and agents are not pinned; use this for local development and tests only")
+	case f.tlsCert != "" || f.tlsKey != "":
+		var err error
+		if srvTLS, err = tlsutil.LoadFiles(f.tlsCert, f.tlsKey); err != nil {
+			return err
+		}
+	default:
+		var err error
+		if srvTLS, err = tlsutil.LoadOrCreate(filepath.Join(f.data, "tls"), certHosts(f)); err != nil {
+			return err
+		}
+		log.Info("using the generated certificate; agents pin its CA", "ca_fingerprint", srvTLS.CAFingerprint, "dir", filepath.Join(f.data, "tls"))
+	}
+	var tlsCfg *tls.Config
+	var caFingerprint string
+	if srvTLS != nil {
+		tlsCfg, caFingerprint = srvTLS.Config, srvTLS.CAFingerprint
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -117,6 +154,7 @@ func runServer(args []string) error {
 	con, err := console.New(console.Options{
 		Store: store, Publisher: pub, Logger: log, PublicURL: f.publicURL,
 		BrokerURL: f.brokerURL, MQTTPort: mqttPort, Version: cli.Version,
+		TLS: tlsCfg != nil, SecureCookies: tlsCfg != nil, CAFingerprint: caFingerprint,
 	})
 	if err != nil {
 		return err
@@ -127,11 +165,11 @@ func runServer(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := b.ListenTCP("mqtt", f.mqttAddr, nil); err != nil {
+	if err := b.ListenTCP("mqtt", f.mqttAddr, tlsCfg); err != nil {
 		return err
 	}
 	if f.mqttWS != "" {
-		if err := b.ListenWebsocket("mqtt-ws", f.mqttWS, nil); err != nil {
+		if err := b.ListenWebsocket("mqtt-ws", f.mqttWS, tlsCfg); err != nil {
 			return err
 		}
 	}
@@ -154,6 +192,9 @@ func runServer(args []string) error {
 	if err != nil {
 		return err
 	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
 	var ready atomic.Bool
 	srv := &http.Server{
 		Handler:           con.Handler(ready.Load),
@@ -163,7 +204,7 @@ func runServer(args []string) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	ready.Store(true)
-	log.Info("restic-manager started", "http", ln.Addr().String(), "mqtt", f.mqttAddr, "data", f.data, "version", cli.Version)
+	log.Info("restic-manager started", "http", ln.Addr().String(), "mqtt", f.mqttAddr, "tls", tlsCfg != nil, "data", f.data, "version", cli.Version)
 
 	select {
 	case <-ctx.Done():

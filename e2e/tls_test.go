@@ -1,0 +1,67 @@
+package e2e
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restic-manager/restic-manager/internal/testenv"
+)
+
+func TestEnrolmentPinsTheCA(t *testing.T) {
+	s := newServer(t)
+	other := newServer(t) // another data directory: another CA
+	if s.caFP == other.caFP {
+		t.Fatal("two servers share a CA")
+	}
+	h := s.createHost("pinned")
+	if !strings.Contains(h.EnrollCommand, "--ca-fingerprint "+s.caFP) || !strings.HasPrefix(strings.Fields(h.EnrollCommand)[3], "https://") {
+		t.Fatalf("enroll command %q lacks https or the CA fingerprint", h.EnrollCommand)
+	}
+	_, bin := binaries(t)
+	cfg := filepath.Join(t.TempDir(), "agent.yaml")
+	// The wrong fingerprint: the handshake is refused, the token stays unused.
+	out, err := exec.Command(bin, "enroll", "--server", s.url(""), "--token", h.EnrollToken, "--config", cfg, "--ca-fingerprint", other.caFP).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "pinned CA") {
+		t.Fatalf("enrolment against the wrong CA: %v\n%s", err, out)
+	}
+	// Without a fingerprint, a private CA is not trusted either.
+	if out, err := exec.Command(bin, "enroll", "--server", s.url(""), "--token", h.EnrollToken, "--config", cfg).CombinedOutput(); err == nil {
+		t.Fatalf("enrolment trusted an unknown CA:\n%s", out)
+	}
+	a := enrollAgent(t, s, h.EnrollToken, testenv.Restic(t))
+	a.start(t)
+	s.waitOnline(h.ID, true)
+
+	// The same agent, pointed at a server with another certificate on the
+	// same address, refuses it and never comes online there.
+	a.proc.stop(t)
+	s.proc.stop(t)
+	impostor := startServer(t, t.TempDir(), s.httpAddr, s.mqttAddr)
+	a.start(t)
+	eventually(t, 30*time.Second, "the agent to refuse the impostor", func() error {
+		if !strings.Contains(a.proc.out.String(), "pinned CA") {
+			return errorf("no pin failure logged yet")
+		}
+		return nil
+	})
+	if strings.Contains(impostor.proc.out.String(), "host="+h.ID) {
+		t.Errorf("the impostor saw the agent's credential:\n%s", impostor.proc.out.String())
+	}
+}
+
+func TestInsecureModeForDevelopment(t *testing.T) {
+	s := startServerMode(t, t.TempDir(), testenv.FreePort(t), testenv.FreePort(t), true)
+	if !strings.Contains(s.proc.out.String(), "UNENCRYPTED") {
+		t.Error("--insecure does not warn loudly")
+	}
+	h := s.createHost("dev")
+	if strings.Contains(h.EnrollCommand, "--ca-fingerprint") || !strings.Contains(h.EnrollCommand, "http://") {
+		t.Errorf("insecure enroll command %q", h.EnrollCommand)
+	}
+	a := enrollAgent(t, s, h.EnrollToken, testenv.Restic(t))
+	a.start(t)
+	s.waitOnline(h.ID, true)
+}
