@@ -28,6 +28,17 @@ const maxBody = 1 << 20
 // Handler returns the console's HTTP handler. ready reports whether the
 // broker and store are up (for /healthz).
 func (c *Console) Handler(ready func() bool) http.Handler {
+	r := c.router(ready)
+	// Go's cross-origin protection refuses state-changing requests that a
+	// browser marks as cross-site (Sec-Fetch-Site / Origin): CSRF protection
+	// for every form and cookie-authenticated API call, with no token to leak.
+	return http.NewCrossOriginProtection().Handler(r)
+}
+
+// apiRouter is the router itself, for tests that walk its routes.
+func (c *Console) apiRouter() chi.Router { return c.router(nil) }
+
+func (c *Console) router(ready func() bool) chi.Router {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Use(securityHeaders)
@@ -50,29 +61,43 @@ func (c *Console) Handler(ready func() bool) http.Handler {
 
 		r.Group(func(r chi.Router) {
 			r.Use(c.requireAuth(true))
-			r.Post("/tokens", c.apiCreateToken)
-			r.Post("/hosts", c.apiCreateHost)
+			r.Use(c.audit)
+			// Every role reads.
 			r.Get("/hosts", c.apiListHosts)
 			r.Get("/hosts/{id}", c.apiGetHost)
-			r.Post("/hosts/{id}/jobs", c.apiCreateJob)
 			r.Get("/hosts/{id}/schedules", c.apiGetSchedules)
-			r.Put("/hosts/{id}/schedules", c.apiPutSchedules)
-			r.Post("/repos", c.apiCreateRepo)
 			r.Get("/repos", c.apiListRepos)
 			r.Get("/repos/{id}", c.apiGetRepo)
 			r.Get("/jobs", c.apiListJobs)
 			r.Get("/jobs/{id}", c.apiGetJob)
 			r.Get("/jobs/{id}/events", c.apiJobEvents)
+			r.Get("/tokens", c.apiListTokens)
+			r.Post("/tokens", c.apiCreateToken)
+			r.Delete("/tokens/{id}", c.apiDeleteToken)
 
-			r.With(requireRole(RoleAdmin)).Post("/admin/backup", c.apiBackupStore)
+			// Operators run the fleet.
+			r.Group(func(r chi.Router) {
+				r.Use(requireRole(RoleOperator))
+				r.Post("/hosts", c.apiCreateHost)
+				r.Post("/hosts/{id}/enroll-token", c.apiNewEnrollToken)
+				r.Post("/hosts/{id}/jobs", c.apiCreateJob)
+				r.Put("/hosts/{id}/schedules", c.apiPutSchedules)
+				r.Post("/repos", c.apiCreateRepo)
+			})
+
+			// Admins manage access and the console itself.
+			r.Group(func(r chi.Router) {
+				r.Use(requireRole(RoleAdmin))
+				r.Post("/hosts/{id}/revoke", c.apiRevokeHost)
+				r.Get("/users", c.apiListUsers)
+				r.Post("/users", c.apiCreateUser)
+				r.Get("/audit", c.apiAudit)
+				r.Post("/admin/backup", c.apiBackupStore)
+			})
 		})
 	})
 	c.mountUI(r, loginLimit)
-
-	// Go's cross-origin protection refuses state-changing requests that a
-	// browser marks as cross-site (Sec-Fetch-Site / Origin): CSRF protection
-	// for every form and cookie-authenticated API call, with no token to leak.
-	return http.NewCrossOriginProtection().Handler(r)
+	return r
 }
 
 // remoteIP keys rate limits by the connecting address. The console is
@@ -162,9 +187,12 @@ func (c *Console) apiLogin(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	u, ok := c.checkLogin(req.Username, req.Password)
-	if !ok {
-		c.log.Warn("login failed", "user", req.Username, "remote", r.RemoteAddr)
+	u, err := c.login(r, req.Username, req.Password)
+	if errors.Is(err, errLocked) {
+		writeError(w, http.StatusTooManyRequests, err.Error())
+		return
+	}
+	if err != nil {
 		writeError(w, http.StatusUnauthorized, "wrong username or password")
 		return
 	}
@@ -194,11 +222,118 @@ func (c *Console) apiCreateToken(w http.ResponseWriter, r *http.Request) {
 	}
 	p, _ := principalFrom(r.Context())
 	tok := "rmt_" + randomToken(32)
-	if err := c.store.PutAPIToken(sha(tok), storage.APIToken{Name: req.Name, User: p.User, CreatedAt: time.Now().UTC()}); err != nil {
+	t := storage.APIToken{ID: newID("tok"), Name: req.Name, User: p.User, CreatedAt: time.Now().UTC()}
+	if err := c.store.PutAPIToken(sha(tok), t); err != nil {
 		c.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]string{"name": req.Name, "token": tok})
+	// The token is shown this once; only its hash is kept.
+	writeJSON(w, http.StatusCreated, map[string]string{"id": t.ID, "name": req.Name, "token": tok})
+}
+
+// apiListTokens lists the caller's tokens (every token for admins).
+func (c *Console) apiListTokens(w http.ResponseWriter, r *http.Request) {
+	p, _ := principalFrom(r.Context())
+	all, err := c.store.ListAPITokens()
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	out := []storage.APIToken{}
+	for _, t := range all {
+		if t.User == p.User || p.Role == RoleAdmin {
+			out = append(out, t)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (c *Console) apiDeleteToken(w http.ResponseWriter, r *http.Request) {
+	p, _ := principalFrom(r.Context())
+	id := chi.URLParam(r, "id")
+	all, err := c.store.ListAPITokens()
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	for _, t := range all {
+		if t.ID == id && (t.User == p.User || p.Role == RoleAdmin) {
+			if err := c.store.DeleteAPIToken(id); err != nil {
+				c.fail(w, r, err)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, "not found")
+}
+
+// ---- users
+
+func (c *Console) apiListUsers(w http.ResponseWriter, r *http.Request) {
+	users, err := c.store.ListUsers()
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	type userView struct {
+		Name      string    `json:"name"`
+		Role      string    `json:"role"`
+		CreatedAt time.Time `json:"created_at"`
+	}
+	out := make([]userView, 0, len(users))
+	for _, u := range users {
+		out = append(out, userView{u.Name, u.Role, u.CreatedAt})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (c *Console) apiCreateUser(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name     string `json:"name"`
+		Password string `json:"password"`
+		Role     string `json:"role"`
+	}
+	if err := decode(r, &req); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if _, ok := roleRank[req.Role]; !ok {
+		c.fail(w, r, badRequest("role must be admin, operator or viewer"))
+		return
+	}
+	if !validUserName(req.Name) {
+		c.fail(w, r, badRequest("name: 1-64 letters, digits, '.', '-', '_' or '@'"))
+		return
+	}
+	if len(req.Password) < 12 {
+		c.fail(w, r, badRequest("password: at least 12 characters"))
+		return
+	}
+	hash, err := hashPassword(req.Password)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if err := c.store.CreateUser(storage.User{Name: req.Name, PasswordHash: hash, Role: req.Role, CreatedAt: time.Now().UTC()}); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"name": req.Name, "role": req.Role})
+}
+
+func validUserName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, ch := range s {
+		ok := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || strings.ContainsRune(".-_@", ch)
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // ---- hosts and enrolment
@@ -337,11 +472,57 @@ func (c *Console) apiEnroll(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
+	// A re-enrolment replaces the credential: drop a session made with the old one.
+	if d, ok := c.pub.(Disconnector); ok {
+		d.Disconnect(h.ID)
+	}
+	c.record(storage.AuditEntry{Actor: "agent:" + h.ID, Kind: "agent", Action: "enroll", Target: h.ID, Remote: r.RemoteAddr, Status: http.StatusOK})
 	c.log.Info("host enrolled", "host_id", h.ID, "hostname", req.Hostname, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, wire.EnrollResponse{
 		HostID: h.ID, BrokerURL: c.brokerURL(r), Username: h.ID, Password: password,
 		CAFingerprint: c.opts.CAFingerprint,
 	})
+}
+
+// apiNewEnrollToken issues a fresh one-time token for a host: to enrol it
+// again (a new machine, a lost config) or to rotate its credential. The old
+// credential keeps working until the agent enrols with the new token.
+func (c *Console) apiNewEnrollToken(w http.ResponseWriter, r *http.Request) {
+	h, err := c.store.GetHost(chi.URLParam(r, "id"))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	now := time.Now().UTC()
+	tok := "rme_" + randomToken(32)
+	if err := c.store.PutEnrollToken(sha(tok), storage.EnrollToken{HostID: h.ID, CreatedAt: now, ExpiresAt: now.Add(enrollTTL)}); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{
+		"id": h.ID, "enroll_token": tok, "enroll_expires_at": now.Add(enrollTTL), "enroll_command": c.enrollCommand(r, tok),
+	})
+}
+
+// apiRevokeHost removes a host's credential and drops its connection at
+// once; it cannot reconnect until enrolled again with a new token.
+func (c *Console) apiRevokeHost(w http.ResponseWriter, r *http.Request) {
+	h, err := c.store.UpdateHost(chi.URLParam(r, "id"), func(h *storage.Host) error {
+		h.CredentialHash = nil
+		h.Enrolled = false
+		h.Online = false
+		return nil
+	})
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if d, ok := c.pub.(Disconnector); ok {
+		d.Disconnect(h.ID)
+	}
+	p, _ := principalFrom(r.Context())
+	c.log.Warn("host credential revoked", "host_id", h.ID, "by", p.User)
+	writeJSON(w, http.StatusOK, c.viewHost(h))
 }
 
 func (c *Console) apiListHosts(w http.ResponseWriter, r *http.Request) {

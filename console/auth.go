@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alexedwards/argon2id"
@@ -62,6 +63,84 @@ type principal struct {
 func principalFrom(ctx context.Context) (principal, bool) {
 	p, ok := ctx.Value(ctxKey{}).(principal)
 	return p, ok
+}
+
+// Lock-out: this many failures for one user name within lockWindow lock it
+// for lockWindow, whatever address they come from (the per-address rate
+// limit does not stop a distributed guess).
+const (
+	lockAfter  = 5
+	lockWindow = 15 * time.Minute
+)
+
+type loginGuard struct {
+	mu sync.Mutex
+	m  map[string]*loginFails
+}
+
+type loginFails struct {
+	n           int
+	first       time.Time
+	lockedUntil time.Time
+}
+
+func (g *loginGuard) locked(name string, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f := g.m[name]
+	return f != nil && now.Before(f.lockedUntil)
+}
+
+func (g *loginGuard) fail(name string, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil {
+		g.m = map[string]*loginFails{}
+	}
+	f := g.m[name]
+	if f == nil || now.Sub(f.first) > lockWindow {
+		f = &loginFails{first: now}
+		g.m[name] = f
+	}
+	f.n++
+	if f.n >= lockAfter {
+		f.lockedUntil = now.Add(lockWindow)
+	}
+	// Bound the map: forget entries that can no longer lock anything.
+	if len(g.m) > 10000 {
+		for k, v := range g.m {
+			if now.Sub(v.first) > lockWindow && now.After(v.lockedUntil) {
+				delete(g.m, k)
+			}
+		}
+	}
+}
+
+func (g *loginGuard) succeed(name string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.m, name)
+}
+
+var errLocked = errors.New("too many failed logins; try again later")
+
+// login verifies a username and password, with lock-out, and audits it.
+func (c *Console) login(r *http.Request, name, password string) (storage.User, error) {
+	now := time.Now()
+	if c.guard.locked(name, now) {
+		c.record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login locked out", Remote: r.RemoteAddr, Status: http.StatusTooManyRequests})
+		return storage.User{}, errLocked
+	}
+	u, ok := c.checkLogin(name, password)
+	if !ok {
+		c.guard.fail(name, now)
+		c.log.Warn("login failed", "user", name, "remote", r.RemoteAddr)
+		c.record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login failed", Remote: r.RemoteAddr, Status: http.StatusUnauthorized})
+		return storage.User{}, errUnauthenticated
+	}
+	c.guard.succeed(name)
+	c.record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login", Remote: r.RemoteAddr, Status: http.StatusOK})
+	return u, nil
 }
 
 // checkLogin verifies a username and password.
@@ -131,7 +210,8 @@ func (c *Console) identify(r *http.Request) (principal, error) {
 }
 
 // requireAuth rejects anonymous requests; the API answers 401 JSON, pages
-// redirect to the login form. Viewers may only read.
+// redirect to the login form. What each role may do is set per route group
+// with requireRole.
 func (c *Console) requireAuth(api bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -142,10 +222,6 @@ func (c *Console) requireAuth(api bool) func(http.Handler) http.Handler {
 				} else {
 					http.Redirect(w, r, "/login", http.StatusSeeOther)
 				}
-				return
-			}
-			if !safeMethod(r.Method) && p.Role == RoleViewer {
-				writeError(w, http.StatusForbidden, "viewers cannot change anything")
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))

@@ -27,6 +27,12 @@ type Publisher interface {
 	Publish(topic string, payload []byte, retain bool, expiry time.Duration) error
 }
 
+// Disconnector is implemented by a Publisher that can drop a client's
+// connection (the embedded broker can; an external one may not).
+type Disconnector interface {
+	Disconnect(clientID string)
+}
+
 // Options configure a Console.
 type Options struct {
 	Store     *storage.Store
@@ -58,6 +64,7 @@ type Console struct {
 	log   *slog.Logger
 
 	fires fireCounters
+	guard loginGuard
 
 	// events fans job updates out to SSE listeners and waiting pages.
 	events *hub

@@ -132,6 +132,10 @@ func (c *Console) newJob(req jobRequest) (storage.Job, bool, error) {
 	if !created {
 		return j, false, nil
 	}
+	if req.ActorKind == "schedule" {
+		c.record(storage.AuditEntry{Actor: "schedule:" + req.ScheduleID, Kind: "schedule", Action: "job " + req.Kind, Target: j.ID,
+			Detail: "scheduled_at " + req.ScheduledAt.Format(time.RFC3339)})
+	}
 	if err := c.dispatch(j, h); err != nil {
 		// The job stays queued: it is sent again when the agent comes online.
 		c.log.Error("dispatch failed; job stays queued", "job_id", j.ID, "error", err)

@@ -2,6 +2,7 @@ package console
 
 import (
 	"embed"
+	"errors"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -86,11 +87,14 @@ func (c *Console) formLogin(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad form", http.StatusBadRequest)
 		return
 	}
-	u, ok := c.checkLogin(r.PostForm.Get("username"), r.PostForm.Get("password"))
-	if !ok {
-		c.log.Warn("login failed", "user", r.PostForm.Get("username"), "remote", r.RemoteAddr)
+	u, err := c.login(r, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	if err != nil {
+		msg := "Wrong username or password."
+		if errors.Is(err, errLocked) {
+			msg = "Too many failed logins. Try again later."
+		}
 		w.WriteHeader(http.StatusUnauthorized)
-		c.render(w, "login.html", map[string]any{"Error": "Wrong username or password."})
+		c.render(w, "login.html", map[string]any{"Error": msg})
 		return
 	}
 	if err := c.startSession(w, u.Name); err != nil {

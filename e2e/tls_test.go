@@ -65,3 +65,34 @@ func TestInsecureModeForDevelopment(t *testing.T) {
 	a.start(t)
 	s.waitOnline(h.ID, true)
 }
+
+func TestRevokedHostIsDisconnectedAndStaysOut(t *testing.T) {
+	s := newServer(t)
+	h := s.createHost("to-revoke")
+	a := enrollAgent(t, s, h.EnrollToken, testenv.Restic(t))
+	a.start(t)
+	s.waitOnline(h.ID, true)
+
+	s.do("POST", "/api/v1/hosts/"+h.ID+"/revoke", nil, nil, 200)
+	s.waitOnline(h.ID, false)
+	// The agent keeps trying; every attempt is refused.
+	eventually(t, 30*time.Second, "a refused reconnect", func() error {
+		if !strings.Contains(s.proc.out.String(), "connect refused: bad credential") {
+			return errorf("no refusal logged yet")
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second)
+	if s.host(h.ID).Online {
+		t.Fatal("a revoked host came back online")
+	}
+	// A new token re-enrols the machine with a fresh credential.
+	var tok struct {
+		EnrollToken string `json:"enroll_token"`
+	}
+	s.do("POST", "/api/v1/hosts/"+h.ID+"/enroll-token", nil, &tok, 201)
+	a.proc.stop(t)
+	a2 := enrollAgent(t, s, tok.EnrollToken, testenv.Restic(t))
+	a2.start(t)
+	s.waitOnline(h.ID, true)
+}

@@ -147,6 +147,9 @@ type Session struct {
 
 // APIToken is a bearer token for automation; stored by SHA-256 only.
 type APIToken struct {
+	// ID names the token for listing and revocation; the token itself is
+	// shown once and never stored.
+	ID        string    `json:"id,omitempty"`
 	Name      string    `json:"name"`
 	User      string    `json:"user"`
 	CreatedAt time.Time `json:"created_at"`

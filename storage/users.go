@@ -121,6 +121,84 @@ func (s *Store) GetAPIToken(tokenHash []byte) (APIToken, error) {
 	return t, nil
 }
 
+// ListAPITokens returns every API token record (there are few).
+func (s *Store) ListAPITokens() ([]APIToken, error) {
+	out := []APIToken{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(tokPrefix)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var t APIToken
+			if err := it.Item().Value(func(b []byte) error { return decode(b, &t) }); err != nil {
+				return err
+			}
+			out = append(out, t)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: list API tokens: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteAPIToken revokes the token with this ID; ErrNotFound if none.
+func (s *Store) DeleteAPIToken(id string) error {
+	if id == "" {
+		return fmt.Errorf("storage: delete API token: empty id: %w", ErrInvalid)
+	}
+	err := s.update(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(tokPrefix)
+		it := txn.NewIterator(opts)
+		var key []byte
+		for it.Rewind(); it.Valid() && key == nil; it.Next() {
+			var t APIToken
+			if err := it.Item().Value(func(b []byte) error { return decode(b, &t) }); err != nil {
+				it.Close()
+				return err
+			}
+			if t.ID == id {
+				key = it.Item().KeyCopy(nil)
+			}
+		}
+		it.Close()
+		if key == nil {
+			return ErrNotFound
+		}
+		return txn.Delete(key)
+	})
+	if err != nil {
+		return fmt.Errorf("storage: delete API token %s: %w", id, err)
+	}
+	return nil
+}
+
+// ListUsers returns every user.
+func (s *Store) ListUsers() ([]User, error) {
+	out := []User{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(userPrefix)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var u User
+			if err := it.Item().Value(func(b []byte) error { return decode(b, &u) }); err != nil {
+				return err
+			}
+			out = append(out, u)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: list users: %w", err)
+	}
+	return out, nil
+}
+
 func (s *Store) deleteKey(key []byte) error {
 	err := s.update(func(txn *badger.Txn) error { return txn.Delete(key) })
 	if errors.Is(err, badger.ErrKeyNotFound) {

@@ -77,6 +77,12 @@ func (p *publisher) Publish(topic string, payload []byte, retain bool, expiry ti
 	return b.Publish(topic, payload, retain, expiry)
 }
 
+func (p *publisher) Disconnect(clientID string) {
+	if b := p.b.Load(); b != nil {
+		b.Disconnect(clientID)
+	}
+}
+
 // certHosts lists the names the generated certificate must cover.
 func certHosts(f serverFlags) []string {
 	hosts := []string{"localhost", "127.0.0.1", "::1"}

@@ -1,0 +1,172 @@
+package console
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/storage"
+)
+
+// routeRoles is the least role each API route needs ("" = no login). A
+// route missing here fails the test: every new route must be placed.
+var routeRoles = map[string]string{
+	"POST /api/v1/login":                   "",
+	"POST /api/v1/logout":                  "",
+	"POST /api/v1/enroll":                  "",
+	"GET /api/v1/hosts":                    RoleViewer,
+	"GET /api/v1/hosts/{id}":               RoleViewer,
+	"GET /api/v1/hosts/{id}/schedules":     RoleViewer,
+	"GET /api/v1/repos":                    RoleViewer,
+	"GET /api/v1/repos/{id}":               RoleViewer,
+	"GET /api/v1/jobs":                     RoleViewer,
+	"GET /api/v1/jobs/{id}":                RoleViewer,
+	"GET /api/v1/jobs/{id}/events":         RoleViewer,
+	"GET /api/v1/tokens":                   RoleViewer,
+	"POST /api/v1/tokens":                  RoleViewer,
+	"DELETE /api/v1/tokens/{id}":           RoleViewer,
+	"POST /api/v1/hosts":                   RoleOperator,
+	"POST /api/v1/hosts/{id}/enroll-token": RoleOperator,
+	"POST /api/v1/hosts/{id}/jobs":         RoleOperator,
+	"PUT /api/v1/hosts/{id}/schedules":     RoleOperator,
+	"POST /api/v1/repos":                   RoleOperator,
+	"POST /api/v1/hosts/{id}/revoke":       RoleAdmin,
+	"GET /api/v1/users":                    RoleAdmin,
+	"POST /api/v1/users":                   RoleAdmin,
+	"GET /api/v1/audit":                    RoleAdmin,
+	"POST /api/v1/admin/backup":            RoleAdmin,
+}
+
+func TestRoleMatrix(t *testing.T) {
+	c, st, _ := newTestConsole(t)
+	enrolledHost(t, st, "host-a")
+	srv := httptest.NewServer(c.Handler(nil))
+	defer srv.Close()
+
+	tokens := map[string]string{}
+	for _, role := range []string{RoleViewer, RoleOperator, RoleAdmin} {
+		hash, _ := hashPassword("pw-" + role)
+		if err := st.CreateUser(storage.User{Name: role + "-user", PasswordHash: hash, Role: role, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		tok := "rmt_test_" + role
+		if err := st.PutAPIToken(sha(tok), storage.APIToken{ID: "tok-" + role, Name: role, User: role + "-user"}); err != nil {
+			t.Fatal(err)
+		}
+		tokens[role] = tok
+	}
+
+	// Every route of the router must be in the table.
+	var routes []string
+	router := c.apiRouter()
+	if err := chi.Walk(router, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if strings.HasPrefix(route, "/api/") {
+			key := method + " " + strings.TrimSuffix(route, "/")
+			routes = append(routes, key)
+			if _, ok := routeRoles[key]; !ok {
+				t.Errorf("route %s has no entry in routeRoles", key)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(routes) != len(routeRoles) {
+		t.Errorf("router has %d API routes, table %d", len(routes), len(routeRoles))
+	}
+
+	rank := map[string]int{"": 0, RoleViewer: 1, RoleOperator: 2, RoleAdmin: 3}
+	cells := 0
+	for _, route := range routes {
+		method, pattern, _ := strings.Cut(route, " ")
+		path := strings.NewReplacer("{id}", "host-a").Replace(pattern)
+		need := routeRoles[route]
+		for _, who := range []string{"", RoleViewer, RoleOperator, RoleAdmin} {
+			req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader("{}"))
+			req.Header.Set("Content-Type", "application/json")
+			if who != "" {
+				req.Header.Set("Authorization", "Bearer "+tokens[who])
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			cells++
+			allowed := rank[who] >= rank[need]
+			switch {
+			case !allowed && who == "" && resp.StatusCode != http.StatusUnauthorized:
+				t.Errorf("%s as anonymous: %d, want 401", route, resp.StatusCode)
+			case !allowed && who != "" && resp.StatusCode != http.StatusForbidden:
+				t.Errorf("%s as %s: %d, want 403", route, who, resp.StatusCode)
+			case allowed && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && need != "":
+				t.Errorf("%s as %s: %d, want it allowed", route, who, resp.StatusCode)
+			}
+		}
+	}
+	t.Logf("role matrix: %d routes × 4 principals = %d cells", len(routes), cells)
+}
+
+func TestLoginLockOut(t *testing.T) {
+	c, st, _ := newTestConsole(t)
+	hash, _ := hashPassword("right-password")
+	if err := st.CreateUser(storage.User{Name: "ops", PasswordHash: hash, Role: RoleOperator}); err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("POST", "/api/v1/login", nil)
+	for range lockAfter {
+		if _, err := c.login(r, "ops", "wrong"); err == nil {
+			t.Fatal("wrong password accepted")
+		}
+	}
+	if _, err := c.login(r, "ops", "right-password"); err != errLocked {
+		t.Fatalf("right password during lock-out: %v, want errLocked", err)
+	}
+	entries, _, _ := st.ListAudit(storage.AuditQuery{Actor: "ops"})
+	if len(entries) != lockAfter+1 {
+		t.Errorf("%d audit entries for the attempts, want %d", len(entries), lockAfter+1)
+	}
+	c.guard.mu.Lock()
+	c.guard.m["ops"].lockedUntil = time.Now().Add(-time.Second)
+	c.guard.m["ops"].first = time.Now().Add(-lockWindow - time.Second)
+	c.guard.mu.Unlock()
+	if _, err := c.login(r, "ops", "right-password"); err != nil {
+		t.Fatalf("login after the lock-out: %v", err)
+	}
+}
+
+func TestEnrolTokenExpiredOrUsed(t *testing.T) {
+	c, st, _ := newTestConsole(t)
+	srv := httptest.NewServer(c.Handler(nil))
+	defer srv.Close()
+	if err := st.CreateHost(storage.Host{ID: "host-x", Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	_ = st.PutEnrollToken(sha("expired"), storage.EnrollToken{HostID: "host-x", CreatedAt: now.Add(-48 * time.Hour), ExpiresAt: now.Add(-time.Hour)})
+	_ = st.PutEnrollToken(sha("fresh"), storage.EnrollToken{HostID: "host-x", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	_, rcpt, _ := seal.NewIdentity()
+	enrol := func(tok string) int {
+		body := `{"token":"` + tok + `","public_key":"` + rcpt + `","hostname":"x","os":"linux","arch":"amd64"}`
+		resp, err := http.Post(srv.URL+"/api/v1/enroll", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := enrol("expired"); code != http.StatusUnauthorized {
+		t.Errorf("expired token: %d, want 401", code)
+	}
+	if code := enrol("fresh"); code != http.StatusOK {
+		t.Fatalf("fresh token: %d", code)
+	}
+	if code := enrol("fresh"); code != http.StatusUnauthorized {
+		t.Errorf("used token: %d, want 401", code)
+	}
+}

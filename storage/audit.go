@@ -1,0 +1,100 @@
+package storage
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// AuditEntry records one state-changing action.
+type AuditEntry struct {
+	ID     string    `json:"id"`
+	At     time.Time `json:"at"`
+	Actor  string    `json:"actor"`      // user name, or "schedule:<id>", or "agent:<host>"
+	Kind   string    `json:"actor_kind"` // user, token, schedule, agent
+	Action string    `json:"action"`     // e.g. "POST /api/v1/hosts"
+	Target string    `json:"target,omitempty"`
+	Remote string    `json:"remote,omitempty"`
+	Status int       `json:"status,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+const auditPrefix = "audit/"
+
+// AppendAudit stores an entry under a time-ordered key.
+func (s *Store) AppendAudit(e AuditEntry) error {
+	if e.At.IsZero() {
+		e.At = time.Now().UTC()
+	}
+	if e.ID == "" {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		e.ID = idxTime(e.At) + "-" + hex.EncodeToString(b)
+	}
+	key := []byte(auditPrefix + e.ID)
+	if err := s.update(func(txn *badger.Txn) error { return setJSON(txn, key, e) }); err != nil {
+		return fmt.Errorf("storage: audit: %w", err)
+	}
+	return nil
+}
+
+// AuditQuery selects audit entries newest first; Actor filters when set.
+type AuditQuery struct {
+	Actor  string
+	Limit  int
+	Cursor string
+}
+
+// ListAudit returns one page of the audit log, newest first.
+func (s *Store) ListAudit(q AuditQuery) ([]AuditEntry, string, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	out := []AuditEntry{}
+	var next string
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Reverse = true
+		opts.Prefix = []byte(auditPrefix)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		seek := append([]byte(auditPrefix), 0xFF)
+		if q.Cursor != "" {
+			c, err := base64.RawURLEncoding.DecodeString(q.Cursor)
+			if err != nil || len(c) <= len(auditPrefix) || string(c[:len(auditPrefix)]) != auditPrefix {
+				return fmt.Errorf("bad cursor: %w", ErrInvalid)
+			}
+			seek = c
+		}
+		for it.Seek(seek); it.Valid(); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			if q.Cursor != "" && string(k) == string(seek) {
+				continue
+			}
+			var e AuditEntry
+			if err := it.Item().Value(func(b []byte) error { return decode(b, &e) }); err != nil {
+				return err
+			}
+			if q.Actor != "" && e.Actor != q.Actor {
+				continue
+			}
+			if len(out) == limit {
+				// The next page starts strictly after the last entry returned.
+				next = base64.RawURLEncoding.EncodeToString([]byte(auditPrefix + out[len(out)-1].ID))
+				return nil
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("storage: list audit: %w", err)
+	}
+	return out, next, nil
+}
