@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,6 +82,7 @@ func (c *Console) router(ready func() bool) chi.Router {
 				r.Post("/hosts", c.apiCreateHost)
 				r.Post("/hosts/{id}/enroll-token", c.apiNewEnrollToken)
 				r.Post("/hosts/{id}/jobs", c.apiCreateJob)
+				r.Post("/jobs/{id}/cancel", c.apiCancelJob)
 				r.Put("/hosts/{id}/schedules", c.apiPutSchedules)
 				r.Post("/repos", c.apiCreateRepo)
 			})
@@ -651,6 +653,44 @@ func (c *Console) apiCreateJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"job_id": j.ID})
+}
+
+// apiCancelJob stops a job: a queued one ends cancelled at once (and the
+// agent is told to drop it if it arrives); a running one is interrupted by
+// the agent, which removes restic's lock and reports "cancelled".
+func (c *Console) apiCancelJob(w http.ResponseWriter, r *http.Request) {
+	p, _ := principalFrom(r.Context())
+	id := chi.URLParam(r, "id")
+	j, err := c.store.UpdateJob(id, func(j *storage.Job) error {
+		if j.Status != storage.JobQueued {
+			return errNoChange
+		}
+		j.Status = storage.JobCancelled
+		j.EndedAt = time.Now().UTC()
+		j.Error = "cancelled by " + p.User + " before it started"
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		j, err = c.store.GetJob(id)
+	} else if err == nil {
+		c.events.publish(j)
+		c.goBG(func(context.Context) { c.jobEnded(j) })
+	}
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if !storage.TerminalStatus(j.Status) || j.Status == storage.JobCancelled && j.ExitCode == nil {
+		b, err := wire.Encode(&wire.Command{JobID: j.ID, Kind: wire.JobCancel, IssuedAt: time.Now().UTC()})
+		if err == nil {
+			err = c.pub.Publish(wire.CommandsTopic(j.HostID), b, false, c.opts.CommandExpiry)
+		}
+		if err != nil {
+			c.log.Error("cancel not sent", "job_id", j.ID, "error", err)
+		}
+	}
+	c.log.Info("job cancel requested", "job_id", j.ID, "status", j.Status, "by", p.User)
+	writeJSON(w, http.StatusOK, j)
 }
 
 func (c *Console) apiGetJob(w http.ResponseWriter, r *http.Request) {

@@ -66,6 +66,12 @@ type Console struct {
 	fires fireCounters
 	guard loginGuard
 
+	// gate keeps exclusive operations alone on their repository; held
+	// lists, per repository, the jobs waiting for it in order.
+	gate   *repoGate
+	gateMu sync.Mutex
+	held   map[string][]string
+
 	// events fans job updates out to SSE listeners and waiting pages.
 	events *hub
 
@@ -92,13 +98,12 @@ func New(opts Options) (*Console, error) {
 		pub:    opts.Publisher,
 		log:    opts.Logger.With("component", "console"),
 		events: newHub(),
+		gate:   newRepoGate(),
+		held:   map[string][]string{},
 	}
 	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
-		c.sweepLoop(c.bgCtx)
-	}()
+	c.goBG(c.sweepLoop)
+	c.goBG(c.gateLoop)
 	return c, nil
 }
 

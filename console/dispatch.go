@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
 )
@@ -20,40 +22,229 @@ func badRequest(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, a...))
 }
 
-// supportedKinds are the job kinds this console can build commands for.
-var supportedKinds = map[string]bool{wire.JobInit: true, wire.JobBackup: true}
+// supportedKinds are the job kinds operators can run through the API.
+var supportedKinds = map[string]bool{
+	wire.JobInit: true, wire.JobBackup: true, wire.JobForget: true, wire.JobPrune: true, wire.JobCheck: true,
+	wire.JobUnlock: true, wire.JobSnapshots: true, wire.JobStats: true, wire.JobDiff: true, wire.JobRestore: true,
+	wire.JobLs: true, wire.JobLocks: true,
+}
 
-// validateArgs checks a job's arguments and returns them normalised.
+// exclusiveKinds need the repository to themselves (restic takes an
+// exclusive lock for them).
+var exclusiveKinds = map[string]bool{wire.JobCheck: true, wire.JobForget: true, wire.JobPrune: true}
+
+// strictDecode reads job arguments, refusing unknown fields.
+func strictDecode(kind string, raw json.RawMessage, v any) error {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("%s args: %v", kind, err)
+	}
+	return nil
+}
+
+// validateArgs checks a job's arguments and returns them normalised. The
+// agent's runner checks again; this gives the operator the error at once.
 func validateArgs(kind string, raw json.RawMessage) (json.RawMessage, error) {
+	var v any
+	var err error
 	switch kind {
-	case wire.JobInit:
+	case wire.JobInit, wire.JobLocks:
 		return nil, nil
 	case wire.JobBackup:
 		var a wire.BackupArgs
-		if len(raw) > 0 && string(raw) != "null" {
-			dec := json.NewDecoder(strings.NewReader(string(raw)))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&a); err != nil {
-				return nil, badRequest("backup args: %v", err)
+		if err = strictDecode(kind, raw, &a); err == nil {
+			err = checkBackup(a)
+		}
+		v = a
+	case wire.JobForget:
+		var a wire.ForgetArgs
+		if err = strictDecode(kind, raw, &a); err == nil {
+			err = checkForget(a)
+		}
+		v = a
+	case wire.JobPrune:
+		var a wire.PruneArgs
+		if err = strictDecode(kind, raw, &a); err == nil {
+			if e := schedules.ValidateMaxUnused(a.MaxUnused); e != nil {
+				err = badRequest("%v", e)
 			}
 		}
-		if len(a.Paths) == 0 {
-			return nil, badRequest("backup args: at least one path is required")
+		v = a
+	case wire.JobCheck:
+		var a wire.CheckArgs
+		if err = strictDecode(kind, raw, &a); err == nil {
+			if e := schedules.ValidateSubset(a.ReadDataSubset); e != nil {
+				err = badRequest("%v", e)
+			}
 		}
-		for _, list := range [][]string{a.Paths, a.Excludes, a.Tags} {
-			for _, s := range list {
-				if err := checkArg(s); err != nil {
-					return nil, err
+		v = a
+	case wire.JobUnlock:
+		var a wire.UnlockArgs
+		err = strictDecode(kind, raw, &a)
+		v = a
+	case wire.JobSnapshots:
+		var a wire.SnapshotsArgs
+		if err = strictDecode(kind, raw, &a); err == nil {
+			err = checkArgs(a.Hosts, a.Tags, a.Paths)
+		}
+		v = a
+	case wire.JobStats:
+		var a wire.StatsArgs
+		if err = strictDecode(kind, raw, &a); err == nil {
+			if a.Mode != "" && a.Mode != "restore-size" && a.Mode != "raw-data" {
+				err = badRequest("stats mode must be restore-size or raw-data")
+			}
+			for _, id := range a.SnapshotIDs {
+				if err == nil && !validSnapshotRef(id) {
+					err = badRequest("snapshot id %q is not 8-64 hex characters or \"latest\"", id)
 				}
 			}
 		}
-		b, _ := json.Marshal(a)
-		return b, nil
+		v = a
+	case wire.JobDiff:
+		var a wire.DiffArgs
+		if err = strictDecode(kind, raw, &a); err == nil {
+			if !validSnapshotRef(a.SnapshotA) || !validSnapshotRef(a.SnapshotB) || a.SnapshotA == "latest" || a.SnapshotB == "latest" {
+				err = badRequest("diff needs snapshot_a and snapshot_b as 8-64 hex characters")
+			}
+		}
+		v = a
+	case wire.JobRestore:
+		var a wire.RestoreArgs
+		if err = strictDecode(kind, raw, &a); err == nil {
+			err = checkRestore(a)
+		}
+		v = a
+	case wire.JobLs:
+		var a wire.LsArgs
+		if err = strictDecode(kind, raw, &a); err == nil {
+			if !validSnapshotRef(a.SnapshotID) {
+				err = badRequest("ls needs a snapshot_id")
+			} else if a.Path != "" {
+				err = checkTreePath(a.Path)
+			}
+		}
+		v = a
+	default:
+		return nil, badRequest("job kind %q is not one of init, backup, forget, prune, check, unlock, snapshots, stats, diff, restore, ls, locks", kind)
 	}
-	if !supportedKinds[kind] {
-		return nil, badRequest("job kind %q is not supported yet (supported: init, backup)", kind)
+	if err != nil {
+		return nil, err
 	}
-	return raw, nil
+	b, _ := json.Marshal(v)
+	return b, nil
+}
+
+func checkBackup(a wire.BackupArgs) error {
+	if len(a.Paths) == 0 {
+		return badRequest("backup args: at least one path is required")
+	}
+	return checkArgs(a.Paths, a.Excludes, a.Tags, a.ExcludeFiles)
+}
+
+func checkForget(a wire.ForgetArgs) error {
+	if err := schedules.ValidateRetention(a.Retention); err != nil {
+		return badRequest("%v", err)
+	}
+	return checkArgs(a.Tags, a.Hosts)
+}
+
+func checkRestore(a wire.RestoreArgs) error {
+	if !validSnapshotRef(a.SnapshotID) {
+		return badRequest("restore needs a snapshot_id (8-64 hex characters or \"latest\")")
+	}
+	if a.InPlace == (a.TargetPath != "") {
+		return badRequest("restore needs exactly one of target_path and in_place")
+	}
+	if a.TargetPath != "" {
+		if err := checkTarget(a.TargetPath); err != nil {
+			return err
+		}
+	}
+	for _, p := range a.Include {
+		if err := checkTreePath(p); err != nil {
+			return err
+		}
+	}
+	switch a.Overwrite {
+	case "", "always", "if-changed", "if-newer", "never":
+	default:
+		return badRequest("overwrite must be always, if-changed, if-newer or never")
+	}
+	return nil
+}
+
+// checkTarget refuses restore targets that are relative, option-like or
+// climb out of themselves.
+func checkTarget(p string) error {
+	if err := checkArg(p); err != nil {
+		return err
+	}
+	if !isAbs(p) {
+		return badRequest("target_path %q must be absolute", p)
+	}
+	for _, part := range strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if part == ".." {
+			return badRequest("target_path %q must not contain '..'", p)
+		}
+	}
+	return nil
+}
+
+// checkTreePath checks a path inside a snapshot ("/home/x", "/C/Users/x").
+func checkTreePath(p string) error {
+	if err := checkArg(p); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(p, "/") {
+		return badRequest("%q must be an absolute path inside the snapshot", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return badRequest("%q must not contain '..'", p)
+		}
+	}
+	return nil
+}
+
+// isAbs accepts Unix paths and Windows drive or UNC paths (the target is a
+// path on the agent's machine, whatever the console runs on).
+func isAbs(p string) bool {
+	if strings.HasPrefix(p, "/") || strings.HasPrefix(p, `\\`) {
+		return true
+	}
+	return len(p) >= 3 && (p[1] == ':') && (p[2] == '\\' || p[2] == '/') && (p[0]|0x20 >= 'a' && p[0]|0x20 <= 'z')
+}
+
+func validSnapshotRef(s string) bool {
+	if s == "latest" {
+		return true
+	}
+	if len(s) < 8 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func checkArgs(lists ...[]string) error {
+	for _, list := range lists {
+		for _, s := range list {
+			if err := checkArg(s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // checkArg refuses values restic would read as options, and control bytes.
@@ -98,7 +289,7 @@ func (c *Console) newJob(req jobRequest) (storage.Job, bool, error) {
 		return storage.Job{}, false, badRequest("host %s has not enrolled an agent yet", req.HostID)
 	}
 	if !supportedKinds[req.Kind] {
-		return storage.Job{}, false, badRequest("job kind %q is not supported yet (supported: init, backup)", req.Kind)
+		return storage.Job{}, false, badRequest("job kind %q is not one of init, backup, forget, prune, check, unlock, snapshots, stats, diff, restore, ls, locks", req.Kind)
 	}
 	if _, err := c.store.GetRepo(req.RepoID); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
@@ -120,21 +311,29 @@ func (c *Console) newJob(req jobRequest) (storage.Job, bool, error) {
 		CreatedAt: now, ExpiresAt: now.Add(c.opts.CommandExpiry), TimeoutS: req.TimeoutS,
 		ScheduleID: req.ScheduleID, ScheduledAt: req.ScheduledAt, CatchUp: req.CatchUp,
 	}
+	dispatchNow := c.admit(&j)
 	created := true
 	if req.ScheduleID != "" {
 		j, created, err = c.store.CreateScheduledJob(j, req.ScheduledAt)
 	} else {
 		err = c.store.CreateJob(j)
 	}
-	if err != nil {
-		return storage.Job{}, false, err
-	}
-	if !created {
+	if err != nil || !created {
+		if dispatchNow {
+			c.gate.leave(j.RepoID, j.ID)
+		}
+		if err != nil {
+			return storage.Job{}, false, err
+		}
 		return j, false, nil
 	}
 	if req.ActorKind == "schedule" {
 		c.record(storage.AuditEntry{Actor: "schedule:" + req.ScheduleID, Kind: "schedule", Action: "job " + req.Kind, Target: j.ID,
 			Detail: "scheduled_at " + req.ScheduledAt.Format(time.RFC3339)})
+	}
+	if !dispatchNow {
+		c.hold(j)
+		return j, true, nil
 	}
 	if err := c.dispatch(j, h); err != nil {
 		// The job stays queued: it is sent again when the agent comes online.
@@ -200,6 +399,9 @@ func (c *Console) redispatch(ctx context.Context, hostID string) {
 			c.expire(j.ID)
 			continue
 		}
+		if j.Held {
+			continue // the repository gate sends it when its turn comes
+		}
 		if err := c.dispatch(j, h); err != nil {
 			c.log.Warn("redispatch failed", "job_id", j.ID, "error", err)
 		}
@@ -219,6 +421,7 @@ func (c *Console) expire(jobID string) {
 	if err == nil {
 		c.events.publish(j)
 		c.log.Warn("job expired", "job_id", jobID, "host_id", j.HostID)
+		c.goBG(func(context.Context) { c.jobEnded(j) })
 	}
 }
 

@@ -110,6 +110,9 @@ func (c *Console) ingestProgress(host, jobID string, payload []byte) error {
 		if j.StartedAt.IsZero() && !p.StartedAt.IsZero() {
 			j.StartedAt = p.StartedAt
 		}
+		if p.Waited {
+			j.Waited = true
+		}
 		j.Progress = &storage.Progress{
 			Seq: p.Seq, Percent: p.Percent, BytesDone: p.BytesDone, BytesTotal: p.BytesTotal,
 			FilesDone: p.FilesDone, FilesTotal: p.FilesTotal, CurrentFiles: p.CurrentFiles,
@@ -121,6 +124,7 @@ func (c *Console) ingestProgress(host, jobID string, payload []byte) error {
 		return fmt.Errorf("progress of %s: %w", jobID, err)
 	}
 	if changed {
+		c.gate.started(j.RepoID, j.ID)
 		c.events.publish(j)
 	}
 	return nil
@@ -139,7 +143,10 @@ func (c *Console) ingestResult(host, jobID string, payload []byte) error {
 	}
 	changed := false
 	j, err := c.store.UpdateJob(jobID, func(j *storage.Job) error {
-		if storage.TerminalStatus(j.Status) && j.Status != storage.JobExpired {
+		// A console-side end (expired, or cancelled while queued) has no exit
+		// code: what the agent reports really happened wins over it.
+		consoleEnded := (j.Status == storage.JobExpired || j.Status == storage.JobCancelled) && j.ExitCode == nil
+		if storage.TerminalStatus(j.Status) && !consoleEnded {
 			return nil // already recorded: a redelivery
 		}
 		changed = true
@@ -155,6 +162,7 @@ func (c *Console) ingestResult(host, jobID string, payload []byte) error {
 		j.SnapshotID = r.SnapshotID
 		j.Summary = r.Summary
 		j.Output = r.Output
+		j.Waited = j.Waited || r.Waited
 		return nil
 	})
 	if err != nil {
@@ -176,6 +184,7 @@ func (c *Console) ingestResult(host, jobID string, payload []byte) error {
 		return fmt.Errorf("result of %s: host: %w", jobID, err)
 	}
 	c.events.publish(j)
+	c.goBG(func(context.Context) { c.jobEnded(j) })
 	c.log.Info("job ended", "job_id", j.ID, "host_id", host, "kind", j.Kind, "status", j.Status, "snapshot_id", j.SnapshotID)
 	return nil
 }

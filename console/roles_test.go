@@ -33,6 +33,7 @@ var routeRoles = map[string]string{
 	"POST /api/v1/hosts":                   RoleOperator,
 	"POST /api/v1/hosts/{id}/enroll-token": RoleOperator,
 	"POST /api/v1/hosts/{id}/jobs":         RoleOperator,
+	"POST /api/v1/jobs/{id}/cancel":        RoleOperator,
 	"PUT /api/v1/hosts/{id}/schedules":     RoleOperator,
 	"POST /api/v1/repos":                   RoleOperator,
 	"POST /api/v1/hosts/{id}/revoke":       RoleAdmin,

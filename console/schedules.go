@@ -252,11 +252,14 @@ func scheduleArgs(s schedules.Schedule) (json.RawMessage, error) {
 	case wire.JobBackup:
 		v = wire.BackupArgs{Paths: s.Paths, Excludes: s.Excludes, Tags: s.Tags}
 	case wire.JobForget:
-		v = map[string]any{"retention": s.Retention, "prune": s.Prune, "tags": s.Tags}
+		if s.Retention == nil {
+			return nil, fmt.Errorf("forget schedule without retention")
+		}
+		v = wire.ForgetArgs{Retention: *s.Retention, Prune: s.Prune, Tags: s.Tags}
 	case wire.JobPrune:
-		v = map[string]any{"max_unused": s.MaxUnused}
+		v = wire.PruneArgs{MaxUnused: s.MaxUnused}
 	case wire.JobCheck:
-		v = map[string]any{"read_data_subset": s.ReadDataSubset}
+		v = wire.CheckArgs{ReadDataSubset: s.ReadDataSubset}
 	default:
 		return nil, fmt.Errorf("schedule kind %q", s.Kind)
 	}

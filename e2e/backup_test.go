@@ -20,6 +20,7 @@ type fleet struct {
 	host     hostCreated
 	agent    *agentProc
 	repoURL  string
+	repoDir  string // the repository's directory under rest-server
 	repoID   string
 	password string
 }
@@ -27,8 +28,10 @@ type fleet struct {
 func newFleet(t testing.TB, restic string) *fleet {
 	t.Helper()
 	f := &fleet{srv: newServer(t), password: "repo-secret-" + t.Name()}
-	rs := restServer(t, t.TempDir())
+	root := t.TempDir()
+	rs := restServer(t, root)
 	f.repoURL = "rest:http://" + rs + "/" + "repo1/"
+	f.repoDir = filepath.Join(root, "repo1")
 	f.host = f.srv.createHost("web-1")
 	if !strings.Contains(f.host.EnrollCommand, f.host.EnrollToken) {
 		t.Fatalf("enroll command %q lacks the token", f.host.EnrollCommand)
@@ -156,9 +159,15 @@ func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }
 // slowRestic wraps the real restic so that a backup takes a few seconds
 // before it starts, long enough to crash the server while it runs.
 func slowRestic(t testing.TB, delay string) string {
+	return slowResticFor(t, "backup", delay)
+}
+
+// slowResticFor delays one restic subcommand by delay seconds, after restic
+// would have started (so the agent reports the job running meanwhile).
+func slowResticFor(t testing.TB, sub, delay string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "restic-slow")
-	script := "#!/bin/sh\ncase \" $* \" in *\" backup \"*) sleep " + delay + ";; esac\nexec " + testenv.Restic(t) + " \"$@\"\n"
+	script := "#!/bin/sh\ncase \" $* \" in *\" " + sub + " \"*) sleep " + delay + ";; esac\nexec " + testenv.Restic(t) + " \"$@\"\n"
 	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}

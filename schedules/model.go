@@ -17,16 +17,8 @@ var Kinds = map[string]bool{wire.JobBackup: true, wire.JobForget: true, wire.Job
 // when a schedule does not say otherwise.
 const DefaultJitter = 5 * time.Minute
 
-// Retention is a forget policy.
-type Retention struct {
-	KeepLast    int    `json:"keep_last,omitempty"`
-	KeepHourly  int    `json:"keep_hourly,omitempty"`
-	KeepDaily   int    `json:"keep_daily,omitempty"`
-	KeepWeekly  int    `json:"keep_weekly,omitempty"`
-	KeepMonthly int    `json:"keep_monthly,omitempty"`
-	KeepYearly  int    `json:"keep_yearly,omitempty"`
-	KeepWithin  string `json:"keep_within,omitempty"`
-}
+// Retention is a forget policy (the wire contract's type).
+type Retention = wire.Retention
 
 // Schedule is the console's full record of one schedule. Only Entry()
 // travels to the agent.
@@ -112,24 +104,51 @@ func (s Schedule) Validate() error {
 			return fmt.Errorf("%s: a backup needs at least one path", prefix)
 		}
 	case wire.JobForget:
-		r := s.Retention
-		if r == nil || (r.KeepLast|r.KeepHourly|r.KeepDaily|r.KeepWeekly|r.KeepMonthly|r.KeepYearly) == 0 && r.KeepWithin == "" {
+		if s.Retention == nil {
 			return fmt.Errorf("%s: a forget needs a retention with at least one keep rule", prefix)
 		}
-		if r.KeepLast < 0 || r.KeepHourly < 0 || r.KeepDaily < 0 || r.KeepWeekly < 0 || r.KeepMonthly < 0 || r.KeepYearly < 0 {
-			return fmt.Errorf("%s: keep counts must not be negative", prefix)
-		}
-		if r.KeepWithin != "" && !keepWithinRe.MatchString(r.KeepWithin) {
-			return fmt.Errorf("%s: keep_within %q is not a duration such as 30d or 1y6m", prefix, r.KeepWithin)
+		if err := ValidateRetention(*s.Retention); err != nil {
+			return fmt.Errorf("%s: %w", prefix, err)
 		}
 	case wire.JobPrune:
-		if s.MaxUnused != "" && !maxUnusedRe.MatchString(s.MaxUnused) {
-			return fmt.Errorf("%s: max_unused %q is not a size, a percentage or \"unlimited\"", prefix, s.MaxUnused)
+		if err := ValidateMaxUnused(s.MaxUnused); err != nil {
+			return fmt.Errorf("%s: %w", prefix, err)
 		}
 	case wire.JobCheck:
-		if s.ReadDataSubset != "" && !subsetRe.MatchString(s.ReadDataSubset) {
-			return fmt.Errorf("%s: read_data_subset %q is not n/t, a percentage or a size", prefix, s.ReadDataSubset)
+		if err := ValidateSubset(s.ReadDataSubset); err != nil {
+			return fmt.Errorf("%s: %w", prefix, err)
 		}
+	}
+	return nil
+}
+
+// ValidateRetention checks a forget policy: at least one rule, no negative
+// counts, keep_within in restic's duration form.
+func ValidateRetention(r Retention) error {
+	if (r.KeepLast|r.KeepHourly|r.KeepDaily|r.KeepWeekly|r.KeepMonthly|r.KeepYearly) == 0 && r.KeepWithin == "" {
+		return fmt.Errorf("a forget needs a retention with at least one keep rule")
+	}
+	if r.KeepLast < 0 || r.KeepHourly < 0 || r.KeepDaily < 0 || r.KeepWeekly < 0 || r.KeepMonthly < 0 || r.KeepYearly < 0 {
+		return fmt.Errorf("keep counts must not be negative")
+	}
+	if r.KeepWithin != "" && !keepWithinRe.MatchString(r.KeepWithin) {
+		return fmt.Errorf("keep_within %q is not a duration such as 30d or 1y6m", r.KeepWithin)
+	}
+	return nil
+}
+
+// ValidateMaxUnused checks prune's max_unused (empty means restic's default).
+func ValidateMaxUnused(v string) error {
+	if v != "" && !maxUnusedRe.MatchString(v) {
+		return fmt.Errorf("max_unused %q is not a size, a percentage or \"unlimited\"", v)
+	}
+	return nil
+}
+
+// ValidateSubset checks check's read_data_subset (empty means none).
+func ValidateSubset(v string) error {
+	if v != "" && !subsetRe.MatchString(v) {
+		return fmt.Errorf("read_data_subset %q is not n/t, a percentage or a size", v)
 	}
 	return nil
 }

@@ -114,6 +114,11 @@ type Job struct {
 	Output     json.RawMessage `json:"output,omitempty"`
 	Progress   *Progress       `json:"progress,omitempty"`
 	TimeoutS   int             `json:"timeout_s,omitempty"`
+	// Held: the console keeps the job back until its repository is free
+	// (an exclusive operation, or a backup behind one). Waited: the job had
+	// to wait for the repository, here or on the agent.
+	Held   bool `json:"held,omitempty"`
+	Waited bool `json:"waited,omitempty"`
 }
 
 // Progress is the last progress report of a running job.

@@ -31,6 +31,8 @@ const (
 	JobStats     = "stats"
 	JobDiff      = "diff"
 	JobRestore   = "restore"
+	JobLs        = "ls"
+	JobLocks     = "locks"
 	JobCancel    = "cancel" // a command kind, not a job kind
 )
 
@@ -98,7 +100,7 @@ func (c *Command) Validate() error {
 	switch c.Kind {
 	case JobCancel:
 		return nil
-	case JobInit, JobBackup, JobForget, JobPrune, JobCheck, JobUnlock, JobSnapshots, JobStats, JobDiff, JobRestore:
+	case JobInit, JobBackup, JobForget, JobPrune, JobCheck, JobUnlock, JobSnapshots, JobStats, JobDiff, JobRestore, JobLs, JobLocks:
 	default:
 		return fmt.Errorf("%w: command: unknown kind %q", ErrInvalid, c.Kind)
 	}
@@ -123,9 +125,14 @@ type RepoSpec struct {
 
 // BackupArgs are the arguments of a backup job.
 type BackupArgs struct {
-	Paths    []string `json:"paths"`
-	Excludes []string `json:"excludes,omitempty"`
-	Tags     []string `json:"tags,omitempty"`
+	Paths         []string `json:"paths"`
+	Excludes      []string `json:"excludes,omitempty"`
+	Tags          []string `json:"tags,omitempty"`
+	ExcludeFiles  []string `json:"exclude_files,omitempty"`
+	OneFileSystem bool     `json:"one_file_system,omitempty"`
+	ExcludeCaches bool     `json:"exclude_caches,omitempty"`
+	// UseFSSnapshot is VSS on Windows (--use-fs-snapshot).
+	UseFSSnapshot bool `json:"use_fs_snapshot,omitempty"`
 }
 
 // Progress is sent on hosts/{host}/jobs/{job}/progress. The first message
@@ -172,6 +179,8 @@ type Result struct {
 	Output     json.RawMessage `json:"output,omitempty"`
 	Error      string          `json:"error,omitempty"`
 	StderrTail string          `json:"stderr_tail,omitempty"`
+	// Waited: the run had to wait for another run on the same repository.
+	Waited bool `json:"waited,omitempty"`
 }
 
 func (r *Result) Validate() error {

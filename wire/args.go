@@ -1,0 +1,75 @@
+package wire
+
+// Job arguments by kind, as carried in Command.Args and in the API's
+// POST /hosts/{id}/jobs. Field names are the stable contract (snake_case).
+
+// Retention is a forget policy.
+type Retention struct {
+	KeepLast    int    `json:"keep_last,omitempty"`
+	KeepHourly  int    `json:"keep_hourly,omitempty"`
+	KeepDaily   int    `json:"keep_daily,omitempty"`
+	KeepWeekly  int    `json:"keep_weekly,omitempty"`
+	KeepMonthly int    `json:"keep_monthly,omitempty"`
+	KeepYearly  int    `json:"keep_yearly,omitempty"`
+	KeepWithin  string `json:"keep_within,omitempty"`
+}
+
+// ForgetArgs: forget {retention, tags, hosts, prune}.
+type ForgetArgs struct {
+	Retention Retention `json:"retention"`
+	Tags      []string  `json:"tags,omitempty"`
+	Hosts     []string  `json:"hosts,omitempty"`
+	Prune     bool      `json:"prune,omitempty"`
+	DryRun    bool      `json:"dry_run,omitempty"`
+}
+
+// PruneArgs: prune {max_unused}.
+type PruneArgs struct {
+	MaxUnused string `json:"max_unused,omitempty"`
+	DryRun    bool   `json:"dry_run,omitempty"`
+}
+
+// CheckArgs: check {read_data_subset}.
+type CheckArgs struct {
+	ReadDataSubset string `json:"read_data_subset,omitempty"`
+}
+
+// UnlockArgs: unlock {remove_all}.
+type UnlockArgs struct {
+	RemoveAll bool `json:"remove_all,omitempty"`
+}
+
+// SnapshotsArgs: snapshots {hosts, tags, paths}.
+type SnapshotsArgs struct {
+	Hosts []string `json:"hosts,omitempty"`
+	Tags  []string `json:"tags,omitempty"`
+	Paths []string `json:"paths,omitempty"`
+}
+
+// StatsArgs: stats {mode, snapshot_ids}.
+type StatsArgs struct {
+	Mode        string   `json:"mode,omitempty"` // restore-size or raw-data
+	SnapshotIDs []string `json:"snapshot_ids,omitempty"`
+}
+
+// DiffArgs: diff {snapshot_a, snapshot_b}.
+type DiffArgs struct {
+	SnapshotA string `json:"snapshot_a"`
+	SnapshotB string `json:"snapshot_b"`
+}
+
+// RestoreArgs: restore {snapshot_id, include, target_path, in_place, overwrite, verify}.
+type RestoreArgs struct {
+	SnapshotID string   `json:"snapshot_id"`
+	Include    []string `json:"include,omitempty"`
+	TargetPath string   `json:"target_path,omitempty"`
+	InPlace    bool     `json:"in_place,omitempty"`
+	Overwrite  string   `json:"overwrite,omitempty"`
+	Verify     bool     `json:"verify,omitempty"`
+}
+
+// LsArgs: ls {snapshot_id, path}: one directory's entries.
+type LsArgs struct {
+	SnapshotID string `json:"snapshot_id"`
+	Path       string `json:"path,omitempty"`
+}
