@@ -69,6 +69,7 @@ func (c *Console) router(ready func() bool) chi.Router {
 			r.Get("/hosts/{id}/schedules", c.apiGetSchedules)
 			r.Get("/repos", c.apiListRepos)
 			r.Get("/repos/{id}", c.apiGetRepo)
+			r.Get("/repos/{id}/snapshots", c.apiRepoSnapshots)
 			r.Get("/jobs", c.apiListJobs)
 			r.Get("/jobs/{id}", c.apiGetJob)
 			r.Get("/jobs/{id}/events", c.apiJobEvents)
@@ -556,14 +557,15 @@ func (c *Console) apiGetHost(w http.ResponseWriter, r *http.Request) {
 // ---- repositories
 
 type repoView struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	URL       string    `json:"url"`
-	CreatedAt time.Time `json:"created_at"`
+	ID        string              `json:"id"`
+	Name      string              `json:"name"`
+	URL       string              `json:"url"`
+	CreatedAt time.Time           `json:"created_at"`
+	Health    *storage.RepoHealth `json:"health"`
 }
 
 func viewRepo(rp storage.Repo) repoView {
-	return repoView{ID: rp.ID, Name: rp.Name, URL: rp.DisplayURL, CreatedAt: rp.CreatedAt}
+	return repoView{ID: rp.ID, Name: rp.Name, URL: rp.DisplayURL, CreatedAt: rp.CreatedAt, Health: rp.Health}
 }
 
 // redactURL removes any password from a repository URL (rest:https://u:p@…).

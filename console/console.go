@@ -63,8 +63,9 @@ type Console struct {
 	pub   Publisher
 	log   *slog.Logger
 
-	fires fireCounters
-	guard loginGuard
+	fires  fireCounters
+	guard  loginGuard
+	health healthJobs
 
 	// gate keeps exclusive operations alone on their repository; held
 	// lists, per repository, the jobs waiting for it in order.

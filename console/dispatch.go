@@ -26,7 +26,7 @@ func badRequest(format string, a ...any) error {
 var supportedKinds = map[string]bool{
 	wire.JobInit: true, wire.JobBackup: true, wire.JobForget: true, wire.JobPrune: true, wire.JobCheck: true,
 	wire.JobUnlock: true, wire.JobSnapshots: true, wire.JobStats: true, wire.JobDiff: true, wire.JobRestore: true,
-	wire.JobLs: true, wire.JobLocks: true,
+	wire.JobLs: true, wire.JobLocks: true, wire.JobHealth: true,
 }
 
 // exclusiveKinds need the repository to themselves (restic takes an
@@ -52,7 +52,7 @@ func validateArgs(kind string, raw json.RawMessage) (json.RawMessage, error) {
 	var v any
 	var err error
 	switch kind {
-	case wire.JobInit, wire.JobLocks:
+	case wire.JobInit, wire.JobLocks, wire.JobHealth:
 		return nil, nil
 	case wire.JobBackup:
 		var a wire.BackupArgs
@@ -438,6 +438,7 @@ func (c *Console) sweepLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		c.refreshStaleHealth(ctx)
 		horizon := time.Now().Add(-c.opts.CommandExpiry - time.Hour)
 		cursor := ""
 		for ctx.Err() == nil {

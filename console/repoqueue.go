@@ -150,6 +150,7 @@ func (c *Console) hold(j storage.Job) {
 func (c *Console) jobEnded(j storage.Job) {
 	c.gate.leave(j.RepoID, j.ID)
 	c.release(j.RepoID)
+	c.repoJobEnded(j)
 }
 
 // restoreGate rebuilds the gate after a restart from the jobs still open.

@@ -24,6 +24,7 @@ var routeRoles = map[string]string{
 	"GET /api/v1/hosts/{id}/schedules":     RoleViewer,
 	"GET /api/v1/repos":                    RoleViewer,
 	"GET /api/v1/repos/{id}":               RoleViewer,
+	"GET /api/v1/repos/{id}/snapshots":     RoleViewer,
 	"GET /api/v1/jobs":                     RoleViewer,
 	"GET /api/v1/jobs/{id}":                RoleViewer,
 	"GET /api/v1/jobs/{id}/events":         RoleViewer,

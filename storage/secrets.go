@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -176,6 +177,53 @@ func (s *Store) ListRepos() ([]Repo, error) {
 		return nil, fmt.Errorf("storage: list repos: %w", err)
 	}
 	return repos, nil
+}
+
+// UpdateRepo is read-modify-write of a repository's public fields; the
+// sealed secrets cannot be changed through it.
+func (s *Store) UpdateRepo(id string, fn func(*Repo) error) (Repo, error) {
+	key := repoKey(id)
+	var out Repo
+	err := s.modify(key, func(txn *badger.Txn) error {
+		var r Repo
+		if err := getJSON(txn, key, &r); err != nil {
+			return err
+		}
+		sealed := r.Sealed
+		if err := fn(&r); err != nil {
+			return err
+		}
+		if r.ID != id {
+			return fmt.Errorf("repo ID is immutable: %w", ErrInvalid)
+		}
+		r.Sealed = sealed
+		out = r
+		return setJSON(txn, key, r)
+	})
+	if err != nil {
+		return Repo{}, fmt.Errorf("storage: update repo %s: %w", id, err)
+	}
+	out.Sealed = nil
+	return out, nil
+}
+
+// PutSnapshotCache stores the latest snapshot list of a repository (raw
+// JSON as the agent reported it).
+func (s *Store) PutSnapshotCache(repoID string, list []byte) error {
+	if err := validID(repoID); err != nil {
+		return fmt.Errorf("storage: snapshot cache: %w", err)
+	}
+	key := []byte("snapcache/" + repoID)
+	return s.update(func(txn *badger.Txn) error { return setJSON(txn, key, json.RawMessage(list)) })
+}
+
+// SnapshotCache returns the cached list, or ErrNotFound.
+func (s *Store) SnapshotCache(repoID string) ([]byte, error) {
+	var raw json.RawMessage
+	if err := s.get([]byte("snapcache/"+repoID), &raw); err != nil {
+		return nil, fmt.Errorf("storage: snapshot cache %s: %w", repoID, err)
+	}
+	return raw, nil
 }
 
 // RepoSecrets opens the sealed secrets of a repository.

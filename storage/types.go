@@ -85,6 +85,39 @@ type Repo struct {
 	CreatedAt  time.Time `json:"created_at"`
 	// Sealed holds the AES-GCM ciphertext of RepoSecrets (set by the store).
 	Sealed []byte `json:"sealed,omitempty"`
+	// LastHostID is the host that last ran a job on the repository: the one
+	// the console asks for health and snapshot lists.
+	LastHostID string      `json:"last_host_id,omitempty"`
+	Health     *RepoHealth `json:"health,omitempty"`
+}
+
+// RepoHealth is what the console knows of a repository's state.
+type RepoHealth struct {
+	SizeBytes         uint64     `json:"size_bytes"`
+	UncompressedBytes uint64     `json:"uncompressed_bytes"`
+	CompressionRatio  float64    `json:"compression_ratio"`
+	DedupRatio        float64    `json:"dedup_ratio"`
+	RestoreSizeBytes  uint64     `json:"restore_size_bytes"`
+	SnapshotCount     int        `json:"snapshot_count"`
+	LastCheck         *CheckMark `json:"last_check"`
+	LastPrune         *time.Time `json:"last_prune"`
+	Locks             LockState  `json:"locks"`
+	UpdatedAt         time.Time  `json:"updated_at,omitzero"`
+}
+
+// CheckMark is the outcome of the last check.
+type CheckMark struct {
+	At     time.Time `json:"at"`
+	OK     bool      `json:"ok"`
+	JobID  string    `json:"job_id"`
+	Errors int       `json:"errors,omitempty"`
+}
+
+// LockState summarises a repository's restic locks.
+type LockState struct {
+	Count      int     `json:"count"`
+	OldestAgeS float64 `json:"oldest_age_s"`
+	Stale      int     `json:"stale"`
 }
 
 // Job is one restic operation on one host.

@@ -1,5 +1,7 @@
 package wire
 
+import "encoding/json"
+
 // Job arguments by kind, as carried in Command.Args and in the API's
 // POST /hosts/{id}/jobs. Field names are the stable contract (snake_case).
 
@@ -72,4 +74,19 @@ type RestoreArgs struct {
 type LsArgs struct {
 	SnapshotID string `json:"snapshot_id"`
 	Path       string `json:"path,omitempty"`
+}
+
+// JobHealth is a composite job: the agent runs snapshots, stats (raw-data
+// and restore-size) and the locks probe, and reports them together so the
+// console can keep a repository's health and snapshot list current.
+const JobHealth = "health"
+
+// HealthOutput is the output of a health job. Each part is the output of
+// its operation; a part that failed is missing and named in Errors.
+type HealthOutput struct {
+	Snapshots   json.RawMessage `json:"snapshots,omitempty"`
+	RawData     json.RawMessage `json:"raw_data,omitempty"`
+	RestoreSize json.RawMessage `json:"restore_size,omitempty"`
+	Locks       json.RawMessage `json:"locks,omitempty"`
+	Errors      []string        `json:"errors,omitempty"`
 }

@@ -13,8 +13,9 @@ import (
 const Version = 1
 
 // MaxPayload bounds any payload of this contract. The broker refuses larger
-// packets, and decoders refuse larger payloads whatever transport they came by.
-const MaxPayload = 256 << 10
+// packets, and decoders refuse larger payloads whatever transport they came
+// by. Results carry structured output (snapshot lists, diffs), hence 2 MiB.
+const MaxPayload = 2 << 20
 
 // ErrInvalid wraps every decoding and validation failure.
 var ErrInvalid = errors.New("wire: invalid payload")
@@ -100,7 +101,7 @@ func (c *Command) Validate() error {
 	switch c.Kind {
 	case JobCancel:
 		return nil
-	case JobInit, JobBackup, JobForget, JobPrune, JobCheck, JobUnlock, JobSnapshots, JobStats, JobDiff, JobRestore, JobLs, JobLocks:
+	case JobInit, JobBackup, JobForget, JobPrune, JobCheck, JobUnlock, JobSnapshots, JobStats, JobDiff, JobRestore, JobLs, JobLocks, JobHealth:
 	default:
 		return fmt.Errorf("%w: command: unknown kind %q", ErrInvalid, c.Kind)
 	}
