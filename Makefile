@@ -20,13 +20,9 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/restic-manager-agent ./cmd/restic-manager-agent
 
 # Pinned restic and rest-server, built from tools/go.mod (kept apart from the
-# main module so their dependencies never enter it). Reused once built.
-tools: $(TOOLS)/restic $(TOOLS)/rest-server $(TOOLS)/restic-0.14.0 $(TOOLS)/.versions
-
-$(TOOLS)/.versions: tools/go.mod
-	@mkdir -p $(TOOLS)
-	@if [ "$$(cat $@ 2>/dev/null)" != "restic=$(RESTIC_VERSION) rest-server=$(REST_SERVER_VERSION)" ]; then rm -f $(TOOLS)/restic $(TOOLS)/rest-server; $(MAKE) --no-print-directory $(TOOLS)/restic $(TOOLS)/rest-server; fi
-	@echo "restic=$(RESTIC_VERSION) rest-server=$(REST_SERVER_VERSION)" > $@
+# main module so their dependencies never enter it). Reused once built; a
+# version change in tools/go.mod rebuilds them.
+tools: $(TOOLS)/restic $(TOOLS)/rest-server $(TOOLS)/restic-0.14.0
 
 $(TOOLS)/restic: tools/go.mod
 	@mkdir -p $(TOOLS)

@@ -158,6 +158,7 @@ func (a *Agent) run(ctx context.Context) error {
 		a.log.Warn("restic not usable; jobs will fail until it is installed", "restic", a.runner.Restic, "error", err)
 	} else {
 		a.restic = v
+		a.runner.ResticVersion = v
 	}
 
 	u, err := url.Parse(a.cfg.BrokerURL)
@@ -374,6 +375,14 @@ func (a *Agent) cancel(jobID string) {
 	if ok {
 		a.log.Info("cancelling job", "job_id", jobID)
 		cancel()
+		return
+	}
+	// Not here yet (or already done): leave a tombstone so that a command
+	// delivered after its cancel is never run.
+	now := time.Now().UTC()
+	if fresh, err := a.jr.accept(wire.Command{JobID: jobID, Kind: wire.JobCancel, IssuedAt: now}, now); err == nil && fresh {
+		_ = a.jr.setState(jobID, jobDone, now)
+		a.log.Info("job cancelled before it arrived", "job_id", jobID)
 	}
 }
 
@@ -438,7 +447,26 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command) wire.Result {
 	pump := newProgressPump(a, cmd.JobID)
 	defer pump.close()
 	log.Info("job starting")
-	r := a.runner.Run(ctx, spec, runner.Hooks{
+	var r runner.Result
+	if cmd.Kind == wire.JobHealth {
+		r = a.runHealth(ctx, spec, pump)
+	} else {
+		r = a.runOp(ctx, spec, pump)
+	}
+	if ctx.Err() != nil && a.jobsCtx.Err() != nil && r.Status == wire.StatusCancelled {
+		r.Error = "the agent was stopped while this job was running"
+	}
+	log.Info("job finished", "status", r.Status, "exit_code", r.ExitCode, "snapshot_id", r.SnapshotID)
+	return wire.Result{
+		JobID: cmd.JobID, Status: r.Status, ExitCode: r.ExitCode,
+		StartedAt: r.StartedAt.UTC(), EndedAt: r.EndedAt.UTC(), SnapshotID: r.SnapshotID,
+		Summary: r.Summary, Output: r.Output, Error: r.Error, StderrTail: r.StderrTail, Waited: r.Waited,
+	}
+}
+
+// runOp runs one restic operation, forwarding its progress.
+func (a *Agent) runOp(ctx context.Context, spec runner.Spec, pump *progressPump) runner.Result {
+	return a.runner.Run(ctx, spec, runner.Hooks{
 		OnStart: func(at time.Time) { pump.started(at) },
 		OnProgress: func(p runner.Progress) {
 			pump.send(wire.Progress{
@@ -449,15 +477,6 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command) wire.Result {
 			})
 		},
 	})
-	if ctx.Err() != nil && a.jobsCtx.Err() != nil && r.Status == wire.StatusCancelled {
-		r.Error = "the agent was stopped while this job was running"
-	}
-	log.Info("job finished", "status", r.Status, "exit_code", r.ExitCode, "snapshot_id", r.SnapshotID)
-	return wire.Result{
-		JobID: cmd.JobID, Status: r.Status, ExitCode: r.ExitCode,
-		StartedAt: r.StartedAt.UTC(), EndedAt: r.EndedAt.UTC(), SnapshotID: r.SnapshotID,
-		Summary: r.Summary, Output: r.Output, Error: r.Error, StderrTail: r.StderrTail,
-	}
 }
 
 func clampPercent(p float64) float64 {
@@ -485,18 +504,8 @@ func (a *Agent) buildSpec(cmd wire.Command) (runner.Spec, error) {
 		Repo:    runner.Repo{URL: repo.URL, Password: repo.Password, Env: repo.Env},
 		Timeout: time.Duration(cmd.TimeoutS) * time.Second,
 	}
-	switch cmd.Kind {
-	case wire.JobInit:
-	case wire.JobBackup:
-		var args wire.BackupArgs
-		if len(cmd.Args) > 0 {
-			if err := json.Unmarshal(cmd.Args, &args); err != nil {
-				return spec, fmt.Errorf("backup arguments: %w", err)
-			}
-		}
-		spec.Backup = runner.BackupArgs{Paths: args.Paths, Excludes: args.Excludes, Tags: args.Tags}
-	default:
-		return spec, fmt.Errorf("this agent cannot run %q jobs yet", cmd.Kind)
+	if err := decodeArgs(cmd.Kind, cmd.Args, &spec); err != nil {
+		return spec, err
 	}
 	return spec, nil
 }

@@ -13,7 +13,7 @@ import (
 
 // execute runs restic for one operation once the spec is valid and the
 // repository lock (if any) is held.
-func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, argv []string, h Hooks, sec *redactor, log *slog.Logger, res Result) Result {
+func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, v resticVersion, argv []string, h Hooks, sec *redactor, log *slog.Logger, res Result) Result {
 	if ctx.Err() != nil {
 		return interrupted(ctx, res, spec.Timeout)
 	}
@@ -43,9 +43,13 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, argv []s
 	if r.CacheDir != "" {
 		args = append(args, "--cache-dir", r.CacheDir)
 	}
+	args = append(args, r.lockArgs(op, v)...)
 	args = append(args, argv...)
 
 	out := newOutput(sec)
+	if p, ok := op.(parsingOp); ok {
+		out.parser = p.newParser(spec)
+	}
 	started := make(chan struct{})
 	closeStarted := sync.OnceFunc(func() { close(started) })
 	if op.progress() {
@@ -61,6 +65,9 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, argv []s
 		}
 	}
 	stdout, stderr := newLineWriter(out.stdoutLine), newLineWriter(out.stderrLine)
+	if b, ok := op.(bigOutput); ok {
+		stdout.max = b.maxStdoutLine()
+	}
 
 	cmd := exec.CommandContext(ctx, r.Restic, args...)
 	fps := ""
@@ -125,6 +132,15 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, argv []s
 	return res
 }
 
+// lockArgs are the global flags for the repository lock: --retry-lock for
+// the operations that lock exclusively, when restic has it (0.16+).
+func (r *Runner) lockArgs(op operation, v resticVersion) []string {
+	if _, excl := op.(exclusiveOp); excl && v.atLeast(0, 16, 0) && r.retryLock() > 0 {
+		return []string{"--retry-lock", r.retryLock().String()}
+	}
+	return nil
+}
+
 // outcome sets res from restic's exit code and output. cancelled tells
 // whether the runner interrupted restic.
 func outcome(ctx context.Context, spec *Spec, op operation, out *output, code int, cancelled bool, res Result) Result {
@@ -139,6 +155,9 @@ func outcome(ctx context.Context, spec *Spec, op operation, out *output, code in
 		op.complete(out, code, &res)
 	default:
 		failCode(out, code, &res)
+		if f, ok := op.(failureOutput); ok {
+			f.failedOutput(out, code, &res)
+		}
 	}
 	return res
 }

@@ -3,13 +3,14 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 )
 
 // opBackup is `restic backup --json`.
 type opBackup struct{}
 
-func (opBackup) argv(spec *Spec) ([]string, error) {
+func (opBackup) argv(spec *Spec, _ resticVersion) ([]string, error) {
 	b := &spec.Backup
 	if len(b.Paths) == 0 {
 		return nil, errors.New("backup needs at least one path")
@@ -36,6 +37,24 @@ func (opBackup) argv(spec *Spec) ([]string, error) {
 			return nil, err
 		}
 		args = append(args, "--exclude="+e)
+	}
+	for _, f := range b.ExcludeFiles {
+		if err := checkArg("exclude file", f); err != nil {
+			return nil, err
+		}
+		args = append(args, "--exclude-file="+f)
+	}
+	if b.OneFileSystem {
+		args = append(args, "--one-file-system")
+	}
+	if b.ExcludeCaches {
+		args = append(args, "--exclude-caches")
+	}
+	if b.UseFSSnapshot {
+		if runtime.GOOS != "windows" {
+			return nil, fmt.Errorf("use of a file system snapshot (VSS) refused: only available on Windows, not on %s", runtime.GOOS)
+		}
+		args = append(args, "--use-fs-snapshot")
 	}
 	args = append(args, "--")
 	for _, p := range b.Paths {
@@ -76,14 +95,5 @@ func (opBackup) complete(out *output, code int, res *Result) {
 // validSnapshotID accepts restic's full (64 hex) IDs and the 8-hex short
 // IDs restic 0.14 puts in the summary.
 func validSnapshotID(s string) bool {
-	if len(s) != 64 && len(s) != 8 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	return (len(s) == 64 || len(s) == 8) && isHex(s)
 }

@@ -7,7 +7,7 @@ import (
 // opInit is `restic init --json`.
 type opInit struct{}
 
-func (opInit) argv(*Spec) ([]string, error) { return []string{"init", "--json"}, nil }
+func (opInit) argv(*Spec, resticVersion) ([]string, error) { return []string{"init", "--json"}, nil }
 
 func (opInit) progress() bool { return false }
 

@@ -42,14 +42,47 @@ func codeMeaning(code int) string {
 func failCode(out *output, code int, res *Result) {
 	res.Status = StatusFailed
 	res.Error = failureMessage(out, code)
+	res.Cause = failureCause(out, code)
+}
+
+// failureCause is the Result.Cause of a failure: from the exit code
+// (restic 0.17+), or from restic's text when it exited 1 (older restic).
+func failureCause(out *output, code int) string {
+	switch code {
+	case exitNoRepo:
+		return CauseNoRepository
+	case exitLocked:
+		return CauseLocked
+	case exitWrongPass:
+		return CauseWrongPassword
+	case exitFailure:
+		out.mu.Lock()
+		defer out.mu.Unlock()
+		return out.cause
+	}
+	return ""
+}
+
+// causeCode is the exit code restic 0.17+ uses for a cause.
+func causeCode(cause string) int {
+	switch cause {
+	case CauseNoRepository:
+		return exitNoRepo
+	case CauseLocked:
+		return exitLocked
+	case CauseWrongPassword:
+		return exitWrongPass
+	}
+	return 0
 }
 
 // failureMessage explains a failed run: restic's exit_error message (0.18+)
 // when there is one, else the meaning of the code together with restic's
-// last "Fatal:" line, or its last line.
+// last "Fatal:" line, or its last line. Before restic 0.17 a missing
+// repository, a lock and a wrong password exit 1: their text tells them.
 func failureMessage(out *output, code int) string {
 	out.mu.Lock()
-	exitErr, lastFatal, lastText := out.exitErr, out.lastFatal, out.lastText
+	exitErr, lastFatal, lastText, cause, causeText := out.exitErr, out.lastFatal, out.lastText, out.cause, out.causeText
 	out.mu.Unlock()
 
 	if exitErr != nil {
@@ -58,12 +91,22 @@ func failureMessage(out *output, code int) string {
 		}
 	}
 	text := lastFatal
+	if cause != "" && (code == exitFailure || code == causeCode(cause)) {
+		code = causeCode(cause)
+		if cause == CauseLocked || text == "" {
+			// "unable to create lock in backend: repository is already
+			// locked by PID …" has no "Fatal:" before 0.18.
+			text = causeText
+		}
+	}
 	if text == "" {
 		text = lastText
 	}
 	text = resticMessage(text)
 	meaning := codeMeaning(code)
 	switch {
+	case meaning != "" && strings.Contains(text, meaning):
+		return text
 	case meaning != "" && text != "":
 		return meaning + ": " + text
 	case meaning != "":

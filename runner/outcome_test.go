@@ -156,7 +156,7 @@ func TestParseVersion(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	ok := Spec{Kind: KindBackup, Repo: Repo{URL: "/r", Password: "pw"}, Backup: BackupArgs{Paths: []string{"/data", "rel"}}}
-	args, err := opBackup{}.argv(&ok)
+	args, err := opBackup{}.argv(&ok, resticVersion{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestValidate(t *testing.T) {
 	}
 	full := ok
 	full.Backup = BackupArgs{Paths: []string{"/d"}, Excludes: []string{"*.tmp"}, Tags: []string{"daily", "x y"}, Hostname: "h1"}
-	args, _ = opBackup{}.argv(&full)
+	args, _ = opBackup{}.argv(&full, resticVersion{})
 	if got := strings.Join(args, "|"); got != "backup|--json|--host=h1|--tag=daily|--tag=x y|--exclude=*.tmp|--|/d" {
 		t.Errorf("argv %q", got)
 	}

@@ -108,12 +108,18 @@ type statusMsg struct {
 	BytesDone        uint64   `json:"bytes_done"`
 	ErrorCount       uint64   `json:"error_count"`
 	CurrentFiles     []string `json:"current_files"`
+	// restore's status (0.16+) counts these instead of files/bytes_done.
+	FilesRestored uint64 `json:"files_restored"`
+	BytesRestored uint64 `json:"bytes_restored"`
 }
 
 func decodeStatus(line []byte) (Progress, bool) {
 	var s statusMsg
 	if json.Unmarshal(line, &s) != nil {
 		return Progress{}, false
+	}
+	if s.FilesDone == 0 && s.BytesDone == 0 {
+		s.FilesDone, s.BytesDone = s.FilesRestored, s.BytesRestored
 	}
 	pct := s.PercentDone * 100
 	switch {
@@ -142,13 +148,14 @@ type exitErrorMsg struct {
 }
 
 // errorMsg is restic's JSON error line (backup, restore). Before 0.17.1
-// "error" was always {}.
+// "error" was always {}. check (0.18) has the text in "message".
 type errorMsg struct {
 	Error struct {
 		Message string `json:"message"`
 	} `json:"error"`
-	During string `json:"during"`
-	Item   string `json:"item"`
+	During  string `json:"during"`
+	Item    string `json:"item"`
+	Message string `json:"message"`
 }
 
 // output collects what restic printed during one run. stdoutLine and
@@ -159,6 +166,8 @@ type output struct {
 
 	// stdout goroutine only (and the caller after Wait).
 	progress *throttle // nil: the operation reports none
+	// parser, if set, sees every line first (see parser).
+	parser parser
 
 	mu         sync.Mutex
 	summary    json.RawMessage
@@ -169,7 +178,12 @@ type output struct {
 	exitErr    *exitErrorMsg
 	lastText   string // last plain-text stderr line
 	lastFatal  string // last plain-text stderr line starting "Fatal:" (restic < 0.18)
-	tail       tailBuffer
+	stdoutCut  bool   // a stdout line was longer than the line limit
+	// cause and causeText: the first stderr line that tells a missing
+	// repository, a lock held by another process or a wrong password
+	// (restic < 0.17 exits 1 for all three).
+	cause, causeText string
+	tail             tailBuffer
 }
 
 func newOutput(sec *redactor) *output {
@@ -177,10 +191,19 @@ func newOutput(sec *redactor) *output {
 }
 
 func (o *output) stdoutLine(line []byte, truncated bool) {
-	kind, typ := parseLine(line)
-	if kind == lineText || truncated {
+	kind, typ := lineText, ""
+	if !truncated {
+		kind, typ = parseLine(line)
+	}
+	if o.parser != nil && o.parser.stdout(line, kind, typ) {
+		return
+	}
+	if kind == lineText {
 		o.mu.Lock()
 		o.addTail(line, truncated)
+		if truncated {
+			o.stdoutCut = true
+		}
 		o.mu.Unlock()
 		return
 	}
@@ -217,20 +240,43 @@ func (o *output) stdoutLine(line []byte, truncated bool) {
 }
 
 func (o *output) stderrLine(line []byte, truncated bool) {
-	kind, typ := parseLine(line)
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.addTail(line, truncated)
-	if kind == lineJSON && !truncated {
-		o.noteJSONError(typ, line)
-		return
+	kind, typ := lineText, ""
+	if !truncated {
+		kind, typ = parseLine(line)
 	}
-	if text := strings.TrimSpace(cleanText(line)); text != "" {
+	o.mu.Lock()
+	o.addTail(line, truncated)
+	if kind == lineJSON {
+		o.noteJSONError(typ, line)
+	} else if text := strings.TrimSpace(cleanText(line)); text != "" {
 		o.lastText = text
 		if strings.HasPrefix(text, "Fatal:") {
 			o.lastFatal = text
 		}
+		if o.cause == "" {
+			if c := textCause(text); c != "" {
+				o.cause, o.causeText = c, text
+			}
+		}
 	}
+	o.mu.Unlock()
+	if o.parser != nil {
+		o.parser.stderr(line, kind, typ)
+	}
+}
+
+// textCause recognises restic's messages for a missing repository, a
+// locked one and a wrong password: restic before 0.17 exits 1 for all.
+func textCause(text string) string {
+	switch {
+	case strings.Contains(text, "Is there a repository at the following location?"):
+		return CauseNoRepository
+	case strings.Contains(text, "repository is already locked"):
+		return CauseLocked
+	case strings.Contains(text, "wrong password or no key found"):
+		return CauseWrongPassword
+	}
+	return ""
 }
 
 // noteJSONError records error and exit_error messages; o.mu is held.
@@ -246,6 +292,9 @@ func (o *output) noteJSONError(typ string, line []byte) {
 			return
 		}
 		msg := m.Error.Message
+		if msg == "" {
+			msg = strings.TrimSpace(m.Message) // check
+		}
 		if msg == "" && m.Item != "" {
 			msg = m.Item // restic < 0.17.1
 		}

@@ -6,8 +6,13 @@
 // Layout: runner.go (types, Run), exec.go (the process core shared by every
 // operation), output.go (JSON-lines parsing), outcome.go (exit codes and
 // error text), secrets.go (secret files, environment, redaction), locks.go
-// (RepoLocks), version.go, and one op_*.go file per restic subcommand.
-// runner_unix.go and runner_windows.go hold the platform process code.
+// (RepoLocks), version.go, and one op_*.go file per restic subcommand
+// (op.go has the table and the helpers they share). runner_unix.go and
+// runner_windows.go hold the platform process code.
+//
+// Supported restic versions: 0.14.0 (Debian 12) to 0.18.x. Where their
+// output differs (see the op_*.go files) the runner parses every variant;
+// Runner.ResticVersion selects flags that older versions lack.
 package runner
 
 import (
@@ -21,8 +26,18 @@ import (
 
 // Operation kinds (Spec.Kind).
 const (
-	KindInit   = "init"
-	KindBackup = "backup"
+	KindInit      = "init"
+	KindBackup    = "backup"
+	KindForget    = "forget"
+	KindPrune     = "prune"
+	KindCheck     = "check"
+	KindUnlock    = "unlock"
+	KindSnapshots = "snapshots"
+	KindStats     = "stats"
+	KindDiff      = "diff"
+	KindRestore   = "restore"
+	KindLs        = "ls"
+	KindLocks     = "locks"
 )
 
 // Result statuses.
@@ -37,6 +52,15 @@ const (
 const (
 	DefaultGrace            = 30 * time.Second
 	DefaultProgressInterval = 500 * time.Millisecond
+	DefaultRetryLock        = 5 * time.Minute
+)
+
+// Result causes: why a run failed, when restic said so, by its exit code
+// (0.17+) or, for older versions, by its error text.
+const (
+	CauseNoRepository  = "no_repository"  // exit code 10
+	CauseLocked        = "locked"         // exit code 11
+	CauseWrongPassword = "wrong_password" // exit code 12
 )
 
 // Repo is a repository and its secrets. URL and Password never reach restic's
@@ -52,14 +76,27 @@ type Repo struct {
 // BackupArgs are the arguments of a backup.
 type BackupArgs struct {
 	Paths, Excludes, Tags []string
-	Hostname              string // restic's --host; empty: restic uses the OS host name
+	Hostname              string   // restic's --host; empty: restic uses the OS host name
+	ExcludeFiles          []string // files of exclude patterns (--exclude-file), on the agent's host
+	OneFileSystem         bool     // --one-file-system
+	ExcludeCaches         bool     // --exclude-caches (directories with a CACHEDIR.TAG)
+	UseFSSnapshot         bool     // --use-fs-snapshot (VSS): Windows only, refused elsewhere
 }
 
-// Spec describes one run of restic.
+// Spec describes one run of restic. Only the arguments of Kind are used.
 type Spec struct {
-	Kind   string // KindInit or KindBackup
-	Repo   Repo
-	Backup BackupArgs
+	Kind      string // one of the Kind constants
+	Repo      Repo
+	Backup    BackupArgs
+	Forget    ForgetArgs
+	Prune     PruneArgs
+	Check     CheckArgs
+	Unlock    UnlockArgs
+	Snapshots SnapshotsArgs
+	Stats     StatsArgs
+	Diff      DiffArgs
+	Restore   RestoreArgs
+	Ls        LsArgs
 	// Timeout bounds the whole run, including the wait for the repository
 	// lock. 0 means none. Past it the run is cancelled like a cancel and ends
 	// "failed" with the error "timed out after ...".
@@ -84,11 +121,17 @@ type Result struct {
 	// when the run ended.
 	StartedAt, EndedAt time.Time
 	Summary            json.RawMessage // restic's own summary object, verbatim
-	SnapshotID         string          // from the backup summary
-	Output             json.RawMessage // structured result of the operation (init: {"id","repository"})
-	Error              string          // short human explanation when not succeeded
-	StderrTail         string          // last ~4 KiB of stderr and non-JSON stdout lines, secrets redacted
-	Waited             bool            // the run waited for another run on the same repository (Runner.Locks)
+	SnapshotID         string          // from the backup summary (8 hex with restic 0.14, else 64)
+	// Output is the structured result of the operation: see the *Output
+	// types (init: {"id","repository"}). Some operations fill it on
+	// failure too (check finding errors).
+	Output json.RawMessage
+	Error  string // short human explanation when not succeeded
+	// Cause is CauseNoRepository, CauseLocked or CauseWrongPassword when a
+	// failure was one of those, else empty.
+	Cause      string
+	StderrTail string // last ~4 KiB of stderr and non-JSON stdout lines, secrets redacted
+	Waited     bool   // the run waited for another run on the same repository (Runner.Locks)
 }
 
 // Hooks are callbacks of one run. They are called synchronously: a slow hook
@@ -124,8 +167,18 @@ type Runner struct {
 	ProgressInterval time.Duration
 	Logger           *slog.Logger // nil: no logging
 	// Locks, if set, serialises runs per repository (keyed by a hash of the
-	// URL). nil: no serialisation.
+	// URL). nil: no serialisation. The locks probe (KindLocks, ListLocks)
+	// does not take it: it reads without locking.
 	Locks *RepoLocks
+	// ResticVersion is the version of Restic ("0.18.1", from Version); it
+	// selects flags older versions lack. Empty: assume the newest. A value
+	// that is not a version makes every run fail.
+	ResticVersion string
+	// RetryLock is how long the exclusive operations (check, forget,
+	// prune) wait for a repository lock held by another restic (restic's
+	// --retry-lock, 0.16+; older restic fails at once). 0: DefaultRetryLock;
+	// negative: do not wait.
+	RetryLock time.Duration
 }
 
 var errTimedOut = errors.New("runner: timed out")
@@ -133,7 +186,13 @@ var errTimedOut = errors.New("runner: timed out")
 // Run runs spec and reports the outcome; it never returns without a Result
 // and never panics on bad input. ctx cancels the run: restic gets SIGINT and,
 // after Grace, is killed.
-func (r *Runner) Run(ctx context.Context, spec Spec, h Hooks) (res Result) {
+func (r *Runner) Run(ctx context.Context, spec Spec, h Hooks) Result {
+	return r.run(ctx, spec, operations[spec.Kind], h)
+}
+
+// run is Run with the operation (nil: unknown kind); LsStream and the
+// locks probe come here with operations of their own.
+func (r *Runner) run(ctx context.Context, spec Spec, op operation, h Hooks) (res Result) {
 	res.ExitCode = -1
 	begun := time.Now()
 	sec := newRedactor(spec.Repo)
@@ -152,11 +211,14 @@ func (r *Runner) Run(ctx context.Context, spec Spec, h Hooks) (res Result) {
 			"snapshot", res.SnapshotID, "waited", res.Waited, "duration", res.EndedAt.Sub(begun).Round(time.Millisecond))
 	}()
 
-	op, ok := operations[spec.Kind]
-	if !ok {
+	if op == nil {
 		return failed(res, fmt.Sprintf("unknown operation kind %q", spec.Kind))
 	}
-	argv, err := op.argv(&spec)
+	v, err := parseResticVersion(r.ResticVersion)
+	if err != nil {
+		return failed(res, "runner: Runner.ResticVersion: "+err.Error())
+	}
+	argv, err := op.argv(&spec, v)
 	if err == nil {
 		err = validateRepo(spec.Repo)
 	}
@@ -170,7 +232,7 @@ func (r *Runner) Run(ctx context.Context, spec Spec, h Hooks) (res Result) {
 		defer cancel()
 	}
 
-	if r.Locks != nil {
+	if _, free := op.(lockFree); r.Locks != nil && !free {
 		unlock, waited, err := r.Locks.Lock(ctx, repoKey(spec.Repo.URL))
 		res.Waited = waited
 		if err != nil {
@@ -183,7 +245,10 @@ func (r *Runner) Run(ctx context.Context, spec Spec, h Hooks) (res Result) {
 			log.Info("waited for the repository lock", "waited", time.Since(begun).Round(time.Millisecond))
 		}
 	}
-	return r.execute(ctx, &spec, op, argv, h, sec, log, res)
+	if m, ok := op.(multiRun); ok {
+		return m.runAll(ctx, r, &spec, v, argv, h, sec, log, res)
+	}
+	return r.execute(ctx, &spec, op, v, argv, h, sec, log, res)
 }
 
 // failed ends res as failed with msg.
@@ -215,6 +280,13 @@ func (r *Runner) grace() time.Duration {
 		return r.Grace
 	}
 	return DefaultGrace
+}
+
+func (r *Runner) retryLock() time.Duration {
+	if r.RetryLock == 0 {
+		return DefaultRetryLock
+	}
+	return r.RetryLock
 }
 
 func (r *Runner) progressInterval() time.Duration {

@@ -362,9 +362,9 @@ func TestOptionInjectionRefused(t *testing.T) {
 		started := false
 		res := r.Run(testCtx(t), Spec{Kind: KindBackup, Repo: repo, Backup: b}, Hooks{OnProcess: func(int) { started = true }})
 		if started || res.Status != StatusFailed || res.ExitCode != -1 || res.Error == "" {
-			t.Errorf("%q: started %v, %+v", b, started, res)
+			t.Errorf("%+v: started %v, %+v", b, started, res)
 		}
-		t.Logf("%q: %s", b, res.Error)
+		t.Logf("%+v: %s", b, res.Error)
 	}
 	if l := leftovers(t, r.TempDir); len(l) != 0 {
 		t.Errorf("left in TempDir: %v", l)

@@ -43,3 +43,13 @@ func checkPrivateDir(path string, fi os.FileInfo) error {
 	}
 	return nil
 }
+
+// processExists tells whether a process with this ID exists on this host
+// (restic's own test for a stale lock).
+func processExists(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || err == syscall.EPERM
+}

@@ -36,3 +36,17 @@ func exitCode(ps *os.ProcessState) int {
 func checkPrivateDir(string, os.FileInfo) error {
 	return nil
 }
+
+// processExists tells whether a process with this ID exists on this host
+// (restic's own test for a stale lock).
+func processExists(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	_ = p.Release()
+	return true
+}
