@@ -73,6 +73,7 @@ func (c *Console) router(ready func() bool) chi.Router {
 			r.Get("/jobs", c.apiListJobs)
 			r.Get("/jobs/{id}", c.apiGetJob)
 			r.Get("/jobs/{id}/events", c.apiJobEvents)
+			r.Get("/jobs/{id}/changes", c.apiJobChanges)
 			r.Get("/tokens", c.apiListTokens)
 			r.Post("/tokens", c.apiCreateToken)
 			r.Delete("/tokens/{id}", c.apiDeleteToken)
@@ -84,6 +85,7 @@ func (c *Console) router(ready func() bool) chi.Router {
 				r.Post("/hosts/{id}/enroll-token", c.apiNewEnrollToken)
 				r.Post("/hosts/{id}/jobs", c.apiCreateJob)
 				r.Post("/jobs/{id}/cancel", c.apiCancelJob)
+				r.Post("/restores", c.apiRestore)
 				r.Put("/hosts/{id}/schedules", c.apiPutSchedules)
 				r.Post("/repos", c.apiCreateRepo)
 			})
@@ -655,6 +657,69 @@ func (c *Console) apiCreateJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"job_id": j.ID})
+}
+
+// apiRestore starts a restore on any enrolled host: the original one or
+// another. The repository's secrets are sealed to the target host's key.
+func (c *Console) apiRestore(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		RepoID       string   `json:"repo_id"`
+		SnapshotID   string   `json:"snapshot_id"`
+		Include      []string `json:"include"`
+		TargetHostID string   `json:"target_host_id"`
+		TargetPath   string   `json:"target_path"`
+		InPlace      bool     `json:"in_place"`
+		Overwrite    string   `json:"overwrite"`
+		Verify       bool     `json:"verify"`
+	}
+	if err := decode(r, &req); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	args, _ := json.Marshal(wire.RestoreArgs{SnapshotID: req.SnapshotID, Include: req.Include, TargetPath: req.TargetPath,
+		InPlace: req.InPlace, Overwrite: req.Overwrite, Verify: req.Verify})
+	p, _ := principalFrom(r.Context())
+	j, err := c.createJob(req.TargetHostID, req.RepoID, wire.JobRestore, args, "user", p.User, 0)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"job_id": j.ID})
+}
+
+// apiJobChanges pages through a diff job's changed paths.
+func (c *Console) apiJobChanges(w http.ResponseWriter, r *http.Request) {
+	j, err := c.store.GetJob(chi.URLParam(r, "id"))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if j.Kind != wire.JobDiff {
+		c.fail(w, r, badRequest("job %s is not a diff", j.ID))
+		return
+	}
+	var out struct {
+		Changes      []json.RawMessage `json:"changes"`
+		Statistics   json.RawMessage   `json:"statistics"`
+		TotalChanges int               `json:"total_changes"`
+		Truncated    bool              `json:"truncated"`
+	}
+	_ = json.Unmarshal(j.Output, &out)
+	offset, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	offset = max(0, min(offset, len(out.Changes)))
+	end := min(offset+limit, len(out.Changes))
+	page := out.Changes[offset:end]
+	if page == nil {
+		page = []json.RawMessage{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status": j.Status, "statistics": out.Statistics, "total_changes": out.TotalChanges, "truncated": out.Truncated,
+		"offset": offset, "limit": limit, "changes": page,
+	})
 }
 
 // apiCancelJob stops a job: a queued one ends cancelled at once (and the
