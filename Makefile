@@ -54,7 +54,7 @@ lint: $(TOOLS)/staticcheck
 
 # Short fuzzing of every wire decoder (the seeds also run in `make test`).
 fuzz:
-	for f in FuzzDecodeStatus FuzzDecodeCommand FuzzDecodeProgress FuzzDecodeResult FuzzDecodeSchedulesDesired FuzzDecodeSchedulesReported FuzzDecodeFire FuzzParseTopic; do \
+	for f in FuzzDecodeStatus FuzzDecodeCommand FuzzDecodeProgress FuzzDecodeResult FuzzDecodeSchedulesDesired FuzzDecodeSchedulesReported FuzzDecodeFire FuzzDecodeIndexChunk FuzzParseTopic; do \
 		$(GO) test ./wire/ -run '^$$' -fuzz "^$$f$$" -fuzztime 20s || exit 1; done
 
 cross:
@@ -72,3 +72,11 @@ clean:
 bench: tools
 	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkJobStart|BenchmarkScheduleApply' -benchtime 1x -timeout 10m
 	$(GO) test ./storage/ -run '^$$' -bench . -benchtime 20x
+
+# The deployment tests alone: the deploy files and install scripts, both
+# commands, and end to end install.sh against a live console, the agent
+# under the service wrapper and backup-store/restore-store.
+.PHONY: install-test
+install-test: tools
+	$(GO) test -race -count=1 ./deploy/... ./cmd/...
+	$(GO) test -race -count=1 -timeout 10m ./e2e/ -run 'TestInstallScript|TestAgentServiceForeground|TestBackupStoreAndRestore'

@@ -448,9 +448,12 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command) wire.Result {
 	defer pump.close()
 	log.Info("job starting")
 	var r runner.Result
-	if cmd.Kind == wire.JobHealth {
+	switch cmd.Kind {
+	case wire.JobHealth:
 		r = a.runHealth(ctx, spec, pump)
-	} else {
+	case wire.JobIndex:
+		r = a.runIndex(ctx, cmd.JobID, spec, pump)
+	default:
 		r = a.runOp(ctx, spec, pump)
 	}
 	if ctx.Err() != nil && a.jobsCtx.Err() != nil && r.Status == wire.StatusCancelled {

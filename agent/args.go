@@ -27,6 +27,8 @@ func decodeArgs(kind string, raw json.RawMessage, spec *runner.Spec) error {
 	switch kind {
 	case wire.JobInit, wire.JobLocks, wire.JobHealth:
 		return nil
+	case wire.JobIndex:
+		return indexSpec(raw, spec)
 	case wire.JobBackup:
 		var a wire.BackupArgs
 		if err := strict(&a); err != nil {

@@ -73,6 +73,10 @@ type Console struct {
 	gateMu sync.Mutex
 	held   map[string][]string
 
+	// indexing maps repo/snapshot to its index job in flight.
+	indexMu  sync.Mutex
+	indexing map[string]string
+
 	// events fans job updates out to SSE listeners and waiting pages.
 	events *hub
 
@@ -101,6 +105,8 @@ func New(opts Options) (*Console, error) {
 		events: newHub(),
 		gate:   newRepoGate(),
 		held:   map[string][]string{},
+
+		indexing: map[string]string{},
 	}
 	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
 	c.goBG(c.sweepLoop)

@@ -26,7 +26,7 @@ func badRequest(format string, a ...any) error {
 var supportedKinds = map[string]bool{
 	wire.JobInit: true, wire.JobBackup: true, wire.JobForget: true, wire.JobPrune: true, wire.JobCheck: true,
 	wire.JobUnlock: true, wire.JobSnapshots: true, wire.JobStats: true, wire.JobDiff: true, wire.JobRestore: true,
-	wire.JobLs: true, wire.JobLocks: true, wire.JobHealth: true,
+	wire.JobLs: true, wire.JobLocks: true, wire.JobHealth: true, wire.JobIndex: true,
 }
 
 // exclusiveKinds need the repository to themselves (restic takes an
@@ -117,6 +117,12 @@ func validateArgs(kind string, raw json.RawMessage) (json.RawMessage, error) {
 		var a wire.RestoreArgs
 		if err = strictDecode(kind, raw, &a); err == nil {
 			err = checkRestore(a)
+		}
+		v = a
+	case wire.JobIndex:
+		var a wire.IndexArgs
+		if err = strictDecode(kind, raw, &a); err == nil && (len(a.SnapshotID) != 64 || !validSnapshotRef(a.SnapshotID)) {
+			err = badRequest("index needs the full 64-hex snapshot_id")
 		}
 		v = a
 	case wire.JobLs:

@@ -80,6 +80,13 @@ func (c *Console) repoJobEnded(j storage.Job) {
 		c.log.Warn("repository record not updated", "repo_id", j.RepoID, "job_id", j.ID, "error", err)
 	}
 	switch j.Kind {
+	case wire.JobIndex:
+		c.indexEnded(j)
+	case wire.JobForget:
+		if ok {
+			c.dropForgotten(j)
+			c.requestHealth(j.RepoID, j.HostID)
+		}
 	case wire.JobHealth:
 		c.health.mu.Lock()
 		again := false
@@ -92,7 +99,7 @@ func (c *Console) repoJobEnded(j storage.Job) {
 		if again {
 			c.requestHealth(j.RepoID, j.HostID)
 		}
-	case wire.JobBackup, wire.JobForget, wire.JobPrune, wire.JobUnlock, wire.JobInit:
+	case wire.JobBackup, wire.JobPrune, wire.JobUnlock, wire.JobInit:
 		if ok {
 			c.requestHealth(j.RepoID, j.HostID)
 		}

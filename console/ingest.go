@@ -27,6 +27,8 @@ func (c *Console) Ingest(ctx context.Context, host string, t wire.Topic, payload
 		err = c.ingestProgress(host, t.Job, payload)
 	case wire.KindResult:
 		err = c.ingestResult(host, t.Job, payload)
+	case wire.KindOutput:
+		err = c.ingestOutput(host, t.Job, payload)
 	case wire.KindSchedulesReported:
 		err = c.ingestReported(host, payload)
 	case wire.KindFires:

@@ -16,34 +16,35 @@ import (
 // routeRoles is the least role each API route needs ("" = no login). A
 // route missing here fails the test: every new route must be placed.
 var routeRoles = map[string]string{
-	"POST /api/v1/login":                   "",
-	"POST /api/v1/logout":                  "",
-	"POST /api/v1/enroll":                  "",
-	"GET /api/v1/hosts":                    RoleViewer,
-	"GET /api/v1/hosts/{id}":               RoleViewer,
-	"GET /api/v1/hosts/{id}/schedules":     RoleViewer,
-	"GET /api/v1/repos":                    RoleViewer,
-	"GET /api/v1/repos/{id}":               RoleViewer,
-	"GET /api/v1/repos/{id}/snapshots":     RoleViewer,
-	"GET /api/v1/jobs":                     RoleViewer,
-	"GET /api/v1/jobs/{id}":                RoleViewer,
-	"GET /api/v1/jobs/{id}/events":         RoleViewer,
-	"GET /api/v1/jobs/{id}/changes":        RoleViewer,
-	"GET /api/v1/tokens":                   RoleViewer,
-	"POST /api/v1/tokens":                  RoleViewer,
-	"DELETE /api/v1/tokens/{id}":           RoleViewer,
-	"POST /api/v1/hosts":                   RoleOperator,
-	"POST /api/v1/hosts/{id}/enroll-token": RoleOperator,
-	"POST /api/v1/hosts/{id}/jobs":         RoleOperator,
-	"POST /api/v1/jobs/{id}/cancel":        RoleOperator,
-	"POST /api/v1/restores":                RoleOperator,
-	"PUT /api/v1/hosts/{id}/schedules":     RoleOperator,
-	"POST /api/v1/repos":                   RoleOperator,
-	"POST /api/v1/hosts/{id}/revoke":       RoleAdmin,
-	"GET /api/v1/users":                    RoleAdmin,
-	"POST /api/v1/users":                   RoleAdmin,
-	"GET /api/v1/audit":                    RoleAdmin,
-	"POST /api/v1/admin/backup":            RoleAdmin,
+	"POST /api/v1/login":                        "",
+	"POST /api/v1/logout":                       "",
+	"POST /api/v1/enroll":                       "",
+	"GET /api/v1/hosts":                         RoleViewer,
+	"GET /api/v1/hosts/{id}":                    RoleViewer,
+	"GET /api/v1/hosts/{id}/schedules":          RoleViewer,
+	"GET /api/v1/repos":                         RoleViewer,
+	"GET /api/v1/repos/{id}":                    RoleViewer,
+	"GET /api/v1/repos/{id}/snapshots":          RoleViewer,
+	"GET /api/v1/repos/{id}/snapshots/{sid}/ls": RoleViewer,
+	"GET /api/v1/jobs":                          RoleViewer,
+	"GET /api/v1/jobs/{id}":                     RoleViewer,
+	"GET /api/v1/jobs/{id}/events":              RoleViewer,
+	"GET /api/v1/jobs/{id}/changes":             RoleViewer,
+	"GET /api/v1/tokens":                        RoleViewer,
+	"POST /api/v1/tokens":                       RoleViewer,
+	"DELETE /api/v1/tokens/{id}":                RoleViewer,
+	"POST /api/v1/hosts":                        RoleOperator,
+	"POST /api/v1/hosts/{id}/enroll-token":      RoleOperator,
+	"POST /api/v1/hosts/{id}/jobs":              RoleOperator,
+	"POST /api/v1/jobs/{id}/cancel":             RoleOperator,
+	"POST /api/v1/restores":                     RoleOperator,
+	"PUT /api/v1/hosts/{id}/schedules":          RoleOperator,
+	"POST /api/v1/repos":                        RoleOperator,
+	"POST /api/v1/hosts/{id}/revoke":            RoleAdmin,
+	"GET /api/v1/users":                         RoleAdmin,
+	"POST /api/v1/users":                        RoleAdmin,
+	"GET /api/v1/audit":                         RoleAdmin,
+	"POST /api/v1/admin/backup":                 RoleAdmin,
 }
 
 func TestRoleMatrix(t *testing.T) {
@@ -88,7 +89,7 @@ func TestRoleMatrix(t *testing.T) {
 	cells := 0
 	for _, route := range routes {
 		method, pattern, _ := strings.Cut(route, " ")
-		path := strings.NewReplacer("{id}", "host-a").Replace(pattern)
+		path := strings.NewReplacer("{id}", "host-a", "{sid}", "0123abcd").Replace(pattern)
 		need := routeRoles[route]
 		for _, who := range []string{"", RoleViewer, RoleOperator, RoleAdmin} {
 			req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader("{}"))

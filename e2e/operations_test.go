@@ -16,7 +16,7 @@ import (
 )
 
 // restic runs restic directly against a repository and returns stdout.
-func restic(t *testing.T, repoURL, password string, args ...string) []byte {
+func restic(t testing.TB, repoURL, password string, args ...string) []byte {
 	t.Helper()
 	pw := filepath.Join(t.TempDir(), "pw")
 	if err := os.WriteFile(pw, []byte(password), 0o600); err != nil {

@@ -69,3 +69,7 @@ func FuzzDecodeSchedulesReported(f *testing.F) {
 func FuzzDecodeFire(f *testing.F) {
 	fuzzDecoder[Fire](f, `{"v":1,"fire_id":"f1","schedule_id":"s1","schedule_version":2,"scheduled_at":"2026-01-01T02:00:00Z","fired_at":"2026-01-01T02:03:00Z","catch_up":true}`)
 }
+
+func FuzzDecodeIndexChunk(f *testing.F) {
+	fuzzDecoder[IndexChunk](f, `{"v":1,"job_id":"j","snapshot_id":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","seq":1,"nodes":[{"path":"/a","name":"a","type":"dir"}]}`)
+}

@@ -101,7 +101,7 @@ func (c *Command) Validate() error {
 	switch c.Kind {
 	case JobCancel:
 		return nil
-	case JobInit, JobBackup, JobForget, JobPrune, JobCheck, JobUnlock, JobSnapshots, JobStats, JobDiff, JobRestore, JobLs, JobLocks, JobHealth:
+	case JobInit, JobBackup, JobForget, JobPrune, JobCheck, JobUnlock, JobSnapshots, JobStats, JobDiff, JobRestore, JobLs, JobLocks, JobHealth, JobIndex:
 	default:
 		return fmt.Errorf("%w: command: unknown kind %q", ErrInvalid, c.Kind)
 	}
@@ -240,6 +240,8 @@ func setVersion(p Payload) {
 	case *SchedulesReported:
 		m.V = Version
 	case *Fire:
+		m.V = Version
+	case *IndexChunk:
 		m.V = Version
 	}
 }

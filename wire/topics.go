@@ -82,7 +82,7 @@ type Topic struct {
 // String rebuilds the topic name.
 func (t Topic) String() string {
 	switch t.Kind {
-	case KindProgress, KindResult:
+	case KindProgress, KindResult, KindOutput:
 		return HostPrefix(t.Host) + "jobs/" + t.Job + "/" + t.Kind
 	}
 	return HostPrefix(t.Host) + t.Kind
@@ -91,7 +91,7 @@ func (t Topic) String() string {
 // FromAgent reports whether agents publish on this kind of topic.
 func (t Topic) FromAgent() bool {
 	switch t.Kind {
-	case KindStatus, KindProgress, KindResult, KindSchedulesReported, KindFires, KindRPCResponse:
+	case KindStatus, KindProgress, KindResult, KindOutput, KindSchedulesReported, KindFires, KindRPCResponse:
 		return true
 	}
 	return false
@@ -114,7 +114,7 @@ func ParseTopic(name string) (Topic, error) {
 	}
 	if jobPart, ok := strings.CutPrefix(rest, "jobs/"); ok {
 		job, kind, ok := strings.Cut(jobPart, "/")
-		if ok && ValidID(job) && (kind == KindProgress || kind == KindResult) {
+		if ok && ValidID(job) && (kind == KindProgress || kind == KindResult || kind == KindOutput) {
 			return Topic{Host: host, Kind: kind, Job: job}, nil
 		}
 	}

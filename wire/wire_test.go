@@ -9,7 +9,7 @@ import (
 
 func TestParseTopicRoundTrip(t *testing.T) {
 	for _, name := range []string{
-		StatusTopic("h1"), CommandsTopic("h1"), ProgressTopic("h1", "j-1"), ResultTopic("h1", "j_2"),
+		StatusTopic("h1"), CommandsTopic("h1"), ProgressTopic("h1", "j-1"), ResultTopic("h1", "j_2"), OutputTopic("h1", "j3"),
 		SchedulesDesiredTopic("h1"), SchedulesReportedTopic("h1"), FiresTopic("h1"), HealthTopic("h1"),
 		RPCTopic("h1"), RPCResponseTopic("h1"),
 	} {
