@@ -70,7 +70,7 @@ clean:
 # Figures for the closing notes: dispatch latency (20 jobs) and idle RSS,
 # with binaries built without the race detector.
 bench: tools
-	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkJobStart|BenchmarkScheduleApply' -benchtime 1x -timeout 10m
+	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkJobStart|BenchmarkScheduleApply|BenchmarkSnapshotBrowse' -benchtime 1x -timeout 40m
 	$(GO) test ./storage/ -run '^$$' -bench . -benchtime 20x
 
 # The deployment tests alone: the deploy files and install scripts, both

@@ -71,6 +71,7 @@ func (c *Console) router(ready func() bool) chi.Router {
 			r.Get("/repos/{id}", c.apiGetRepo)
 			r.Get("/repos/{id}/snapshots", c.apiRepoSnapshots)
 			r.Get("/repos/{id}/snapshots/{sid}/ls", c.apiSnapshotLs)
+			r.Get("/repos/{id}/snapshots/{sid}/index", c.apiSnapshotIndex)
 			r.Get("/jobs", c.apiListJobs)
 			r.Get("/jobs/{id}", c.apiGetJob)
 			r.Get("/jobs/{id}/events", c.apiJobEvents)

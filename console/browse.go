@@ -55,8 +55,9 @@ func (c *Console) indexEnded(j storage.Job) {
 		Nodes int `json:"nodes"`
 	}
 	_ = json.Unmarshal(j.Output, &out)
+	size, _ := c.store.IndexSize(j.RepoID, args.SnapshotID)
 	if err := c.store.PutIndexMeta(storage.IndexMeta{RepoID: j.RepoID, SnapshotID: args.SnapshotID, JobID: j.ID, Complete: true,
-		Nodes: out.Nodes, UpdatedAt: time.Now().UTC()}); err != nil {
+		Nodes: out.Nodes, Bytes: size, IndexedIn: j.EndedAt.Sub(j.StartedAt).Seconds(), UpdatedAt: time.Now().UTC()}); err != nil {
 		c.log.Error("index not marked complete", "job_id", j.ID, "error", err)
 	}
 }
@@ -209,4 +210,20 @@ func (c *Console) startIndex(r *http.Request, rp storage.Repo, sid string) (stor
 	}
 	c.indexing[key] = j.ID
 	return j, nil
+}
+
+// apiSnapshotIndex describes a snapshot's index: complete, nodes, bytes.
+func (c *Console) apiSnapshotIndex(w http.ResponseWriter, r *http.Request) {
+	repoID := chi.URLParam(r, "id")
+	sid, err := c.resolveSnapshot(repoID, chi.URLParam(r, "sid"))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	m, err := c.store.GetIndexMeta(repoID, sid)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
 }

@@ -28,6 +28,8 @@ type IndexMeta struct {
 	JobID      string    `json:"job_id"`
 	Complete   bool      `json:"complete"`
 	Nodes      int       `json:"nodes"`
+	Bytes      int64     `json:"bytes"`
+	IndexedIn  float64   `json:"indexed_in_s"`
 	UpdatedAt  time.Time `json:"updated_at"`
 }
 

@@ -1,13 +1,18 @@
 package storage
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/pb"
+	"google.golang.org/protobuf/proto"
 )
 
 // maxPendingLoadWrites bounds the write batches Load keeps in flight.
@@ -98,4 +103,65 @@ func (s *Store) checkFresh() (check []byte, err error) {
 		return nil
 	})
 	return check, err
+}
+
+// CheckBackup reads a backup written by Backup (Badger's format: frames of
+// a little-endian uint64 length and a protobuf KVList) to its end and
+// returns how many records it holds. A stream cut off inside a frame, a
+// frame that does not decode, and a stream without the store's metadata
+// (empty, or another program's database) are refused. A stream cut exactly
+// between two frames cannot be told from a whole one by its bytes alone.
+func CheckBackup(r io.Reader) (int, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var (
+		n            int
+		schema, keyc bool
+		buf          []byte
+	)
+	for {
+		var sz uint64
+		err := binary.Read(br, binary.LittleEndian, &sz)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("storage: backup is truncated: %w", err)
+		}
+		// Badger sends batches of a few MiB; this only stops a corrupt
+		// length from allocating the machine's memory.
+		if sz > 1<<30 {
+			return 0, fmt.Errorf("storage: backup is corrupt: a frame of %d bytes", sz)
+		}
+		if uint64(cap(buf)) < sz {
+			buf = make([]byte, sz)
+		}
+		buf = buf[:sz]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return 0, fmt.Errorf("storage: backup is truncated: %w", err)
+		}
+		var list pb.KVList
+		if err := proto.Unmarshal(buf, &list); err != nil {
+			return 0, fmt.Errorf("storage: backup is corrupt: %w", err)
+		}
+		for _, kv := range list.Kv {
+			switch string(kv.Key) {
+			case metaSchemaKey:
+				schema = true
+			case metaKeyCheckKey:
+				keyc = true
+			}
+			n++
+		}
+	}
+	if !schema || !keyc {
+		return 0, errors.New("storage: the backup holds no restic-manager store (its metadata is missing)")
+	}
+	return n, nil
+}
+
+// IsLocked reports whether Open failed because another process (a running
+// server) has the database open. Badger has no sentinel error for its
+// directory lock, so this matches its message; a test covers it.
+func IsLocked(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "Another process is using this Badger database")
 }

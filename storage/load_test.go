@@ -151,3 +151,37 @@ func TestLoadRefusesATruncatedBackup(t *testing.T) {
 		t.Fatal("an empty backup loaded")
 	}
 }
+
+func TestCheckBackup(t *testing.T) {
+	src, _ := freshWithKey(t, "")
+	backup := loadFixture(t, src)
+	n, err := CheckBackup(bytes.NewReader(backup))
+	// schema, key check, host, repo, job with its two index keys, user, and
+	// the deleted host's tombstone: at least 8 records.
+	if err != nil || n < 8 {
+		t.Fatalf("CheckBackup = %d, %v", n, err)
+	}
+	for name, b := range map[string][]byte{
+		"truncated": backup[:len(backup)-1],
+		"empty":     nil,
+		"junk":      []byte("<html>404 not found</html>"),
+	} {
+		if _, err := CheckBackup(bytes.NewReader(b)); err == nil {
+			t.Errorf("%s backup passed", name)
+		}
+	}
+}
+
+func TestIsLocked(t *testing.T) {
+	s, dir := freshWithKey(t, "")
+	_, err := Open(dir)
+	if !IsLocked(err) {
+		t.Fatalf("a second Open of a store in use: %v", err)
+	}
+	s.Close()
+	again, err := Open(dir)
+	if IsLocked(err) || err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	again.Close()
+}
