@@ -27,6 +27,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 		return s
 	},
 	"statusClass": func(s string) string { return "st-" + s },
+	"bytes":       humanBytes,
 }).ParseFS(webFS, "web/templates/*.html"))
 
 func ago(t *time.Time) string {
@@ -66,6 +67,7 @@ func (c *Console) mountUI(r chi.Router, loginLimit func(http.Handler) http.Handl
 		r.Use(c.requireAuth(false))
 		r.Get("/", c.pageDashboard)
 		r.Get("/jobs/{id}", c.pageJob)
+		r.Get("/repos/{id}", c.pageRepo)
 	})
 }
 
@@ -111,6 +113,7 @@ type dashboardData struct {
 	Offline   int
 	Jobs      []storage.Job
 	HostNames map[string]string
+	Repos     []repoView
 }
 
 // dashboardHosts caps what one page renders; the API pages past it.
@@ -138,6 +141,14 @@ func (c *Console) pageDashboard(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
+	repos, err := c.store.ListRepos()
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	for _, rp := range repos {
+		d.Repos = append(d.Repos, viewRepo(rp))
+	}
 	c.render(w, "dashboard.html", d)
 }
 
@@ -153,4 +164,28 @@ func (c *Console) pageJob(w http.ResponseWriter, r *http.Request) {
 		hostName = h.Name
 	}
 	c.render(w, "job.html", map[string]any{"User": p, "Job": j, "HostName": hostName})
+}
+
+func (c *Console) pageRepo(w http.ResponseWriter, r *http.Request) {
+	p, _ := principalFrom(r.Context())
+	rp, err := c.store.GetRepo(chi.URLParam(r, "id"))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, "repo.html", map[string]any{"User": p, "Repo": viewRepo(rp)})
+}
+
+// humanBytes renders a size with binary units.
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatUint(n, 10) + " B"
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return strconv.FormatFloat(float64(n)/float64(div), 'f', 1, 64) + " " + string("KMGTPE"[exp]) + "iB"
 }

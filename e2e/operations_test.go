@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -396,6 +397,18 @@ func TestRepositoryHealthAndStaleLocks(t *testing.T) {
 	f.run(t, "health", nil)
 	if h := f.health(t); h.Locks.Count != 1 || h.Locks.Stale != 1 {
 		t.Fatalf("health after a killed restic: locks %+v, want one stale", h.Locks)
+	}
+	// The repository page says so.
+	resp, err := f.srv.client.Get(f.srv.url("/repos/" + f.repoID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"1 stale", "run unlock", "passed", "2</strong> snapshots"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("repository page lacks %q", want)
+		}
 	}
 	f.run(t, "unlock", nil)
 	eventually(t, time.Minute, "locks cleared in health", func() error {
