@@ -561,15 +561,25 @@ func (c *Console) apiGetHost(w http.ResponseWriter, r *http.Request) {
 // ---- repositories
 
 type repoView struct {
-	ID        string              `json:"id"`
-	Name      string              `json:"name"`
-	URL       string              `json:"url"`
-	CreatedAt time.Time           `json:"created_at"`
-	Health    *storage.RepoHealth `json:"health"`
+	ID          string              `json:"id"`
+	Name        string              `json:"name"`
+	URL         string              `json:"url"`
+	CreatedAt   time.Time           `json:"created_at"`
+	Health      *storage.RepoHealth `json:"health"`
+	Maintenance *maintenanceView    `json:"maintenance,omitempty"`
+}
+
+type maintenanceView struct {
+	URL    string `json:"url"`
+	HostID string `json:"host_id"`
 }
 
 func viewRepo(rp storage.Repo) repoView {
-	return repoView{ID: rp.ID, Name: rp.Name, URL: rp.DisplayURL, CreatedAt: rp.CreatedAt, Health: rp.Health}
+	v := repoView{ID: rp.ID, Name: rp.Name, URL: rp.DisplayURL, CreatedAt: rp.CreatedAt, Health: rp.Health}
+	if rp.MaintenanceHostID != "" {
+		v.Maintenance = &maintenanceView{URL: rp.MaintenanceDisplay, HostID: rp.MaintenanceHostID}
+	}
+	return v
 }
 
 // redactURL removes any password from a repository URL (rest:https://u:p@…).
@@ -587,16 +597,40 @@ func redactURL(raw string) string {
 
 func (c *Console) apiCreateRepo(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Name     string            `json:"name"`
-		URL      string            `json:"url"`
-		Password string            `json:"password"`
-		Env      map[string]string `json:"env"`
+		Name        string            `json:"name"`
+		URL         string            `json:"url"`
+		Password    string            `json:"password"`
+		Env         map[string]string `json:"env"`
+		Maintenance *struct {
+			URL      string            `json:"url"`
+			Password string            `json:"password"`
+			Env      map[string]string `json:"env"`
+			HostID   string            `json:"host_id"`
+		} `json:"maintenance"`
 	}
 	if err := decode(r, &req); err != nil {
 		c.fail(w, r, err)
 		return
 	}
 	req.Name, req.URL = strings.TrimSpace(req.Name), strings.TrimSpace(req.URL)
+	repo := storage.Repo{ID: newID("repo"), Name: req.Name, DisplayURL: redactURL(req.URL), CreatedAt: time.Now().UTC()}
+	secrets := storage.RepoSecrets{URL: req.URL, Password: req.Password, Env: req.Env}
+	if m := req.Maintenance; m != nil {
+		m.URL = strings.TrimSpace(m.URL)
+		if m.URL == "" || strings.HasPrefix(m.URL, "-") || strings.ContainsAny(m.URL, "\x00\n\r") || m.HostID == "" {
+			c.fail(w, r, badRequest("maintenance needs url and host_id"))
+			return
+		}
+		if _, err := c.store.GetHost(m.HostID); err != nil {
+			c.fail(w, r, badRequest("maintenance host %q does not exist", m.HostID))
+			return
+		}
+		if m.Password == "" {
+			m.Password = req.Password // the same repository key, another server
+		}
+		repo.MaintenanceHostID, repo.MaintenanceDisplay = m.HostID, redactURL(m.URL)
+		secrets.Maintenance = &storage.RepoSecrets{URL: m.URL, Password: m.Password, Env: m.Env}
+	}
 	switch {
 	case req.Name == "":
 		c.fail(w, r, badRequest("name is required"))
@@ -608,8 +642,7 @@ func (c *Console) apiCreateRepo(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, badRequest("password is required"))
 		return
 	}
-	rp, err := c.store.CreateRepo(storage.Repo{ID: newID("repo"), Name: req.Name, DisplayURL: redactURL(req.URL), CreatedAt: time.Now().UTC()},
-		storage.RepoSecrets{URL: req.URL, Password: req.Password, Env: req.Env})
+	rp, err := c.store.CreateRepo(repo, secrets)
 	if err != nil {
 		c.fail(w, r, err)
 		return

@@ -29,6 +29,19 @@ var supportedKinds = map[string]bool{
 	wire.JobLs: true, wire.JobLocks: true, wire.JobHealth: true, wire.JobIndex: true,
 }
 
+// destructive reports whether a job can delete data: forget, prune and
+// unlock --remove-all.
+func destructive(j storage.Job) bool {
+	switch j.Kind {
+	case wire.JobForget, wire.JobPrune:
+		return true
+	case wire.JobUnlock:
+		var a wire.UnlockArgs
+		return json.Unmarshal(j.Args, &a) == nil && a.RemoveAll
+	}
+	return false
+}
+
 // exclusiveKinds need the repository to themselves (restic takes an
 // exclusive lock for them).
 var exclusiveKinds = map[string]bool{wire.JobCheck: true, wire.JobForget: true, wire.JobPrune: true}
@@ -297,7 +310,8 @@ func (c *Console) newJob(req jobRequest) (storage.Job, bool, error) {
 	if !supportedKinds[req.Kind] {
 		return storage.Job{}, false, badRequest("job kind %q is not one of init, backup, forget, prune, check, unlock, snapshots, stats, diff, restore, ls, locks", req.Kind)
 	}
-	if _, err := c.store.GetRepo(req.RepoID); err != nil {
+	rp, err := c.store.GetRepo(req.RepoID)
+	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return storage.Job{}, false, badRequest("repository %q does not exist", req.RepoID)
 		}
@@ -306,6 +320,18 @@ func (c *Console) newJob(req jobRequest) (storage.Job, bool, error) {
 	norm, err := validateArgs(req.Kind, req.Args)
 	if err != nil {
 		return storage.Job{}, false, err
+	}
+	// Deleting operations run only on the maintenance host, with its
+	// credentials: an endpoint holds append-only ones and never sees those.
+	if rp.MaintenanceHostID != "" && destructive(storage.Job{Kind: req.Kind, Args: norm}) && req.HostID != rp.MaintenanceHostID {
+		c.log.Info("destructive job routed to the maintenance host", "kind", req.Kind, "requested_host", req.HostID, "maintenance_host", rp.MaintenanceHostID)
+		req.HostID = rp.MaintenanceHostID
+		if h, err = c.store.GetHost(req.HostID); err != nil {
+			return storage.Job{}, false, err
+		}
+		if !h.Enrolled {
+			return storage.Job{}, false, badRequest("maintenance host %s has not enrolled an agent yet", h.ID)
+		}
 	}
 	if req.TimeoutS < 0 {
 		return storage.Job{}, false, badRequest("timeout_s must not be negative")
@@ -354,6 +380,18 @@ func (c *Console) dispatch(j storage.Job, h storage.Host) error {
 	sec, err := c.store.RepoSecrets(j.RepoID)
 	if err != nil {
 		return err
+	}
+	rp, err := c.store.GetRepo(j.RepoID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case rp.MaintenanceHostID != "" && h.ID == rp.MaintenanceHostID && sec.Maintenance != nil:
+		sec = *sec.Maintenance
+	case rp.MaintenanceHostID != "" && destructive(j):
+		// newJob routes these to the maintenance host; never send them
+		// anywhere else, whatever went wrong before.
+		return fmt.Errorf("job %s (%s) may only run on the maintenance host %s", j.ID, j.Kind, rp.MaintenanceHostID)
 	}
 	plain, err := json.Marshal(wire.RepoSpec{URL: sec.URL, Password: sec.Password, Env: sec.Env})
 	if err != nil {

@@ -201,8 +201,12 @@ func (o opForget) complete(out *output, code int, res *Result) {
 	p := parserOf[forgetParser](out)
 	doc := p.document()
 	out.mu.Lock()
-	cut := out.stdoutCut
+	cut, refused := out.stdoutCut, out.deleteRefused
 	out.mu.Unlock()
+	if refused != "" {
+		failWith(res, "the repository refused to delete snapshots (an append-only server?): "+refused)
+		return
+	}
 	if doc == nil && cut {
 		failWith(res, fmt.Sprintf("restic's forget output is larger than %d MiB", bigOutputMax>>20))
 		return

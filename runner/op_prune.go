@@ -72,6 +72,13 @@ func (opPrune) complete(out *output, code int, res *Result) {
 		failCode(out, code, res)
 		return
 	}
+	out.mu.Lock()
+	refused := out.deleteRefused
+	out.mu.Unlock()
+	if refused != "" {
+		failWith(res, "the repository refused to delete data (an append-only server?): "+refused)
+		return
+	}
 	succeed(res, parserOf[pruneParser](out).result())
 }
 

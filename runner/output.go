@@ -183,7 +183,11 @@ type output struct {
 	// repository, a lock held by another process or a wrong password
 	// (restic < 0.17 exits 1 for all three).
 	cause, causeText string
-	tail             tailBuffer
+	// deleteRefused: the first stderr line telling that the backend refused
+	// a deletion (an append-only rest-server answers 403). restic 0.18
+	// still exits 0 after it.
+	deleteRefused string
+	tail          tailBuffer
 }
 
 func newOutput(sec *redactor) *output {
@@ -257,6 +261,9 @@ func (o *output) stderrLine(line []byte, truncated bool) {
 			if c := textCause(text); c != "" {
 				o.cause, o.causeText = c, text
 			}
+		}
+		if o.deleteRefused == "" && (strings.Contains(text, "unable to remove") || strings.Contains(text, "(403)")) {
+			o.deleteRefused = text
 		}
 	}
 	o.mu.Unlock()

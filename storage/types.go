@@ -73,6 +73,9 @@ type RepoSecrets struct {
 	URL      string            `json:"url"`
 	Password string            `json:"password"`
 	Env      map[string]string `json:"env,omitempty"`
+	// Maintenance holds the credentials that may delete (forget, prune,
+	// unlock --remove-all); only the maintenance host ever receives them.
+	Maintenance *RepoSecrets `json:"maintenance,omitempty"`
 }
 
 // Repo is a restic repository. Secrets are kept sealed under the store's
@@ -85,6 +88,11 @@ type Repo struct {
 	CreatedAt  time.Time `json:"created_at"`
 	// Sealed holds the AES-GCM ciphertext of RepoSecrets (set by the store).
 	Sealed []byte `json:"sealed,omitempty"`
+	// MaintenanceHostID, when set, is the only host that runs forget, prune
+	// and unlock --remove-all, with the maintenance credentials; endpoints
+	// hold append-only credentials.
+	MaintenanceHostID  string `json:"maintenance_host_id,omitempty"`
+	MaintenanceDisplay string `json:"maintenance_display_url,omitempty"`
 	// LastHostID is the host that last ran a job on the repository: the one
 	// the console asks for health and snapshot lists.
 	LastHostID string      `json:"last_host_id,omitempty"`
