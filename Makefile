@@ -62,7 +62,8 @@ cross:
 		GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o /dev/null ./cmd/restic-manager-agent || exit 1; done
 
 demo: build tools
-	$(GO) run ./deploy/demo
+	$(GO) build -o bin/demo ./deploy/demo
+	./bin/demo
 
 clean:
 	rm -rf bin .demo

@@ -48,6 +48,9 @@ type Agent struct {
 	restic    string // version found, "" when restic is missing
 
 	cm *autopaho.ConnectionManager
+	// cmReady is closed once cm is set: autopaho starts calling back (and
+	// jobs can start) before NewConnection returns.
+	cmReady chan struct{}
 
 	jobsCtx    context.Context // parent of every job; cancelled on shutdown
 	cancelJobs context.CancelFunc
@@ -122,6 +125,7 @@ func newAgent(opts Options) (*Agent, error) {
 		},
 		running: map[string]context.CancelFunc{},
 		desired: make(chan wire.SchedulesDesired, 1),
+		cmReady: make(chan struct{}),
 	}
 	fl, err := openFireLog(filepath.Join(cfg.StateDir, "fires.json"))
 	if err != nil {
@@ -208,6 +212,7 @@ func (a *Agent) run(ctx context.Context) error {
 		return fmt.Errorf("agent: connect: %w", err)
 	}
 	a.cm = cm
+	close(a.cmReady)
 	if err := a.recover(); err != nil {
 		stopConn()
 		return err
@@ -610,6 +615,7 @@ func (p *progressPump) close() {
 
 func (p *progressPump) loop() {
 	defer close(p.done)
+	<-p.a.cmReady
 	for pr := range p.latest {
 		p.seq++
 		pr.JobID, pr.Seq = p.jobID, p.seq

@@ -104,6 +104,7 @@ func (c *Console) router(ready func() bool) chi.Router {
 		})
 	})
 	c.mountUI(r, loginLimit)
+	c.mountDownloads(r)
 	return r
 }
 
@@ -176,7 +177,9 @@ func (c *Console) apiBackupStore(w http.ResponseWriter, r *http.Request) {
 	p, _ := principalFrom(r.Context())
 	if err := c.store.Backup(w); err != nil {
 		c.log.Error("store backup failed", "error", err, "by", p.User)
-		return
+		// Abort the response so the client sees a broken transfer, never a
+		// short file that looks complete.
+		panic(http.ErrAbortHandler)
 	}
 	c.log.Info("store backed up", "by", p.User, "remote", r.RemoteAddr)
 }
@@ -439,6 +442,7 @@ func (c *Console) apiCreateHost(w http.ResponseWriter, r *http.Request) {
 		"id": h.ID, "name": h.Name, "enroll_token": tok,
 		"enroll_expires_at": now.Add(enrollTTL),
 		"enroll_command":    c.enrollCommand(r, tok),
+		"install_commands":  c.installCommands(r, tok),
 	})
 }
 

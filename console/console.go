@@ -51,6 +51,10 @@ type Options struct {
 	TLS bool
 	// CAFingerprint is the CA agents pin, given in the enrolment command.
 	CAFingerprint string
+	// DownloadsDir holds agent binaries served at /downloads/ (optional).
+	DownloadsDir string
+	// CAPEM is the generated CA, served at /ca.pem for install scripts.
+	CAPEM []byte
 	// CommandExpiry bounds how long a command waits for an offline agent.
 	CommandExpiry time.Duration
 	Version       string

@@ -21,6 +21,7 @@ const usage = `restic-manager-agent: the restic-manager endpoint agent
 Usage:
   restic-manager-agent enroll --server URL --token TOKEN [--config FILE] [--restic PATH]
   restic-manager-agent run [--config FILE] [--restic PATH]
+  restic-manager-agent service install|uninstall|start|stop|restart|status|unit [--config FILE]
   restic-manager-agent version
 `
 
@@ -46,6 +47,8 @@ func main() {
 		err = runEnroll(os.Args[2:])
 	case "run":
 		err = runAgent(os.Args[2:])
+	case "service":
+		err = runService(os.Args[2:])
 	case "version", "--version":
 		fmt.Println("restic-manager-agent", cli.Version)
 	case "help", "-h", "--help":
@@ -90,14 +93,10 @@ func runAgent(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := agent.LoadConfig(*config)
-	if err != nil {
-		return err
+	if fs.NArg() > 0 {
+		return fmt.Errorf("run: unexpected argument %q", fs.Arg(0))
 	}
-	if *restic != "" {
-		cfg.Restic = *restic
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return agent.Run(ctx, agent.Options{Config: cfg, Logger: cli.Logger(), Version: cli.Version})
+	// Through kardianos/service (service.go), in the foreground as under
+	// systemd or the Windows SCM.
+	return runUnderService(*config, *restic)
 }

@@ -29,6 +29,8 @@ const usage = `restic-manager: the control plane of a restic backup fleet
 
 Usage:
   restic-manager server --data DIR --http ADDR --mqtt ADDR [--insecure] [flags]
+  restic-manager backup-store FILE [--server URL] [--token TOKEN] [--data DIR]
+  restic-manager restore-store FILE --data DIR --master-key FILE [--tls DIR]
   restic-manager version
 
 Run "restic-manager server -h" for the server's flags.
@@ -43,6 +45,10 @@ func main() {
 	switch os.Args[1] {
 	case "server":
 		err = runServer(os.Args[2:])
+	case "backup-store":
+		err = runBackupStore(os.Args[2:])
+	case "restore-store":
+		err = runRestoreStore(os.Args[2:])
 	case "version", "--version":
 		fmt.Println("restic-manager", cli.Version)
 	case "help", "-h", "--help":
@@ -61,6 +67,7 @@ type serverFlags struct {
 	data, httpAddr, mqttAddr, mqttWS string
 	publicURL, brokerURL             string
 	tlsCert, tlsKey, tlsHosts        string
+	downloads                        string
 	insecure                         bool
 }
 
@@ -114,6 +121,7 @@ func runServer(args []string) error {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file")
 	fs.StringVar(&f.tlsHosts, "tls-hosts", "", "extra comma-separated names and IPs for the generated certificate (localhost, 127.0.0.1, this hostname and the listen addresses are always in it)")
+	fs.StringVar(&f.downloads, "downloads", "", "directory of agent binaries (restic-manager-agent-OS-ARCH) served at /downloads/ for the install scripts")
 	fs.BoolVar(&f.insecure, "insecure", false, "plain TCP and HTTP: local development and tests only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -140,8 +148,12 @@ func runServer(args []string) error {
 	}
 	var tlsCfg *tls.Config
 	var caFingerprint string
+	var caPEM []byte
 	if srvTLS != nil {
 		tlsCfg, caFingerprint = srvTLS.Config, srvTLS.CAFingerprint
+		if f.tlsCert == "" {
+			caPEM, _ = os.ReadFile(filepath.Join(f.data, "tls", "ca.pem"))
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -161,6 +173,7 @@ func runServer(args []string) error {
 		Store: store, Publisher: pub, Logger: log, PublicURL: f.publicURL,
 		BrokerURL: f.brokerURL, MQTTPort: mqttPort, Version: cli.Version,
 		TLS: tlsCfg != nil, SecureCookies: tlsCfg != nil, CAFingerprint: caFingerprint,
+		DownloadsDir: f.downloads, CAPEM: caPEM,
 	})
 	if err != nil {
 		return err
