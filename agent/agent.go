@@ -315,11 +315,12 @@ func (a *Agent) publishStatus(ctx context.Context, cm *autopaho.ConnectionManage
 	for id := range a.running {
 		running = append(running, id)
 	}
+	resticVersion := a.restic
 	a.mu.Unlock()
 	sort.Strings(running)
 	b, err := wire.Encode(&wire.Status{
 		Online: true, AgentVersion: a.version, OS: runtime.GOOS, Arch: runtime.GOARCH,
-		Hostname: hostname, ResticVersion: a.restic, StartedAt: a.startedAt, RunningJobs: running,
+		Hostname: hostname, ResticVersion: resticVersion, StartedAt: a.startedAt, RunningJobs: running,
 	})
 	if err != nil {
 		a.log.Error("encode status", "error", err)
@@ -441,6 +442,10 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command) wire.Result {
 		return wire.Result{JobID: cmd.JobID, Status: wire.StatusExpired, ExitCode: -1, EndedAt: time.Now().UTC(),
 			Error: fmt.Sprintf("the command expired at %s before the agent could run it", cmd.ExpiresAt.Format(time.RFC3339))}
 	}
+	if err := a.resticUsable(); err != nil {
+		log.Warn("job refused", "error", err)
+		return failed(cmd.JobID, time.Time{}, err.Error())
+	}
 	spec, err := a.buildSpec(cmd)
 	if err != nil {
 		log.Warn("job refused", "error", err)
@@ -470,6 +475,35 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command) wire.Result {
 		StartedAt: r.StartedAt.UTC(), EndedAt: r.EndedAt.UTC(), SnapshotID: r.SnapshotID,
 		Summary: r.Summary, Output: r.Output, Error: r.Error, StderrTail: r.StderrTail, Waited: r.Waited,
 	}
+}
+
+// minRestic is the oldest restic the runner parses (Debian 12 ships 0.14).
+const minRestic = "0.14.0"
+
+// resticUsable refuses jobs, with a reason an operator can act on, when
+// restic was not found or is too old. It looks again each time, so
+// installing restic fixes it without restarting the agent.
+func (a *Agent) resticUsable() error {
+	a.mu.Lock()
+	v := a.restic
+	a.mu.Unlock()
+	if v == "" {
+		ctx, cancel := context.WithTimeout(a.jobsCtx, 30*time.Second)
+		defer cancel()
+		found, err := a.runner.Version(ctx)
+		if err != nil {
+			return fmt.Errorf("restic is not usable on this host (%s): %w; install restic %s or newer, or set --restic / RM_RESTIC", a.runner.Restic, err, minRestic)
+		}
+		// Only the reported version changes: the runner, found without a
+		// version at start, keeps assuming the newest restic.
+		a.mu.Lock()
+		a.restic, v = found, found
+		a.mu.Unlock()
+	}
+	if !runner.VersionAtLeast(v, minRestic) {
+		return fmt.Errorf("restic %s on this host is older than %s, the oldest restic-manager supports", v, minRestic)
+	}
+	return nil
 }
 
 // runOp runs one restic operation, forwarding its progress.

@@ -96,3 +96,17 @@ func TestRevokedHostIsDisconnectedAndStaysOut(t *testing.T) {
 	a2.start(t)
 	s.waitOnline(h.ID, true)
 }
+
+func TestMissingResticIsAClearJobError(t *testing.T) {
+	s := newServer(t)
+	h := s.createHost("no-restic")
+	a := enrollAgent(t, s, h.EnrollToken, filepath.Join(t.TempDir(), "no-such-restic"))
+	a.start(t)
+	s.waitOnline(h.ID, true)
+	repo := s.createRepo("r", "/srv/nowhere", "pw")
+	id := s.createJob(h.ID, map[string]any{"kind": "init", "repo_id": repo})
+	j := s.waitJob(id, time.Minute)
+	if j.Status != "failed" || !strings.Contains(j.Error, "restic is not usable") {
+		t.Fatalf("job without restic: %s %q", j.Status, j.Error)
+	}
+}
