@@ -46,16 +46,22 @@ test: tools
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	GOOS=windows $(GO) vet ./agent/... ./runner/... ./wire/... ./cmd/restic-manager-agent/...
+	$(MAKE) --no-print-directory cross
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 lint: $(TOOLS)/staticcheck
 	$(GO) vet ./...
 	$(TOOLS)/staticcheck ./...
 
-# Short fuzzing of every wire decoder (the seeds also run in `make test`).
+# Fuzzing of every wire decoder and restic output parser (their seed
+# corpora also run in `make test`). FUZZTIME per target.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := wire:FuzzDecodeStatus wire:FuzzDecodeCommand wire:FuzzDecodeProgress wire:FuzzDecodeResult \
+	wire:FuzzDecodeSchedulesDesired wire:FuzzDecodeSchedulesReported wire:FuzzDecodeFire wire:FuzzDecodeIndexChunk \
+	wire:FuzzParseTopic runner:FuzzParseLine runner:FuzzParsers agent:FuzzWindowsPathToTree
 fuzz:
-	for f in FuzzDecodeStatus FuzzDecodeCommand FuzzDecodeProgress FuzzDecodeResult FuzzDecodeSchedulesDesired FuzzDecodeSchedulesReported FuzzDecodeFire FuzzDecodeIndexChunk FuzzParseTopic; do \
-		$(GO) test ./wire/ -run '^$$' -fuzz "^$$f$$" -fuzztime 20s || exit 1; done
+	for t in $(FUZZ_TARGETS); do \
+		$(GO) test ./$${t%%:*}/ -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 cross:
 	for t in linux/amd64 linux/arm64 windows/amd64 windows/arm64; do \

@@ -8,6 +8,9 @@ import (
 )
 
 // opBackup is `restic backup --json`.
+// targetOS is the OS restic runs on; tests of the Windows arguments set it.
+var targetOS = runtime.GOOS
+
 type opBackup struct{}
 
 func (opBackup) argv(spec *Spec, _ resticVersion) ([]string, error) {
@@ -51,8 +54,8 @@ func (opBackup) argv(spec *Spec, _ resticVersion) ([]string, error) {
 		args = append(args, "--exclude-caches")
 	}
 	if b.UseFSSnapshot {
-		if runtime.GOOS != "windows" {
-			return nil, fmt.Errorf("use of a file system snapshot (VSS) refused: only available on Windows, not on %s", runtime.GOOS)
+		if targetOS != "windows" {
+			return nil, fmt.Errorf("use of a file system snapshot (VSS) refused: only available on Windows, not on %s", targetOS)
 		}
 		args = append(args, "--use-fs-snapshot")
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"syscall"
+
+	"golang.org/x/sys/windows"
 )
 
 // baseEnvKeys are the agent's environment variables restic inherits
@@ -19,10 +21,14 @@ func setProcAttr(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{CreationFlags: syscall.CREATE_NEW_PROCESS_GROUP}
 }
 
-// interrupt stops restic. For now it kills it, which leaves a stale lock in
-// the repository; sending CTRL_BREAK to restic's process group (which
-// restic treats like SIGINT) comes with the Windows issue.
+// interrupt asks restic to stop: CTRL_BREAK to its own process group, which
+// restic handles like SIGINT (it removes its lock). A service has no
+// console to send the event through; then restic is killed, and its lock
+// is left for unlock (it is stale once the process is gone).
 func interrupt(p *os.Process) error {
+	if err := windows.GenerateConsoleCtrlEvent(windows.CTRL_BREAK_EVENT, uint32(p.Pid)); err == nil {
+		return nil
+	}
 	return p.Kill()
 }
 
