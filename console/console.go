@@ -55,6 +55,9 @@ type Options struct {
 	DownloadsDir string
 	// CAPEM is the generated CA, served at /ca.pem for install scripts.
 	CAPEM []byte
+	// HealthDelay: a repository's health is refreshed once it has been
+	// quiet this long after a change (default 30s).
+	HealthDelay time.Duration
 	// CommandExpiry bounds how long a command waits for an offline agent.
 	CommandExpiry time.Duration
 	Version       string
@@ -101,6 +104,9 @@ func New(opts Options) (*Console, error) {
 	if opts.CommandExpiry == 0 {
 		opts.CommandExpiry = 24 * time.Hour
 	}
+	if opts.HealthDelay == 0 {
+		opts.HealthDelay = 30 * time.Second
+	}
 	c := &Console{
 		opts:   opts,
 		store:  opts.Store,
@@ -120,6 +126,11 @@ func New(opts Options) (*Console, error) {
 
 // Close stops background work.
 func (c *Console) Close() {
+	c.health.mu.Lock()
+	for _, t := range c.health.timers {
+		t.Stop()
+	}
+	c.health.mu.Unlock()
 	c.bgCancel()
 	c.bg.Wait()
 }

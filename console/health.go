@@ -23,6 +23,10 @@ const healthEvery = time.Hour
 type healthJobs struct {
 	mu sync.Mutex
 	m  map[string]string // repo → job in flight
+	// timers delay a refresh until the repository has been quiet for
+	// HealthDelay, so a burst of jobs is not slowed by refreshes between
+	// them (the agent runs one job per repository at a time).
+	timers map[string]*time.Timer
 	// dirty: the repository changed while its health job was in flight, so
 	// that report is already stale; ask again when it ends.
 	dirty map[string]bool
@@ -85,7 +89,7 @@ func (c *Console) repoJobEnded(j storage.Job) {
 	case wire.JobForget:
 		if ok {
 			c.dropForgotten(j)
-			c.requestHealth(j.RepoID, j.HostID)
+			c.requestHealthSoon(j.RepoID, j.HostID)
 		}
 	case wire.JobHealth:
 		c.health.mu.Lock()
@@ -101,7 +105,7 @@ func (c *Console) repoJobEnded(j storage.Job) {
 		}
 	case wire.JobBackup, wire.JobPrune, wire.JobUnlock, wire.JobInit:
 		if ok {
-			c.requestHealth(j.RepoID, j.HostID)
+			c.requestHealthSoon(j.RepoID, j.HostID)
 		}
 	}
 }
@@ -169,6 +173,27 @@ func (c *Console) cacheSnapshots(r *storage.Repo, list json.RawMessage) {
 	if err := c.store.PutSnapshotCache(r.ID, list); err != nil {
 		c.log.Warn("snapshot cache not stored", "repo_id", r.ID, "error", err)
 	}
+}
+
+// requestHealthSoon asks for a health report once the repository has been
+// quiet for HealthDelay.
+func (c *Console) requestHealthSoon(repoID, hostID string) {
+	c.health.mu.Lock()
+	defer c.health.mu.Unlock()
+	if c.health.timers == nil {
+		c.health.timers = map[string]*time.Timer{}
+	}
+	if t, ok := c.health.timers[repoID]; ok {
+		t.Stop()
+	}
+	c.health.timers[repoID] = time.AfterFunc(c.opts.HealthDelay, func() {
+		c.health.mu.Lock()
+		delete(c.health.timers, repoID)
+		c.health.mu.Unlock()
+		if c.bgCtx.Err() == nil {
+			c.requestHealth(repoID, hostID)
+		}
+	})
 }
 
 // requestHealth asks the host for a health report of the repository unless

@@ -25,9 +25,9 @@ type fleet struct {
 	password string
 }
 
-func newFleet(t testing.TB, restic string) *fleet {
+func newFleet(t testing.TB, restic string, serverArgs ...string) *fleet {
 	t.Helper()
-	f := &fleet{srv: newServer(t), password: "repo-secret-" + t.Name()}
+	f := &fleet{srv: newServer(t, serverArgs...), password: "repo-secret-" + t.Name()}
 	root := t.TempDir()
 	rs := restServer(t, root)
 	f.repoURL = "rest:http://" + rs + "/" + "repo1/"

@@ -67,7 +67,7 @@ func (f *fleet) browse(t testing.TB, snap, dir string) []string {
 }
 
 func TestBrowseFromTheIndexMatchesRestic(t *testing.T) {
-	f := newFleet(t, "")
+	f := newFleet(t, "", "--health-delay=1s")
 	f.agent.start(t)
 	f.srv.waitOnline(f.host.ID, true)
 	f.initRepo(t)

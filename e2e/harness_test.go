@@ -154,13 +154,13 @@ type server struct {
 	caFP     string // the CA the clients pin ("" when insecure)
 }
 
-func startServer(t testing.TB, data, httpAddr, mqttAddr string) *server {
-	return startServerMode(t, data, httpAddr, mqttAddr, false)
+func startServer(t testing.TB, data, httpAddr, mqttAddr string, extra ...string) *server {
+	return startServerMode(t, data, httpAddr, mqttAddr, false, extra...)
 }
 
 // startServerMode starts a server with TLS (the default: a generated CA the
 // clients pin) or, with insecure, plain HTTP and MQTT.
-func startServerMode(t testing.TB, data, httpAddr, mqttAddr string, insecure bool) *server {
+func startServerMode(t testing.TB, data, httpAddr, mqttAddr string, insecure bool, extra ...string) *server {
 	t.Helper()
 	bin, _ := binaries(t)
 	s := &server{t: t, data: data, httpAddr: httpAddr, mqttAddr: mqttAddr, insecure: insecure}
@@ -168,6 +168,7 @@ func startServerMode(t testing.TB, data, httpAddr, mqttAddr string, insecure boo
 	if insecure {
 		args = append(args, "--insecure")
 	}
+	args = append(args, extra...)
 	s.proc = start(t, "server", []string{"RM_ADMIN_PASSWORD=" + adminPassword}, bin, args...)
 	s.anon = &http.Client{Timeout: 30 * time.Second}
 	if !insecure {
@@ -213,8 +214,8 @@ func (s *server) exited() {
 	}
 }
 
-func newServer(t testing.TB) *server {
-	return startServer(t, t.TempDir(), testenv.FreePort(t), testenv.FreePort(t))
+func newServer(t testing.TB, extra ...string) *server {
+	return startServer(t, t.TempDir(), testenv.FreePort(t), testenv.FreePort(t), extra...)
 }
 
 func (s *server) url(path string) string {

@@ -342,7 +342,7 @@ func (f *fleet) health(t *testing.T) repoHealth {
 }
 
 func TestRepositoryHealthAndStaleLocks(t *testing.T) {
-	f := newFleet(t, "")
+	f := newFleet(t, "", "--health-delay=1s")
 	f.agent.start(t)
 	f.srv.waitOnline(f.host.ID, true)
 	f.initRepo(t)

@@ -68,6 +68,7 @@ type serverFlags struct {
 	publicURL, brokerURL             string
 	tlsCert, tlsKey, tlsHosts        string
 	downloads                        string
+	healthDelay                      time.Duration
 	insecure                         bool
 }
 
@@ -122,6 +123,7 @@ func runServer(args []string) error {
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file")
 	fs.StringVar(&f.tlsHosts, "tls-hosts", "", "extra comma-separated names and IPs for the generated certificate (localhost, 127.0.0.1, this hostname and the listen addresses are always in it)")
 	fs.StringVar(&f.downloads, "downloads", "", "directory of agent binaries (restic-manager-agent-OS-ARCH) served at /downloads/ for the install scripts")
+	fs.DurationVar(&f.healthDelay, "health-delay", 30*time.Second, "refresh a repository's health once it has been quiet this long after a change")
 	fs.BoolVar(&f.insecure, "insecure", false, "plain TCP and HTTP: local development and tests only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -173,7 +175,7 @@ func runServer(args []string) error {
 		Store: store, Publisher: pub, Logger: log, PublicURL: f.publicURL,
 		BrokerURL: f.brokerURL, MQTTPort: mqttPort, Version: cli.Version,
 		TLS: tlsCfg != nil, SecureCookies: tlsCfg != nil, CAFingerprint: caFingerprint,
-		DownloadsDir: f.downloads, CAPEM: caPEM,
+		DownloadsDir: f.downloads, CAPEM: caPEM, HealthDelay: f.healthDelay,
 	})
 	if err != nil {
 		return err
