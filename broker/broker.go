@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -26,6 +27,15 @@ import (
 // constant time against a stored hash.
 type Authenticator interface {
 	AuthenticateHost(hostID string, password []byte) bool
+	// AuthenticateIntegration checks a read-only integration account.
+	AuthenticateIntegration(user string, password []byte) bool
+}
+
+// BirthListener, when the Ingestor implements it, hears Home Assistant's
+// birth message (homeassistant/status "online") so discovery configs can be
+// published again.
+type BirthListener interface {
+	HomeAssistantOnline()
 }
 
 // ErrRejected marks an ingest failure that retrying cannot fix (malformed or
@@ -98,13 +108,14 @@ func New(opts Options) (*Server, error) {
 		Logger:       log.With("lib", "mochi"),
 	})
 	s := &Server{mq: mq, log: log}
+	roles := &sync.Map{}
 	s.console = mq.NewClient(nil, mqtt.LocalListener, consoleClientID, true)
 	s.console.Properties.ProtocolVersion = 5
 
-	if err := mq.AddHook(&authHook{auth: opts.Auth, log: log}, nil); err != nil {
+	if err := mq.AddHook(&authHook{auth: opts.Auth, log: log, roles: roles}, nil); err != nil {
 		return nil, fmt.Errorf("broker: auth hook: %w", err)
 	}
-	if err := mq.AddHook(&ingestHook{ingest: opts.Ingest, log: log, srv: mq}, nil); err != nil {
+	if err := mq.AddHook(&ingestHook{ingest: opts.Ingest, log: log, srv: mq, roles: roles}, nil); err != nil {
 		return nil, fmt.Errorf("broker: ingest hook: %w", err)
 	}
 	if err := mq.AddHook(&expiryHook{srv: mq}, nil); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -14,18 +15,29 @@ import (
 	"github.com/restic-manager/restic-manager/wire"
 )
 
-// authHook authenticates agents and confines each to its own subtree.
+// Client roles, kept per connection from authentication on.
+const (
+	roleAgent       = "agent"
+	roleIntegration = "integration"
+)
+
+// authHook authenticates agents and integrations and confines each: an
+// agent to its own subtree, an integration to reading status, health,
+// alerts and discovery topics.
 type authHook struct {
 	mqtt.HookBase
-	auth Authenticator
-	log  *slog.Logger
+	auth  Authenticator
+	log   *slog.Logger
+	roles *sync.Map // *mqtt.Client → role
 }
 
 func (h *authHook) ID() string { return "restic-manager-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnDisconnect
 }
+
+func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.roles.Delete(cl) }
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
@@ -33,6 +45,9 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	if !wire.ValidID(user) {
 		h.log.Warn("connect refused: bad username", "remote", remote)
 		return false
+	}
+	if !strings.HasPrefix(user, "host-") {
+		return h.authIntegration(cl, pk)
 	}
 	// The client ID is bound to the credential: otherwise one agent could take
 	// over another's persistent session and read its queued commands.
@@ -49,12 +64,37 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		h.log.Warn("connect refused: will outside the host's status topic", "host", user, "will_topic", pk.Connect.WillTopic)
 		return false
 	}
+	h.roles.Store(cl, roleAgent)
+	return true
+}
+
+// authIntegration admits a read-only integration account. Its client ID
+// may be anything that cannot be an agent's (so it never takes over an
+// agent's session), and it may leave no Will.
+func (h *authHook) authIntegration(cl *mqtt.Client, pk packets.Packet) bool {
+	user, id := string(pk.Connect.Username), pk.Connect.ClientIdentifier
+	if strings.HasPrefix(id, "host-") || id == consoleClientID || pk.Connect.WillFlag {
+		h.log.Warn("connect refused: integration client id or will not allowed", "user", user, "remote", cl.Net.Remote)
+		return false
+	}
+	if !h.auth.AuthenticateIntegration(user, pk.Connect.Password) {
+		h.log.Warn("connect refused: bad integration credential", "user", user, "remote", cl.Net.Remote)
+		return false
+	}
+	h.roles.Store(cl, roleIntegration)
 	return true
 }
 
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline {
 		return true
+	}
+	role, _ := h.roles.Load(cl)
+	if role == roleIntegration {
+		return integrationACL(topic, write)
+	}
+	if role != roleAgent {
+		return false
 	}
 	host := string(cl.Properties.Username)
 	if !wire.ValidID(host) {
@@ -70,12 +110,41 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return strings.HasPrefix(topic, wire.HostPrefix(host))
 }
 
+// homeAssistantStatus is Home Assistant's birth and last-will topic.
+const homeAssistantStatus = "homeassistant/status"
+
+// integrationACL lets an integration read host status and health, alerts
+// and Home Assistant discovery, and publish only Home Assistant's birth
+// message. Subscribe filters are checked level by level so that no
+// wildcard can reach a command topic.
+func integrationACL(topic string, write bool) bool {
+	if write {
+		return topic == homeAssistantStatus
+	}
+	if topic == "homeassistant" || strings.HasPrefix(topic, "homeassistant/") {
+		return true
+	}
+	if strings.HasPrefix(topic, wire.Prefix+"/alerts/") {
+		return true
+	}
+	rest, ok := strings.CutPrefix(topic, wire.Prefix+"/hosts/")
+	if !ok {
+		return false
+	}
+	host, kind, ok := strings.Cut(rest, "/")
+	if !ok || (host != "+" && !wire.ValidID(host)) {
+		return false
+	}
+	return kind == wire.KindStatus || kind == wire.KindHealth
+}
+
 // ingestHook hands agent traffic to the console before the PUBACK is sent.
 type ingestHook struct {
 	mqtt.HookBase
 	ingest Ingestor
 	log    *slog.Logger
 	srv    *mqtt.Server
+	roles  *sync.Map
 }
 
 func (h *ingestHook) ID() string { return "restic-manager-ingest" }
@@ -88,6 +157,15 @@ const ingestTimeout = 15 * time.Second
 
 func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
+		return pk, nil
+	}
+	if role, _ := h.roles.Load(cl); role == roleIntegration {
+		// The ACL admits only Home Assistant's birth message here.
+		if pk.TopicName == homeAssistantStatus && string(pk.Payload) == "online" {
+			if bl, ok := h.ingest.(BirthListener); ok {
+				go bl.HomeAssistantOnline()
+			}
+		}
 		return pk, nil
 	}
 	host := string(cl.Properties.Username)

@@ -52,6 +52,10 @@ func (c *Console) router(ready func() bool) chi.Router {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 
+	// Prometheus scrapes without a session; the figures name hosts and
+	// repositories but hold no secret.
+	r.Handle("/metrics", c.metricsHandler())
+
 	loginLimit := httprate.LimitBy(10, time.Minute, remoteIP)
 
 	r.Route("/api/v1", func(r chi.Router) {
@@ -76,6 +80,7 @@ func (c *Console) router(ready func() bool) chi.Router {
 			r.Get("/jobs/{id}", c.apiGetJob)
 			r.Get("/jobs/{id}/events", c.apiJobEvents)
 			r.Get("/jobs/{id}/changes", c.apiJobChanges)
+			r.Get("/alerts", c.apiListAlerts)
 			r.Get("/tokens", c.apiListTokens)
 			r.Post("/tokens", c.apiCreateToken)
 			r.Delete("/tokens/{id}", c.apiDeleteToken)
@@ -90,6 +95,9 @@ func (c *Console) router(ready func() bool) chi.Router {
 				r.Post("/restores", c.apiRestore)
 				r.Put("/hosts/{id}/schedules", c.apiPutSchedules)
 				r.Post("/repos", c.apiCreateRepo)
+				r.Patch("/hosts/{id}", c.apiPatchHost)
+				r.Post("/alerts/{id}/ack", c.apiAckAlert)
+				r.Post("/alerts/{id}/silence", c.apiSilenceAlert)
 			})
 
 			// Admins manage access and the console itself.
@@ -100,6 +108,12 @@ func (c *Console) router(ready func() bool) chi.Router {
 				r.Post("/users", c.apiCreateUser)
 				r.Get("/audit", c.apiAudit)
 				r.Post("/admin/backup", c.apiBackupStore)
+				r.Get("/channels", c.apiListChannels)
+				r.Post("/channels", c.apiCreateChannel)
+				r.Post("/channels/{id}/test", c.apiTestChannel)
+				r.Post("/mqtt-users", c.apiCreateMQTTUser)
+				r.Get("/settings", c.apiGetSettings)
+				r.Put("/settings", c.apiPutSettings)
 			})
 		})
 	})

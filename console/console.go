@@ -58,6 +58,10 @@ type Options struct {
 	// HealthDelay: a repository's health is refreshed once it has been
 	// quiet this long after a change (default 30s).
 	HealthDelay time.Duration
+	// AlertInterval is how often the periodic alert rules run (default 30s);
+	// RenotifyEvery repeats a firing, unacknowledged alert (default 4h);
+	// OfflineAfter is how long a host may be offline before it alerts (1h).
+	AlertInterval, RenotifyEvery, OfflineAfter time.Duration
 	// CommandExpiry bounds how long a command waits for an offline agent.
 	CommandExpiry time.Duration
 	Version       string
@@ -70,9 +74,11 @@ type Console struct {
 	pub   Publisher
 	log   *slog.Logger
 
-	fires  fireCounters
-	guard  loginGuard
-	health healthJobs
+	fires      fireCounters
+	alertState alertState
+	metrics    *metrics
+	guard      loginGuard
+	health     healthJobs
 
 	// gate keeps exclusive operations alone on their repository; held
 	// lists, per repository, the jobs waiting for it in order.
@@ -107,6 +113,15 @@ func New(opts Options) (*Console, error) {
 	if opts.HealthDelay == 0 {
 		opts.HealthDelay = 30 * time.Second
 	}
+	if opts.AlertInterval == 0 {
+		opts.AlertInterval = defaultAlertInterval
+	}
+	if opts.RenotifyEvery == 0 {
+		opts.RenotifyEvery = defaultRenotify
+	}
+	if opts.OfflineAfter == 0 {
+		opts.OfflineAfter = defaultOfflineAfter
+	}
 	c := &Console{
 		opts:   opts,
 		store:  opts.Store,
@@ -118,9 +133,11 @@ func New(opts Options) (*Console, error) {
 
 		indexing: map[string]string{},
 	}
+	c.metrics = newMetrics(c)
 	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
 	c.goBG(c.sweepLoop)
 	c.goBG(c.gateLoop)
+	c.goBG(c.alertLoop)
 	return c, nil
 }
 

@@ -39,6 +39,12 @@ func (c *Console) Ingest(ctx context.Context, host string, t wire.Topic, payload
 	if errors.Is(err, wire.ErrInvalid) || errors.Is(err, storage.ErrNotFound) {
 		err = fmt.Errorf("%w: %w", broker.ErrRejected, err)
 	}
+	switch {
+	case err == nil:
+		c.metrics.ingested.WithLabelValues(t.Kind).Inc()
+	case errors.Is(err, broker.ErrRejected):
+		c.metrics.rejected.Inc()
+	}
 	return err
 }
 
@@ -180,6 +186,10 @@ func (c *Console) ingestResult(host, jobID string, payload []byte) error {
 		}
 		if j.Kind == wire.JobBackup && (h.LastBackup == nil || !h.LastBackup.EndedAt.After(j.EndedAt)) {
 			h.LastBackup = last
+		}
+		ok := j.Status == storage.JobSucceeded || j.Status == storage.JobPartial
+		if j.Kind == wire.JobBackup && ok && (h.LastSuccess == nil || !h.LastSuccess.EndedAt.After(j.EndedAt)) {
+			h.LastSuccess = last
 		}
 		return nil
 	}); err != nil {

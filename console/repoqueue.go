@@ -151,6 +151,11 @@ func (c *Console) jobEnded(j storage.Job) {
 	c.gate.leave(j.RepoID, j.ID)
 	c.release(j.RepoID)
 	c.repoJobEnded(j)
+	c.metrics.jobEnded(j)
+	c.jobAlert(j)
+	if h, err := c.store.GetHost(j.HostID); err == nil {
+		c.publishHealth(h)
+	}
 }
 
 // restoreGate rebuilds the gate after a restart from the jobs still open.

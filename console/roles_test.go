@@ -45,6 +45,16 @@ var routeRoles = map[string]string{
 	"GET /api/v1/users":                            RoleAdmin,
 	"POST /api/v1/users":                           RoleAdmin,
 	"GET /api/v1/audit":                            RoleAdmin,
+	"GET /api/v1/alerts":                           RoleViewer,
+	"POST /api/v1/alerts/{id}/ack":                 RoleOperator,
+	"POST /api/v1/alerts/{id}/silence":             RoleOperator,
+	"PATCH /api/v1/hosts/{id}":                     RoleOperator,
+	"GET /api/v1/channels":                         RoleAdmin,
+	"POST /api/v1/channels":                        RoleAdmin,
+	"POST /api/v1/channels/{id}/test":              RoleAdmin,
+	"POST /api/v1/mqtt-users":                      RoleAdmin,
+	"GET /api/v1/settings":                         RoleAdmin,
+	"PUT /api/v1/settings":                         RoleAdmin,
 	"POST /api/v1/admin/backup":                    RoleAdmin,
 }
 

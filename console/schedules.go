@@ -200,6 +200,7 @@ func (c *Console) ingestFire(host string, payload []byte) error {
 	}
 	refuse := func(why string) error {
 		c.fires.refused.Add(1)
+		c.metrics.firesSeen.WithLabelValues("refused").Inc()
 		c.log.Warn("fire refused", "host_id", host, "schedule_id", f.ScheduleID, "scheduled_at", f.ScheduledAt, "reason", why)
 		return fmt.Errorf("%w: fire refused: %s", broker.ErrRejected, why)
 	}
@@ -238,10 +239,12 @@ func (c *Console) ingestFire(host string, payload []byte) error {
 	}
 	if !created {
 		c.fires.duplicate.Add(1)
+		c.metrics.firesSeen.WithLabelValues("duplicate").Inc()
 		c.log.Info("duplicate fire ignored", "host_id", host, "schedule_id", f.ScheduleID, "job_id", j.ID)
 		return nil
 	}
 	c.fires.accepted.Add(1)
+	c.metrics.firesSeen.WithLabelValues("accepted").Inc()
 	return nil
 }
 

@@ -332,3 +332,9 @@ func (b badgerLogger) Warningf(f string, args ...any) {
 
 func (badgerLogger) Infof(string, ...any)  {}
 func (badgerLogger) Debugf(string, ...any) {}
+
+// Size is the store's size on disk (LSM tree and value log), in bytes.
+func (s *Store) Size() int64 {
+	lsm, vlog := s.db.Size()
+	return lsm + vlog
+}

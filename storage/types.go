@@ -57,6 +57,12 @@ type Host struct {
 	LastBackup *LastBackup `json:"last_backup,omitempty"`
 	// LastJob is the most recent job that ended, of any kind.
 	LastJob *LastBackup `json:"last_job,omitempty"`
+	// LastSuccess is the most recent backup that succeeded (or was partial:
+	// a snapshot exists); staleness is measured from it.
+	LastSuccess *LastBackup `json:"last_success,omitempty"`
+	// StaleAfter overrides the staleness threshold derived from the host's
+	// schedules (for laptops that are often off, say). 0: derived.
+	StaleAfter time.Duration `json:"stale_after,omitempty"`
 }
 
 // LastBackup summarises one finished job for host listings.

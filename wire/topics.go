@@ -63,6 +63,13 @@ func ProgressTopic(host, job string) string {
 }
 func ResultTopic(host, job string) string { return HostPrefix(host) + "jobs/" + job + "/" + KindResult }
 
+// AlertTopic is restic-manager/v1/alerts/{alert}: retained while the alert
+// fires, cleared (empty retained payload) when it resolves.
+func AlertTopic(alertID string) string { return Prefix + "/alerts/" + alertID }
+
+// AlertsFilter matches every alert topic.
+const AlertsFilter = Prefix + "/alerts/#"
+
 // Filters the console subscribes to (agent → console traffic of every host).
 const (
 	FilterAllStatus   = Prefix + "/hosts/+/status"

@@ -69,6 +69,7 @@ type serverFlags struct {
 	tlsCert, tlsKey, tlsHosts        string
 	downloads                        string
 	healthDelay                      time.Duration
+	alertInterval, renotify, offline time.Duration
 	insecure                         bool
 }
 
@@ -124,6 +125,9 @@ func runServer(args []string) error {
 	fs.StringVar(&f.tlsHosts, "tls-hosts", "", "extra comma-separated names and IPs for the generated certificate (localhost, 127.0.0.1, this hostname and the listen addresses are always in it)")
 	fs.StringVar(&f.downloads, "downloads", "", "directory of agent binaries (restic-manager-agent-OS-ARCH) served at /downloads/ for the install scripts")
 	fs.DurationVar(&f.healthDelay, "health-delay", 30*time.Second, "refresh a repository's health once it has been quiet this long after a change")
+	fs.DurationVar(&f.alertInterval, "alert-interval", 30*time.Second, "how often the alert rules run")
+	fs.DurationVar(&f.renotify, "renotify", 4*time.Hour, "repeat notifications of a firing, unacknowledged alert this often")
+	fs.DurationVar(&f.offline, "offline-after", time.Hour, "alert when a host has been offline this long")
 	fs.BoolVar(&f.insecure, "insecure", false, "plain TCP and HTTP: local development and tests only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -176,6 +180,7 @@ func runServer(args []string) error {
 		BrokerURL: f.brokerURL, MQTTPort: mqttPort, Version: cli.Version,
 		TLS: tlsCfg != nil, SecureCookies: tlsCfg != nil, CAFingerprint: caFingerprint,
 		DownloadsDir: f.downloads, CAPEM: caPEM, HealthDelay: f.healthDelay,
+		AlertInterval: f.alertInterval, RenotifyEvery: f.renotify, OfflineAfter: f.offline,
 	})
 	if err != nil {
 		return err
