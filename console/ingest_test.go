@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,10 +27,17 @@ func (r *recorder) Publish(topic string, payload []byte, retain bool, expiry tim
 	return nil
 }
 
+// count is the number of commands sent (health and alert topics aside).
 func (r *recorder) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.sent)
+	n := 0
+	for _, t := range r.sent {
+		if strings.HasSuffix(t, "/commands") {
+			n++
+		}
+	}
+	return n
 }
 
 func newTestConsole(t *testing.T) (*Console, *storage.Store, *recorder) {
