@@ -11,6 +11,7 @@ import (
 
 	"github.com/restic-manager/restic-manager/notify"
 	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
 )
 
 func (c *Console) apiListAlerts(w http.ResponseWriter, r *http.Request) {
@@ -236,4 +237,27 @@ func (c *Console) apiPutSettings(w http.ResponseWriter, r *http.Request) {
 		c.goBG(c.removeDiscovery)
 	}
 	writeJSON(w, http.StatusOK, s)
+}
+
+// apiDeleteHost removes a host: its credential stops working at once, its
+// retained topics and Home Assistant entities are cleared, its job history
+// stays.
+func (c *Console) apiDeleteHost(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	if err := c.store.DeleteHost(id); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if d, ok := c.pub.(Disconnector); ok {
+		d.Disconnect(id)
+	}
+	for _, topic := range []string{wire.StatusTopic(id), wire.HealthTopic(id), wire.SchedulesDesiredTopic(id), wire.SchedulesReportedTopic(id)} {
+		_ = c.pub.Publish(topic, nil, true, 0)
+	}
+	for _, e := range haEntities {
+		_ = c.pub.Publish(haConfigTopic(e, id), nil, true, 0)
+	}
+	p, _ := principalFrom(r.Context())
+	c.log.Warn("host deleted", "host_id", id, "by", p.User)
+	w.WriteHeader(http.StatusNoContent)
 }

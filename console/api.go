@@ -104,6 +104,7 @@ func (c *Console) router(ready func() bool) chi.Router {
 			r.Group(func(r chi.Router) {
 				r.Use(requireRole(RoleAdmin))
 				r.Post("/hosts/{id}/revoke", c.apiRevokeHost)
+				r.Delete("/hosts/{id}", c.apiDeleteHost)
 				r.Get("/users", c.apiListUsers)
 				r.Post("/users", c.apiCreateUser)
 				r.Get("/audit", c.apiAudit)

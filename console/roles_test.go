@@ -45,6 +45,7 @@ var routeRoles = map[string]string{
 	"GET /api/v1/users":                            RoleAdmin,
 	"POST /api/v1/users":                           RoleAdmin,
 	"GET /api/v1/audit":                            RoleAdmin,
+	"DELETE /api/v1/hosts/{id}":                    RoleAdmin,
 	"GET /api/v1/alerts":                           RoleViewer,
 	"POST /api/v1/alerts/{id}/ack":                 RoleOperator,
 	"POST /api/v1/alerts/{id}/silence":             RoleOperator,

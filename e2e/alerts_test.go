@@ -251,6 +251,22 @@ func TestIntegrationUserAndHomeAssistant(t *testing.T) {
 			t.Fatal("discovery not republished after homeassistant/status online")
 		}
 	}
+	// Deleting the host removes its entities (empty retained configs).
+	f.agent.proc.stop(t)
+	f.srv.do("DELETE", "/api/v1/hosts/"+f.host.ID, nil, nil, 204)
+	removed := map[string]bool{}
+	delDeadline := time.After(10 * time.Second)
+	for len(removed) < 4 {
+		select {
+		case p := <-c.received:
+			if strings.HasSuffix(p.Topic, "/config") && len(p.Payload) == 0 {
+				removed[p.Topic] = true
+			}
+		case <-delDeadline:
+			t.Fatalf("%d of 4 discovery configs removed after the host was deleted", len(removed))
+		}
+	}
+	f.srv.do("GET", "/api/v1/hosts/"+f.host.ID, nil, nil, 404)
 }
 
 func metricValue(t *testing.T, s *server, name string, labels map[string]string) float64 {

@@ -140,3 +140,24 @@ func (s *Store) ConsumeEnrollToken(tokenHash []byte, now time.Time) (EnrollToken
 func expired(expiresAt, now time.Time) bool {
 	return !now.Before(expiresAt)
 }
+
+// DeleteHost removes a host's record and its schedules. Its jobs stay in
+// the history (they name the host's ID).
+func (s *Store) DeleteHost(id string) error {
+	if err := validID(id); err != nil {
+		return fmt.Errorf("storage: delete host: %w", err)
+	}
+	err := s.update(func(txn *badger.Txn) error {
+		if _, err := getRaw(txn, hostKey(id)); err != nil {
+			return err
+		}
+		if err := txn.Delete(hostKey(id)); err != nil {
+			return err
+		}
+		return txn.Delete(schedKey(id))
+	})
+	if err != nil {
+		return fmt.Errorf("storage: delete host %s: %w", id, err)
+	}
+	return nil
+}
