@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -108,14 +107,13 @@ func New(opts Options) (*Server, error) {
 		Logger:       log.With("lib", "mochi"),
 	})
 	s := &Server{mq: mq, log: log}
-	roles := &sync.Map{}
 	s.console = mq.NewClient(nil, mqtt.LocalListener, consoleClientID, true)
 	s.console.Properties.ProtocolVersion = 5
 
-	if err := mq.AddHook(&authHook{auth: opts.Auth, log: log, roles: roles}, nil); err != nil {
+	if err := mq.AddHook(&authHook{auth: opts.Auth, log: log}, nil); err != nil {
 		return nil, fmt.Errorf("broker: auth hook: %w", err)
 	}
-	if err := mq.AddHook(&ingestHook{ingest: opts.Ingest, log: log, srv: mq, roles: roles}, nil); err != nil {
+	if err := mq.AddHook(&ingestHook{ingest: opts.Ingest, log: log, srv: mq}, nil); err != nil {
 		return nil, fmt.Errorf("broker: ingest hook: %w", err)
 	}
 	if err := mq.AddHook(&expiryHook{srv: mq}, nil); err != nil {

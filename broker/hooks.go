@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -26,18 +25,26 @@ const (
 // alerts and discovery topics.
 type authHook struct {
 	mqtt.HookBase
-	auth  Authenticator
-	log   *slog.Logger
-	roles *sync.Map // *mqtt.Client → role
+	auth Authenticator
+	log  *slog.Logger
 }
 
 func (h *authHook) ID() string { return "restic-manager-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnDisconnect
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
 }
 
-func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.roles.Delete(cl) }
+// roleOf derives a client's role from its username, which authentication
+// bound to it. It is not kept in memory: sessions restored from persistence
+// after a restart were authenticated by an earlier process, and their
+// queued commands must still pass the ACL.
+func roleOf(cl *mqtt.Client) string {
+	if strings.HasPrefix(string(cl.Properties.Username), "host-") {
+		return roleAgent
+	}
+	return roleIntegration
+}
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
@@ -64,7 +71,6 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		h.log.Warn("connect refused: will outside the host's status topic", "host", user, "will_topic", pk.Connect.WillTopic)
 		return false
 	}
-	h.roles.Store(cl, roleAgent)
 	return true
 }
 
@@ -81,7 +87,6 @@ func (h *authHook) authIntegration(cl *mqtt.Client, pk packets.Packet) bool {
 		h.log.Warn("connect refused: bad integration credential", "user", user, "remote", cl.Net.Remote)
 		return false
 	}
-	h.roles.Store(cl, roleIntegration)
 	return true
 }
 
@@ -89,12 +94,8 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline {
 		return true
 	}
-	role, _ := h.roles.Load(cl)
-	if role == roleIntegration {
+	if roleOf(cl) == roleIntegration {
 		return integrationACL(topic, write)
-	}
-	if role != roleAgent {
-		return false
 	}
 	host := string(cl.Properties.Username)
 	if !wire.ValidID(host) {
@@ -144,7 +145,6 @@ type ingestHook struct {
 	ingest Ingestor
 	log    *slog.Logger
 	srv    *mqtt.Server
-	roles  *sync.Map
 }
 
 func (h *ingestHook) ID() string { return "restic-manager-ingest" }
@@ -159,7 +159,7 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if cl.Net.Inline {
 		return pk, nil
 	}
-	if role, _ := h.roles.Load(cl); role == roleIntegration {
+	if roleOf(cl) == roleIntegration {
 		// The ACL admits only Home Assistant's birth message here.
 		if pk.TopicName == homeAssistantStatus && string(pk.Payload) == "online" {
 			if bl, ok := h.ingest.(BirthListener); ok {
