@@ -69,17 +69,7 @@ func (c *Console) jobAlert(j storage.Job) {
 // evaluateAlerts runs the periodic rules over every host and repository.
 func (c *Console) evaluateAlerts(ctx context.Context) {
 	now := time.Now()
-	after := ""
-	for ctx.Err() == nil {
-		hosts, err := c.store.ListHosts(after, 500)
-		if err != nil || len(hosts) == 0 {
-			break
-		}
-		for _, h := range hosts {
-			c.evaluateHost(h, now)
-		}
-		after = hosts[len(hosts)-1].ID
-	}
+	c.eachHost(ctx, func(h storage.Host) { c.evaluateHost(h, now) })
 	repos, err := c.store.ListRepos()
 	if err != nil {
 		return

@@ -471,6 +471,31 @@ func (c *Console) expire(jobID string) {
 
 var errNoChange = errors.New("no change")
 
+// eachOpenJob calls fn for every job young enough to be still open (created
+// within the command expiry, plus an hour), newest first: the job index is
+// time ordered, so the walk stops at the first older job.
+func (c *Console) eachOpenJob(ctx context.Context, fn func(storage.Job)) error {
+	horizon := time.Now().Add(-c.opts.CommandExpiry - time.Hour)
+	cursor := ""
+	for ctx.Err() == nil {
+		page, next, err := c.store.ListJobs(storage.JobQuery{Limit: 500, Cursor: cursor})
+		if err != nil {
+			return err
+		}
+		for _, j := range page {
+			if j.CreatedAt.Before(horizon) {
+				return nil
+			}
+			fn(j)
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
+	return ctx.Err()
+}
+
 // sweepLoop expires queued jobs whose agent never came back in time. Only
 // jobs young enough to be still queued are walked: the index is newest first.
 func (c *Console) sweepLoop(ctx context.Context) {
@@ -483,27 +508,13 @@ func (c *Console) sweepLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		c.refreshStaleHealth(ctx)
-		horizon := time.Now().Add(-c.opts.CommandExpiry - time.Hour)
-		cursor := ""
-		for ctx.Err() == nil {
-			page, next, err := c.store.ListJobs(storage.JobQuery{Limit: 200, Cursor: cursor})
-			if err != nil {
-				break
+		err := c.eachOpenJob(ctx, func(j storage.Job) {
+			if j.Status == storage.JobQueued && !j.ExpiresAt.IsZero() && time.Now().After(j.ExpiresAt) {
+				c.expire(j.ID)
 			}
-			stop := false
-			for _, j := range page {
-				if j.CreatedAt.Before(horizon) {
-					stop = true
-					break
-				}
-				if j.Status == storage.JobQueued && !j.ExpiresAt.IsZero() && time.Now().After(j.ExpiresAt) {
-					c.expire(j.ID)
-				}
-			}
-			if stop || next == "" {
-				break
-			}
-			cursor = next
+		})
+		if err != nil {
+			c.log.Warn("expiry sweep", "error", err)
 		}
 	}
 }

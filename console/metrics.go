@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -85,27 +86,19 @@ func (f *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 func (f *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	c := f.c
 	connected := 0
-	after := ""
-	for {
-		hosts, err := c.store.ListHosts(after, 1000)
-		if err != nil || len(hosts) == 0 {
-			break
+	c.eachHost(context.Background(), func(h storage.Host) {
+		online := 0.0
+		if h.Online {
+			online, connected = 1, connected+1
 		}
-		for _, h := range hosts {
-			online := 0.0
-			if h.Online {
-				online, connected = 1, connected+1
-			}
-			ch <- prometheus.MustNewConstMetric(descOnline, prometheus.GaugeValue, online, h.ID)
-			if h.LastSuccess != nil {
-				ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(h.LastSuccess.EndedAt.Unix()), h.ID, h.Name)
-			}
-			if h.LastBackup != nil {
-				ch <- prometheus.MustNewConstMetric(descLastStatus, prometheus.GaugeValue, 1, h.ID, h.LastBackup.Status)
-			}
+		ch <- prometheus.MustNewConstMetric(descOnline, prometheus.GaugeValue, online, h.ID)
+		if h.LastSuccess != nil {
+			ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(h.LastSuccess.EndedAt.Unix()), h.ID, h.Name)
 		}
-		after = hosts[len(hosts)-1].ID
-	}
+		if h.LastBackup != nil {
+			ch <- prometheus.MustNewConstMetric(descLastStatus, prometheus.GaugeValue, 1, h.ID, h.LastBackup.Status)
+		}
+	})
 	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, float64(connected))
 	if repos, err := c.store.ListRepos(); err == nil {
 		for _, r := range repos {

@@ -160,36 +160,22 @@ func (c *Console) jobEnded(j storage.Job) {
 
 // restoreGate rebuilds the gate after a restart from the jobs still open.
 func (c *Console) restoreGate(ctx context.Context) {
-	horizon := time.Now().Add(-c.opts.CommandExpiry - time.Hour)
 	var held []storage.Job
-	cursor := ""
-	for ctx.Err() == nil {
-		page, next, err := c.store.ListJobs(storage.JobQuery{Limit: 500, Cursor: cursor})
-		if err != nil {
-			c.log.Error("rebuilding the repository gate", "error", err)
-			return
-		}
-		stop := false
-		for _, j := range page {
-			if j.CreatedAt.Before(horizon) {
-				stop = true
-				break
-			}
-			switch {
-			case storage.TerminalStatus(j.Status):
-			case j.Held:
-				held = append(held, j)
-			default:
-				c.gate.enter(j.RepoID, j.ID, exclusiveKinds[j.Kind], j.CreatedAt)
-				if j.Status == storage.JobRunning {
-					c.gate.started(j.RepoID, j.ID)
-				}
+	err := c.eachOpenJob(ctx, func(j storage.Job) {
+		switch {
+		case storage.TerminalStatus(j.Status):
+		case j.Held:
+			held = append(held, j)
+		default:
+			c.gate.enter(j.RepoID, j.ID, exclusiveKinds[j.Kind], j.CreatedAt)
+			if j.Status == storage.JobRunning {
+				c.gate.started(j.RepoID, j.ID)
 			}
 		}
-		if stop || next == "" {
-			break
-		}
-		cursor = next
+	})
+	if err != nil {
+		c.log.Error("rebuilding the repository gate", "error", err)
+		return
 	}
 	c.gateMu.Lock()
 	for i := len(held) - 1; i >= 0; i-- { // the index is newest first
