@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/restic-manager/restic-manager/internal/seal"
@@ -44,7 +45,12 @@ func (s *server) dialBroker() (net.Conn, error) {
 	if s.insecure {
 		return d.Dial("tcp", s.mqttAddr)
 	}
-	return tls.DialWithDialer(d, "tcp", s.mqttAddr, tlsutil.ClientConfig(s.caFP, "127.0.0.1"))
+	c, err := tls.DialWithDialer(d, "tcp", s.mqttAddr, tlsutil.ClientConfig(s.caFP, "127.0.0.1"))
+	if err != nil {
+		return nil, err
+	}
+	// paho writes from several goroutines; a tls.Conn is not safe for that.
+	return packets.NewThreadSafeConn(c), nil
 }
 
 func dialMQTT(t testing.TB, s *server, clientID, user, password string, will *paho.WillMessage) (*mqttClient, *paho.Connack, error) {
