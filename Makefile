@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X github.com/restic-manager/restic-manager/internal/cli.Versio
 # The whole suite must stay well under CI's limit; this bounds a hung test.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all build tools test lint demo fuzz clean cross bench
+.PHONY: all build tools test lint demo fuzz clean cross bench browser
 
 all: build
 
@@ -41,8 +41,15 @@ $(TOOLS)/staticcheck:
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+# Debian's Chromium for the console's browser tests (e2e/browser_test.go),
+# which fail without it. Installing needs root (CI runs as root).
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+		else echo "Chromium is missing and installing it needs root: run 'sudo apt-get install -y chromium' (the browser tests fail without /usr/bin/chromium)"; exit 1; fi; }
+
 # Every test, with the race detector, against the real tools.
-test: tools
+test: tools browser
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	GOOS=windows $(GO) vet ./agent/... ./runner/... ./wire/... ./cmd/restic-manager-agent/...

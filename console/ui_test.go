@@ -1,0 +1,191 @@
+package console
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restic-manager/restic-manager/schedules"
+	"github.com/restic-manager/restic-manager/storage"
+)
+
+// uiFixture is a console with a host, a repository, a schedule, a finished
+// backup and a user per role (bearer tokens "rmt_ui_<role>").
+func uiFixture(t *testing.T) (*httptest.Server, *storage.Store) {
+	t.Helper()
+	c, st, _ := newTestConsole(t)
+	enrolledHost(t, st, "host-a")
+	if _, err := st.UpdateHost("host-a", func(h *storage.Host) error {
+		h.Name, h.Online, h.Hostname, h.OS = `web-<1>`, true, "web1", "linux"
+		h.LastBackup = &storage.LastBackup{JobID: "job-1", Kind: "backup", Status: storage.JobSucceeded, EndedAt: time.Now().Add(-30 * time.Hour), SnapshotID: "abcdef0123456789"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "main", DisplayURL: "rest:http://x/"}, storage.RepoSecrets{URL: "rest:http://x/", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.PutSnapshotCache("repo-1", []byte(`[{"id":"abcdef0123456789","short_id":"abcdef01","time":"2026-01-01T00:00:00Z","hostname":"web1","paths":["/etc"]}]`))
+	if _, err := st.UpdateSchedules("host-a", func(hs *storage.HostSchedules) error {
+		hs.Version = 1
+		hs.Schedules = []schedules.Schedule{{ID: "sch-1", Name: "nightly", Kind: "backup", Cron: "0 2 * * *", Enabled: true, RepoID: "repo-1", Paths: []string{"/etc"}}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if err := st.CreateJob(storage.Job{ID: "job-1", HostID: "host-a", RepoID: "repo-1", Kind: "backup", Status: storage.JobSucceeded, ActorKind: "user", Actor: "admin",
+		CreatedAt: now.Add(-time.Minute), StartedAt: now.Add(-time.Minute), EndedAt: now, SnapshotID: "abcdef0123456789",
+		Summary: json.RawMessage(`{"data_added":2048,"total_files_processed":3}`), Progress: &storage.Progress{Percent: 100, FilesDone: 3, FilesTotal: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []string{RoleViewer, RoleOperator, RoleAdmin} {
+		if err := st.CreateUser(storage.User{Name: role + "-user", Role: role, CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.PutAPIToken(sha("rmt_ui_"+role), storage.APIToken{ID: "tok-" + role, Name: role, User: role + "-user"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(c.Handler(nil))
+	t.Cleanup(srv.Close)
+	return srv, st
+}
+
+func getPage(t *testing.T, srv *httptest.Server, role, path string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", srv.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer rmt_ui_"+role)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Every page renders completely for every role (a template error stops the
+// output early, so the closing tag is the check), escapes what it shows,
+// and shows run or edit controls only to roles that may use them.
+func TestPagesRenderPerRole(t *testing.T) {
+	srv, _ := uiFixture(t)
+	controls := []string{`id="run-form"`, `id="schedule-editor"`, `class="small edit-schedule"`, `id="cancel-job"`, `id="nav-restore"`, `id="diff-run"`}
+	for _, role := range []string{RoleViewer, RoleOperator, RoleAdmin} {
+		pages := []string{"/", "/?q=web&state=warning&page=1", "/hosts/host-a", "/hosts/host-a?status=failed", "/jobs/job-1", "/repos/repo-1", "/settings"}
+		if role != RoleViewer {
+			pages = append(pages, "/restore?repo=repo-1")
+		}
+		for _, p := range pages {
+			code, body := getPage(t, srv, role, p)
+			if code != 200 || !strings.Contains(body, "</html>") {
+				t.Errorf("%s %s: %d, complete=%v", role, p, code, strings.Contains(body, "</html>"))
+				continue
+			}
+			if strings.Contains(body, "web-<1>") {
+				t.Errorf("%s %s: host name not escaped", role, p)
+			}
+			for _, c := range controls {
+				if role == RoleViewer && strings.Contains(body, c) {
+					t.Errorf("viewer sees %s on %s", c, p)
+				}
+			}
+		}
+	}
+	if code, body := getPage(t, srv, RoleViewer, "/restore"); code != http.StatusForbidden || !strings.Contains(body, "role") {
+		t.Errorf("viewer /restore: %d", code)
+	}
+	if _, body := getPage(t, srv, RoleOperator, "/settings"); strings.Contains(body, `id="user-form"`) {
+		t.Error("operator sees the user form")
+	}
+	if _, body := getPage(t, srv, RoleAdmin, "/settings"); !strings.Contains(body, `id="user-form"`) {
+		t.Error("admin lacks the user form")
+	}
+	if code, body := getPage(t, srv, RoleAdmin, "/hosts/host-nope"); code != 404 || !strings.Contains(body, "does not exist") {
+		t.Errorf("unknown host: %d", code)
+	}
+	// Operators get every control on the host page.
+	_, body := getPage(t, srv, RoleOperator, "/hosts/host-a")
+	for _, c := range controls[:3] {
+		if !strings.Contains(body, c) {
+			t.Errorf("operator lacks %s", c)
+		}
+	}
+	// The dashboard: 30 h since the last backup is amber, the host a warning.
+	_, body = getPage(t, srv, RoleViewer, "/")
+	for _, want := range []string{`class="age-warn"`, `id="count-warning">1<`, `data-state="warning"`, "every day at 02:00"} {
+		if want == "every day at 02:00" {
+			_, body = getPage(t, srv, RoleViewer, "/hosts/host-a")
+		}
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+}
+
+func TestDashboardPagesAndFilters(t *testing.T) {
+	srv, st := uiFixture(t)
+	for i := range 250 {
+		id := "host-b" + strings.Repeat("0", 3-len(itoa(i))) + itoa(i)
+		if err := st.CreateHost(storage.Host{ID: id, Name: "bulk-" + itoa(i), CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, body := getPage(t, srv, RoleViewer, "/")
+	if n := strings.Count(body, "<tr data-host="); n != dashboardPageSize {
+		t.Errorf("first page has %d rows, want %d", n, dashboardPageSize)
+	}
+	for _, want := range []string{`id="count-hosts">251<`, `id="count-offline">250<`, "page 1 of 3", `id="page-next"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dashboard lacks %s", want)
+		}
+	}
+	_, body = getPage(t, srv, RoleViewer, "/?page=3")
+	if n := strings.Count(body, "<tr data-host="); n != 51 {
+		t.Errorf("last page has %d rows, want 51", n)
+	}
+	_, body = getPage(t, srv, RoleViewer, "/?q=BULK-12")
+	if n := strings.Count(body, "<tr data-host="); n != 11 { // 12, 120-129
+		t.Errorf("search has %d rows, want 11", n)
+	}
+	_, body = getPage(t, srv, RoleViewer, "/?state=warning")
+	if n := strings.Count(body, "<tr data-host="); n != 1 || !strings.Contains(body, `data-host="host-a"`) {
+		t.Errorf("state filter has %d rows", n)
+	}
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func TestDescribeCron(t *testing.T) {
+	for expr, want := range map[string]string{
+		"0 2 * * *":    "every day at 02:00 (UTC)",
+		"30 4 * * 1":   "every Monday at 04:30 (UTC)",
+		"*/15 * * * *": "every 15 minutes",
+		"@every 6h":    "every 6h",
+		"0 3 1 * *":    "on day 1 of every month at 03:00 (UTC)",
+		"5 * * * *":    "every hour at minute 5",
+	} {
+		if got := describeCron(expr, ""); got != want {
+			t.Errorf("%q: %q, want %q", expr, got, want)
+		}
+	}
+}
+
+func TestCronPreview(t *testing.T) {
+	srv, _ := uiFixture(t)
+	code, body := getPage(t, srv, RoleViewer, "/ui/cron?cron=0+2+*+*+*&timezone=Europe/Berlin")
+	var out struct {
+		Description string      `json:"description"`
+		NextRuns    []time.Time `json:"next_runs"`
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &out) != nil || len(out.NextRuns) != 5 || !strings.Contains(out.Description, "Europe/Berlin") {
+		t.Fatalf("preview: %d %s", code, body)
+	}
+	if code, body := getPage(t, srv, RoleViewer, "/ui/cron?cron=61+*+*+*+*"); code != 400 || !strings.Contains(body, "error") {
+		t.Fatalf("bad cron: %d %s", code, body)
+	}
+}

@@ -1,0 +1,474 @@
+// restic-manager console: progressive enhancement for the server-rendered
+// pages. Every action goes through the JSON API with fetch() (same origin,
+// session cookie), so the server's role checks and cross-origin protection
+// apply to the page exactly as to any client. No inline scripts: the CSP
+// forbids them; pages pass data in data- attributes.
+"use strict";
+
+const $ = (sel, root) => (root || document).querySelector(sel);
+const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+
+// api calls the JSON API and throws an Error whose message a person can act on.
+async function api(method, path, body) {
+  const opts = { method, credentials: "same-origin", headers: {} };
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  let resp;
+  try {
+    resp = await fetch(path, opts);
+  } catch (e) {
+    throw new Error("The console did not answer (" + e.message + "). Check your connection and try again.");
+  }
+  let data = null;
+  const text = await resp.text();
+  try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+  if (!resp.ok) {
+    let msg = (data && data.error) || text || resp.statusText;
+    if (resp.status === 401) msg = "Your session has ended. Log in again.";
+    else if (resp.status === 403) msg = "Refused: " + msg + ". Your role does not allow this; ask an administrator.";
+    const err = new Error(msg);
+    err.status = resp.status;
+    throw err;
+  }
+  return { status: resp.status, data, headers: resp.headers };
+}
+
+function showError(el, err) {
+  if (!el) return;
+  if (!err) { el.hidden = true; el.textContent = ""; return; }
+  el.textContent = err.message || String(err);
+  el.hidden = false;
+}
+
+function lines(s) { return (s || "").split("\n").map(x => x.trim()).filter(Boolean); }
+function commas(s) { return (s || "").split(",").map(x => x.trim()).filter(Boolean); }
+function num(v) { const n = parseInt(v, 10); return isNaN(n) ? 0 : n; }
+
+function fmtBytes(n) {
+  n = n || 0;
+  if (n < 1024) return n + " B";
+  const u = "KMGTPE"; let i = -1;
+  do { n /= 1024; i++; } while (n >= 1024 && i < u.length - 1);
+  return n.toFixed(1) + " " + u[i] + "iB";
+}
+// fmtTime shows a time as the server-rendered parts of the page do, in the
+// browser's time zone.
+function fmtTime(s) {
+  if (!s) return "";
+  const d = new Date(s);
+  if (isNaN(d)) return s;
+  const p = n => String(n).padStart(2, "0");
+  return d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + " " + p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds());
+}
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v; else if (k.startsWith("data-")) e.setAttribute(k, v); else e[k] = v;
+  }
+  for (const k of kids) if (k != null) e.append(k);
+  return e;
+}
+
+// showKind reveals the fieldset of the selected operation kind.
+function wireKind(form) {
+  const sel = form.elements.kind;
+  const sync = () => $$("fieldset[class*=kind-]", form).forEach(f => { f.hidden = !f.classList.contains("kind-" + sel.value); });
+  sel.addEventListener("change", sync);
+  sync();
+  return sync;
+}
+
+function retention(f) {
+  const r = {};
+  for (const k of ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]) {
+    if (f.elements[k] && f.elements[k].value !== "") r[k] = num(f.elements[k].value);
+  }
+  if (f.elements.keep_within && f.elements.keep_within.value.trim()) r.keep_within = f.elements.keep_within.value.trim();
+  return r;
+}
+
+// ---- host page: run now, schedule editor
+function hostPage(main) {
+  const hostID = main.dataset.hostId;
+  const run = $("#run-form");
+  if (run) {
+    wireKind(run);
+    run.addEventListener("submit", async ev => {
+      ev.preventDefault();
+      const f = run.elements, kind = f.kind.value;
+      let args = {};
+      switch (kind) {
+        case "backup": args = { paths: lines(f.paths.value), excludes: lines(f.excludes.value), tags: commas(f.tags.value) }; break;
+        case "forget": args = { retention: retention(run), prune: f.prune.checked }; break;
+        case "prune": if (f.max_unused.value) args.max_unused = f.max_unused.value; break;
+        case "check": if (f.read_data_subset.value) args.read_data_subset = f.read_data_subset.value; break;
+        case "unlock": args.remove_all = f.remove_all.checked; break;
+        case "stats": args.mode = f.mode.value; break;
+      }
+      if (kind === "backup" && args.paths.length === 0) { showError($("#run-error"), new Error("Give at least one path to back up.")); return; }
+      showError($("#run-error"));
+      $("#run-submit").disabled = true;
+      try {
+        const r = await api("POST", "/api/v1/hosts/" + encodeURIComponent(hostID) + "/jobs", { kind, repo_id: f.repo_id.value, args });
+        location.href = "/jobs/" + encodeURIComponent(r.data.job_id);
+      } catch (e) { showError($("#run-error"), e); $("#run-submit").disabled = false; }
+    });
+  }
+
+  const ed = $("#schedule-editor");
+  if (!ed) return;
+  let set = [];
+  try { set = JSON.parse(main.dataset.schedules || "[]") || []; } catch (e) { set = []; }
+  const syncKind = wireKind(ed);
+  const f = ed.elements;
+  const preview = $("#cron-preview");
+  let timer;
+  const updatePreview = () => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      if (!f.cron.value.trim()) { preview.textContent = ""; return; }
+      try {
+        const r = await api("GET", "/ui/cron?cron=" + encodeURIComponent(f.cron.value) + "&timezone=" + encodeURIComponent(f.timezone.value));
+        preview.replaceChildren(el("strong", {}, r.data.description), el("div", { class: "sub" }, "next: " + r.data.next_runs.map(fmtTime).join(" · ") + " (before the host's jitter)"));
+      } catch (e) { preview.replaceChildren(el("span", { class: "error" }, e.message)); }
+    }, 250);
+  };
+  f.cron.addEventListener("input", updatePreview);
+  f.timezone.addEventListener("input", updatePreview);
+
+  const put = async (next) => {
+    showError($("#schedule-error"));
+    try {
+      await api("PUT", "/api/v1/hosts/" + encodeURIComponent(hostID) + "/schedules", next);
+      location.reload();
+    } catch (e) { showError($("#schedule-error"), e); $("#schedule-editor-box").open = true; }
+  };
+  $$(".edit-schedule").forEach(b => b.addEventListener("click", () => {
+    const s = set.find(x => x.id === b.dataset.id); if (!s) return;
+    ed.reset();
+    f.id.value = s.id; f.name.value = s.name; f.kind.value = s.kind; f.cron.value = s.cron; f.timezone.value = s.timezone || "";
+    f.repo_id.value = s.repo_id; f.enabled.checked = !!s.enabled;
+    f.paths.value = (s.paths || []).join("\n"); f.excludes.value = (s.excludes || []).join("\n"); f.tags.value = (s.tags || []).join(", ");
+    const r = s.retention || {};
+    for (const k of ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"]) f[k].value = r[k] || "";
+    f.prune.checked = !!s.prune; f.max_unused.value = s.max_unused || ""; f.read_data_subset.value = s.read_data_subset || "";
+    syncKind(); updatePreview();
+    $("#schedule-editor-box").open = true; f.name.focus();
+  }));
+  $$(".delete-schedule").forEach(b => b.addEventListener("click", () => {
+    const s = set.find(x => x.id === b.dataset.id);
+    if (s && confirm("Delete schedule " + s.name + "?")) put(set.filter(x => x.id !== s.id));
+  }));
+  ed.addEventListener("reset", () => setTimeout(() => { syncKind(); preview.textContent = ""; }));
+  ed.addEventListener("submit", ev => {
+    ev.preventDefault();
+    const s = { name: f.name.value.trim(), kind: f.kind.value, cron: f.cron.value.trim(), timezone: f.timezone.value.trim(), enabled: f.enabled.checked, repo_id: f.repo_id.value };
+    if (f.id.value) s.id = f.id.value;
+    const old = set.find(x => x.id === s.id);
+    if (old && old.jitter_s !== undefined) s.jitter_s = old.jitter_s;
+    switch (s.kind) {
+      case "backup": s.paths = lines(f.paths.value); s.excludes = lines(f.excludes.value); s.tags = commas(f.tags.value); break;
+      case "forget": s.retention = retention(ed); s.prune = f.prune.checked; break;
+      case "prune": if (f.max_unused.value) s.max_unused = f.max_unused.value; break;
+      case "check": if (f.read_data_subset.value) s.read_data_subset = f.read_data_subset.value; break;
+    }
+    const next = set.filter(x => x.id !== s.id || !s.id);
+    if (s.id) next.splice(set.findIndex(x => x.id === s.id), 0, s); else next.push(s);
+    put(next);
+  });
+}
+
+// ---- job page: live progress over SSE
+const terminal = new Set(["succeeded", "partial", "failed", "cancelled", "expired"]);
+
+function jobPage(main) {
+  const id = main.dataset.jobId;
+  const cancel = $("#cancel-job");
+  if (cancel) cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    try { const r = await api("POST", "/api/v1/jobs/" + encodeURIComponent(id) + "/cancel"); renderJob(r.data); }
+    catch (e) { showError($("#action-error"), e); cancel.disabled = false; }
+  });
+  if (main.dataset.kind === "diff" && terminal.has(main.dataset.status)) loadChanges(id);
+  if (terminal.has(main.dataset.status)) return;
+  connect(id);
+}
+
+function connect(id) {
+  const es = new EventSource("/api/v1/jobs/" + encodeURIComponent(id) + "/events");
+  const on = ev => { try { renderJob(JSON.parse(ev.data)); } catch (e) { /* a malformed event is skipped */ } };
+  es.addEventListener("progress", on);
+  es.addEventListener("result", ev => { on(ev); es.close(); });
+  es.onerror = () => {
+    // The stream ends after the result; otherwise EventSource reconnects
+    // by itself. Say so while it does.
+    const m = $("#job");
+    if (m && !terminal.has(m.dataset.status)) $("#job-status").title = "reconnecting to live updates…";
+  };
+}
+
+function renderJob(j) {
+  const main = $("#job");
+  const ended = terminal.has(j.status);
+  // The stream may deliver an update older than one already shown (the
+  // first event is read from the store after subscribing, so a queued
+  // update can be older): never step backwards.
+  if (terminal.has(main.dataset.status) && !ended) return;
+  const seq = j.progress ? j.progress.seq || 0 : 0;
+  if (!ended && seq < num(main.dataset.seq)) return;
+  main.dataset.seq = String(seq);
+  main.dataset.status = j.status;
+  main.dataset.updates = String(num(main.dataset.updates) + 1);
+  const st = $("#job-status");
+  st.textContent = j.status; st.className = "badge st-" + j.status; st.title = "";
+  const p = j.progress;
+  if (p) {
+    $("#progress").hidden = false;
+    const pct = ended && j.status === "succeeded" ? 100 : (p.percent || 0);
+    $("#progress-bar").style.width = pct.toFixed(1) + "%";
+    $("#progress-percent").textContent = pct.toFixed(1) + " %";
+    $("#progress-bytes").textContent = fmtBytes(p.bytes_done) + " of " + fmtBytes(p.bytes_total);
+    $("#progress-files").textContent = (p.files_done || 0) + " of " + (p.files_total || 0) + " files";
+    // Operations that report no sizes (diff, check …) show only the percentage.
+    $("#progress-sizes").hidden = !p.bytes_total && !p.files_total;
+    $("#progress-eta").textContent = p.eta_s && !ended ? Math.round(p.eta_s) + " s" : "—";
+    $("#current-files").replaceChildren(...(p.current_files || []).map(f => el("li", {}, f)));
+  } else if (j.status === "running") {
+    $("#progress").hidden = false;
+  }
+  if (j.started_at) $("#job-started").textContent = fmtTime(j.started_at);
+  if (ended) {
+    const c = $("#cancel-job"); if (c) c.hidden = true;
+    if (j.ended_at) $("#job-ended").textContent = fmtTime(j.ended_at);
+    if (j.started_at && j.ended_at) $("#duration").textContent = ((new Date(j.ended_at) - new Date(j.started_at)) / 1000).toFixed(1) + "s";
+    if (j.summary) {
+      const s = j.summary;
+      $("#data-added").textContent = fmtBytes(s.data_added);
+      if (s.total_files_processed !== undefined) $("#files-summary").textContent = s.total_files_processed + " processed, " + (s.files_new || 0) + " new, " + (s.files_changed || 0) + " changed (" + fmtBytes(s.total_bytes_processed) + ")";
+      $("#summary-raw").textContent = JSON.stringify(s, null, 2);
+      $("#row-summary").hidden = false;
+    }
+    if (main.dataset.kind === "diff") loadChanges(j.id);
+  }
+  if (j.snapshot_id) { $("#snapshot-id").textContent = j.snapshot_id; $("#row-snapshot").hidden = false; }
+  $("#job-error").textContent = j.error || "";
+  $("#row-error").hidden = !j.error;
+  if (j.stderr_tail) $("#log-tail").textContent = j.stderr_tail;
+}
+
+async function loadChanges(id) {
+  try {
+    const r = await api("GET", "/api/v1/jobs/" + encodeURIComponent(id) + "/changes?limit=200");
+    const d = r.data;
+    $("#changes").hidden = false;
+    $("#changes-stats").textContent = d.total_changes + " changed paths" + (d.total_changes > d.changes.length ? ", the first " + d.changes.length + " shown" : "") + (d.truncated ? " (the agent truncated the list)" : "");
+    $("#changes-list").replaceChildren(...d.changes.map(c => el("li", {}, (c.modifier || "") + " " + (c.path || JSON.stringify(c)))));
+  } catch (e) { showError($("#action-error"), e); }
+}
+
+// ---- repository page: diff two snapshots
+function repoPage(main) {
+  const btn = $("#diff-run");
+  if (!btn) return;
+  const picks = $$(".diff-pick");
+  const sync = () => { btn.disabled = picks.filter(p => p.checked).length !== 2; };
+  picks.forEach(p => p.addEventListener("change", sync));
+  btn.addEventListener("click", async () => {
+    const [b, a] = picks.filter(p => p.checked).map(p => p.value); // the list is newest first
+    if (!main.dataset.hostId) { showError($("#diff-error"), new Error("No host has used this repository yet, so none can run the diff.")); return; }
+    try {
+      const r = await api("POST", "/api/v1/hosts/" + encodeURIComponent(main.dataset.hostId) + "/jobs", { kind: "diff", repo_id: main.dataset.repoId, args: { snapshot_a: a, snapshot_b: b } });
+      location.href = "/jobs/" + encodeURIComponent(r.data.job_id);
+    } catch (e) { showError($("#diff-error"), e); }
+  });
+}
+
+// ---- restore wizard
+function restorePage(main) {
+  const st = { repo: "", snap: null, snaps: [], dir: "/", sel: new Map(), cursor: "", poll: null };
+  const err = e => showError($("#wizard-error"), e);
+  const step = n => {
+    for (let i = 1; i <= 4; i++) $("#step-" + i).hidden = i !== n;
+    $$("#steps li").forEach(li => li.classList.toggle("cur", li.dataset.step === String(n)));
+    err();
+  };
+  const repoSel = $("#w-repo");
+
+  async function loadSnapshots() {
+    st.repo = repoSel.value;
+    const box = $("#w-snapshots");
+    box.replaceChildren();
+    if (!st.repo) return;
+    try {
+      const r = await api("GET", "/api/v1/repos/" + encodeURIComponent(st.repo) + "/snapshots");
+      st.snaps = (r.data || []).slice().reverse();
+      if (st.snaps.length === 0) { box.append(el("p", {}, "No snapshots known for this repository yet. Run a backup (or a snapshots job) first.")); return; }
+      const tb = el("tbody");
+      for (const s of st.snaps) {
+        const b = el("button", { type: "button", class: "small pick-snapshot", "data-id": s.id }, "Browse");
+        b.addEventListener("click", () => pickSnapshot(s));
+        tb.append(el("tr", { "data-snapshot": s.id }, el("td", {}, el("code", {}, s.short_id || s.id.slice(0, 8))), el("td", {}, fmtTime(s.time)), el("td", {}, s.hostname || ""), el("td", { class: "sub" }, (s.paths || []).join(", ")), el("td", {}, b)));
+      }
+      box.append(el("div", { class: "table-wrap" }, el("table", { id: "w-snapshot-list" }, el("thead", {}, el("tr", {}, ...["ID", "Time", "Host", "Paths", ""].map(h => el("th", {}, h)))), tb)));
+      if (main.dataset.snapshot) {
+        const s = st.snaps.find(x => x.id === main.dataset.snapshot || x.id.startsWith(main.dataset.snapshot));
+        main.dataset.snapshot = "";
+        if (s) pickSnapshot(s);
+      }
+    } catch (e) { err(e); }
+  }
+  repoSel.addEventListener("change", loadSnapshots);
+
+  function pickSnapshot(s) {
+    st.snap = s; st.sel.clear(); renderSel();
+    $("#w-snap-label").textContent = (s.short_id || s.id.slice(0, 8)) + " · " + fmtTime(s.time) + " · " + (s.hostname || "");
+    step(2);
+    openDir("/");
+  }
+
+  async function openDir(dir, more) {
+    clearTimeout(st.poll);
+    if (!more) { st.dir = dir; st.cursor = ""; }
+    renderCrumbs();
+    const tb = $("#w-tree tbody");
+    if (!more) tb.replaceChildren();
+    let r;
+    try {
+      r = await api("GET", "/api/v1/repos/" + encodeURIComponent(st.repo) + "/snapshots/" + encodeURIComponent(st.snap.id) + "/ls?limit=500&path=" + encodeURIComponent(dir) + (more && st.cursor ? "&cursor=" + encodeURIComponent(st.cursor) : ""));
+    } catch (e) { err(e); return; }
+    if (r.status === 202) {
+      // The first look at a snapshot indexes it on a host; ask again shortly.
+      $("#w-indexing").hidden = false;
+      st.poll = setTimeout(() => { if (st.dir === dir) openDir(dir); }, 1000);
+      return;
+    }
+    $("#w-indexing").hidden = true;
+    if (st.dir !== dir) return;
+    st.cursor = r.headers.get("X-Next-Cursor") || "";
+    $("#w-more").hidden = !st.cursor;
+    const entries = r.data || [];
+    if (!more && entries.length === 0) tb.append(el("tr", {}, el("td", { colSpan: 4 }, "This folder is empty.")));
+    for (const e of entries) {
+      const cb = el("input", { type: "checkbox", class: "pick", value: e.path, checked: st.sel.has(e.path) });
+      cb.setAttribute("aria-label", "select " + e.path);
+      cb.addEventListener("change", () => { if (cb.checked) st.sel.set(e.path, e.type); else st.sel.delete(e.path); renderSel(); });
+      let name;
+      if (e.type === "dir") {
+        name = el("button", { type: "button", class: "tree-dir", "data-path": e.path }, e.name + "/");
+        name.addEventListener("click", () => openDir(e.path));
+      } else name = el("span", { class: "tree-file" }, e.name);
+      tb.append(el("tr", { "data-path": e.path, "data-type": e.type }, el("td", {}, cb), el("td", {}, name), el("td", {}, e.type === "dir" ? "" : fmtBytes(e.size)), el("td", { class: "sub" }, fmtTime(e.mtime))));
+    }
+  }
+  $("#w-more").addEventListener("click", () => openDir(st.dir, true));
+
+  function renderCrumbs() {
+    const c = $("#w-crumbs");
+    const parts = st.dir.split("/").filter(Boolean);
+    const links = [el("a", { href: "#", "data-path": "/" }, "/")];
+    let acc = "";
+    for (const p of parts) { acc += "/" + p; links.push(el("a", { href: "#", "data-path": acc }, p + "/")); }
+    links.forEach(a => a.addEventListener("click", ev => { ev.preventDefault(); openDir(a.dataset.path); }));
+    c.replaceChildren(...links);
+  }
+
+  function renderSel() {
+    const ul = $("#w-selection");
+    ul.replaceChildren(...[...st.sel.keys()].sort().map(p => {
+      const x = el("button", { type: "button", class: "small plain" }, "remove");
+      x.addEventListener("click", () => { st.sel.delete(p); renderSel(); const cb = $$("#w-tree input.pick").find(c => c.value === p); if (cb) cb.checked = false; });
+      return el("li", { "data-path": p }, p + (st.sel.get(p) === "dir" ? "/ " : " "), x);
+    }));
+    $("#w-sel-count").textContent = String(st.sel.size);
+    $("#w-to-3").disabled = st.sel.size === 0;
+  }
+
+  // The original host: the enrolled host whose hostname took the snapshot.
+  const origHost = () => $$("#w-host option").find(o => st.snap && o.dataset.hostname === st.snap.hostname);
+  const target = () => $$("input[name=w-target]").find(r => r.checked).value;
+  function syncTarget() {
+    const t = target();
+    $("#w-inplace-box").hidden = t !== "inplace";
+    $("#w-host-box").hidden = t !== "otherhost";
+    $("#w-path-box").hidden = t === "inplace";
+    const o = origHost();
+    $("#w-orig-host").textContent = o ? "Original host: " + o.textContent : "The host that made this snapshot is not enrolled here: restore to another host.";
+  }
+  $$("input[name=w-target]").forEach(r => r.addEventListener("change", syncTarget));
+
+  function request() {
+    const t = target(), o = origHost();
+    const req = { repo_id: st.repo, snapshot_id: st.snap.id, include: [...st.sel.keys()].sort() };
+    if (t === "otherhost") req.target_host_id = $("#w-host").value;
+    else if (o) req.target_host_id = o.value;
+    else throw new Error("The host that made this snapshot is not enrolled here; choose \"Another host\".");
+    if (t === "inplace") {
+      if (!$("#w-confirm").checked) throw new Error("Tick the box to confirm that files at their original paths will be overwritten.");
+      req.in_place = true;
+    } else {
+      req.target_path = $("#w-path").value.trim();
+      if (!req.target_path.startsWith("/") && !/^[A-Za-z]:[\\/]/.test(req.target_path)) throw new Error("Give the target folder as an absolute path, e.g. /srv/restore.");
+    }
+    return req;
+  }
+
+  $("#w-back-1").addEventListener("click", () => step(1));
+  $("#w-to-3").addEventListener("click", () => { syncTarget(); step(3); });
+  $("#w-back-2").addEventListener("click", () => step(2));
+  $("#w-back-3").addEventListener("click", () => step(3));
+  $("#w-to-4").addEventListener("click", () => {
+    let req;
+    try { req = request(); } catch (e) { err(e); return; }
+    const hostName = (id) => { const o = $$("#w-host option").find(x => x.value === id); return o ? o.textContent : id; };
+    const rows = [["Repository", repoSel.selectedOptions[0].textContent], ["Snapshot", $("#w-snap-label").textContent],
+      ["Paths", req.include.join("\n")], ["Target host", hostName(req.target_host_id)],
+      ["Target", req.in_place ? "original location (overwrite)" : req.target_path + " (files keep their full path under it)"]];
+    $("#w-review").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { class: k === "Paths" ? "files" : "" }, v)]));
+    step(4);
+  });
+  $("#w-run").addEventListener("click", async () => {
+    $("#w-run").disabled = true;
+    try {
+      const r = await api("POST", "/api/v1/restores", request());
+      location.href = "/jobs/" + encodeURIComponent(r.data.job_id);
+    } catch (e) { err(e); $("#w-run").disabled = false; }
+  });
+
+  if (main.dataset.repo) { repoSel.value = main.dataset.repo; }
+  if (repoSel.value) loadSnapshots();
+}
+
+// ---- settings: users and tokens
+function settingsPage() {
+  const uf = $("#user-form");
+  if (uf) uf.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/api/v1/users", { name: uf.elements.name.value.trim(), password: uf.elements.password.value, role: uf.elements.role.value });
+      location.reload();
+    } catch (e) { showError($("#user-error"), e); }
+  });
+  const tf = $("#token-form");
+  tf.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    try {
+      const r = await api("POST", "/api/v1/tokens", { name: tf.elements.name.value.trim() });
+      $("#token-value").textContent = r.data.token; $("#token-new").hidden = false; showError($("#token-error"));
+    } catch (e) { showError($("#token-error"), e); }
+  });
+  $$(".delete-token").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm("Revoke this token? Scripts using it stop working.")) return;
+    try { await api("DELETE", "/api/v1/tokens/" + encodeURIComponent(b.dataset.id)); location.reload(); }
+    catch (e) { showError($("#token-error"), e); }
+  }));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const main = $("main[data-page]");
+  if (!main) return;
+  const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage };
+  const fn = pages[main.dataset.page];
+  if (fn) fn(main);
+});
