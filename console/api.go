@@ -858,7 +858,18 @@ func (c *Console) apiJobEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
+	// An update queued between subscribe and the read above may be older
+	// than what was read: never send a job state older than the last sent.
+	var lastSeq int64 = -1
 	send := func(j storage.Job) bool {
+		seq := int64(0)
+		if j.Progress != nil {
+			seq = j.Progress.Seq
+		}
+		if !storage.TerminalStatus(j.Status) && seq <= lastSeq {
+			return false
+		}
+		lastSeq = seq
 		ev := "progress"
 		if storage.TerminalStatus(j.Status) {
 			ev = "result"
