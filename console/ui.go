@@ -197,7 +197,12 @@ func hostState(h storage.Host, now time.Time) string {
 	case storage.JobPartial, storage.JobCancelled:
 		return stateWarning
 	}
-	switch age := now.Sub(b.EndedAt); {
+	// Age counts from the last backup that made a snapshot.
+	last := b.EndedAt
+	if h.LastSuccess != nil {
+		last = h.LastSuccess.EndedAt
+	}
+	switch age := now.Sub(last); {
 	case age >= ageRed:
 		return stateFailing
 	case age >= ageAmber:
@@ -288,6 +293,7 @@ type fleetHost struct {
 	ID, name, hostname string // name and hostname lower-cased for search
 	Enrolled, Online   bool
 	LastBackup         *storage.LastBackup
+	LastSuccess        *storage.LastBackup
 }
 
 type fleetCache struct {
@@ -320,7 +326,7 @@ func (c *Console) fleet(fc *fleetCache) ([]fleetHost, error) {
 		}
 		for _, h := range batch {
 			out = append(out, fleetHost{ID: h.ID, name: strings.ToLower(h.Name), hostname: strings.ToLower(h.Hostname),
-				Enrolled: h.Enrolled, Online: h.Online, LastBackup: h.LastBackup})
+				Enrolled: h.Enrolled, Online: h.Online, LastBackup: h.LastBackup, LastSuccess: h.LastSuccess})
 		}
 		if len(batch) < hostScanBatch {
 			break
@@ -360,7 +366,7 @@ func (c *Console) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.R
 	}
 	var pageIDs []string
 	for _, h := range all {
-		st := hostState(storage.Host{Enrolled: h.Enrolled, Online: h.Online, LastBackup: h.LastBackup}, now)
+		st := hostState(storage.Host{Enrolled: h.Enrolled, Online: h.Online, LastBackup: h.LastBackup, LastSuccess: h.LastSuccess}, now)
 		d.Counts.Total++
 		switch st {
 		case stateOK:
