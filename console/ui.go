@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +99,7 @@ func (c *Console) mountUI(r chi.Router, loginLimit func(http.Handler) http.Handl
 		r.Get("/repos/{id}", c.pageRepo)
 		r.Get("/restore", c.pageRestore)
 		r.Get("/settings", c.pageSettings)
+		r.Get("/alerts", c.pageAlerts)
 		// A read-only helper for the schedule editor's live preview; it
 		// changes nothing, so every role may call it.
 		r.Get("/ui/cron", c.uiCronPreview)
@@ -471,4 +473,22 @@ func humanBytes(n uint64) string {
 		exp++
 	}
 	return strconv.FormatFloat(float64(n)/float64(div), 'f', 1, 64) + " " + string("KMGTPE"[exp]) + "iB"
+}
+
+// pageAlerts lists alerts, firing first, with acknowledge and silence for
+// operators.
+func (c *Console) pageAlerts(w http.ResponseWriter, r *http.Request) {
+	p, _ := principalFrom(r.Context())
+	alerts, err := c.store.ListAlerts(true)
+	if err != nil {
+		c.pageError(w, r, err)
+		return
+	}
+	sort.SliceStable(alerts, func(i, j int) bool {
+		if (alerts[i].State == storage.AlertFiring) != (alerts[j].State == storage.AlertFiring) {
+			return alerts[i].State == storage.AlertFiring
+		}
+		return alerts[i].Since.After(alerts[j].Since)
+	})
+	c.render(w, "alerts.html", map[string]any{"User": p, "Alerts": alerts})
 }

@@ -26,6 +26,13 @@ func uiFixture(t *testing.T) (*httptest.Server, *storage.Store) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := st.UpdateAlert("backup_stale.host-a", func(a *storage.Alert, _ bool) error {
+		*a = storage.Alert{Rule: "backup_stale", Subject: "host-a", HostID: "host-a", Severity: "critical", State: storage.AlertFiring,
+			Since: time.Now().Add(-time.Hour), Message: "no successful backup of web-<1>"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "main", DisplayURL: "rest:http://x/"}, storage.RepoSecrets{URL: "rest:http://x/", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +81,9 @@ func getPage(t *testing.T, srv *httptest.Server, role, path string) (int, string
 // and shows run or edit controls only to roles that may use them.
 func TestPagesRenderPerRole(t *testing.T) {
 	srv, _ := uiFixture(t)
-	controls := []string{`id="run-form"`, `id="schedule-editor"`, `class="small edit-schedule"`, `id="cancel-job"`, `id="nav-restore"`, `id="diff-run"`}
+	controls := []string{`id="run-form"`, `id="schedule-editor"`, `class="small edit-schedule"`, `id="cancel-job"`, `id="nav-restore"`, `id="diff-run"`, `class="small ack-alert"`}
 	for _, role := range []string{RoleViewer, RoleOperator, RoleAdmin} {
-		pages := []string{"/", "/?q=web&state=warning&page=1", "/hosts/host-a", "/hosts/host-a?status=failed", "/jobs/job-1", "/repos/repo-1", "/settings"}
+		pages := []string{"/", "/?q=web&state=warning&page=1", "/hosts/host-a", "/hosts/host-a?status=failed", "/jobs/job-1", "/repos/repo-1", "/settings", "/alerts"}
 		if role != RoleViewer {
 			pages = append(pages, "/restore?repo=repo-1")
 		}
@@ -95,6 +102,9 @@ func TestPagesRenderPerRole(t *testing.T) {
 				}
 			}
 		}
+	}
+	if _, body := getPage(t, srv, RoleOperator, "/alerts"); !strings.Contains(body, `class="small ack-alert"`) || !strings.Contains(body, "backup_stale") {
+		t.Error("an operator sees no acknowledge control for a firing alert")
 	}
 	if code, body := getPage(t, srv, RoleViewer, "/restore"); code != http.StatusForbidden || !strings.Contains(body, "role") {
 		t.Errorf("viewer /restore: %d", code)

@@ -465,10 +465,20 @@ function settingsPage() {
   }));
 }
 
+// ---- alerts: acknowledge and silence
+function alertsPage() {
+  const act = (sel, path, body) => $$(sel).forEach(b => b.addEventListener("click", async () => {
+    try { await api("POST", "/api/v1/alerts/" + encodeURIComponent(b.dataset.id) + path, body); location.reload(); }
+    catch (e) { showError($("#alert-error"), e); }
+  }));
+  act(".ack-alert", "/ack");
+  act(".silence-alert", "/silence", { for: "8h" });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const main = $("main[data-page]");
   if (!main) return;
-  const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage };
+  const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage, alerts: alertsPage };
   const fn = pages[main.dataset.page];
   if (fn) fn(main);
 });
