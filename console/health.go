@@ -127,6 +127,10 @@ func (c *Console) applyHealth(r *storage.Repo, j storage.Job) {
 	}
 	if json.Unmarshal(out.RawData, &raw) == nil && raw.TotalSize > 0 {
 		h.SizeBytes, h.UncompressedBytes, h.CompressionRatio = raw.TotalSize, raw.TotalUncompressedSize, raw.CompressionRatio
+		h.SizeHistory = append(h.SizeHistory, storage.SizePoint{At: j.EndedAt, Bytes: raw.TotalSize})
+		if n := len(h.SizeHistory); n > storage.MaxSizeHistory {
+			h.SizeHistory = h.SizeHistory[n-storage.MaxSizeHistory:]
+		}
 	}
 	if json.Unmarshal(out.RestoreSize, &restore) == nil {
 		h.RestoreSizeBytes = restore.TotalSize

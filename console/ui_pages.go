@@ -179,8 +179,26 @@ func (c *Console) pageRepo(w http.ResponseWriter, r *http.Request) {
 	if len(snaps) > repoSnapshotsShown {
 		snaps = snaps[:repoSnapshotsShown]
 	}
+	// Charts: size from the health reports; backup duration from the most
+	// recent jobs (a bounded walk of the job index).
+	var sizes, durations []chartPoint
+	if rp.Health != nil {
+		for _, sp := range rp.Health.SizeHistory {
+			sizes = append(sizes, chartPoint{sp.At, float64(sp.Bytes)})
+		}
+	}
+	if jobs, _, err := c.store.ListJobs(storage.JobQuery{Limit: 500}); err == nil {
+		for i := len(jobs) - 1; i >= 0; i-- {
+			j := jobs[i]
+			if j.RepoID == rp.ID && j.Kind == "backup" && j.Status == storage.JobSucceeded && !j.StartedAt.IsZero() {
+				durations = append(durations, chartPoint{j.EndedAt, j.EndedAt.Sub(j.StartedAt).Seconds()})
+			}
+		}
+	}
 	c.render(w, "repo.html", map[string]any{"User": p, "Repo": viewRepo(rp), "LastHostID": rp.LastHostID,
-		"Snapshots": snaps, "SnapshotTotal": total})
+		"Snapshots": snaps, "SnapshotTotal": total,
+		"SizeChart":     svgChart(sizes, func(v float64) string { return humanBytes(uint64(v)) }, "repository size over time"),
+		"DurationChart": svgChart(durations, func(v float64) string { return fmt.Sprintf("%.0f s", v) }, "backup duration over time")})
 }
 
 // ---- restore wizard

@@ -199,3 +199,18 @@ func TestCronPreview(t *testing.T) {
 		t.Fatalf("bad cron: %d %s", code, body)
 	}
 }
+
+func TestSVGChart(t *testing.T) {
+	now := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
+	out := string(svgChart([]chartPoint{{now, 1 << 20}, {now.Add(time.Hour), 3 << 20}, {now.Add(2 * time.Hour), 2 << 20}},
+		func(v float64) string { return humanBytes(uint64(v)) }, `size <of> "repo"`))
+	if !strings.HasPrefix(out, "<svg") || !strings.Contains(out, "<polyline") || !strings.Contains(out, "3.0 MiB") || !strings.Contains(out, "1.0 MiB") {
+		t.Fatalf("chart %s", out)
+	}
+	if strings.Contains(out, `<of>`) {
+		t.Fatal("label not escaped")
+	}
+	if got := string(svgChart(nil, nil, "x")); strings.Contains(got, "<svg") {
+		t.Fatal("a chart without data")
+	}
+}

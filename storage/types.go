@@ -114,10 +114,22 @@ type RepoHealth struct {
 	RestoreSizeBytes  uint64     `json:"restore_size_bytes"`
 	SnapshotCount     int        `json:"snapshot_count"`
 	LastCheck         *CheckMark `json:"last_check"`
-	LastPrune         *time.Time `json:"last_prune"`
-	Locks             LockState  `json:"locks"`
-	UpdatedAt         time.Time  `json:"updated_at,omitzero"`
+	// SizeHistory keeps the size at each health report (the newest
+	// maxSizeHistory), for the repository page's chart.
+	SizeHistory []SizePoint `json:"size_history,omitempty"`
+	LastPrune   *time.Time  `json:"last_prune"`
+	Locks       LockState   `json:"locks"`
+	UpdatedAt   time.Time   `json:"updated_at,omitzero"`
 }
+
+// SizePoint is the repository's size at one time.
+type SizePoint struct {
+	At    time.Time `json:"at"`
+	Bytes uint64    `json:"bytes"`
+}
+
+// MaxSizeHistory bounds RepoHealth.SizeHistory.
+const MaxSizeHistory = 180
 
 // CheckMark is the outcome of the last check.
 type CheckMark struct {
