@@ -110,7 +110,7 @@ func TreePathToWindows(p string) (string, error) {
 		case e == "" || e == ".":
 			continue
 		case e == "..":
-			return "", fmt.Errorf("%w: %q contains ..", ErrNotWindowsPath, p)
+			return "", fmt.Errorf("%w: %q contains a '..' element", ErrNotWindowsPath, p)
 		case strings.ContainsRune(e, '\\'):
 			return "", fmt.Errorf("%w: element %q of %q contains a backslash", ErrNotWindowsPath, e, p)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/restic-manager/restic-manager/storage"
@@ -41,7 +42,7 @@ func newMetrics(c *Console) *metrics {
 			Help: "Schedule fires, by outcome."}, []string{"outcome"}),
 	}
 	m.reg.MustRegister(m.jobs, m.duration, m.added, m.ingested, m.rejected, m.firesSeen,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), &fleetCollector{c: c})
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &fleetCollector{c: c})
 	return m
 }
 

@@ -355,7 +355,7 @@ func TestSinkFailureRetries(t *testing.T) {
 
 func TestOffsetIsStableAndSpread(t *testing.T) {
 	w := 10 * time.Minute
-	if Offset("h1", "s", w) != Offset("h1", "s", w) {
+	if first, again := Offset("h1", "s", w), Offset("h1", "s", w); first != again {
 		t.Fatal("offset not stable")
 	}
 	buckets := map[time.Duration]int{}
