@@ -405,7 +405,7 @@ func TestRepositoryHealthAndStaleLocks(t *testing.T) {
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"1 stale", "run unlock", "passed", "2</strong> snapshots", "<polyline"} {
+	for _, want := range []string{"1 stale", "run unlock", "passed", "2</strong> snapshots", "<polyline", `id="unlock-run"`} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("repository page lacks %q", want)
 		}

@@ -270,6 +270,14 @@ async function loadChanges(id) {
 
 // ---- repository page: diff two snapshots
 function repoPage(main) {
+  const unlock = $("#unlock-run");
+  if (unlock) unlock.addEventListener("click", async () => {
+    if (!main.dataset.hostId) { showError($("#unlock-error"), new Error("No host has used this repository yet, so none can run unlock.")); return; }
+    try {
+      const r = await api("POST", "/api/v1/hosts/" + encodeURIComponent(main.dataset.hostId) + "/jobs", { kind: "unlock", repo_id: main.dataset.repoId });
+      location.href = "/jobs/" + encodeURIComponent(r.data.job_id);
+    } catch (e) { showError($("#unlock-error"), e); }
+  });
   const btn = $("#diff-run");
   if (!btn) return;
   const picks = $$(".diff-pick");
