@@ -81,7 +81,7 @@ func getPage(t *testing.T, srv *httptest.Server, role, path string) (int, string
 // and shows run or edit controls only to roles that may use them.
 func TestPagesRenderPerRole(t *testing.T) {
 	srv, _ := uiFixture(t)
-	controls := []string{`id="run-form"`, `id="schedule-editor"`, `class="small edit-schedule"`, `id="cancel-job"`, `id="nav-restore"`, `id="diff-run"`, `class="small ack-alert"`, `id="unlock-run"`}
+	controls := []string{`id="run-form"`, `id="schedule-editor"`, `class="small edit-schedule"`, `id="cancel-job"`, `id="nav-restore"`, `id="diff-run"`, `class="small ack-alert"`, `id="unlock-run"`, `id="add-host-form"`}
 	for _, role := range []string{RoleViewer, RoleOperator, RoleAdmin} {
 		pages := []string{"/", "/?q=web&state=warning&page=1", "/hosts/host-a", "/hosts/host-a?status=failed", "/jobs/job-1", "/repos/repo-1", "/settings", "/alerts"}
 		if role != RoleViewer {

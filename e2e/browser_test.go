@@ -50,6 +50,16 @@ func TestBrowserDashboardAndLiveBackup(t *testing.T) {
 		t.Errorf("offline count %q, want 0", got)
 	}
 
+	// Adding a host shows its one-line installer with the one-time token
+	// and the CA fingerprint.
+	b.step("add a host", chromedp.Click(chromedp.CSS(`#add-host summary`)),
+		chromedp.SendKeys(chromedp.CSS(`#add-host-form input[name=name]`), "laptop-1"),
+		chromedp.Click(chromedp.CSS(`#add-host-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#add-host-result`)))
+	if line := b.text("#install-linux"); !strings.Contains(line, "install.sh") || !strings.Contains(line, "--token rme_") || !strings.Contains(line, "--ca-fingerprint "+f.srv.caFP) {
+		t.Errorf("install line %q", line)
+	}
+
 	// Start a backup from the host page. restic's percentage counts files
 	// read, and 40,000 small files take it a few seconds: several progress
 	// reports (one per 500 ms) reach the page.

@@ -473,6 +473,24 @@ function settingsPage() {
   }));
 }
 
+// ---- dashboard: add a host and show its install line
+function dashboardPage() {
+  const f = $("#add-host-form");
+  if (!f) return;
+  f.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    try {
+      const r = await api("POST", "/api/v1/hosts", { name: f.elements.name.value.trim() });
+      const ic = r.data.install_commands || {};
+      $("#install-linux").textContent = ic.linux || "";
+      $("#install-windows").textContent = ic.windows || "";
+      $("#enroll-command").textContent = r.data.enroll_command || "";
+      $("#add-host-result").hidden = false;
+      showError($("#add-host-error"));
+    } catch (e) { showError($("#add-host-error"), e); }
+  });
+}
+
 // ---- alerts: acknowledge and silence
 function alertsPage() {
   const act = (sel, path, body) => $$(sel).forEach(b => b.addEventListener("click", async () => {
@@ -486,7 +504,7 @@ function alertsPage() {
 document.addEventListener("DOMContentLoaded", () => {
   const main = $("main[data-page]");
   if (!main) return;
-  const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage, alerts: alertsPage };
+  const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage, alerts: alertsPage, dashboard: dashboardPage };
   const fn = pages[main.dataset.page];
   if (fn) fn(main);
 });
