@@ -175,12 +175,6 @@ func (s *Server) Publish(topic string, payload []byte, retain bool, expiry time.
 	return s.mq.InjectPacket(s.console, pk)
 }
 
-// Connected reports whether a client with this ID has a live connection.
-func (s *Server) Connected(clientID string) bool {
-	cl, ok := s.mq.Clients.Get(clientID)
-	return ok && !cl.Closed()
-}
-
 // Disconnect drops a client's connection (for instance when its credential
 // is revoked).
 func (s *Server) Disconnect(clientID string) {

@@ -74,7 +74,6 @@ type Console struct {
 	pub   Publisher
 	log   *slog.Logger
 
-	fires      fireCounters
 	alertState alertState
 	metrics    *metrics
 	guard      loginGuard

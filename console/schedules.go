@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -20,11 +19,6 @@ import (
 // applyGrace is how long an online host may take to apply a new version
 // before it is flagged.
 const applyGrace = 3 * time.Minute
-
-// fireCounters count what happened to fires, for the operator.
-type fireCounters struct {
-	accepted, duplicate, refused atomic.Int64
-}
 
 func (c *Console) apiPutSchedules(w http.ResponseWriter, r *http.Request) {
 	hostID := chi.URLParam(r, "id")
@@ -199,7 +193,6 @@ func (c *Console) ingestFire(host string, payload []byte) error {
 		return err
 	}
 	refuse := func(why string) error {
-		c.fires.refused.Add(1)
 		c.metrics.firesSeen.WithLabelValues("refused").Inc()
 		c.log.Warn("fire refused", "host_id", host, "schedule_id", f.ScheduleID, "scheduled_at", f.ScheduledAt, "reason", why)
 		return fmt.Errorf("%w: fire refused: %s", broker.ErrRejected, why)
@@ -238,12 +231,10 @@ func (c *Console) ingestFire(host string, payload []byte) error {
 		return err
 	}
 	if !created {
-		c.fires.duplicate.Add(1)
 		c.metrics.firesSeen.WithLabelValues("duplicate").Inc()
 		c.log.Info("duplicate fire ignored", "host_id", host, "schedule_id", f.ScheduleID, "job_id", j.ID)
 		return nil
 	}
-	c.fires.accepted.Add(1)
 	c.metrics.firesSeen.WithLabelValues("accepted").Inc()
 	return nil
 }

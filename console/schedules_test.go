@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/restic-manager/restic-manager/broker"
 	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/storage"
@@ -63,11 +65,11 @@ func TestFireAcrossAnEdit(t *testing.T) {
 	if len(jobs) != 1 || jobs[0].ScheduleID != "keep" || jobs[0].ActorKind != "schedule" || jobs[0].Actor != "keep (renamed)" {
 		t.Fatalf("jobs = %+v, want one for keep built from the current record", jobs)
 	}
-	if got := c.fires.refused.Load(); got != 3 {
-		t.Errorf("%d fires counted as refused, want 3", got)
+	if got := testutil.ToFloat64(c.metrics.firesSeen.WithLabelValues("refused")); got != 3 {
+		t.Errorf("%v fires counted as refused, want 3", got)
 	}
-	if got := c.fires.duplicate.Load(); got != 1 {
-		t.Errorf("%d duplicates counted, want 1", got)
+	if got := testutil.ToFloat64(c.metrics.firesSeen.WithLabelValues("duplicate")); got != 1 {
+		t.Errorf("%v duplicates counted, want 1", got)
 	}
 }
 

@@ -155,8 +155,11 @@ func TestStaleBackupAlertsAndResolves(t *testing.T) {
 	if n := hook.count("resolved", "backup_stale"); n != 1 {
 		t.Fatalf("%d resolved notifications, want 1", n)
 	}
-	if hook.bad != 0 {
-		t.Fatalf("%d webhook deliveries with a bad signature or body", hook.bad)
+	hook.mu.Lock()
+	bad := hook.bad
+	hook.mu.Unlock()
+	if bad != 0 {
+		t.Fatalf("%d webhook deliveries with a bad signature or body", bad)
 	}
 
 	// A failed job alerts once, however often it fails.

@@ -67,18 +67,6 @@ func ResultTopic(host, job string) string { return HostPrefix(host) + "jobs/" + 
 // fires, cleared (empty retained payload) when it resolves.
 func AlertTopic(alertID string) string { return Prefix + "/alerts/" + alertID }
 
-// AlertsFilter matches every alert topic.
-const AlertsFilter = Prefix + "/alerts/#"
-
-// Filters the console subscribes to (agent → console traffic of every host).
-const (
-	FilterAllStatus   = Prefix + "/hosts/+/status"
-	FilterAllProgress = Prefix + "/hosts/+/jobs/+/progress"
-	FilterAllResults  = Prefix + "/hosts/+/jobs/+/result"
-	FilterAllReported = Prefix + "/hosts/+/schedules/reported"
-	FilterAllFires    = Prefix + "/hosts/+/fires"
-)
-
 // Topic is a parsed contract topic.
 type Topic struct {
 	Host string
