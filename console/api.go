@@ -62,7 +62,14 @@ func (c *Console) router(ready func() bool) chi.Router {
 		r.With(loginLimit).Post("/login", c.apiLogin)
 		r.Post("/logout", c.apiLogout)
 		// Agents enrol with their one-time token, not a user login.
-		r.With(httprate.LimitBy(30, time.Minute, remoteIP)).Post("/enroll", c.apiEnroll)
+		enroll := r.With()
+		if n := c.opts.EnrollPerMinute; n >= 0 {
+			if n == 0 {
+				n = 30
+			}
+			enroll = r.With(httprate.LimitBy(n, time.Minute, remoteIP))
+		}
+		enroll.Post("/enroll", c.apiEnroll)
 
 		r.Group(func(r chi.Router) {
 			r.Use(c.requireAuth(true))

@@ -64,7 +64,11 @@ type Options struct {
 	AlertInterval, RenotifyEvery, OfflineAfter time.Duration
 	// CommandExpiry bounds how long a command waits for an offline agent.
 	CommandExpiry time.Duration
-	Version       string
+	// EnrollPerMinute caps enrolments per client IP and minute (default 30;
+	// negative means no cap). A rollout behind one NAT or a fleet simulator
+	// needs more.
+	EnrollPerMinute int
+	Version         string
 }
 
 // Console serves HTTP and ingests agent messages.

@@ -71,6 +71,7 @@ type serverFlags struct {
 	healthDelay                      time.Duration
 	alertInterval, renotify, offline time.Duration
 	insecure                         bool
+	enrollPerMinute                  int
 }
 
 // publisher breaks the cycle between the console (which publishes through
@@ -128,6 +129,7 @@ func runServer(args []string) error {
 	fs.DurationVar(&f.alertInterval, "alert-interval", 30*time.Second, "how often the alert rules run")
 	fs.DurationVar(&f.renotify, "renotify", 4*time.Hour, "repeat notifications of a firing, unacknowledged alert this often")
 	fs.DurationVar(&f.offline, "offline-after", time.Hour, "alert when a host has been offline this long")
+	fs.IntVar(&f.enrollPerMinute, "enroll-rate", 30, "enrolments allowed per client IP and minute (-1: no limit), for large rollouts behind one address")
 	fs.BoolVar(&f.insecure, "insecure", false, "plain TCP and HTTP: local development and tests only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -181,6 +183,7 @@ func runServer(args []string) error {
 		TLS: tlsCfg != nil, SecureCookies: tlsCfg != nil, CAFingerprint: caFingerprint,
 		DownloadsDir: f.downloads, CAPEM: caPEM, HealthDelay: f.healthDelay,
 		AlertInterval: f.alertInterval, RenotifyEvery: f.renotify, OfflineAfter: f.offline,
+		EnrollPerMinute: f.enrollPerMinute,
 	})
 	if err != nil {
 		return err
