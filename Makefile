@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X github.com/restic-manager/restic-manager/internal/cli.Versio
 # The whole suite must stay well under CI's limit; this bounds a hung test.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all build tools test lint demo fuzz clean cross bench browser
+.PHONY: all build tools test lint demo fuzz clean cross bench browser mosquitto
 
 all: build
 
@@ -48,8 +48,16 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
 		else echo "Chromium is missing and installing it needs root: run 'sudo apt-get install -y chromium' (the browser tests fail without /usr/bin/chromium)"; exit 1; fi; }
 
+# Debian's Mosquitto 2, pinned, for the external-broker tests
+# (e2e/mosquitto_test.go), which fail without it. Installing needs root.
+MOSQUITTO_VERSION := 2.0.11-1.2+deb12u2
+mosquitto:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y --no-install-recommends mosquitto=$(MOSQUITTO_VERSION); \
+		else echo "Mosquitto is missing and installing it needs root: run 'sudo apt-get install -y mosquitto=$(MOSQUITTO_VERSION)'"; exit 1; fi; }
+
 # Every test, with the race detector, against the real tools.
-test: tools browser
+test: tools browser mosquitto
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	GOOS=windows $(GO) vet ./agent/... ./runner/... ./wire/... ./cmd/restic-manager-agent/...

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/restic-manager/restic-manager/broker"
 	"github.com/restic-manager/restic-manager/notify"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
@@ -197,9 +198,17 @@ func (c *Console) apiCreateMQTTUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	password := randomToken(24)
-	if err := c.store.PutIntegrationUser(storage.IntegrationUser{Name: req.Name, PasswordHash: sha(password), CreatedAt: time.Now().UTC()}); err != nil {
+	brokerHash, err := broker.MosquittoHash(password)
+	if err != nil {
 		c.fail(w, r, err)
 		return
+	}
+	if err := c.store.PutIntegrationUser(storage.IntegrationUser{Name: req.Name, PasswordHash: sha(password), BrokerHash: brokerHash, CreatedAt: time.Now().UTC()}); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if err := c.syncBrokerAccounts(r.Context()); err != nil {
+		c.log.Error("new integration user may not reach the external broker yet", "user", req.Name, "error", err)
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"name": req.Name, "password": password})
 }
@@ -250,6 +259,9 @@ func (c *Console) apiDeleteHost(w http.ResponseWriter, r *http.Request) {
 	}
 	if d, ok := c.pub.(Disconnector); ok {
 		d.Disconnect(id)
+	}
+	if err := c.syncBrokerAccounts(r.Context()); err != nil {
+		c.log.Error("deleted host still in the external broker's accounts", "host_id", id, "error", err)
 	}
 	for _, topic := range []string{wire.StatusTopic(id), wire.HealthTopic(id), wire.SchedulesDesiredTopic(id), wire.SchedulesReportedTopic(id)} {
 		_ = c.pub.Publish(topic, nil, true, 0)

@@ -17,6 +17,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/go-chi/httprate"
 
+	"github.com/restic-manager/restic-manager/broker"
 	"github.com/restic-manager/restic-manager/internal/seal"
 	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/storage"
@@ -494,8 +495,14 @@ func (c *Console) apiEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	password := randomToken(32)
+	brokerHash, err := broker.MosquittoHash(password)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
 	h, err := c.store.UpdateHost(et.HostID, func(h *storage.Host) error {
 		h.CredentialHash = sha(password)
+		h.BrokerHash = brokerHash
 		h.PublicKey = req.PublicKey
 		h.Enrolled = true
 		h.Hostname, h.OS, h.Arch = req.Hostname, req.OS, req.Arch
@@ -508,6 +515,10 @@ func (c *Console) apiEnroll(w http.ResponseWriter, r *http.Request) {
 	// A re-enrolment replaces the credential: drop a session made with the old one.
 	if d, ok := c.pub.(Disconnector); ok {
 		d.Disconnect(h.ID)
+	}
+	// An external broker learns the new login before the agent tries it.
+	if err := c.syncBrokerAccounts(r.Context()); err != nil {
+		c.log.Error("enrolled host may not reach the external broker yet", "host_id", h.ID, "error", err)
 	}
 	c.record(storage.AuditEntry{Actor: "agent:" + h.ID, Kind: "agent", Action: "enroll", Target: h.ID, Remote: r.RemoteAddr, Status: http.StatusOK})
 	c.log.Info("host enrolled", "host_id", h.ID, "hostname", req.Hostname, "remote", r.RemoteAddr)
@@ -542,6 +553,7 @@ func (c *Console) apiNewEnrollToken(w http.ResponseWriter, r *http.Request) {
 func (c *Console) apiRevokeHost(w http.ResponseWriter, r *http.Request) {
 	h, err := c.store.UpdateHost(chi.URLParam(r, "id"), func(h *storage.Host) error {
 		h.CredentialHash = nil
+		h.BrokerHash = ""
 		h.Enrolled = false
 		h.Online = false
 		return nil
@@ -552,6 +564,9 @@ func (c *Console) apiRevokeHost(w http.ResponseWriter, r *http.Request) {
 	}
 	if d, ok := c.pub.(Disconnector); ok {
 		d.Disconnect(h.ID)
+	}
+	if err := c.syncBrokerAccounts(r.Context()); err != nil {
+		c.log.Error("revoked host still in the external broker's accounts", "host_id", h.ID, "error", err)
 	}
 	p, _ := principalFrom(r.Context())
 	c.log.Warn("host credential revoked", "host_id", h.ID, "by", p.User)

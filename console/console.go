@@ -18,6 +18,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/restic-manager/restic-manager/broker"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -64,6 +65,11 @@ type Options struct {
 	AlertInterval, RenotifyEvery, OfflineAfter time.Duration
 	// CommandExpiry bounds how long a command waits for an offline agent.
 	CommandExpiry time.Duration
+	// BrokerAccounts, when set (external broker mode), receives every
+	// broker login after each credential change: the agents' and
+	// integrations' password hashes. The caller adds its own login and
+	// writes the broker's files.
+	BrokerAccounts func([]broker.Account) error
 	// EnrollPerMinute caps enrolments per client IP and minute (default 30;
 	// negative means no cap). A rollout behind one NAT or a fleet simulator
 	// needs more.
@@ -100,6 +106,8 @@ type Console struct {
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
+
+	brokerSync brokerSync
 }
 
 // New builds a Console.
@@ -141,6 +149,7 @@ func New(opts Options) (*Console, error) {
 	c.goBG(c.sweepLoop)
 	c.goBG(c.gateLoop)
 	c.goBG(c.alertLoop)
+	c.startBrokerSync()
 	return c, nil
 }
 

@@ -27,7 +27,14 @@ type fleet struct {
 
 func newFleet(t testing.TB, restic string, serverArgs ...string) *fleet {
 	t.Helper()
-	f := &fleet{srv: newServer(t, serverArgs...), password: "repo-secret-" + t.Name()}
+	return newFleetOn(t, newServer(t, serverArgs...), restic)
+}
+
+// newFleetOn builds the fleet around a running server (embedded or
+// external broker).
+func newFleetOn(t testing.TB, srv *server, restic string) *fleet {
+	t.Helper()
+	f := &fleet{srv: srv, password: "repo-secret-" + t.Name()}
 	root := t.TempDir()
 	rs := restServer(t, root)
 	f.repoURL = "rest:http://" + rs + "/" + "repo1/"
@@ -52,8 +59,10 @@ func (f *fleet) initRepo(t testing.TB) {
 	}
 }
 
-func TestBackupEndToEnd(t *testing.T) {
-	f := newFleet(t, "")
+func TestBackupEndToEnd(t *testing.T) { testBackupEndToEnd(t, embeddedBroker) }
+
+func testBackupEndToEnd(t *testing.T, mode brokerMode) {
+	f := newFleetOn(t, mode.server(t), "")
 	f.agent.start(t)
 	f.srv.waitOnline(f.host.ID, true)
 	if h := f.srv.host(f.host.ID); !strings.Contains(h.ResticVersion, "0.18.1") {
@@ -130,7 +139,11 @@ func TestBackupEndToEnd(t *testing.T) {
 }
 
 func TestCommandWaitsForStoppedAgent(t *testing.T) {
-	f := newFleet(t, "")
+	testCommandWaitsForStoppedAgent(t, embeddedBroker)
+}
+
+func testCommandWaitsForStoppedAgent(t *testing.T, mode brokerMode) {
+	f := newFleetOn(t, mode.server(t), "")
 	f.agent.start(t)
 	f.srv.waitOnline(f.host.ID, true)
 	f.initRepo(t)
@@ -175,7 +188,11 @@ func slowResticFor(t testing.TB, sub, delay string) string {
 }
 
 func TestServerRestartBetweenCommandAndResult(t *testing.T) {
-	f := newFleet(t, slowRestic(t, "4"))
+	testServerRestartBetweenCommandAndResult(t, embeddedBroker)
+}
+
+func testServerRestartBetweenCommandAndResult(t *testing.T, mode brokerMode) {
+	f := newFleetOn(t, mode.server(t), slowRestic(t, "4"))
 	f.agent.start(t)
 	f.srv.waitOnline(f.host.ID, true)
 	f.initRepo(t)
@@ -197,7 +214,7 @@ func TestServerRestartBetweenCommandAndResult(t *testing.T) {
 		return nil
 	})
 
-	srv2 := startServer(t, f.srv.data, f.srv.httpAddr, f.srv.mqttAddr)
+	srv2 := f.srv.again(t)
 	j := srv2.waitJob(id, 2*time.Minute)
 	if j.Status != "succeeded" {
 		t.Fatalf("after restart: %s: %s", j.Status, j.Error)
@@ -208,7 +225,11 @@ func TestServerRestartBetweenCommandAndResult(t *testing.T) {
 }
 
 func TestAgentRestartMidRunReportsFailure(t *testing.T) {
-	f := newFleet(t, slowRestic(t, "30"))
+	testAgentRestartMidRunReportsFailure(t, embeddedBroker)
+}
+
+func testAgentRestartMidRunReportsFailure(t *testing.T, mode brokerMode) {
+	f := newFleetOn(t, mode.server(t), slowRestic(t, "30"))
 	f.agent.start(t)
 	f.srv.waitOnline(f.host.ID, true)
 	f.initRepo(t)

@@ -152,6 +152,14 @@ type server struct {
 	anon     *http.Client // no session, same TLS trust
 	insecure bool
 	caFP     string // the CA the clients pin ("" when insecure)
+	extra    []string
+}
+
+// again starts a new server process on the same data, addresses and flags
+// (after the previous one was killed or stopped).
+func (s *server) again(t testing.TB) *server {
+	t.Helper()
+	return startServerMode(t, s.data, s.httpAddr, s.mqttAddr, s.insecure, s.extra...)
 }
 
 func startServer(t testing.TB, data, httpAddr, mqttAddr string, extra ...string) *server {
@@ -163,7 +171,7 @@ func startServer(t testing.TB, data, httpAddr, mqttAddr string, extra ...string)
 func startServerMode(t testing.TB, data, httpAddr, mqttAddr string, insecure bool, extra ...string) *server {
 	t.Helper()
 	bin, _ := binaries(t)
-	s := &server{t: t, data: data, httpAddr: httpAddr, mqttAddr: mqttAddr, insecure: insecure}
+	s := &server{t: t, data: data, httpAddr: httpAddr, mqttAddr: mqttAddr, insecure: insecure, extra: extra}
 	args := []string{"server", "--data", data, "--http", httpAddr, "--mqtt", mqttAddr}
 	if insecure {
 		args = append(args, "--insecure")

@@ -47,7 +47,8 @@ type Channel struct {
 // IntegrationUser is a read-only MQTT account for integrations.
 type IntegrationUser struct {
 	Name         string    `json:"name"`
-	PasswordHash []byte    `json:"password_hash"` // SHA-256 of a high-entropy generated password
+	PasswordHash []byte    `json:"password_hash"`         // SHA-256 of a high-entropy generated password
+	BrokerHash   string    `json:"broker_hash,omitempty"` // the same in an external broker's format
 	CreatedAt    time.Time `json:"created_at"`
 }
 
@@ -181,6 +182,29 @@ func (s *Store) GetIntegrationUser(name string) (IntegrationUser, error) {
 		return u, fmt.Errorf("storage: mqtt user %s: %w", name, err)
 	}
 	return u, nil
+}
+
+// ListIntegrationUsers returns every read-only MQTT user, by name.
+func (s *Store) ListIntegrationUsers() ([]IntegrationUser, error) {
+	var users []IntegrationUser
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = mqttUserKey("")
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var u IntegrationUser
+			if err := it.Item().Value(func(b []byte) error { return decode(b, &u) }); err != nil {
+				return fmt.Errorf("%s: %w", it.Item().Key(), err)
+			}
+			users = append(users, u)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: list mqtt users: %w", err)
+	}
+	return users, nil
 }
 
 // PutSetting and GetSetting keep small console settings (JSON values).

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,6 +93,22 @@ func createMasterKey(path string) ([]byte, error) {
 		d.Close()
 	}
 	return key, nil
+}
+
+func deriveKey(master []byte) []byte {
+	m := hmac.New(sha256.New, master)
+	m.Write([]byte("restic-manager derived secrets v1"))
+	return m.Sum(nil)
+}
+
+// DeriveSecret returns a stable secret for label, derived from the master
+// key: the same data directory always gives the same value, and nothing is
+// stored in plaintext. The console's own login on an external broker is
+// one.
+func (s *Store) DeriveSecret(label string) string {
+	m := hmac.New(sha256.New, s.deriveKey)
+	m.Write([]byte(label))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // newAEAD returns AES-256-GCM that generates a random nonce per Seal and

@@ -50,7 +50,10 @@ const (
 type Store struct {
 	db   *badger.DB
 	aead cipher.AEAD // AES-256-GCM under the master key, random nonces
-	log  *slog.Logger
+	// deriveKey is an HMAC key derived from the master key, for secrets the
+	// console can recompute instead of storing (DeriveSecret).
+	deriveKey []byte
+	log       *slog.Logger
 
 	// locks serialises read-modify-write of one record within the process;
 	// see UpdateJob.
@@ -156,6 +159,7 @@ func (s *Store) init(keyPath string, key []byte) error {
 			return err
 		}
 	}
+	s.deriveKey = deriveKey(key)
 	if s.aead, err = newAEAD(key); err != nil {
 		return fmt.Errorf("storage: open: %w", err)
 	}

@@ -41,6 +41,10 @@ type Host struct {
 	// CredentialHash is the SHA-256 of the host's MQTT password; the
 	// password itself is high-entropy and never stored.
 	CredentialHash []byte `json:"credential_hash,omitempty"`
+	// BrokerHash is the same password in an external broker's password-file
+	// format (Mosquitto's salted PBKDF2), made at enrolment while the
+	// password is known, so the broker's password file can be generated.
+	BrokerHash string `json:"broker_hash,omitempty"`
 	// PublicKey is the agent's age X25519 recipient, registered at enrolment.
 	PublicKey     string    `json:"public_key,omitempty"`
 	Enrolled      bool      `json:"enrolled"`

@@ -65,7 +65,10 @@ func main() {
 
 type serverFlags struct {
 	data, httpAddr, mqttAddr, mqttWS string
-	publicURL, brokerURL             string
+	publicURL, agentBrokerURL        string
+	brokerURL, brokerUser            string
+	brokerPasswordFile, brokerCA     string
+	brokerAuthDir, brokerPIDFile     string
 	tlsCert, tlsKey, tlsHosts        string
 	downloads                        string
 	healthDelay                      time.Duration
@@ -74,22 +77,30 @@ type serverFlags struct {
 	enrollPerMinute                  int
 }
 
+// brokerConn is the embedded broker or the connection to an external one.
+type brokerConn interface {
+	Publish(topic string, payload []byte, retain bool, expiry time.Duration) error
+	Disconnect(clientID string)
+}
+
 // publisher breaks the cycle between the console (which publishes through
 // the broker) and the broker (which authenticates and ingests through the
 // console).
-type publisher struct{ b atomic.Pointer[broker.Server] }
+type publisher struct{ b atomic.Pointer[brokerConn] }
+
+func (p *publisher) set(b brokerConn) { p.b.Store(&b) }
 
 func (p *publisher) Publish(topic string, payload []byte, retain bool, expiry time.Duration) error {
 	b := p.b.Load()
 	if b == nil {
 		return errors.New("broker not started")
 	}
-	return b.Publish(topic, payload, retain, expiry)
+	return (*b).Publish(topic, payload, retain, expiry)
 }
 
 func (p *publisher) Disconnect(clientID string) {
 	if b := p.b.Load(); b != nil {
-		b.Disconnect(clientID)
+		(*b).Disconnect(clientID)
 	}
 }
 
@@ -120,7 +131,13 @@ func runServer(args []string) error {
 	fs.StringVar(&f.mqttAddr, "mqtt", "127.0.0.1:1883", "MQTT listen address")
 	fs.StringVar(&f.mqttWS, "mqtt-ws", "", "MQTT over WebSocket listen address (optional)")
 	fs.StringVar(&f.publicURL, "public-url", "", "URL agents and browsers use to reach the console (default: from each request)")
-	fs.StringVar(&f.brokerURL, "broker-url", "", "broker URL given to enrolling agents (default: the request's host and the MQTT port)")
+	fs.StringVar(&f.agentBrokerURL, "agent-broker-url", "", "broker URL given to enrolling agents (default: --broker-url, else the request's host and the MQTT port)")
+	fs.StringVar(&f.brokerURL, "broker-url", "", "use this external MQTT 5 broker (mqtt://, mqtts://, ws://, wss://) instead of the embedded one; see docs/external-broker.md")
+	fs.StringVar(&f.brokerUser, "broker-user", "restic-manager-console", "the console's username on the external broker")
+	fs.StringVar(&f.brokerPasswordFile, "broker-password-file", "", "file holding the console's password on the external broker (default: derived from the master key and written into --broker-auth-dir)")
+	fs.StringVar(&f.brokerCA, "broker-ca", "", "PEM file of CAs to trust for the external broker, besides the console's own CA")
+	fs.StringVar(&f.brokerAuthDir, "broker-auth-dir", "", "write Mosquitto's password and ACL files here after every credential change")
+	fs.StringVar(&f.brokerPIDFile, "broker-pid-file", "", "Mosquitto's PID file: send it SIGHUP after writing --broker-auth-dir so it re-reads them")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file")
 	fs.StringVar(&f.tlsHosts, "tls-hosts", "", "extra comma-separated names and IPs for the generated certificate (localhost, 127.0.0.1, this hostname and the listen addresses are always in it)")
@@ -176,37 +193,54 @@ func runServer(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--mqtt: %w", err)
 	}
+	ext, err := externalSettings(f, store)
+	if err != nil {
+		return err
+	}
+	agentBrokerURL := f.agentBrokerURL
+	if agentBrokerURL == "" && ext != nil {
+		agentBrokerURL = f.brokerURL
+	}
 	pub := &publisher{}
 	con, err := console.New(console.Options{
 		Store: store, Publisher: pub, Logger: log, PublicURL: f.publicURL,
-		BrokerURL: f.brokerURL, MQTTPort: mqttPort, Version: cli.Version,
+		BrokerURL: agentBrokerURL, MQTTPort: mqttPort, Version: cli.Version,
 		TLS: tlsCfg != nil, SecureCookies: tlsCfg != nil, CAFingerprint: caFingerprint,
 		DownloadsDir: f.downloads, CAPEM: caPEM, HealthDelay: f.healthDelay,
 		AlertInterval: f.alertInterval, RenotifyEvery: f.renotify, OfflineAfter: f.offline,
-		EnrollPerMinute: f.enrollPerMinute,
+		EnrollPerMinute: f.enrollPerMinute, BrokerAccounts: ext.accountsWriter(log),
 	})
 	if err != nil {
 		return err
 	}
 	defer con.Close()
 
-	b, err := broker.New(broker.Options{DataDir: f.data, Auth: con, Ingest: con, Logger: log})
-	if err != nil {
-		return err
-	}
-	if err := b.ListenTCP("mqtt", f.mqttAddr, tlsCfg); err != nil {
-		return err
-	}
-	if f.mqttWS != "" {
-		if err := b.ListenWebsocket("mqtt-ws", f.mqttWS, tlsCfg); err != nil {
+	if ext != nil {
+		e, err := ext.dial(ctx, con, caPEM, log)
+		if err != nil {
 			return err
 		}
+		pub.set(e)
+		defer e.Close()
+	} else {
+		b, err := broker.New(broker.Options{DataDir: f.data, Auth: con, Ingest: con, Logger: log})
+		if err != nil {
+			return err
+		}
+		if err := b.ListenTCP("mqtt", f.mqttAddr, tlsCfg); err != nil {
+			return err
+		}
+		if f.mqttWS != "" {
+			if err := b.ListenWebsocket("mqtt-ws", f.mqttWS, tlsCfg); err != nil {
+				return err
+			}
+		}
+		if err := b.Serve(); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		pub.set(b)
+		defer b.Close()
 	}
-	if err := b.Serve(); err != nil {
-		return fmt.Errorf("broker: %w", err)
-	}
-	pub.b.Store(b)
-	defer b.Close()
 
 	generated, err := con.EnsureAdmin(os.Getenv("RM_ADMIN_PASSWORD"))
 	if err != nil {
