@@ -210,7 +210,11 @@ func testMosquittoACL(t *testing.T) {
 	if h := srv.host(b); h.Online {
 		t.Fatal("a's credential made b online through Mosquitto")
 	}
-	// Its own status does arrive: the same path works when allowed.
+	// Garbage on its own topic is rejected and acknowledged (not redelivered
+	// forever), and a good status after it still arrives.
+	for _, bad := range [][]byte{[]byte("{not json"), []byte(`{"v":99}`), make([]byte, 10)} {
+		_, _ = mc.c.Publish(ctx, &paho.Publish{Topic: wire.StatusTopic(a), Payload: bad, QoS: 1})
+	}
 	_, _ = mc.c.Publish(ctx, &paho.Publish{Topic: wire.StatusTopic(a), Payload: st, QoS: 1})
 	srv.waitOnline(a, true)
 
