@@ -151,6 +151,7 @@ func TestOnMosquitto(t *testing.T) {
 	t.Run("CommandWaitsForStoppedAgent", func(t *testing.T) { testCommandWaitsForStoppedAgent(t, mosquittoBroker) })
 	t.Run("ServerRestartBetweenCommandAndResult", func(t *testing.T) { testServerRestartBetweenCommandAndResult(t, mosquittoBroker) })
 	t.Run("AgentRestartMidRunReportsFailure", func(t *testing.T) { testAgentRestartMidRunReportsFailure(t, mosquittoBroker) })
+	t.Run("ScheduledBackupsRunRealRestic", func(t *testing.T) { testScheduledBackupsRunRealRestic(t, mosquittoBroker) })
 	t.Run("ACL", testMosquittoACL)
 }
 

@@ -70,7 +70,11 @@ func scheduledOnly(jobs []schedJob) []schedJob {
 }
 
 func TestScheduledBackupsRunRealRestic(t *testing.T) {
-	f := newFleet(t, "")
+	testScheduledBackupsRunRealRestic(t, embeddedBroker)
+}
+
+func testScheduledBackupsRunRealRestic(t *testing.T, mode brokerMode) {
+	f := newFleetOn(t, mode.server(t), "")
 	f.agent.start(t)
 	f.srv.waitOnline(f.host.ID, true)
 	f.initRepo(t)
