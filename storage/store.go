@@ -60,6 +60,7 @@ type Store struct {
 	locks keyLocks
 
 	done      chan struct{} // closed by Close to stop background work
+	gcKick    chan uint64   // compaction requests; see requestCompaction
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -103,7 +104,7 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("storage: open database %s: %w", dbDir, err)
 	}
 
-	s := &Store{db: db, log: log, done: make(chan struct{})}
+	s := &Store{db: db, log: log, done: make(chan struct{}), gcKick: make(chan uint64, 1)}
 	if err := s.init(keyPath, key); err != nil {
 		if cerr := db.Close(); cerr != nil {
 			log.Warn("closing database after failed open", "err", cerr)
@@ -212,33 +213,34 @@ func (s *Store) Backup(w io.Writer) error {
 	return nil
 }
 
-// gcLoop periodically reclaims value-log space until Close.
+// gcLoop periodically reclaims value-log space until Close, and compacts
+// the tree once after a large purge (see requestCompaction).
 func (s *Store) gcLoop() {
 	defer s.wg.Done()
-	t := time.NewTicker(gcInterval)
+	t := time.NewTimer(gcInterval)
 	defer t.Stop()
+	var pending uint64 // a purge's commit version, waiting to be compacted away
 	for {
 		select {
 		case <-s.done:
 			return
 		case <-t.C:
+		case v := <-s.gcKick:
+			pending = max(pending, v)
 		}
-		for range gcMaxRounds {
-			err := s.db.RunValueLogGC(gcDiscardRatio)
-			if err != nil {
-				// ErrNoRewrite: nothing worth collecting (the normal case).
-				// ErrRejected: another GC running or the DB is closing.
-				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-					s.log.Warn("value log GC failed", "err", err)
-				}
-				break
-			}
-			select {
-			case <-s.done:
-				return
-			default:
-			}
+		compact := pending != 0 && s.flushedPast(pending)
+		if compact {
+			pending = 0
 		}
+		if err := s.collectGarbage(compact); err != nil {
+			s.log.Warn("garbage collection failed", "err", err)
+		}
+		next := gcInterval
+		if pending != 0 {
+			next = gcRecheck
+		}
+		t.Stop()
+		t.Reset(next)
 	}
 }
 
@@ -337,8 +339,17 @@ func (b badgerLogger) Warningf(f string, args ...any) {
 func (badgerLogger) Infof(string, ...any)  {}
 func (badgerLogger) Debugf(string, ...any) {}
 
-// Size is the store's size on disk (LSM tree and value log), in bytes.
+// Size is the store's size in bytes: its LSM tables, which hold every
+// record (values under Badger's 1 MiB value threshold, which all records
+// are, live in the tables). The memtable files (2 x 8 MiB, written as a
+// log) and the value log add a roughly constant amount on disk.
+//
+// badger.DB.Size is not used: it reads Badger's metrics, which the store
+// disables, and always returned 0.
 func (s *Store) Size() int64 {
-	lsm, vlog := s.db.Size()
-	return lsm + vlog
+	var n int64
+	for _, l := range s.db.Levels() {
+		n += l.Size
+	}
+	return n
 }
