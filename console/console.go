@@ -74,7 +74,11 @@ type Options struct {
 	// negative means no cap). A rollout behind one NAT or a fleet simulator
 	// needs more.
 	EnrollPerMinute int
-	Version         string
+	// JobRetention is how long finished jobs (with their output) are kept
+	// (default 180 days; negative keeps them forever). Unfinished jobs and
+	// each host's last job, backup and success are never deleted.
+	JobRetention time.Duration
+	Version      string
 }
 
 // Console serves HTTP and ingests agent messages.
@@ -149,6 +153,7 @@ func New(opts Options) (*Console, error) {
 	c.goBG(c.sweepLoop)
 	c.goBG(c.gateLoop)
 	c.goBG(c.alertLoop)
+	c.goBG(c.retentionLoop)
 	c.startBrokerSync()
 	return c, nil
 }
