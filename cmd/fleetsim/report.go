@@ -1,0 +1,205 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+type enrolFigures struct {
+	Hosts     int     `json:"hosts"`
+	Repos     int     `json:"repos"`
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"per_s"`
+}
+
+type connectFigures struct {
+	Agents        int     `json:"agents"`
+	Connected     int     `json:"connected"`
+	Failed        int     `json:"failed"`
+	Retries       int     `json:"retries"`
+	ConnackAllS   float64 `json:"connack_all_s"`
+	Online        int     `json:"online"`
+	OnlineAllS    float64 `json:"online_all_s"` // every status PUBACK: stored by the console
+	ConsoleOnline int     `json:"console_online"`
+	ConsoleAllS   float64 `json:"console_all_s"` // the console's metrics count every host online
+}
+
+type rolloutFigures struct {
+	Hosts       int     `json:"hosts"`
+	PutFailed   int     `json:"put_failed"`
+	PutsS       float64 `json:"puts_s"`
+	Desired     int     `json:"desired_received"`
+	DesiredAllS float64 `json:"desired_all_s"`
+	Acked       int     `json:"acks_stored"`
+	AckAllS     float64 `json:"ack_all_s"` // first PUT → last report stored
+	APIVerified int     `json:"api_verified_hosts"`
+}
+
+type fireFigures struct {
+	Fires           int     `json:"fires"`
+	Commands        int     `json:"commands"`
+	Latency         dist    `json:"fire_to_command"`
+	AllCommandsS    float64 `json:"all_commands_s"`
+	AcceptedFires   int     `json:"accepted_fires"`
+	Duplicates      int     `json:"duplicates_sent"`
+	DuplicatesSeen  int     `json:"duplicates_counted"`
+	ExtraCommands   int     `json:"extra_commands"`
+	JobsForFires    int     `json:"jobs_for_fires"`
+	HostsWithOneJob int     `json:"hosts_with_one_job"`
+	JobsListed      int     `json:"jobs_listed"`
+	CompleteS       float64 `json:"complete_s"`
+}
+
+type streamFigures struct {
+	Jobs             int     `json:"jobs"`
+	DurationS        float64 `json:"duration_s"`
+	RatePerJob       float64 `json:"rate_per_job"`
+	CreateToCommand  dist    `json:"create_to_command"`
+	OfferedPerSecond float64 `json:"offered_per_s"`
+	ProgressSent     int     `json:"progress_sent"`
+	ProgressIngested int     `json:"progress_ingested"`
+	IngestPerSecond  float64 `json:"ingested_per_s"`
+	PublishAck       dist    `json:"publish_to_ack"`
+	ResultsS         float64 `json:"results_s"`
+	ResultsIngested  int     `json:"results_ingested"`
+	ProgressLost     int     `json:"jobs_with_progress_lost"`
+	ResultsMissing   int     `json:"results_missing"`
+	SSEStreams       int     `json:"sse_streams"`
+	SSEEvents        int     `json:"sse_events"`
+	SSEResults       int     `json:"sse_results"`
+	SSE              dist    `json:"publish_to_sse"`
+}
+
+type ceilingFigures struct {
+	Publishers       int         `json:"publishers"`
+	FloodS           float64     `json:"flood_s"`
+	ConsoleMsgs      int         `json:"console_msgs"`
+	ConsolePerSecond float64     `json:"console_msgs_per_s"`
+	ConsoleIngested  int         `json:"console_ingested"`
+	ConsoleLost      int         `json:"console_jobs_with_progress_lost"`
+	ResultsMissing   int         `json:"results_missing"`
+	Bare             bareFigures `json:"bare"`
+	ConsolePctOfBare float64     `json:"console_pct_of_bare"`
+}
+
+// report is what a run measured.
+type report struct {
+	When    time.Time `json:"when"`
+	Machine struct {
+		CPUs int    `json:"cpus"`
+		Go   string `json:"go"`
+	} `json:"machine"`
+	Config struct {
+		Agents       int     `json:"agents"`
+		Jobs         int     `json:"jobs"`
+		DurationS    float64 `json:"duration_s"`
+		ProgressRate float64 `json:"progress_rate"`
+		Publishers   int     `json:"publishers"`
+		FloodS       float64 `json:"flood_s"`
+		SSESample    int     `json:"sse_sample"`
+		Dups         int     `json:"dups"`
+		Repos        int     `json:"repos"`
+	} `json:"config"`
+	Enrol          enrolFigures         `json:"enrol"`
+	Connect        connectFigures       `json:"connect_storm"`
+	Rollout        rolloutFigures       `json:"schedule_rollout"`
+	Fire           fireFigures          `json:"fire_storm"`
+	Stream         streamFigures        `json:"progress_stream"`
+	Ceiling        ceilingFigures       `json:"ceiling"`
+	ServerStart    procStats            `json:"server_start"`
+	Server         map[string]procStats `json:"server_after"` // by scenario
+	ServerEnd      procStats            `json:"server_end"`
+	Simulator      procStats            `json:"simulator"`
+	StoreMiB       float64              `json:"store_mib"`
+	BrokerStoreMiB float64              `json:"broker_store_mib"`
+	ServerLog      string               `json:"server_log,omitempty"`
+
+	mu     sync.Mutex
+	Errors []string `json:"errors"`
+}
+
+func newReport(cfg config) *report {
+	r := &report{When: time.Now().UTC(), Server: map[string]procStats{}, Errors: []string{}}
+	r.Machine.CPUs = runtime.NumCPU()
+	r.Machine.Go = runtime.Version()
+	c := &r.Config
+	c.Agents, c.Jobs, c.DurationS, c.ProgressRate = cfg.Agents, cfg.Jobs, cfg.Duration.Seconds(), cfg.ProgressRate
+	c.Publishers, c.FloodS, c.SSESample, c.Dups, c.Repos = cfg.Publishers, cfg.Flood.Seconds(), cfg.SSESample, cfg.Dups, cfg.Repos
+	return r
+}
+
+func (r *report) addError(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Errors = append(r.Errors, s)
+}
+
+func (r *report) printTable(w io.Writer) {
+	c := r.Config
+	fmt.Fprintf(w, "\nfleetsim: %d agents, %d repos, %d streaming jobs × %.0fs at %.1f/s, %d flood publishers × %.0fs (%d CPUs, %s)\n\n",
+		c.Agents, c.Repos, c.Jobs, c.DurationS, c.ProgressRate, c.Publishers, c.FloodS, r.Machine.CPUs, r.Machine.Go)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(scn, fig, val, target string) { fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", scn, fig, val, target) }
+	row("scenario", "figure", "value", "target")
+	row("--------", "------", "-----", "------")
+	e := r.Enrol
+	row("enrol", "hosts enrolled (POST /hosts + /enroll)", fmt.Sprintf("%d in %.1fs (%.0f/s)", e.Hosts, e.Seconds, e.PerSecond), "")
+	cn := r.Connect
+	row("1 connect storm", "CONNACK for all", fmt.Sprintf("%d/%d in %.2fs (%d retries)", cn.Connected, cn.Agents, cn.ConnackAllS, cn.Retries), "")
+	row("", "online stored for all (status PUBACK)", fmt.Sprintf("%d in %.2fs", cn.Online, cn.OnlineAllS), "≤ 10 s")
+	row("", "console counts all online (/metrics)", fmt.Sprintf("%d at %.2fs", cn.ConsoleOnline, cn.ConsoleAllS), "")
+	r.procRow(row, "connect", "≤ 400 MB RSS")
+	ro := r.Rollout
+	row("2 schedule rollout", "PUT to every host", fmt.Sprintf("%d in %.2fs", ro.Hosts-ro.PutFailed, ro.PutsS), "")
+	row("", "desired received by all", fmt.Sprintf("%d at %.2fs", ro.Desired, ro.DesiredAllS), "")
+	row("", "first PUT → every ack stored", fmt.Sprintf("%d at %.2fs (API checked %d)", ro.Acked, ro.AckAllS, ro.APIVerified), "≤ 10 s")
+	r.procRow(row, "rollout", "")
+	fi := r.Fire
+	row("3 fire storm", "fires → commands received", fmt.Sprintf("%d → %d in %.2fs", fi.Fires, fi.Commands, fi.AllCommandsS), "≤ 15 s")
+	row("", "fire → command latency", distStr(fi.Latency), "")
+	row("", "jobs per fire (API)", fmt.Sprintf("%d hosts with exactly 1; %d jobs for %d fires", fi.HostsWithOneJob, fi.JobsForFires, fi.Fires), "exactly 1")
+	row("", "duplicate fires", fmt.Sprintf("%d sent, %d counted, %d extra commands", fi.Duplicates, fi.DuplicatesSeen, fi.ExtraCommands), "0 extra")
+	row("", "fired jobs completed (progress+result)", fmt.Sprintf("%.2fs", fi.CompleteS), "")
+	r.procRow(row, "fire", "")
+	st := r.Stream
+	row("4 progress stream", "job create → command", distStr(st.CreateToCommand), "")
+	row("", "progress ingested", fmt.Sprintf("%d of %d sent, %.0f/s (offered %.0f/s)", st.ProgressIngested, st.ProgressSent, st.IngestPerSecond, st.OfferedPerSecond), "")
+	row("", "publish → PUBACK (stored)", distStr(st.PublishAck), "")
+	row("", "publish → SSE event", distStr(st.SSE)+fmt.Sprintf(" (%d streams, %d events)", st.SSEStreams, st.SSEEvents), "p99 ≤ 250 ms")
+	row("", "lost", fmt.Sprintf("%d jobs lost progress, %d results missing (%d results in %.2fs)", st.ProgressLost, st.ResultsMissing, st.ResultsIngested, st.ResultsS), "none")
+	r.procRow(row, "stream", "")
+	ce := r.Ceiling
+	row("5 ceiling", "console: QoS-1 progress acked", fmt.Sprintf("%.0f msg/s (%d msgs, %d ingested, %d jobs lost)", ce.ConsolePerSecond, ce.ConsoleMsgs, ce.ConsoleIngested, ce.ConsoleLost), "")
+	row("", "bare broker, same load", fmt.Sprintf("%.0f msg/s (%d msgs, %d counted, RSS %.0f MiB)", ce.Bare.PerSecond, ce.Bare.Msgs, ce.Bare.Counted, ce.Bare.Process.RSSMiB), "")
+	row("", "console / bare", fmt.Sprintf("%.0f %%", ce.ConsolePctOfBare), "≥ 75 %")
+	r.procRow(row, "ceiling", "")
+	row("end", "store size (du DATA/store)", fmt.Sprintf("%.1f MiB (broker %.1f MiB)", r.StoreMiB, r.BrokerStoreMiB), "")
+	row("", "server at end", fmt.Sprintf("RSS %.0f MiB, peak %.0f MiB, CPU %.1fs", r.ServerEnd.RSSMiB, r.ServerEnd.HWMMiB, r.ServerEnd.CPUSecs), "")
+	row("", "simulator", fmt.Sprintf("RSS %.0f MiB, CPU %.1fs", r.Simulator.RSSMiB, r.Simulator.CPUSecs), "")
+	tw.Flush()
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(w, "\nERRORS:\n  %s\n", strings.Join(r.Errors, "\n  "))
+	} else {
+		fmt.Fprintln(w, "\nno errors: every host online, every ack stored, one job per fire, no progress or result lost")
+	}
+}
+
+func (r *report) procRow(row func(a, b, c, d string), name, target string) {
+	p, ok := r.Server[name]
+	if !ok {
+		return
+	}
+	row("", "server after", fmt.Sprintf("RSS %.0f MiB (peak %.0f), CPU %.1fs total", p.RSSMiB, p.HWMMiB, p.CPUSecs), target)
+}
+
+func distStr(d dist) string {
+	if d.N == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, max %.1f ms (n=%d)", d.P50Ms, d.P99Ms, d.MaxMs, d.N)
+}

@@ -1,0 +1,576 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// sim is one run: the server, the agents and what they observed.
+type sim struct {
+	cfg    config
+	log    *slog.Logger
+	srv    *serverProc
+	agents []*simAgent
+	repos  []string
+	pool   *pool
+	rep    *report
+
+	protoErrs errCounter // malformed messages received
+	lostErrs  errCounter // connections lost while the run wanted them up
+	closing   atomic.Bool
+
+	// Rollout: acks of reported schedules (PUBACK received, so stored).
+	desiredSeen atomic.Int64
+	acks        atomic.Int64
+
+	// cmdHandler handles received commands for the scenario in progress.
+	cmdMu      sync.Mutex
+	cmdHandler func(cmdEvent)
+}
+
+func (s *sim) fail(err error) { s.protoErrs.add(err) }
+
+func (s *sim) connLost(a *simAgent, err error) {
+	if s.closing.Load() {
+		return
+	}
+	s.lostErrs.add(fmt.Errorf("agent %d (%s): connection lost: %w", a.idx, a.id, err))
+}
+
+func (s *sim) setHandler(h func(cmdEvent)) {
+	s.cmdMu.Lock()
+	s.cmdHandler = h
+	s.cmdMu.Unlock()
+}
+
+// onCommand runs in an agent's receive loop.
+func (s *sim) onCommand(ev cmdEvent) {
+	s.cmdMu.Lock()
+	h := s.cmdHandler
+	s.cmdMu.Unlock()
+	if h != nil {
+		h(ev)
+		return
+	}
+	// Outside a scenario (a job nobody asked for): behave like an agent and
+	// finish it at once.
+	_ = s.pool.submit(context.Background(), func() { s.finishJob(context.Background(), ev.a, ev.cmd.JobID, 1, time.Now()) })
+}
+
+// onDesired answers a desired state with the report a real agent sends
+// after applying it; the PUBACK means the console stored it.
+func (s *sim) onDesired(a *simAgent, d wire.SchedulesDesired, at time.Time) {
+	s.desiredSeen.Add(1)
+	_ = s.pool.submit(context.Background(), func() {
+		err := a.publish(context.Background(), wire.SchedulesReportedTopic(a.id), &wire.SchedulesReported{
+			Version: d.Version, AppliedAt: at.UTC(),
+		}, true)
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		s.acks.Add(1)
+	})
+}
+
+// finishJob publishes a job's last progress (seq) and its result.
+func (s *sim) finishJob(ctx context.Context, a *simAgent, jobID string, seq int64, started time.Time) error {
+	if seq >= 1 {
+		p := progressMsg(jobID, seq, started, 100)
+		if err := a.publish(ctx, wire.ProgressTopic(a.id, jobID), &p, false); err != nil {
+			return err
+		}
+	}
+	res := resultMsg(jobID, started)
+	return a.publish(ctx, wire.ResultTopic(a.id, jobID), &res, false)
+}
+
+// snapshotIDOf derives a stable made-up snapshot ID from a job ID, so the
+// check after the run knows what to expect.
+func snapshotIDOf(jobID string) string {
+	h := make([]byte, 32)
+	copy(h, jobID)
+	for i := 0; i < len(jobID); i++ {
+		h[i%32] ^= jobID[i] * byte(i+1)
+	}
+	return hex.EncodeToString(h)
+}
+
+func progressMsg(jobID string, seq int64, started time.Time, pct float64) wire.Progress {
+	const total = 50 << 30
+	p := wire.Progress{
+		JobID: jobID, Seq: seq, Percent: pct,
+		BytesDone: uint64(pct / 100 * total), BytesTotal: total, FilesDone: uint64(seq * 731), FilesTotal: 200000,
+		CurrentFiles: []string{fmt.Sprintf("/data/projects/archive/file-%06d.bin", seq)}, ETASeconds: 100 - pct,
+	}
+	if seq == 1 {
+		p.StartedAt = started.UTC()
+	}
+	return p
+}
+
+func resultMsg(jobID string, started time.Time) wire.Result {
+	return wire.Result{
+		JobID: jobID, Status: wire.StatusSucceeded, ExitCode: 0, StartedAt: started.UTC(), EndedAt: time.Now().UTC(),
+		SnapshotID: snapshotIDOf(jobID),
+		Summary:    []byte(`{"files_new":12,"files_changed":3,"files_unmodified":199985,"data_added":1048576,"total_files_processed":200000,"total_bytes_processed":53687091200}`),
+	}
+}
+
+// parallel runs fn(i) for i in [0,n) on w goroutines and returns the
+// errors joined (at most a few kept) and how many failed.
+func parallel(ctx context.Context, n, w int, fn func(i int) error) (int, error) {
+	var next atomic.Int64
+	var ec errCounter
+	var wg sync.WaitGroup
+	for range min(w, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				ec.add(fn(i))
+			}
+		}()
+	}
+	wg.Wait()
+	cnt, first := ec.take()
+	if cnt == 0 {
+		return 0, ctx.Err()
+	}
+	return cnt, fmt.Errorf("%d failed, first: %v", cnt, first)
+}
+
+// waitFor polls cond every step until it holds, the timeout passes or the
+// server dies; it returns when the condition first held.
+func (s *sim) waitFor(ctx context.Context, what string, step time.Duration, cond func() bool) (time.Time, error) {
+	deadline := time.Now().Add(s.cfg.Timeout)
+	for {
+		if cond() {
+			return time.Now(), nil
+		}
+		if err := s.srv.alive(); err != nil {
+			return time.Time{}, err
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("timed out after %s waiting for %s", s.cfg.Timeout, what)
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-time.After(step):
+		}
+	}
+}
+
+// settle waits until the server's CPU use falls under 10% of one core (its
+// background work from the last scenario done), up to SettleTimeout.
+func (s *sim) settle(ctx context.Context) {
+	pid := s.srv.cmd.Process.Pid
+	deadline := time.Now().Add(s.cfg.SettleTimeout)
+	prev := readProc(pid).CPUSecs
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(500 * time.Millisecond)
+		cur := readProc(pid).CPUSecs
+		if cur-prev < 0.05 {
+			return
+		}
+		prev = cur
+	}
+}
+
+// raiseNoFile lifts the open-file limit to its hard maximum: 10,000
+// connections need 10,000 descriptors in this process and in the server
+// (which inherits it).
+func raiseNoFile() (uint64, error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, fmt.Errorf("getrlimit: %w", err)
+	}
+	rl.Cur = rl.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, fmt.Errorf("setrlimit: %w", err)
+	}
+	return rl.Cur, nil
+}
+
+// run performs the whole simulation. The report is returned even when a
+// step failed, with what was measured so far.
+func run(ctx context.Context, cfg config) (*report, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Agents < 1 {
+		return nil, errors.New("-agents must be at least 1")
+	}
+	cfg.Jobs = min(max(cfg.Jobs, 1), cfg.Agents)
+	cfg.Publishers = min(max(cfg.Publishers, 1), cfg.Agents)
+	cfg.SSESample = min(cfg.SSESample, cfg.Jobs)
+	cfg.Dups = min(cfg.Dups, cfg.Agents)
+	if cfg.Repos <= 0 {
+		cfg.Repos = max(1, cfg.Agents/100)
+	}
+	if cfg.ProgressRate <= 0 {
+		cfg.ProgressRate = 2
+	}
+	rep := newReport(cfg)
+	s := &sim{cfg: cfg, log: cfg.Log, rep: rep, pool: newPool(cfg.Workers)}
+	defer s.pool.close()
+
+	nofile, err := raiseNoFile()
+	if err != nil {
+		return rep, err
+	}
+	if need := uint64(cfg.Agents + 2*cfg.Publishers + 1000); nofile < need {
+		s.log.Warn("open-file limit may be too low", "limit", nofile, "need", need)
+	}
+	work, err := os.MkdirTemp("", "fleetsim-")
+	if err != nil {
+		return rep, fmt.Errorf("work dir: %w", err)
+	}
+	if cfg.Keep {
+		s.log.Info("keeping the work directory", "dir", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	bin := cfg.ServerBin
+	if bin == "" {
+		s.log.Info("building the server")
+		if bin, err = buildServer(ctx, work, cfg.PprofDir != ""); err != nil {
+			return rep, err
+		}
+	}
+	s.srv, err = startServer(ctx, bin, work, cfg.PprofDir != "", cfg.ServerArgs, cfg.HTTPParallel)
+	defer func() {
+		s.closing.Store(true)
+		for _, a := range s.agents {
+			a.close()
+		}
+		s.srv.stop()
+		if t := s.srv; t != nil && cfg.Keep {
+			s.log.Info("server log", "path", t.logPath)
+		}
+	}()
+	if err != nil {
+		return rep, err
+	}
+	rep.ServerStart = readProc(s.srv.cmd.Process.Pid)
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"enrol", s.enrol},
+		{"connect", s.connectStorm},
+		{"rollout", s.rollout},
+		{"fire", s.fireStorm},
+		{"stream", s.stream},
+		{"ceiling", s.ceiling},
+	}
+	for _, st := range steps {
+		s.log.Info("scenario", "name", st.name)
+		stopProf := s.profile(ctx, st.name)
+		err := st.fn(ctx)
+		stopProf()
+		rep.Server[st.name] = readProc(s.srv.cmd.Process.Pid)
+		if n, first := s.protoErrs.take(); n > 0 {
+			rep.addError(fmt.Sprintf("%s: %d bad messages, first: %v", st.name, n, first))
+		}
+		if n, first := s.lostErrs.take(); n > 0 {
+			rep.addError(fmt.Sprintf("%s: %d connections lost, first: %v", st.name, n, first))
+		}
+		if err != nil {
+			rep.addError(fmt.Sprintf("%s: %v", st.name, err))
+			if st.name == "enrol" || st.name == "connect" || ctx.Err() != nil || s.srv.alive() != nil {
+				break // nothing after this can run
+			}
+		}
+		s.settle(ctx)
+	}
+	rep.StoreMiB = float64(duBytes(filepath.Join(s.srv.data, "store"))) / (1 << 20)
+	rep.BrokerStoreMiB = float64(duBytes(filepath.Join(s.srv.data, "broker"))) / (1 << 20)
+	rep.ServerEnd = readProc(s.srv.cmd.Process.Pid)
+	rep.Simulator = readProc(os.Getpid())
+	rep.ServerLog = s.srv.logPath
+	return rep, nil
+}
+
+// profile saves a CPU profile during a scenario and a heap profile at its
+// end when -pprof-dir is set.
+func (s *sim) profile(ctx context.Context, name string) (stop func()) {
+	if s.cfg.PprofDir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := s.srv.profile(ctx, s.cfg.PprofDir, name, s.cfg.PprofCPU); err != nil {
+			s.log.Warn("profile", "scenario", name, "error", err)
+		}
+	}()
+	return func() { <-done }
+}
+
+// enrol creates a repository per hundred hosts, then every host through
+// POST /hosts and its agent's credential through POST /enroll, with an age
+// X25519 key of its own.
+func (s *sim) enrol(ctx context.Context) error {
+	api := s.srv.api
+	for i := range s.cfg.Repos {
+		var r struct {
+			ID string `json:"id"`
+		}
+		if err := api.do(ctx, "POST", "/api/v1/repos", map[string]any{
+			"name": fmt.Sprintf("fleet-%03d", i), "url": fmt.Sprintf("rest:http://127.0.0.1:1/fleet-%03d", i), "password": "fleetsim",
+		}, &r); err != nil {
+			return fmt.Errorf("create repository: %w", err)
+		}
+		s.repos = append(s.repos, r.ID)
+	}
+	s.agents = make([]*simAgent, s.cfg.Agents)
+	t0 := time.Now()
+	n, err := parallel(ctx, s.cfg.Agents, s.cfg.HTTPParallel, func(i int) error {
+		var h struct {
+			ID          string `json:"id"`
+			EnrollToken string `json:"enroll_token"`
+		}
+		if err := api.do(ctx, "POST", "/api/v1/hosts", map[string]string{"name": fmt.Sprintf("sim-%05d", i)}, &h); err != nil {
+			return err
+		}
+		_, recipient, err := seal.NewIdentity()
+		if err != nil {
+			return err
+		}
+		var er wire.EnrollResponse
+		if err := api.do(ctx, "POST", "/api/v1/enroll", wire.EnrollRequest{
+			Token: h.EnrollToken, PublicKey: recipient, Hostname: fmt.Sprintf("sim-%05d", i), OS: "linux", Arch: "amd64",
+		}, &er); err != nil {
+			return err
+		}
+		if er.HostID != h.ID || er.Username != er.HostID || er.Password == "" {
+			return fmt.Errorf("enrol %s: unexpected answer (host %q, username %q)", h.ID, er.HostID, er.Username)
+		}
+		s.agents[i] = &simAgent{idx: i, id: er.HostID, password: er.Password, repoID: s.repos[i%len(s.repos)], sim: s}
+		return nil
+	})
+	el := time.Since(t0)
+	s.rep.Enrol = enrolFigures{Hosts: s.cfg.Agents - n, Seconds: secs(el), PerSecond: float64(s.cfg.Agents-n) / el.Seconds(), Repos: len(s.repos)}
+	if err != nil {
+		return fmt.Errorf("enrolment: %w", err)
+	}
+	return nil
+}
+
+// connectStorm connects every agent at once (ConnParallel attempts in
+// flight), then each subscribes and announces itself online, as the real
+// agent does. The status PUBACK comes after the console stored the host as
+// online.
+func (s *sim) connectStorm(ctx context.Context) error {
+	var connacks, onlines, retries atomic.Int64
+	var lastConnack, lastOnline atomicTime
+	var onlineErrs errCounter
+	started := time.Now().UTC()
+	t0 := time.Now()
+	failed, err := parallel(ctx, len(s.agents), s.cfg.ConnParallel, func(i int) error {
+		a := s.agents[i]
+		var err error
+		for attempt := range 4 {
+			if attempt > 0 {
+				retries.Add(1)
+				time.Sleep(time.Duration(attempt) * time.Second)
+			}
+			if err = a.connect(ctx, s.srv.mqttAddr); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return err
+		}
+		connacks.Add(1)
+		lastConnack.max(time.Now())
+		return s.pool.submit(ctx, func() {
+			if err := a.subscribe(ctx); err != nil {
+				onlineErrs.add(err)
+				return
+			}
+			if err := a.publishStatus(ctx, started); err != nil {
+				onlineErrs.add(err)
+				return
+			}
+			onlines.Add(1)
+			lastOnline.max(time.Now())
+		})
+	})
+	f := &s.rep.Connect
+	f.Agents = len(s.agents)
+	f.Failed = failed
+	f.Retries = int(retries.Load())
+	f.Connected = int(connacks.Load())
+	if err != nil {
+		f.ConnackAllS = secs(time.Since(t0))
+		return fmt.Errorf("connect: %w", err)
+	}
+	f.ConnackAllS = secs(lastConnack.get().Sub(t0))
+	_, werr := s.waitFor(ctx, "every agent online (status acknowledged)", 5*time.Millisecond, func() bool {
+		n, _ := onlineErrs.peek()
+		return onlines.Load()+int64(n) >= int64(len(s.agents))
+	})
+	f.OnlineAllS = secs(lastOnline.get().Sub(t0))
+	f.Online = int(onlines.Load())
+	if n, first := onlineErrs.take(); n > 0 {
+		return fmt.Errorf("%d agents could not subscribe or publish status, first: %v", n, first)
+	}
+	if werr != nil {
+		return werr
+	}
+	// The console's own view: its metrics count hosts stored as online.
+	var seen float64
+	at, err := s.waitFor(ctx, "the console to count every agent connected", 100*time.Millisecond, func() bool {
+		m, err := s.srv.api.metrics(ctx)
+		if err != nil {
+			return false
+		}
+		seen = m[mAgentsConnected]
+		return int(seen) >= len(s.agents)
+	})
+	f.ConsoleOnline = int(seen)
+	if err != nil {
+		return err
+	}
+	f.ConsoleAllS = secs(at.Sub(t0))
+	return nil
+}
+
+// rollout PUTs one schedule to every host and waits for every agent to
+// receive the desired state and for every report to be stored.
+func (s *sim) rollout(ctx context.Context) error {
+	s.desiredSeen.Store(0)
+	s.acks.Store(0)
+	n := int64(len(s.agents))
+	jitter := 0
+	t0 := time.Now()
+	failed, err := parallel(ctx, len(s.agents), s.cfg.HTTPParallel, func(i int) error {
+		a := s.agents[i]
+		var out struct {
+			Version   int64 `json:"version"`
+			Schedules []struct {
+				ID string `json:"id"`
+			} `json:"schedules"`
+		}
+		if err := s.srv.api.do(ctx, "PUT", "/api/v1/hosts/"+a.id+"/schedules", []map[string]any{{
+			"name": "nightly", "kind": "backup", "cron": "0 3 * * *", "enabled": true, "jitter_s": jitter,
+			"repo_id": a.repoID, "paths": []string{"/data"},
+		}}, &out); err != nil {
+			return err
+		}
+		if len(out.Schedules) != 1 || out.Version < 1 {
+			return fmt.Errorf("PUT schedules of %s: unexpected answer", a.id)
+		}
+		a.scheduleID, a.scheduleVer = out.Schedules[0].ID, out.Version
+		return nil
+	})
+	f := &s.rep.Rollout
+	f.Hosts = len(s.agents)
+	f.PutsS = secs(time.Since(t0))
+	if err != nil {
+		f.PutFailed = failed
+		return fmt.Errorf("PUT schedules: %w", err)
+	}
+	at, err := s.waitFor(ctx, "every agent to receive its desired schedules", 2*time.Millisecond, func() bool { return s.desiredSeen.Load() >= n })
+	f.Desired = int(s.desiredSeen.Load())
+	if err != nil {
+		return err
+	}
+	f.DesiredAllS = secs(at.Sub(t0))
+	at, err = s.waitFor(ctx, "every applied report to be stored", 2*time.Millisecond, func() bool { return s.acks.Load() >= n })
+	f.Acked = int(s.acks.Load())
+	if err != nil {
+		return err
+	}
+	f.AckAllS = secs(at.Sub(t0))
+	for _, a := range s.agents {
+		if v := a.desiredVersion.Load(); v != a.scheduleVer {
+			return fmt.Errorf("agent %s received desired version %d, the API said %d", a.id, v, a.scheduleVer)
+		}
+	}
+	// The console's view: every host's applied version is the desired one.
+	byID := map[string]*simAgent{}
+	for _, a := range s.agents {
+		byID[a.id] = a
+	}
+	checked, after := 0, ""
+	for {
+		var page []struct {
+			ID      string `json:"id"`
+			Desired int64  `json:"schedule_version_desired"`
+			Applied int64  `json:"schedule_version_applied"`
+		}
+		if err := s.srv.api.do(ctx, "GET", "/api/v1/hosts?limit=1000&after="+after, nil, &page); err != nil {
+			return err
+		}
+		for _, h := range page {
+			a := byID[h.ID]
+			if a == nil {
+				continue
+			}
+			checked++
+			if h.Applied != a.scheduleVer || h.Desired != a.scheduleVer {
+				return fmt.Errorf("host %s: console has desired %d applied %d, want %d", h.ID, h.Desired, h.Applied, a.scheduleVer)
+			}
+		}
+		if len(page) < 1000 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	f.APIVerified = checked
+	if checked != len(s.agents) {
+		return fmt.Errorf("the API listed %d of %d hosts", checked, len(s.agents))
+	}
+	return nil
+}
+
+// atomicTime keeps the latest of several times.
+type atomicTime struct{ ns atomic.Int64 }
+
+func (t *atomicTime) max(v time.Time) {
+	n := v.UnixNano()
+	for {
+		old := t.ns.Load()
+		if n <= old || t.ns.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+func (t *atomicTime) get() time.Time { return time.Unix(0, t.ns.Load()) }
+
+func (e *errCounter) peek() (int, []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.n, append([]string(nil), e.first...)
+}
+
+func secs(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
