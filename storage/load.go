@@ -75,7 +75,7 @@ func (s *Store) Load(r io.Reader) error {
 		return fmt.Errorf("storage: load: the master key is not the one of the store this backup was taken from (copy its master.key): %w", err)
 	}
 	// Make the restore durable before anyone reports success.
-	if err := s.db.Sync(); err != nil {
+	if err := s.durable.syncAll(); err != nil {
 		return fmt.Errorf("storage: load: %w", err)
 	}
 	return nil
