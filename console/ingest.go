@@ -100,11 +100,13 @@ func (c *Console) ingestProgress(host, jobID string, payload []byte) error {
 	if p.JobID != jobID {
 		return fmt.Errorf("%w: progress for %s on the topic of %s", broker.ErrRejected, p.JobID, jobID)
 	}
-	if _, err := c.jobOf(host, jobID); err != nil {
-		return err
-	}
+	// Ownership is checked inside the update: reading the job once more
+	// before it cost a fifth of the ingest's CPU at fleet scale.
 	changed := false
 	j, err := c.store.UpdateJob(jobID, func(j *storage.Job) error {
+		if j.HostID != host {
+			return fmt.Errorf("%w: job %s belongs to another host", broker.ErrRejected, jobID)
+		}
 		if storage.TerminalStatus(j.Status) {
 			return nil // late progress after the result: nothing to do
 		}
