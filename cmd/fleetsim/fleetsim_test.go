@@ -72,12 +72,19 @@ func TestFleetSmall(t *testing.T) {
 	check("commands beyond one per fire", rep.Fire.ExtraCommands, 0)
 	check("streamed jobs that lost progress", rep.Stream.ProgressLost, 0)
 	check("streamed results missing", rep.Stream.ResultsMissing, 0)
-	check("progress ingested", rep.Stream.ProgressIngested, rep.Stream.ProgressSent)
-	check("results ingested", rep.Stream.ResultsIngested, cfg.Jobs)
+	// The console may add jobs of its own (health refreshes), never fewer.
+	atLeast := func(what string, got, want int) {
+		t.Helper()
+		if got < want {
+			t.Errorf("%s: %d, want at least %d", what, got, want)
+		}
+	}
+	atLeast("progress ingested", rep.Stream.ProgressIngested, rep.Stream.ProgressSent)
+	atLeast("results ingested", rep.Stream.ResultsIngested, cfg.Jobs)
 	check("event streams that saw the result", rep.Stream.SSEResults, cfg.SSESample)
 	check("flood jobs that lost progress", rep.Ceiling.ConsoleLost, 0)
 	check("flood results missing", rep.Ceiling.ResultsMissing, 0)
-	check("flood messages ingested", rep.Ceiling.ConsoleIngested, rep.Ceiling.ConsoleMsgs)
+	atLeast("flood messages ingested", rep.Ceiling.ConsoleIngested, rep.Ceiling.ConsoleMsgs)
 	if rep.Stream.ProgressSent < cfg.Jobs*int(cfg.Duration.Seconds()) {
 		t.Errorf("only %d progress messages sent by %d jobs in %s", rep.Stream.ProgressSent, cfg.Jobs, cfg.Duration)
 	}
