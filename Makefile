@@ -95,6 +95,13 @@ bench: tools
 	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkJobStart|BenchmarkScheduleApply|BenchmarkSnapshotBrowse' -benchtime 1x -timeout 40m
 	$(GO) test ./storage/ -run '^$$' -bench . -benchtime 20x
 
+# The chaos suite at its full size (RM_CHAOS=full: more jobs per fault and
+# repetitions): real server, agents, restic and rest-server with faults
+# injected. Needs root (a tmpfs mount). Writes e2e/artifacts/chaos.md.
+.PHONY: chaos
+chaos: tools
+	RM_CHAOS=full $(GO) test -race -count=1 -timeout 20m ./e2e/ -run '^TestChaos' -v
+
 # The deployment tests alone: the deploy files and install scripts, both
 # commands, and end to end install.sh against a live console, the agent
 # under the service wrapper and backup-store/restore-store.
