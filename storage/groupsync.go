@@ -81,8 +81,8 @@ func (g *groupSync) syncOnce() error {
 		return fmt.Errorf("storage: sync: %w", err)
 	}
 	// File timestamps are coarse (a few ms): a change in the same tick as
-	// the last look would not move mtime, so stay thorough for a while.
-	if mt := fi.ModTime(); !mt.Equal(g.lastDir) || time.Since(mt) < time.Second {
+	// the last look would not move mtime, so stay thorough for a moment.
+	if mt := fi.ModTime(); !mt.Equal(g.lastDir) || time.Since(mt) < 50*time.Millisecond {
 		if err := g.syncFiles(); err != nil {
 			return err
 		}
