@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -43,6 +44,7 @@ type config struct {
 	Timeout       time.Duration // per wait
 	ServerBin     string        // prebuilt server binary (default: go build)
 	ServerArgs    []string      // extra server flags
+	ServerEnv     []string      // extra server environment (KEY=VALUE)
 	Keep          bool          // keep the data directory
 	JSONOut       string
 	SkipBare      bool
@@ -84,6 +86,17 @@ func main() {
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "simulator publish workers")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up waiting after this long (per wait)")
 	fs.StringVar(&cfg.ServerBin, "server-bin", "", "prebuilt restic-manager binary (default: go build ./cmd/restic-manager)")
+	fs.Func("server-env", "KEY=VALUE added to the server's environment (repeatable), e.g. GOMEMLIMIT=350MiB", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("want KEY=VALUE, got %q", v)
+		}
+		cfg.ServerEnv = append(cfg.ServerEnv, v)
+		return nil
+	})
+	fs.Func("server-arg", "extra flag for the server (repeatable)", func(v string) error {
+		cfg.ServerArgs = append(cfg.ServerArgs, v)
+		return nil
+	})
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the server's data directory and log")
 	fs.StringVar(&cfg.JSONOut, "json", "", "write the figures as JSON to this file")
 	fs.BoolVar(&cfg.SkipBare, "skip-bare", false, "skip the bare-broker half of the ceiling")

@@ -95,15 +95,17 @@ type report struct {
 		Go   string `json:"go"`
 	} `json:"machine"`
 	Config struct {
-		Agents       int     `json:"agents"`
-		Jobs         int     `json:"jobs"`
-		DurationS    float64 `json:"duration_s"`
-		ProgressRate float64 `json:"progress_rate"`
-		Publishers   int     `json:"publishers"`
-		FloodS       float64 `json:"flood_s"`
-		SSESample    int     `json:"sse_sample"`
-		Dups         int     `json:"dups"`
-		Repos        int     `json:"repos"`
+		Agents       int      `json:"agents"`
+		Jobs         int      `json:"jobs"`
+		DurationS    float64  `json:"duration_s"`
+		ProgressRate float64  `json:"progress_rate"`
+		Publishers   int      `json:"publishers"`
+		FloodS       float64  `json:"flood_s"`
+		SSESample    int      `json:"sse_sample"`
+		Dups         int      `json:"dups"`
+		Repos        int      `json:"repos"`
+		ServerEnv    []string `json:"server_env,omitempty"`
+		ServerArgs   []string `json:"server_args,omitempty"`
 	} `json:"config"`
 	Enrol          enrolFigures         `json:"enrol"`
 	Connect        connectFigures       `json:"connect_storm"`
@@ -130,6 +132,7 @@ func newReport(cfg config) *report {
 	c := &r.Config
 	c.Agents, c.Jobs, c.DurationS, c.ProgressRate = cfg.Agents, cfg.Jobs, cfg.Duration.Seconds(), cfg.ProgressRate
 	c.Publishers, c.FloodS, c.SSESample, c.Dups, c.Repos = cfg.Publishers, cfg.Flood.Seconds(), cfg.SSESample, cfg.Dups, cfg.Repos
+	c.ServerEnv, c.ServerArgs = cfg.ServerEnv, cfg.ServerArgs
 	return r
 }
 

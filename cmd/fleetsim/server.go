@@ -110,7 +110,7 @@ func freeAddr() (string, error) {
 
 // startServer runs the server on fresh loopback ports with a fresh data
 // directory, waits for /healthz and logs in with an API token.
-func startServer(ctx context.Context, bin, work string, pprof bool, extra []string, httpParallel int) (*serverProc, error) {
+func startServer(ctx context.Context, bin, work string, pprof bool, extra, extraEnv []string, httpParallel int) (*serverProc, error) {
 	s := &serverProc{data: filepath.Join(work, "data"), logPath: filepath.Join(work, "server.log"), done: make(chan struct{})}
 	var err error
 	if s.httpAddr, err = freeAddr(); err != nil {
@@ -131,6 +131,7 @@ func startServer(ctx context.Context, bin, work string, pprof bool, extra []stri
 	args = append(args, extra...)
 	s.cmd = exec.Command(bin, args...)
 	env := append(os.Environ(), "RM_ADMIN_PASSWORD="+adminPassword)
+	env = append(env, extraEnv...)
 	if pprof {
 		if s.pprof, err = freeAddr(); err != nil {
 			return nil, err
@@ -396,8 +397,8 @@ const (
 	mAgentsConnected  = `restic_manager_agents_connected`
 )
 
-// profile saves a CPU profile of secs seconds and a heap profile from the
-// server's pprof listener.
+// profile saves a CPU profile of secs seconds, or with secs 0 a heap
+// profile, from the server's pprof listener.
 func (s *serverProc) profile(ctx context.Context, dir, name string, secs time.Duration) error {
 	if s.pprof == "" {
 		return nil
@@ -424,9 +425,7 @@ func (s *serverProc) profile(ctx context.Context, dir, name string, secs time.Du
 		return fmt.Errorf("pprof dir: %w", err)
 	}
 	if secs > 0 {
-		if err := get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(secs.Seconds())), name+".cpu.pprof", secs+time.Minute); err != nil {
-			return err
-		}
+		return get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(secs.Seconds())), name+".cpu.pprof", secs+time.Minute)
 	}
 	return get("/debug/pprof/heap", name+".heap.pprof", time.Minute)
 }

@@ -160,10 +160,16 @@ func parallel(ctx context.Context, n, w int, fn func(i int) error) (int, error) 
 // waitFor polls cond every step until it holds, the timeout passes or the
 // server dies; it returns when the condition first held.
 func (s *sim) waitFor(ctx context.Context, what string, step time.Duration, cond func() bool) (time.Time, error) {
-	deadline := time.Now().Add(s.cfg.Timeout)
+	start := time.Now()
+	deadline := start.Add(s.cfg.Timeout)
+	nextLog := start.Add(10 * time.Second)
 	for {
 		if cond() {
 			return time.Now(), nil
+		}
+		if time.Now().After(nextLog) {
+			s.log.Info("still waiting", "for", what, "elapsed", time.Since(start).Round(time.Second))
+			nextLog = nextLog.Add(10 * time.Second)
 		}
 		if err := s.srv.alive(); err != nil {
 			return time.Time{}, err
@@ -256,13 +262,15 @@ func run(ctx context.Context, cfg config) (*report, error) {
 			return rep, err
 		}
 	}
-	s.srv, err = startServer(ctx, bin, work, cfg.PprofDir != "", cfg.ServerArgs, cfg.HTTPParallel)
+	s.srv, err = startServer(ctx, bin, work, cfg.PprofDir != "", cfg.ServerArgs, cfg.ServerEnv, cfg.HTTPParallel)
 	defer func() {
 		s.closing.Store(true)
+		// The server goes first: agents leaving one by one would each
+		// have their Will stored, which is not what is measured.
+		s.srv.stop()
 		for _, a := range s.agents {
 			a.close()
 		}
-		s.srv.stop()
 		if t := s.srv; t != nil && cfg.Keep {
 			s.log.Info("server log", "path", t.logPath)
 		}
@@ -310,8 +318,8 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	return rep, nil
 }
 
-// profile saves a CPU profile during a scenario and a heap profile at its
-// end when -pprof-dir is set.
+// profile saves a CPU profile of the start of a scenario and a heap
+// profile at its end when -pprof-dir is set.
 func (s *sim) profile(ctx context.Context, name string) (stop func()) {
 	if s.cfg.PprofDir == "" {
 		return func() {}
@@ -323,7 +331,12 @@ func (s *sim) profile(ctx context.Context, name string) (stop func()) {
 			s.log.Warn("profile", "scenario", name, "error", err)
 		}
 	}()
-	return func() { <-done }
+	return func() {
+		<-done
+		if err := s.srv.profile(ctx, s.cfg.PprofDir, name, 0); err != nil {
+			s.log.Warn("heap profile", "scenario", name, "error", err)
+		}
+	}
 }
 
 // enrol creates a repository per hundred hosts, then every host through
