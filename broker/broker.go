@@ -132,8 +132,16 @@ func New(opts Options) (*Server, error) {
 			WithIndexCacheSize(2 << 20).
 			WithValueLogFileSize(32 << 20).
 			WithNumCompactors(2).
-			// A command queued for an offline agent must survive a crash.
-			WithSyncWrites(true)
+			// Not synced per write: Badger then syncs its log once per
+			// transaction, serially, and every connect, subscription,
+			// retained status and schedule report is a transaction here
+			// (10,000 agents took minutes to connect and to ack a rollout).
+			// Writes still reach the page cache at once, so a crashed or
+			// killed server loses nothing; a power loss may lose the last
+			// moments of broker state, which the console's store rebuilds:
+			// it re-sends queued jobs and the desired schedules when an
+			// agent comes online, and agents subscribe on every connect.
+			WithSyncWrites(false)
 		if err := mq.AddHook(&persistHook{Hook: new(badgerstore.Hook)}, &badgerstore.Options{Path: path, Options: &bo}); err != nil {
 			return nil, fmt.Errorf("broker: persistence: %w", err)
 		}
