@@ -56,7 +56,7 @@ func (f *chaosFleet) faultKillServer(sz chaosScale) {
 		for i := range sz.jobs {
 			ids = append(ids, ft.backup(f.agents[i%len(f.agents)], "succeeded"))
 		}
-		f.waitRunning(ids[0])
+		f.waitRunning(ids...)
 		f.srv.proc.kill()
 		if rep%2 == 0 {
 			f.gate.open()
@@ -207,13 +207,18 @@ func (f *chaosFleet) faultKillAgent(sz chaosScale) {
 	locks0 := len(f.locks())
 	for range sz.reps {
 		f.gate.close()
-		first := ft.backup(a, "failed")
-		var behind []string
-		for i := 1; i < sz.jobs; i++ {
-			// Waiting on the agent for the repository: never started.
-			behind = append(behind, ft.backup(a, "failed", "succeeded"))
+		var ids []string
+		for range sz.jobs {
+			// One runs; the others wait on the agent for the repository.
+			ids = append(ids, ft.backup(a, "failed", "succeeded"))
 		}
-		f.waitRunning(first)
+		first := f.waitRunning(ids...).ID
+		var behind []string
+		for _, id := range ids {
+			if id != first {
+				behind = append(behind, id)
+			}
+		}
 		pid := a.resticChild()
 		a.ap.proc.kill()
 		orphan := false
