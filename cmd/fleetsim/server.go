@@ -58,10 +58,14 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"runtime"
 )
 
 func init() {
 	if addr := os.Getenv("RM_FLEETSIM_PPROF"); addr != "" {
+		// Where goroutines wait matters as much as where CPU goes.
+		runtime.SetBlockProfileRate(100000)
+		runtime.SetMutexProfileFraction(20)
 		go func() { _ = http.ListenAndServe(addr, nil) }()
 	}
 }
@@ -425,7 +429,13 @@ func (s *serverProc) profile(ctx context.Context, dir, name string, secs time.Du
 		return fmt.Errorf("pprof dir: %w", err)
 	}
 	if secs > 0 {
-		return get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(secs.Seconds())), name+".cpu.pprof", secs+time.Minute)
+		n := int(secs.Seconds())
+		blockErr := make(chan error, 1)
+		go func() {
+			blockErr <- get(fmt.Sprintf("/debug/pprof/block?seconds=%d", n), name+".block.pprof", secs+time.Minute)
+		}()
+		err := get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", n), name+".cpu.pprof", secs+time.Minute)
+		return errors.Join(err, <-blockErr)
 	}
 	return get("/debug/pprof/heap", name+".heap.pprof", time.Minute)
 }
