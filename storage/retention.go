@@ -108,7 +108,10 @@ func (s *Store) ApplyRetention(ctx context.Context, p RetentionPolicy, now time.
 		}
 	}
 	st.Took = time.Since(start)
-	if st.Keys > 0 && float64(st.Bytes) >= compactFraction*float64(s.Size()+st.Bytes) {
+	// Bytes counts records uncompressed and Size the compressed tables
+	// (deleted data included until compacted), which errs towards
+	// compacting.
+	if st.Keys > 0 && float64(st.Bytes) >= compactFraction*float64(s.Size()) {
 		s.requestCompaction()
 	}
 	return st, nil
@@ -186,7 +189,7 @@ func (s *Store) expireJobs(ctx context.Context, cutoff time.Time, st *RetentionS
 		}
 		// Read the next batch of candidates in a snapshot, then delete them
 		// in a short write transaction of their own.
-		var ids []string
+		var idx [][]byte // global index keys
 		var next []byte
 		err := s.db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
@@ -196,21 +199,21 @@ func (s *Store) expireJobs(ctx context.Context, cutoff time.Time, st *RetentionS
 				if bytes.Compare(k, stop) >= 0 {
 					return nil
 				}
-				if len(ids) == retentionBatch {
+				if len(idx) == retentionBatch {
 					next = it.Item().KeyCopy(nil)
 					return nil
 				}
-				ids = append(ids, string(k[bytes.LastIndexByte(k, '/')+1:]))
+				idx = append(idx, it.Item().KeyCopy(nil))
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		if len(ids) == 0 {
+		if len(idx) == 0 {
 			return nil
 		}
-		if err := s.deleteJobs(ids, cutoff, pins, st); err != nil {
+		if err := s.deleteJobs(idx, cutoff, pins, st); err != nil {
 			return err
 		}
 		if next == nil {
@@ -220,14 +223,15 @@ func (s *Store) expireJobs(ctx context.Context, cutoff time.Time, st *RetentionS
 	}
 }
 
-// deleteJobs deletes the expired ones among ids, splitting the batch if
-// Badger finds it too big.
-func (s *Store) deleteJobs(ids []string, cutoff time.Time, pins map[string]bool, st *RetentionStats) error {
+// deleteJobs deletes the expired ones among the jobs of the global index
+// keys idx, splitting the batch if Badger finds it too big.
+func (s *Store) deleteJobs(idx [][]byte, cutoff time.Time, pins map[string]bool, st *RetentionStats) error {
 	var jobs, keys, kept int
 	var size int64
 	err := s.update(func(txn *badger.Txn) error {
 		jobs, keys, kept, size = 0, 0, 0, 0
-		for _, id := range ids {
+		for _, ik := range idx {
+			id := string(ik[bytes.LastIndexByte(ik, '/')+1:])
 			var j Job
 			item, err := txn.Get(jobKey(id))
 			if err == nil {
@@ -236,15 +240,13 @@ func (s *Store) deleteJobs(ids []string, cutoff time.Time, pins map[string]bool,
 				err = ErrNotFound
 			}
 			if errors.Is(err, ErrNotFound) {
-				// An index entry without its record: drop the entry so the
-				// next run does not trip over it again.
-				k := s.orphanGlobalIdx(txn, id)
-				if k != nil {
-					if err := txn.Delete(k); err != nil {
-						return err
-					}
-					keys++
+				// An index entry without its record (ListJobs skips it
+				// with a warning): drop the entry, the only key left.
+				s.log.Warn("retention: dropping job index entry without a job record", "key", string(ik))
+				if err := txn.Delete(ik); err != nil {
+					return err
 				}
+				keys++
 				continue
 			}
 			if err != nil {
@@ -277,12 +279,12 @@ func (s *Store) deleteJobs(ids []string, cutoff time.Time, pins map[string]bool,
 		}
 		return nil
 	})
-	if errors.Is(err, badger.ErrTxnTooBig) && len(ids) > 1 {
-		half := len(ids) / 2
-		if err := s.deleteJobs(ids[:half], cutoff, pins, st); err != nil {
+	if errors.Is(err, badger.ErrTxnTooBig) && len(idx) > 1 {
+		half := len(idx) / 2
+		if err := s.deleteJobs(idx[:half], cutoff, pins, st); err != nil {
 			return err
 		}
-		return s.deleteJobs(ids[half:], cutoff, pins, st)
+		return s.deleteJobs(idx[half:], cutoff, pins, st)
 	}
 	if err != nil {
 		return err
@@ -292,22 +294,6 @@ func (s *Store) deleteJobs(ids []string, cutoff time.Time, pins map[string]bool,
 	st.Kept += kept
 	st.Bytes += size
 	st.Batches++
-	return nil
-}
-
-// orphanGlobalIdx finds the global index key of a job whose record is gone.
-// The key embeds the creation time, which only the record knew, so this
-// scans; it runs only for entries that should not exist.
-func (s *Store) orphanGlobalIdx(txn *badger.Txn, id string) []byte {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(jobIdxAllPrefix)})
-	defer it.Close()
-	suffix := []byte("/" + id)
-	for it.Rewind(); it.Valid(); it.Next() {
-		if k := it.Item().Key(); bytes.HasSuffix(k, suffix) {
-			s.log.Warn("retention: dropping job index entry without a job record", "key", string(k))
-			return it.Item().KeyCopy(nil)
-		}
-	}
 	return nil
 }
 
