@@ -60,6 +60,7 @@ func (f *chaosFleet) faultDiskFull(sz chaosScale) {
 		if free := freeBytes(dir); free < 1<<20 {
 			t.Fatalf("only %d bytes free after removing the filler", free)
 		}
+		ft.drain(time.Minute)
 	}
 	procs := len(a.procs)
 	after := ft.backup(a, "succeeded")

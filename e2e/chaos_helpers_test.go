@@ -36,7 +36,7 @@ type chaosScale struct {
 
 func chaosSize() chaosScale {
 	if os.Getenv("RM_CHAOS") == "full" {
-		return chaosScale{name: "full", jobs: 5, reps: 3, cuts: 10}
+		return chaosScale{name: "full", jobs: 8, reps: 4, cuts: 15}
 	}
 	return chaosScale{name: "default", jobs: 2, reps: 1, cuts: 3}
 }
@@ -624,6 +624,16 @@ func (ft *fault) check(timeout time.Duration) {
 	ft.row.Duplicates = dups
 	ft.row.DupDeliveries = ft.dupDel
 	ft.row.Verdict = "PASS"
+}
+
+// drain waits (without failing) for the fault's jobs so far to end, so that
+// a repetition does not close the gate on the last one's backups.
+func (ft *fault) drain(timeout time.Duration) {
+	ft.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for _, tr := range ft.jobs {
+		ft.f.waitEnd(tr.ID, max(time.Until(deadline), 0))
+	}
 }
 
 // waitEnd waits for a job to end without failing the test: a job that does

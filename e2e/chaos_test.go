@@ -68,6 +68,7 @@ func (f *chaosFleet) faultKillServer(sz chaosScale) {
 			f.srv = startServer(t, f.srv.data, f.srv.httpAddr, f.srv.mqttAddr, "--health-delay=10m")
 			f.gate.open()
 		}
+		ft.drain(2 * time.Minute)
 	}
 	ft.check(3 * time.Minute)
 }
@@ -114,6 +115,7 @@ func (f *chaosFleet) faultRestartWhileWaiting(sz chaosScale) {
 		for _, a := range f.agents {
 			a.start()
 		}
+		ft.drain(2 * time.Minute)
 	}
 	ft.check(3 * time.Minute)
 	for _, a := range f.agents {
@@ -156,9 +158,9 @@ func (f *chaosFleet) faultStaleLock(sz chaosScale) {
 		if n := len(f.locks()); n != 1 {
 			ft.violation("%d locks in the repository after restic was killed, want 1", n)
 		}
-		hl := f.runJob(ft, a, "health", nil)
-		if h := f.repoHealth(); h.Locks.Count != 1 || h.Locks.Stale != 1 {
-			ft.violation("health after the kill (job %s): locks %+v, want 1 stale", hl, h.Locks)
+		f.runJob(ft, a, "health", nil)
+		if err := f.healthLocks(1, 1); err != nil {
+			ft.violation("health after the kill: %v", err)
 		}
 		next := ft.backup(a, "succeeded")
 		if j := f.srv.waitJob(next, 2*time.Minute); j.Status != "succeeded" {
@@ -166,8 +168,8 @@ func (f *chaosFleet) faultStaleLock(sz chaosScale) {
 		}
 		f.runJob(ft, a, "unlock", nil)
 		f.runJob(ft, a, "health", nil)
-		if h := f.repoHealth(); h.Locks.Count != 0 {
-			ft.violation("health after unlock: locks %+v, want none", h.Locks)
+		if err := f.healthLocks(0, 0); err != nil {
+			ft.violation("health after unlock: %v", err)
 		}
 		if l := f.locks(); len(l) != 0 {
 			ft.violation("unlock left %v in the repository", l)
@@ -183,6 +185,23 @@ func (f *chaosFleet) runJob(ft *fault, a *chaosAgent, kind string, args any) str
 		ft.violation("%s job %s: %s %q", kind, id, j.Status, j.Error)
 	}
 	return id
+}
+
+// healthLocks waits for the repository's health to show count locks, stale
+// of them stale: the console applies a health job's report just after it
+// records the job's end.
+func (f *chaosFleet) healthLocks(count, stale int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		h := f.repoHealth()
+		if h.Locks.Count == count && h.Locks.Stale == stale {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errorf("locks %+v, want %d of which %d stale", h.Locks, count, stale)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func (f *chaosFleet) repoHealth() repoHealth {
@@ -249,6 +268,7 @@ func (f *chaosFleet) faultKillAgent(sz chaosScale) {
 			ft.note("job %s, waiting on the agent behind the interrupted one, ended %s: %q", id, j.Status, j.Error)
 		}
 		ft.backup(a, "succeeded")
+		ft.drain(2 * time.Minute)
 	}
 	ft.check(2 * time.Minute)
 	if n := len(f.locks()) - locks0; n > 0 {
