@@ -75,6 +75,7 @@ type serverFlags struct {
 	alertInterval, renotify, offline time.Duration
 	insecure                         bool
 	enrollPerMinute                  int
+	jobRetention                     time.Duration
 }
 
 // brokerConn is the embedded broker or the connection to an external one.
@@ -146,6 +147,7 @@ func runServer(args []string) error {
 	fs.DurationVar(&f.alertInterval, "alert-interval", 30*time.Second, "how often the alert rules run")
 	fs.DurationVar(&f.renotify, "renotify", 4*time.Hour, "repeat notifications of a firing, unacknowledged alert this often")
 	fs.DurationVar(&f.offline, "offline-after", time.Hour, "alert when a host has been offline this long")
+	fs.DurationVar(&f.jobRetention, "job-retention", 180*24*time.Hour, "delete finished jobs (and their output) older than this; a host's last jobs are always kept; negative keeps everything")
 	fs.IntVar(&f.enrollPerMinute, "enroll-rate", 30, "enrolments allowed per client IP and minute (-1: no limit), for large rollouts behind one address")
 	fs.BoolVar(&f.insecure, "insecure", false, "plain TCP and HTTP: local development and tests only")
 	if err := fs.Parse(args); err != nil {
@@ -209,6 +211,7 @@ func runServer(args []string) error {
 		DownloadsDir: f.downloads, CAPEM: caPEM, HealthDelay: f.healthDelay,
 		AlertInterval: f.alertInterval, RenotifyEvery: f.renotify, OfflineAfter: f.offline,
 		EnrollPerMinute: f.enrollPerMinute, BrokerAccounts: ext.accountsWriter(log),
+		JobRetention: f.jobRetention,
 	})
 	if err != nil {
 		return err
