@@ -58,6 +58,7 @@ type Agent struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelFunc
+	refused map[string]bool // commands reported failed because they could not be journaled
 
 	sched   *schedules.Scheduler
 	desired chan wire.SchedulesDesired
@@ -124,6 +125,7 @@ func newAgent(opts Options) (*Agent, error) {
 			Logger:   log.With("component", "runner"),
 		},
 		running: map[string]context.CancelFunc{},
+		refused: map[string]bool{},
 		desired: make(chan wire.SchedulesDesired, 1),
 		cmReady: make(chan struct{}),
 	}
@@ -359,12 +361,28 @@ func (a *Agent) onPublish(pr paho.PublishReceived) (bool, error) {
 		a.cancel(cmd.JobID)
 		return true, nil
 	}
+	a.mu.Lock()
+	refused := a.refused[cmd.JobID]
+	a.mu.Unlock()
+	if refused {
+		a.log.Info("duplicate command ignored", "job_id", cmd.JobID)
+		return true, nil
+	}
 	fresh, err := a.jr.accept(cmd, time.Now().UTC())
 	if err != nil {
-		// Not acknowledging would be better, but paho acks regardless; the
-		// console re-sends queued jobs when this agent next comes online.
-		a.log.Error("cannot journal command", "job_id", cmd.JobID, "error", err)
-		return true, err
+		// paho acknowledges the command whatever happens, and nothing would
+		// send it again: report the job failed (through the outbox, which
+		// keeps it in memory when the disk is full), and never run a later
+		// copy of it.
+		a.log.Error("cannot journal command; the job is reported failed", "job_id", cmd.JobID, "error", err)
+		a.mu.Lock()
+		a.refused[cmd.JobID] = true
+		a.mu.Unlock()
+		res := failed(cmd.JobID, time.Time{}, "the agent could not record the command in its state directory: "+err.Error())
+		if b, err := wire.Encode(&res); err == nil {
+			_ = a.out.Put(wire.ResultTopic(a.cfg.HostID, res.JobID), b, false)
+		}
+		return true, nil
 	}
 	if !fresh {
 		a.log.Info("duplicate command ignored", "job_id", cmd.JobID)

@@ -15,9 +15,13 @@ import (
 // expiry notices). A message leaves it only once the broker acknowledged it,
 // so it survives disconnects, agent restarts and broker restarts.
 type outbox struct {
-	dir    string
-	mu     sync.Mutex
-	next   uint64
+	dir  string
+	mu   sync.Mutex
+	next uint64
+	// mem keeps, in order after those on disk, messages that could not be
+	// written (a full or failing disk): they are still delivered, and only
+	// an agent restart before that loses them.
+	mem    []outMsg
 	notify chan struct{}
 }
 
@@ -70,11 +74,13 @@ func (o *outbox) Put(topic string, payload []byte, retain bool) error {
 	o.mu.Lock()
 	name := fmt.Sprintf("%020d.json", o.next)
 	o.next++
-	err = writeFileAtomic(filepath.Join(o.dir, name), b, 0o600)
-	o.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
+	if len(o.mem) == 0 {
+		err = writeFileAtomic(filepath.Join(o.dir, name), b, 0o600)
 	}
+	if len(o.mem) > 0 || err != nil {
+		o.mem = append(o.mem, outMsg{Topic: topic, Payload: payload, Retain: retain})
+	}
+	o.mu.Unlock()
 	select {
 	case o.notify <- struct{}{}:
 	default:
@@ -87,8 +93,17 @@ func (o *outbox) Put(topic string, payload []byte, retain bool) error {
 func (o *outbox) Peek() (m outMsg, ok bool, err error) {
 	for {
 		names, err := o.names()
-		if err != nil || len(names) == 0 {
+		if err != nil {
 			return outMsg{}, false, err
+		}
+		if len(names) == 0 {
+			// Those on disk are older: only then the ones kept in memory.
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			if len(o.mem) == 0 {
+				return outMsg{}, false, nil
+			}
+			return o.mem[0], true, nil
 		}
 		p := filepath.Join(o.dir, names[0])
 		b, err := os.ReadFile(p)
@@ -106,6 +121,14 @@ func (o *outbox) Peek() (m outMsg, ok bool, err error) {
 
 // Remove deletes a delivered message.
 func (o *outbox) Remove(m outMsg) error {
+	if m.name == "" {
+		o.mu.Lock()
+		if len(o.mem) > 0 {
+			o.mem = o.mem[1:]
+		}
+		o.mu.Unlock()
+		return nil
+	}
 	err := os.Remove(filepath.Join(o.dir, m.name))
 	if err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("outbox: %w", err)
@@ -116,5 +139,7 @@ func (o *outbox) Remove(m outMsg) error {
 // Len counts queued messages.
 func (o *outbox) Len() int {
 	names, _ := o.names()
-	return len(names)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(names) + len(o.mem)
 }

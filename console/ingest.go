@@ -54,9 +54,7 @@ func (c *Console) ingestStatus(host string, payload []byte) error {
 		return err
 	}
 	now := time.Now().UTC()
-	var cameOnline bool
 	_, err = c.store.UpdateHost(host, func(h *storage.Host) error {
-		cameOnline = st.Online && (!h.Online || !h.StartedAt.Equal(st.StartedAt))
 		h.Online = st.Online
 		h.LastSeen = now
 		if st.Online {
@@ -69,9 +67,12 @@ func (c *Console) ingestStatus(host string, payload []byte) error {
 	if err != nil {
 		return fmt.Errorf("status of %s: %w", host, err)
 	}
-	if cameOnline {
-		// Commands published before the agent ever had a session, or lost
-		// with one, are sent again; the agent ignores those it already has.
+	if st.Online {
+		// Every connection, not only a change to online: the broker may
+		// have lost the agent's session (a restored console, a lost broker
+		// state) while the store still says online. Commands published
+		// before the agent ever had a session, or lost with one, are sent
+		// again; the agent ignores those it already has.
 		c.goBG(func(ctx context.Context) {
 			c.republishDesired(ctx, host)
 			c.redispatch(ctx, host)

@@ -1,5 +1,3 @@
-//go:build chaoswip
-
 package e2e
 
 import (
