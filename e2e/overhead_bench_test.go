@@ -242,13 +242,13 @@ func median(d []time.Duration) time.Duration {
 
 // BenchmarkAgentOverhead backs the same generated data set (1 GiB in
 // 100,000 files unless RM_BENCH_OVERHEAD_FILES / _MIB say otherwise) up
-// with bare restic and through the agent, alternately, RM_BENCH_RUNS times
-// each (default 3), every run into a fresh repository on the same
+// with bare restic and through the agent, alternately (ABBA), RM_BENCH_RUNS
+// times each (default 4), every run into a fresh repository on the same
 // rest-server, and reports the median wall times, their ratio, and the
 // agent's idle and peak RSS (the agent process itself, not restic). Run
 // with RM_BENCH_NORACE=1 so the agent is built without the race detector.
 func BenchmarkAgentOverhead(b *testing.B) {
-	runs, files, mib := 3, 100_000, 1024
+	runs, files, mib := 4, 100_000, 1024
 	if v, _ := strconv.Atoi(os.Getenv("RM_BENCH_RUNS")); v > 0 {
 		runs = v
 	}
@@ -291,17 +291,31 @@ func BenchmarkAgentOverhead(b *testing.B) {
 	for range b.N {
 		bare, viaAgent, bareRestic, agentRestic = nil, nil, nil, nil
 		for i := range runs {
-			name := fmt.Sprintf("bare-%d", i)
-			w, r := bareBackup(tb, restic, "rest:http://"+rs+"/"+name+"/", password, cacheDir, ds.dir)
-			bare, bareRestic = append(bare, w), append(bareRestic, r)
-			if err := os.RemoveAll(filepath.Join(repoRoot, name)); err != nil {
-				tb.Fatal(err)
+			runBare := func() {
+				name := fmt.Sprintf("bare-%d", i)
+				w, r := bareBackup(tb, restic, "rest:http://"+rs+"/"+name+"/", password, cacheDir, ds.dir)
+				bare, bareRestic = append(bare, w), append(bareRestic, r)
+				if err := os.RemoveAll(filepath.Join(repoRoot, name)); err != nil {
+					tb.Fatal(err)
+				}
 			}
-			name = fmt.Sprintf("agent-%d", i)
-			w, r = agentBackup(tb, srv, host.ID, "rest:http://"+rs+"/"+name+"/", password, ds.dir, i)
-			viaAgent, agentRestic = append(viaAgent, w), append(agentRestic, r)
-			if err := os.RemoveAll(filepath.Join(repoRoot, name)); err != nil {
-				tb.Fatal(err)
+			runAgent := func() {
+				name := fmt.Sprintf("agent-%d", i)
+				w, r := agentBackup(tb, srv, host.ID, "rest:http://"+rs+"/"+name+"/", password, ds.dir, i)
+				viaAgent, agentRestic = append(viaAgent, w), append(agentRestic, r)
+				if err := os.RemoveAll(filepath.Join(repoRoot, name)); err != nil {
+					tb.Fatal(err)
+				}
+			}
+			// ABBA order: each way goes first in every other pair, so a
+			// drift in the machine's load or the first run's cold state
+			// does not favour one.
+			if i%2 == 0 {
+				runBare()
+				runAgent()
+			} else {
+				runAgent()
+				runBare()
 			}
 			b.Logf("run %d: bare %.2fs (restic %.2fs), via agent %.2fs (restic %.2fs)", i+1,
 				bare[i].Seconds(), bareRestic[i], viaAgent[i].Seconds(), agentRestic[i])
