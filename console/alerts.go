@@ -108,6 +108,25 @@ func (c *Console) evaluateHost(h storage.Host, now time.Time) {
 		return
 	}
 	hs, _ := c.store.GetSchedules(h.ID)
+	// Read the host's alerts once: a rule that is not firing needs no
+	// resolve (which would read its alert again), and when nothing fired
+	// or resolved the health below is derived from this same read.
+	before := c.hostAlerts(h.ID)
+	firing := make(map[string]bool, len(before))
+	for _, a := range before {
+		firing[a.ID] = true
+	}
+	touched := false
+	raise := func(rule, severity, msg string) {
+		touched = true
+		c.fire(rule, h.ID, severity, h.ID, "", msg)
+	}
+	settle := func(rule string) {
+		if firing[alertID(rule, h.ID)] {
+			touched = true
+			c.resolve(rule, h.ID)
+		}
+	}
 	// Stale backups.
 	if limit, ok := staleThreshold(h, hs, now); ok {
 		since := h.CreatedAt
@@ -122,24 +141,28 @@ func (c *Console) evaluateHost(h storage.Host, now time.Time) {
 			if h.LastSuccess == nil {
 				msg = fmt.Sprintf("%s has had no successful backup yet (threshold %s)", h.Name, limit)
 			}
-			c.fire(RuleBackupStale, h.ID, "critical", h.ID, "", msg)
+			raise(RuleBackupStale, "critical", msg)
 		} else {
-			c.resolve(RuleBackupStale, h.ID)
+			settle(RuleBackupStale)
 		}
 	}
 	// Offline for long.
 	if !h.Online && !h.LastSeen.IsZero() && now.Sub(h.LastSeen) > c.opts.OfflineAfter {
-		c.fire(RuleHostOffline, h.ID, "warning", h.ID, "", fmt.Sprintf("%s has been offline since %s", h.Name, h.LastSeen.Format(time.RFC3339)))
+		raise(RuleHostOffline, "warning", fmt.Sprintf("%s has been offline since %s", h.Name, h.LastSeen.Format(time.RFC3339)))
 	} else {
-		c.resolve(RuleHostOffline, h.ID)
+		settle(RuleHostOffline)
 	}
 	// Schedule version not applied.
 	if schedulePending(hs, h.Online, now) {
-		c.fire(RuleScheduleApplied, h.ID, "warning", h.ID, "", fmt.Sprintf("%s has not applied schedule version %d (applied %d)", h.Name, hs.Version, hs.AppliedVersion))
+		raise(RuleScheduleApplied, "warning", fmt.Sprintf("%s has not applied schedule version %d (applied %d)", h.Name, hs.Version, hs.AppliedVersion))
 	} else {
-		c.resolve(RuleScheduleApplied, h.ID)
+		settle(RuleScheduleApplied)
 	}
-	c.publishHealth(h)
+	if touched {
+		c.publishHealth(h)
+	} else {
+		c.publishHealthOf(h, before)
+	}
 }
 
 func (c *Console) evaluateRepo(r storage.Repo) {
@@ -290,15 +313,42 @@ type hostHealth struct {
 	Online      bool       `json:"online"`
 }
 
-// healthOf derives a host's health from its firing alerts.
-func (c *Console) healthOf(h storage.Host) hostHealth {
-	out := hostHealth{V: 1, Status: "ok", Why: []string{}, Online: h.Online}
-	alerts, _ := c.store.ListAlerts(false)
-	sort.Slice(alerts, func(i, j int) bool { return alerts[i].ID < alerts[j].ID })
-	for _, a := range alerts {
-		if a.HostID != h.ID {
-			continue
+// hostAlertIDs are the IDs every alert about host h can have: the host
+// rules have the host as subject, job_failed has host.kind.
+func hostAlertIDs(hostID string) []string {
+	ids := []string{alertID(RuleBackupStale, hostID), alertID(RuleHostOffline, hostID), alertID(RuleScheduleApplied, hostID)}
+	for kind := range supportedKinds {
+		if !ignoredKinds[kind] {
+			ids = append(ids, alertID(RuleJobFailed, hostID+"."+kind))
 		}
+	}
+	return ids
+}
+
+// hostAlerts returns the host's firing alerts, sorted by ID. They are
+// looked up by their possible IDs: listing every alert for each host made
+// the periodic evaluation (and each job's end) cost O(alerts) per host,
+// O(hosts × alerts) per round, with a large fleet.
+func (c *Console) hostAlerts(hostID string) []storage.Alert {
+	all, err := c.store.GetAlerts(hostAlertIDs(hostID))
+	if err != nil {
+		c.log.Warn("host alerts not read", "host_id", hostID, "error", err)
+		return nil
+	}
+	alerts := all[:0]
+	for _, a := range all {
+		if a.State == storage.AlertFiring && a.HostID == hostID {
+			alerts = append(alerts, a)
+		}
+	}
+	sort.Slice(alerts, func(i, j int) bool { return alerts[i].ID < alerts[j].ID })
+	return alerts
+}
+
+// healthOf derives a host's health from its firing alerts (sorted by ID).
+func (c *Console) healthOf(h storage.Host, alerts []storage.Alert) hostHealth {
+	out := hostHealth{V: 1, Status: "ok", Why: []string{}, Online: h.Online}
+	for _, a := range alerts {
 		out.Why = append(out.Why, a.Message)
 		if a.Severity == "critical" || out.Status == "ok" {
 			out.Status = a.Severity
@@ -332,7 +382,12 @@ func (c *Console) lastRepoOf(h storage.Host) string {
 
 // publishHealth sends the retained health of a host when it changed.
 func (c *Console) publishHealth(h storage.Host) {
-	hh := c.healthOf(h)
+	c.publishHealthOf(h, c.hostAlerts(h.ID))
+}
+
+// publishHealthOf is publishHealth with the host's firing alerts read.
+func (c *Console) publishHealthOf(h storage.Host, alerts []storage.Alert) {
+	hh := c.healthOf(h, alerts)
 	b, err := json.Marshal(hh)
 	if err != nil {
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
@@ -200,6 +201,12 @@ func (c *Console) ingestResult(host, jobID string, payload []byte) error {
 	}
 	c.events.publish(j)
 	c.goBG(func(context.Context) { c.jobEnded(j) })
-	c.log.Info("job ended", "job_id", j.ID, "host_id", host, "kind", j.Kind, "status", j.Status, "snapshot_id", j.SnapshotID)
+	// One line per job is noise at fleet scale: a job that did not succeed
+	// is worth an operator's eye, a success is in the job record.
+	level := slog.LevelDebug
+	if j.Status != storage.JobSucceeded {
+		level = slog.LevelInfo
+	}
+	c.log.Log(context.Background(), level, "job ended", "job_id", j.ID, "host_id", host, "kind", j.Kind, "status", j.Status, "snapshot_id", j.SnapshotID)
 	return nil
 }

@@ -131,7 +131,7 @@ func (c *Console) release(repo string) {
 		if err != nil {
 			c.log.Error("dispatch of a released job failed; it stays queued", "job_id", id, "error", err)
 		}
-		c.log.Info("job released: repository free", "job_id", id, "repo_id", repo, "kind", j.Kind)
+		c.log.Debug("job released: repository free", "job_id", id, "repo_id", repo, "kind", j.Kind)
 	}
 	if len(c.held[repo]) == 0 {
 		delete(c.held, repo)
@@ -143,7 +143,7 @@ func (c *Console) hold(j storage.Job) {
 	c.gateMu.Lock()
 	defer c.gateMu.Unlock()
 	c.held[j.RepoID] = append(c.held[j.RepoID], j.ID)
-	c.log.Info("job held: repository busy", "job_id", j.ID, "repo_id", j.RepoID, "kind", j.Kind)
+	c.log.Debug("job held: repository busy", "job_id", j.ID, "repo_id", j.RepoID, "kind", j.Kind)
 }
 
 // jobEnded frees the job's place and lets the next ones go.

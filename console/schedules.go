@@ -73,7 +73,8 @@ func (c *Console) apiPutSchedules(w http.ResponseWriter, r *http.Request) {
 		c.log.Error("publish desired schedules", "host_id", hostID, "version", hs.Version, "error", err)
 	}
 	p, _ := principalFrom(r.Context())
-	c.log.Info("schedules changed", "host_id", hostID, "version", hs.Version, "count", len(hs.Schedules), "by", p.User)
+	c.log.Debug("schedules changed", // audited; one per host in a rollout
+		"host_id", hostID, "version", hs.Version, "count", len(hs.Schedules), "by", p.User)
 	writeJSON(w, http.StatusOK, c.viewSchedules(hs, true))
 }
 
@@ -175,7 +176,7 @@ func (c *Console) ingestReported(host string, payload []byte) error {
 	if err != nil {
 		return fmt.Errorf("reported schedules of %s: %w", host, err)
 	}
-	c.log.Info("schedules applied", "host_id", host, "version", r.Version, "skipped", len(r.Skipped))
+	c.log.Debug("schedules applied", "host_id", host, "version", r.Version, "skipped", len(r.Skipped))
 	return nil
 }
 
@@ -232,7 +233,7 @@ func (c *Console) ingestFire(host string, payload []byte) error {
 	}
 	if !created {
 		c.metrics.firesSeen.WithLabelValues("duplicate").Inc()
-		c.log.Info("duplicate fire ignored", "host_id", host, "schedule_id", f.ScheduleID, "job_id", j.ID)
+		c.log.Debug("duplicate fire ignored", "host_id", host, "schedule_id", f.ScheduleID, "job_id", j.ID)
 		return nil
 	}
 	c.metrics.firesSeen.WithLabelValues("accepted").Inc()

@@ -65,7 +65,7 @@ func (s *Store) UpdateAlert(id string, fn func(a *Alert, exists bool) error) (Al
 	var out Alert
 	err := s.modify(key, func(txn *badger.Txn) error {
 		a := Alert{ID: id}
-		err := getJSON(txn, key, &a)
+		raw, err := getJSONRaw(txn, key, &a)
 		exists := err == nil
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
@@ -75,7 +75,7 @@ func (s *Store) UpdateAlert(id string, fn func(a *Alert, exists bool) error) (Al
 		}
 		a.ID = id
 		out = a
-		return setJSON(txn, key, a)
+		return setChanged(txn, key, raw, a)
 	})
 	if err != nil {
 		return Alert{}, fmt.Errorf("storage: alert %s: %w", id, err)
@@ -90,6 +90,30 @@ func (s *Store) GetAlert(id string) (Alert, error) {
 		return a, fmt.Errorf("storage: alert %s: %w", id, err)
 	}
 	return a, nil
+}
+
+// GetAlerts returns the alerts among ids that exist, in one read
+// transaction: a host's few possible alerts without walking every alert.
+func (s *Store) GetAlerts(ids []string) ([]Alert, error) {
+	var out []Alert
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, id := range ids {
+			var a Alert
+			err := getJSON(txn, alertKey(id), &a)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", id, err)
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: get alerts: %w", err)
+	}
+	return out, nil
 }
 
 // ListAlerts returns alerts, firing ones only unless all is set.

@@ -27,6 +27,15 @@ const auditPrefix = "audit/"
 
 // AppendAudit stores an entry under a time-ordered key.
 func (s *Store) AppendAudit(e AuditEntry) error {
+	e = e.keyed()
+	if err := s.update(func(txn *badger.Txn) error { return putAudit(txn, e) }); err != nil {
+		return fmt.Errorf("storage: audit: %w", err)
+	}
+	return nil
+}
+
+// keyed fills in the time and the time-ordered ID when they are unset.
+func (e AuditEntry) keyed() AuditEntry {
 	if e.At.IsZero() {
 		e.At = time.Now().UTC()
 	}
@@ -35,11 +44,13 @@ func (s *Store) AppendAudit(e AuditEntry) error {
 		_, _ = rand.Read(b)
 		e.ID = idxTime(e.At) + "-" + hex.EncodeToString(b)
 	}
-	key := []byte(auditPrefix + e.ID)
-	if err := s.update(func(txn *badger.Txn) error { return setJSON(txn, key, e) }); err != nil {
-		return fmt.Errorf("storage: audit: %w", err)
-	}
-	return nil
+	return e
+}
+
+// putAudit writes a keyed entry in txn, so a change and its audit record
+// commit (and cost a sync) together.
+func putAudit(txn *badger.Txn, e AuditEntry) error {
+	return setJSON(txn, []byte(auditPrefix+e.ID), e)
 }
 
 // AuditQuery selects audit entries newest first; Actor filters when set.

@@ -76,7 +76,8 @@ func (s *Store) UpdateHost(id string, fn func(*Host) error) (Host, error) {
 	var out Host
 	err := s.modify(key, func(txn *badger.Txn) error {
 		var h Host
-		if err := getJSON(txn, key, &h); err != nil {
+		raw, err := getJSONRaw(txn, key, &h)
+		if err != nil {
 			return err
 		}
 		if err := fn(&h); err != nil {
@@ -86,7 +87,7 @@ func (s *Store) UpdateHost(id string, fn func(*Host) error) (Host, error) {
 			return fmt.Errorf("host ID is immutable (changed to %q): %w", h.ID, ErrInvalid)
 		}
 		out = h
-		return setJSON(txn, key, h)
+		return setChanged(txn, key, raw, h)
 	})
 	if err != nil {
 		return Host{}, fmt.Errorf("storage: update host %s: %w", id, err)

@@ -78,7 +78,8 @@ func (s *Store) UpdateJob(id string, fn func(*Job) error) (Job, error) {
 	var out Job
 	err := s.modify(key, func(txn *badger.Txn) error {
 		var j Job
-		if err := getJSON(txn, key, &j); err != nil {
+		raw, err := getJSONRaw(txn, key, &j)
+		if err != nil {
 			return err
 		}
 		old := j
@@ -89,7 +90,7 @@ func (s *Store) UpdateJob(id string, fn func(*Job) error) (Job, error) {
 			return fmt.Errorf("job ID, HostID and CreatedAt are immutable: %w", ErrInvalid)
 		}
 		out = j
-		return setJSON(txn, key, j)
+		return setChanged(txn, key, raw, j)
 	})
 	if err != nil {
 		return Job{}, fmt.Errorf("storage: update job %s: %w", id, err)

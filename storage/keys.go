@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -112,15 +113,32 @@ type envelope struct {
 	D json.RawMessage `json:"d"`
 }
 
+// envelopeHead is how encode's output starts: json.Marshal of an envelope
+// whose D is already compact JSON from json.Marshal (HTML-escaped alike).
+const envelopeHead = `{"v":1,"d":`
+
+// encode wraps the record without marshalling the envelope: json.Marshal
+// would scan and copy the record's JSON once more (a sixth of the ingest's
+// CPU at fleet scale went to the envelope). The bytes are the same.
 func encode(v any) ([]byte, error) {
 	d, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode record: %w", err)
 	}
-	return json.Marshal(envelope{V: recordVersion, D: d})
+	out := make([]byte, 0, len(envelopeHead)+len(d)+1)
+	out = append(out, envelopeHead...)
+	out = append(out, d...)
+	return append(out, '}'), nil
 }
 
 func decode(raw []byte, v any) error {
+	// The usual shape is decoded in one pass; anything else (other field
+	// order, spacing, versions) takes the general path below.
+	if d, ok := bytes.CutPrefix(raw, []byte(envelopeHead)); ok && len(d) > 1 && d[len(d)-1] == '}' {
+		if json.Unmarshal(d[:len(d)-1], v) == nil {
+			return nil
+		}
+	}
 	var e envelope
 	if err := json.Unmarshal(raw, &e); err != nil {
 		return fmt.Errorf("decode record: %w", err)
@@ -161,6 +179,34 @@ func getJSON(txn *badger.Txn, key []byte, v any) error {
 	return item.Value(func(b []byte) error { return decode(b, v) })
 }
 
+// getJSONRaw is getJSON that also returns the stored bytes, for setChanged.
+func getJSONRaw(txn *badger.Txn, key []byte, v any) ([]byte, error) {
+	raw, err := getRaw(txn, key)
+	if err != nil {
+		return nil, err
+	}
+	return raw, decode(raw, v)
+}
+
+// errUnchanged aborts a read-modify-write whose record came out as it was:
+// update then neither commits nor waits for a sync. A duplicate QoS-1
+// delivery (a progress report seen before) changes nothing, and rewriting
+// the record cost a commit and a sync per duplicate.
+var errUnchanged = errors.New("record unchanged")
+
+// setChanged writes v at key unless it encodes to old, the bytes read in
+// the same transaction (then errUnchanged).
+func setChanged(txn *badger.Txn, key, old []byte, v any) error {
+	b, err := encode(v)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(b, old) {
+		return errUnchanged
+	}
+	return txn.Set(key, b)
+}
+
 func setJSON(txn *badger.Txn, key []byte, v any) error {
 	b, err := encode(v)
 	if err != nil {
@@ -181,4 +227,13 @@ func absent(txn *badger.Txn, key []byte) error {
 	default:
 		return err
 	}
+}
+
+// present returns ErrNotFound unless key exists, without reading its value.
+func present(txn *badger.Txn, key []byte) error {
+	_, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	return err
 }

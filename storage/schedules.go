@@ -59,11 +59,13 @@ func (s *Store) UpdateSchedules(hostID string, fn func(*HostSchedules) error) (H
 	key := schedKey(hostID)
 	var out HostSchedules
 	err := s.modify(key, func(txn *badger.Txn) error {
-		if err := getJSON(txn, hostKey(hostID), &Host{}); err != nil {
+		// The host must exist; its record need not be decoded.
+		if err := present(txn, hostKey(hostID)); err != nil {
 			return err
 		}
 		hs := HostSchedules{HostID: hostID}
-		if err := getJSON(txn, key, &hs); err != nil && !errors.Is(err, ErrNotFound) {
+		raw, err := getJSONRaw(txn, key, &hs)
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		if err := fn(&hs); err != nil {
@@ -71,7 +73,7 @@ func (s *Store) UpdateSchedules(hostID string, fn func(*HostSchedules) error) (H
 		}
 		hs.HostID = hostID
 		out = hs
-		return setJSON(txn, key, hs)
+		return setChanged(txn, key, raw, hs)
 	})
 	if err != nil {
 		return HostSchedules{}, fmt.Errorf("storage: update schedules of %s: %w", hostID, err)
@@ -87,7 +89,10 @@ func fireJobKey(hostID, scheduleID string, scheduledAt time.Time) []byte {
 // scheduled_at) exists; then it returns that job and created=false. The
 // check and the insert are one transaction, so a fire delivered twice, even
 // concurrently, makes one job.
-func (s *Store) CreateScheduledJob(j Job, scheduledAt time.Time) (Job, bool, error) {
+//
+// Audit entries, if given, are written in the same transaction when the job
+// is created: one commit and one sync per fire instead of two.
+func (s *Store) CreateScheduledJob(j Job, scheduledAt time.Time, audit ...AuditEntry) (Job, bool, error) {
 	if err := validID(j.ID); err != nil {
 		return Job{}, false, fmt.Errorf("storage: create scheduled job: %w", err)
 	}
@@ -98,6 +103,9 @@ func (s *Store) CreateScheduledJob(j Job, scheduledAt time.Time) (Job, bool, err
 		return Job{}, false, fmt.Errorf("storage: create scheduled job: host: %w", err)
 	}
 	key := fireJobKey(j.HostID, j.ScheduleID, scheduledAt)
+	for i := range audit {
+		audit[i] = audit[i].keyed()
+	}
 	var out Job
 	var created bool
 	err := s.modify(key, func(txn *badger.Txn) error {
@@ -114,6 +122,11 @@ func (s *Store) CreateScheduledJob(j Job, scheduledAt time.Time) (Job, bool, err
 		}
 		if err := txn.Set(key, []byte(j.ID)); err != nil {
 			return err
+		}
+		for _, e := range audit {
+			if err := putAudit(txn, e); err != nil {
+				return err
+			}
 		}
 		out, created = j, true
 		return putJob(txn.Set, j)

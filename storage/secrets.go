@@ -205,7 +205,8 @@ func (s *Store) UpdateRepo(id string, fn func(*Repo) error) (Repo, error) {
 	var out Repo
 	err := s.modify(key, func(txn *badger.Txn) error {
 		var r Repo
-		if err := getJSON(txn, key, &r); err != nil {
+		raw, err := getJSONRaw(txn, key, &r)
+		if err != nil {
 			return err
 		}
 		sealed := r.Sealed
@@ -217,7 +218,7 @@ func (s *Store) UpdateRepo(id string, fn func(*Repo) error) (Repo, error) {
 		}
 		r.Sealed = sealed
 		out = r
-		return setJSON(txn, key, r)
+		return setChanged(txn, key, raw, r)
 	})
 	if err != nil {
 		return Repo{}, fmt.Errorf("storage: update repo %s: %w", id, err)

@@ -258,6 +258,11 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 		if err == nil {
 			return s.durable.wait()
 		}
+		if errors.Is(err, errUnchanged) {
+			// Nothing was written. What fn read was made durable by its own
+			// writer, which holds the record's lock (modify) until synced.
+			return nil
+		}
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
 		}
