@@ -98,12 +98,17 @@ func TestBrowseFromTheIndexMatchesRestic(t *testing.T) {
 	// Forgetting the snapshot drops its index.
 	f.run(t, "backup", map[string]any{"paths": []string{src}})
 	f.run(t, "forget", map[string]any{"retention": map[string]any{"keep_last": 1}})
-	resp, err := f.srv.client.Get(f.srv.url("/api/v1/repos/" + f.repoID + "/snapshots/" + b.SnapshotID + "/ls?path=/"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("a forgotten snapshot answers %d, want 404", resp.StatusCode)
-	}
+	// The drop follows the forget's result within moments (it runs after
+	// the result is stored, not before it is acknowledged).
+	eventually(t, 10*time.Second, "a forgotten snapshot answers 404", func() error {
+		resp, err := f.srv.client.Get(f.srv.url("/api/v1/repos/" + f.repoID + "/snapshots/" + b.SnapshotID + "/ls?path=/"))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			return errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
 }

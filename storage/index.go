@@ -127,7 +127,11 @@ func (s *Store) ListIndexDir(repo, snap, dir string, cursor string, limit int) (
 	return out, next, nil
 }
 
-// DropIndex deletes a snapshot's index (after it was forgotten).
+// DropIndex deletes a snapshot's index (after it was forgotten). The meta
+// record goes first, so the snapshot stops being browsable at once; the
+// nodes follow in batches. Not DropPrefix: it blocks every other writer
+// while it runs (their commits fail), and agents' messages are being stored
+// meanwhile.
 func (s *Store) DropIndex(repo, snap string) error {
 	if err := validID(repo); err != nil {
 		return err
@@ -135,11 +139,44 @@ func (s *Store) DropIndex(repo, snap string) error {
 	if err := validID(snap); err != nil {
 		return err
 	}
-	if err := s.db.DropPrefix(indexPrefix(repo, snap), indexMetaKey(repo, snap)); err != nil {
+	if err := s.update(func(txn *badger.Txn) error { return txn.Delete(indexMetaKey(repo, snap)) }); err != nil {
 		return fmt.Errorf("storage: drop index: %w", err)
 	}
-	return nil
+	prefix := indexPrefix(repo, snap)
+	for {
+		var keys [][]byte
+		err := s.db.View(func(txn *badger.Txn) error {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix = prefix
+			opts.PrefetchValues = false
+			it := txn.NewIterator(opts)
+			defer it.Close()
+			for it.Rewind(); it.Valid() && len(keys) < dropBatch; it.Next() {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("storage: drop index: %w", err)
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		if err := s.update(func(txn *badger.Txn) error {
+			for _, k := range keys {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("storage: drop index: %w", err)
+		}
+	}
 }
+
+// dropBatch keeps each deletion transaction well under Badger's size limit.
+const dropBatch = 5000
 
 // IndexSize sums the bytes of a snapshot's index entries (keys and values).
 func (s *Store) IndexSize(repo, snap string) (int64, error) {

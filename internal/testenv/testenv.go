@@ -4,11 +4,14 @@
 package testenv
 
 import (
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -46,12 +49,52 @@ func Restic014(t testing.TB) string { return tool(t, "restic-0.14.0", "RM_TEST_R
 
 // FreePort returns a loopback TCP port that was free a moment ago. Tests that
 // restart a server on the same address need a fixed port, so ":0" will not do.
+//
+// Ports come from below the kernel's ephemeral range: a port from that range
+// (what ":0" hands out) can be taken by any outgoing connection on the machine
+// between this check and the server's bind, or while a killed server is
+// restarted on it — which happened whenever a load test was connecting
+// thousands of clients at the same time.
 func FreePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: listen: %v", err)
+	lo := ephemeralLow()
+	const base = 10000
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		p := base + rand.IntN(lo-base)
+		if portsGiven[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[p] = true
+		return "127.0.0.1:" + strconv.Itoa(p)
 	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	t.Fatalf("testenv: no free port below %d", lo)
+	return ""
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{} // never hand out one port twice in a process
+)
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768 on
+// Linux by default; 49152 elsewhere).
+func ephemeralLow() int {
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				return n
+			}
+		}
+	}
+	if runtime.GOOS == "linux" {
+		return 32768
+	}
+	return 49152
 }
