@@ -89,8 +89,9 @@ demo: build tools
 clean:
 	rm -rf bin .demo
 
-# Figures for the closing notes: dispatch latency (20 jobs) and idle RSS,
-# with binaries built without the race detector.
+# Figures for the closing notes (docs/scale.md): dispatch latency and idle
+# RSS, snapshot browsing, store growth, agent overhead on 1 GiB and the fleet
+# simulator at 1,000 agents, with binaries built without the race detector.
 bench: tools
 	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkJobStart|BenchmarkScheduleApply|BenchmarkSnapshotBrowse' -benchtime 1x -timeout 40m
 	$(GO) test ./storage/ -run '^$$' -bench 'BenchmarkListJobsPerHost' -benchtime 20x
