@@ -421,16 +421,26 @@ func (a *Agent) start(cmd wire.Command) {
 	}
 	a.running[cmd.JobID] = cancel
 	a.mu.Unlock()
+	// The job's place in its repository's queue is taken now, in arrival
+	// order: the goroutines below start in any order, and jobs for one
+	// repository must run in the order they came.
+	var rv *runner.Reservation
+	if cmd.Kind != wire.JobHealth && cmd.Kind != wire.JobIndex {
+		if spec, err := a.buildSpec(cmd); err == nil {
+			rv = a.runner.Reserve(spec)
+		}
+	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
+		defer rv.Release() // a job that ends before its turn gives it up
 		defer func() {
 			a.mu.Lock()
 			delete(a.running, cmd.JobID)
 			a.mu.Unlock()
 			cancel()
 		}()
-		res := a.execute(ctx, cmd)
+		res := a.execute(ctx, cmd, rv)
 		if err := a.finish(res); err != nil {
 			a.log.Error("cannot queue job result", "job_id", cmd.JobID, "error", err)
 		}
@@ -453,7 +463,7 @@ func failed(jobID string, started time.Time, msg string) wire.Result {
 	return wire.Result{JobID: jobID, Status: wire.StatusFailed, ExitCode: -1, StartedAt: started, EndedAt: time.Now().UTC(), Error: msg}
 }
 
-func (a *Agent) execute(ctx context.Context, cmd wire.Command) wire.Result {
+func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reservation) wire.Result {
 	log := a.log.With("job_id", cmd.JobID, "kind", cmd.Kind)
 	if !cmd.ExpiresAt.IsZero() && time.Now().After(cmd.ExpiresAt) {
 		log.Warn("command expired before it could run", "expires_at", cmd.ExpiresAt)
@@ -482,6 +492,7 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command) wire.Result {
 	case wire.JobIndex:
 		r = a.runIndex(ctx, cmd.JobID, spec, pump)
 	default:
+		spec.Reservation = rv
 		r = a.runOp(ctx, spec, pump)
 	}
 	if ctx.Err() != nil && a.jobsCtx.Err() != nil && r.Status == wire.StatusCancelled {

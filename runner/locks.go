@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
@@ -24,37 +25,102 @@ func (l *RepoLocks) Lock(ctx context.Context, key string) (unlock func(), waited
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
+	return l.Reserve(key).Wait(ctx)
+}
+
+// Reservation is a place in a key's queue, taken before the wait. Jobs that
+// arrive together are started on goroutines that run in any order; each
+// reserves its place as it arrives, so they still take the lock in arrival
+// order.
+type Reservation struct {
+	l   *RepoLocks
+	key string
+	ch  chan struct{} // closed when the lock is handed over; nil: held from Reserve on
+
+	mu   sync.Mutex
+	used bool // Wait or Release was called
+}
+
+// Reserve takes a place in key's queue (or the lock itself, when free)
+// without waiting. Exactly one of Wait or Release must follow.
+func (l *RepoLocks) Reserve(key string) *Reservation {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.m == nil {
 		l.m = map[string]*keyLock{}
 	}
 	k, held := l.m[key]
 	if !held {
 		l.m[key] = &keyLock{}
-		l.mu.Unlock()
-		return l.unlocker(key), false, nil
+		return &Reservation{l: l, key: key}
 	}
 	ch := make(chan struct{})
 	k.waiters = append(k.waiters, ch)
-	l.mu.Unlock()
+	return &Reservation{l: l, key: key, ch: ch}
+}
 
+// Key is the key the reservation queues for.
+func (r *Reservation) Key() string { return r.key }
+
+func (r *Reservation) take() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.used {
+		return false
+	}
+	r.used = true
+	return true
+}
+
+// Wait waits for the reserved turn, like Lock. A second call fails.
+func (r *Reservation) Wait(ctx context.Context) (unlock func(), waited bool, err error) {
+	if !r.take() {
+		return nil, false, errors.New("runner: repository lock reservation used twice")
+	}
+	if r.ch == nil {
+		if err := ctx.Err(); err != nil {
+			r.l.release(r.key)
+			return nil, false, err
+		}
+		return r.l.unlocker(r.key), false, nil
+	}
 	select {
-	case <-ch:
-		return l.unlocker(key), true, nil
+	case <-r.ch:
+		return r.l.unlocker(r.key), true, nil
 	case <-ctx.Done():
 	}
+	r.l.abandon(r.key, r.ch)
+	return nil, true, ctx.Err()
+}
+
+// Release gives the place (or the lock) up when the job ends without
+// waiting for it. After Wait it does nothing; a nil Reservation is fine.
+func (r *Reservation) Release() {
+	if r == nil || !r.take() {
+		return
+	}
+	if r.ch == nil {
+		r.l.release(r.key)
+		return
+	}
+	r.l.abandon(r.key, r.ch)
+}
+
+// abandon takes waiter ch out of key's queue or, when the lock was handed
+// to it meanwhile, passes the lock on.
+func (l *RepoLocks) abandon(key string, ch chan struct{}) {
 	l.mu.Lock()
-	for i, w := range k.waiters {
-		if w == ch {
-			k.waiters = append(k.waiters[:i], k.waiters[i+1:]...)
-			l.mu.Unlock()
-			return nil, true, ctx.Err()
+	if k := l.m[key]; k != nil {
+		for i, w := range k.waiters {
+			if w == ch {
+				k.waiters = append(k.waiters[:i], k.waiters[i+1:]...)
+				l.mu.Unlock()
+				return
+			}
 		}
 	}
 	l.mu.Unlock()
-	// The lock was handed over as ctx ended: pass it on.
 	l.release(key)
-	return nil, true, ctx.Err()
 }
 
 func (l *RepoLocks) unlocker(key string) func() {

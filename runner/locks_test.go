@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -159,5 +160,54 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached")
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Reservations taken in arrival order are served in that order, whatever
+// order their goroutines reach Wait in; an unused one passes its turn on.
+func TestReservationsKeepArrivalOrder(t *testing.T) {
+	var l RepoLocks
+	ctx := context.Background()
+	first := l.Reserve("r")
+	rs := []*Reservation{l.Reserve("r"), l.Reserve("r"), l.Reserve("r"), l.Reserve("r")}
+	skipped := rs[2] // gives up its turn without waiting
+	var mu sync.Mutex
+	var order []int
+	var wg sync.WaitGroup
+	for i := len(rs) - 1; i >= 0; i-- { // reach Wait in reverse order
+		if rs[i] == skipped {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			unlock, waited, err := rs[i].Wait(ctx)
+			if err != nil || !waited {
+				t.Errorf("reservation %d: waited=%v err=%v", i, waited, err)
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			unlock()
+		}()
+		time.Sleep(10 * time.Millisecond)
+	}
+	skipped.Release()
+	unlock, waited, err := first.Wait(ctx)
+	if err != nil || waited {
+		t.Fatalf("first reservation: waited=%v err=%v, want the lock at once", waited, err)
+	}
+	unlock()
+	wg.Wait()
+	if fmt.Sprint(order) != "[0 1 3]" {
+		t.Fatalf("served in order %v, want [0 1 3]", order)
+	}
+	if _, _, err := first.Wait(ctx); err == nil {
+		t.Fatal("a reservation waited twice")
+	}
+	first.Release() // after Wait: nothing
+	if n := l.size(); n != 0 {
+		t.Fatalf("%d keys left", n)
 	}
 }

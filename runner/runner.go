@@ -101,6 +101,10 @@ type Spec struct {
 	// lock. 0 means none. Past it the run is cancelled like a cancel and ends
 	// "failed" with the error "timed out after ...".
 	Timeout time.Duration
+	// Reservation, when set (from Runner.Reserve), is this run's place in
+	// its repository's queue, taken when the job arrived; without it the
+	// run queues when it reaches the lock.
+	Reservation *Reservation
 }
 
 // Progress is one of restic's status messages, throttled.
@@ -187,7 +191,19 @@ var errTimedOut = errors.New("runner: timed out")
 // and never panics on bad input. ctx cancels the run: restic gets SIGINT and,
 // after Grace, is killed.
 func (r *Runner) Run(ctx context.Context, spec Spec, h Hooks) Result {
+	defer spec.Reservation.Release() // unused when the run never reached the lock
 	return r.run(ctx, spec, operations[spec.Kind], h)
+}
+
+// Reserve takes spec's place in its repository's queue now, for a run that
+// starts later (set it as spec.Reservation). Nil when the run would not
+// queue: no Locks, or an operation that reads without locking.
+func (r *Runner) Reserve(spec Spec) *Reservation {
+	op := operations[spec.Kind]
+	if _, free := op.(lockFree); r.Locks == nil || op == nil || free {
+		return nil
+	}
+	return r.Locks.Reserve(repoKey(spec.Repo.URL))
 }
 
 // run is Run with the operation (nil: unknown kind); LsStream and the
@@ -233,7 +249,14 @@ func (r *Runner) run(ctx context.Context, spec Spec, op operation, h Hooks) (res
 	}
 
 	if _, free := op.(lockFree); r.Locks != nil && !free {
-		unlock, waited, err := r.Locks.Lock(ctx, repoKey(spec.Repo.URL))
+		var unlock func()
+		var waited bool
+		var err error
+		if rv := spec.Reservation; rv != nil && rv.l == r.Locks && rv.key == repoKey(spec.Repo.URL) {
+			unlock, waited, err = rv.Wait(ctx)
+		} else {
+			unlock, waited, err = r.Locks.Lock(ctx, repoKey(spec.Repo.URL))
+		}
 		res.Waited = waited
 		if err != nil {
 			res = interrupted(ctx, res, spec.Timeout)
