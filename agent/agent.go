@@ -479,12 +479,24 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reserv
 		log.Warn("job refused", "error", err)
 		return failed(cmd.JobID, time.Time{}, err.Error())
 	}
-	if err := a.jr.setState(cmd.JobID, jobRunning, time.Now().UTC()); err != nil {
-		return failed(cmd.JobID, time.Time{}, err.Error())
+	// A job is journaled running only once it holds its repository's lock
+	// (runOp's OnLocked): one still waiting behind another when the agent
+	// dies never touched the repository, and runs after the restart.
+	markRunning := func() error {
+		if err := a.jr.setState(cmd.JobID, jobRunning, time.Now().UTC()); err != nil {
+			return fmt.Errorf("the agent could not record the job as running: %w", err)
+		}
+		log.Info("job starting")
+		return nil
+	}
+	if cmd.Kind == wire.JobHealth || cmd.Kind == wire.JobIndex {
+		if err := markRunning(); err != nil {
+			return failed(cmd.JobID, time.Time{}, err.Error())
+		}
 	}
 	pump := newProgressPump(a, cmd.JobID)
 	defer pump.close()
-	log.Info("job starting")
+	log.Debug("job accepted; waiting for its turn on the repository")
 	var r runner.Result
 	switch cmd.Kind {
 	case wire.JobHealth:
@@ -493,7 +505,7 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reserv
 		r = a.runIndex(ctx, cmd.JobID, spec, pump)
 	default:
 		spec.Reservation = rv
-		r = a.runOp(ctx, spec, pump)
+		r = a.runOp(ctx, spec, pump, markRunning)
 	}
 	if ctx.Err() != nil && a.jobsCtx.Err() != nil && r.Status == wire.StatusCancelled {
 		r.Error = "the agent was stopped while this job was running"
@@ -536,9 +548,10 @@ func (a *Agent) resticUsable() error {
 }
 
 // runOp runs one restic operation, forwarding its progress.
-func (a *Agent) runOp(ctx context.Context, spec runner.Spec, pump *progressPump) runner.Result {
+func (a *Agent) runOp(ctx context.Context, spec runner.Spec, pump *progressPump, onLocked func() error) runner.Result {
 	return a.runner.Run(ctx, spec, runner.Hooks{
-		OnStart: func(at time.Time) { pump.started(at) },
+		OnLocked: onLocked,
+		OnStart:  func(at time.Time) { pump.started(at) },
 		OnProgress: func(p runner.Progress) {
 			pump.send(wire.Progress{
 				Percent:   clampPercent(p.Percent), // the runner reports 0–100

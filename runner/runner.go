@@ -142,6 +142,11 @@ type Result struct {
 // slows restic down (OnProgress runs on the goroutine reading restic's
 // stdout). They must not panic.
 type Hooks struct {
+	// OnLocked, if set, is called once the run holds its repository's lock
+	// (or needs none), right before restic starts: the last moment the run
+	// has not touched the repository. An error ends the run failed, with
+	// restic never started.
+	OnLocked func() error
 	// OnProcess, if set, is called with restic's process ID right after it
 	// started, before OnStart.
 	OnProcess func(pid int)
@@ -266,6 +271,11 @@ func (r *Runner) run(ctx context.Context, spec Spec, op operation, h Hooks) (res
 		defer unlock()
 		if waited {
 			log.Info("waited for the repository lock", "waited", time.Since(begun).Round(time.Millisecond))
+		}
+	}
+	if h.OnLocked != nil {
+		if err := h.OnLocked(); err != nil {
+			return failed(res, err.Error())
 		}
 	}
 	if m, ok := op.(multiRun); ok {
