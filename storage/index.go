@@ -68,7 +68,9 @@ func (s *Store) PutIndexNodes(repo, snap string, nodes []IndexNode) error {
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("storage: index: %w", err)
 	}
-	return nil
+	// The chunk is acknowledged to the agent after this returns: make it
+	// durable like every other write (see groupSync).
+	return s.durable.wait()
 }
 
 // PutIndexMeta records the state of a snapshot's index.
