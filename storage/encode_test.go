@@ -3,6 +3,9 @@ package storage
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -73,5 +76,66 @@ func TestUpdateJobNoChangeDoesNotWrite(t *testing.T) {
 	}
 	if j, _ := s.GetJob("job-1"); j.Status != JobRunning {
 		t.Fatalf("status %s", j.Status)
+	}
+}
+
+// Concurrent updates, batched into shared transactions, lose none: each
+// of many goroutines bumps several jobs, and every bump is in the record.
+// A refused update in the same batch changes nothing and does not fail
+// the others.
+func TestUpdateJobConcurrentBatches(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const jobs, workers, rounds = 4, 40, 25
+	for i := range jobs {
+		if err := s.CreateJob(Job{ID: fmt.Sprintf("job-%d", i), HostID: "host-1", Status: JobRunning}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := errors.New("refused")
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*rounds*2)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				id := fmt.Sprintf("job-%d", (w+r)%jobs)
+				if _, err := s.UpdateJob(id, func(j *Job) error {
+					if j.Progress == nil {
+						j.Progress = &Progress{}
+					}
+					j.Progress.Seq++
+					return nil
+				}); err != nil {
+					errs <- err
+				}
+				if _, err := s.UpdateJob(id, func(*Job) error { return refused }); !errors.Is(err, refused) {
+					errs <- fmt.Errorf("refused update: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var total int64
+	for i := range jobs {
+		j, err := s.GetJob(fmt.Sprintf("job-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += j.Progress.Seq
+	}
+	if total != workers*rounds {
+		t.Fatalf("%d updates recorded, want %d", total, workers*rounds)
+	}
+	if _, err := s.UpdateJob("job-missing", func(*Job) error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing job: %v", err)
 	}
 }

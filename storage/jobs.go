@@ -75,6 +75,66 @@ func (s *Store) GetJob(id string) (Job, error) {
 // "expired". Concurrent updates of one job are serialised, so none is lost.
 func (s *Store) UpdateJob(id string, fn func(*Job) error) (Job, error) {
 	key := jobKey(id)
+	// Each round, of the updates of one job that met in a batch, the first
+	// is written: a caller reads again at most once per concurrent updater.
+	for range maxStaleRounds {
+		var (
+			j   Job
+			raw []byte
+			ver uint64
+		)
+		err := s.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(key)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+			ver = item.Version()
+			if raw, err = item.ValueCopy(nil); err != nil {
+				return err
+			}
+			return decode(raw, &j)
+		})
+		if err != nil {
+			return Job{}, fmt.Errorf("storage: update job %s: %w", id, err)
+		}
+		old := j
+		if err := fn(&j); err != nil {
+			return Job{}, fmt.Errorf("storage: update job %s: %w", id, err)
+		}
+		if j.ID != old.ID || j.HostID != old.HostID || !j.CreatedAt.Equal(old.CreatedAt) {
+			return Job{}, fmt.Errorf("storage: update job %s: job ID, HostID and CreatedAt are immutable: %w", id, ErrInvalid)
+		}
+		val, err := encode(j)
+		if err != nil {
+			return Job{}, fmt.Errorf("storage: update job %s: %w", id, err)
+		}
+		if !bytes.Equal(val, raw) {
+			op := &jobOp{key: key, ver: ver, val: val, done: make(chan struct{})}
+			s.commitJob(op)
+			if op.err != nil {
+				return Job{}, fmt.Errorf("storage: update job %s: %w", id, op.err)
+			}
+			if op.stale {
+				continue // changed meanwhile: read it again
+			}
+		}
+		// Also when nothing was written: the job as read may be a commit
+		// that is not synced yet, and the caller may acknowledge on it.
+		if err := s.durable.wait(); err != nil {
+			return Job{}, fmt.Errorf("storage: update job %s: %w", id, err)
+		}
+		return j, nil
+	}
+	// Contended (another update of the same job won every round): one
+	// transaction of its own, serialised with the job's other updates.
+	return s.updateJobTxn(id, fn)
+}
+
+func (s *Store) updateJobTxn(id string, fn func(*Job) error) (Job, error) {
+	key := jobKey(id)
 	var out Job
 	err := s.modify(key, func(txn *badger.Txn) error {
 		var j Job
@@ -97,6 +157,10 @@ func (s *Store) UpdateJob(id string, fn func(*Job) error) (Job, error) {
 	}
 	return out, nil
 }
+
+// maxStaleRounds bounds how often UpdateJob reads a job again because it
+// changed meanwhile, before it falls back to a transaction of its own.
+const maxStaleRounds = 100
 
 // JobQuery selects jobs newest first. HostID empty means all hosts; Status
 // empty means any. Cursor is opaque (from a previous page's NextCursor).

@@ -59,6 +59,8 @@ type Store struct {
 	// locks serialises read-modify-write of one record within the process;
 	// see UpdateJob.
 	locks keyLocks
+	// jobs groups concurrent UpdateJob calls (see jobBatch).
+	jobs jobBatch
 
 	done      chan struct{} // closed by Close to stop background work
 	gcKick    chan uint64   // compaction requests; see requestCompaction
@@ -259,9 +261,9 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 			return s.durable.wait()
 		}
 		if errors.Is(err, errUnchanged) {
-			// Nothing was written. What fn read was made durable by its own
-			// writer, which holds the record's lock (modify) until synced.
-			return nil
+			// Nothing was written, but what fn read may be a commit not
+			// yet synced: the caller may acknowledge on the strength of it.
+			return s.durable.wait()
 		}
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
