@@ -89,6 +89,7 @@ type Console struct {
 	log   *slog.Logger
 
 	alertState alertState
+	online     onlineQueue
 	metrics    *metrics
 	guard      loginGuard
 	health     healthJobs

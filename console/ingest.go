@@ -74,10 +74,7 @@ func (c *Console) ingestStatus(host string, payload []byte) error {
 		// state) while the store still says online. Commands published
 		// before the agent ever had a session, or lost with one, are sent
 		// again; the agent ignores those it already has.
-		c.goBG(func(ctx context.Context) {
-			c.republishDesired(ctx, host)
-			c.redispatch(ctx, host)
-		})
+		c.hostOnline(host)
 	}
 	return nil
 }
