@@ -437,5 +437,8 @@ func (s *serverProc) profile(ctx context.Context, dir, name string, secs time.Du
 		err := get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", n), name+".cpu.pprof", secs+time.Minute)
 		return errors.Join(err, <-blockErr)
 	}
-	return get("/debug/pprof/heap", name+".heap.pprof", time.Minute)
+	// The text form ends with runtime.MemStats: StackInuse and HeapInuse
+	// say where the RSS goes (goroutine stacks are not in the profile).
+	return errors.Join(get("/debug/pprof/heap", name+".heap.pprof", time.Minute),
+		get("/debug/pprof/heap?debug=1", name+".heap.txt", time.Minute))
 }
