@@ -60,6 +60,14 @@ type Agent struct {
 	running map[string]context.CancelFunc
 	refused map[string]bool // commands reported failed because they could not be journaled
 
+	// Commands that arrive right after a (re)connection are the broker's
+	// queue for this session, which a broker need not hand over in order
+	// (mochi 2.7.9 sorts it by send second, unstably): they are gathered
+	// for gatherWindow and started in the order the console issued them.
+	gatherMu    sync.Mutex
+	gatherUntil time.Time
+	gathered    []wire.Command
+
 	sched   *schedules.Scheduler
 	desired chan wire.SchedulesDesired
 }
@@ -267,7 +275,14 @@ func (a *Agent) recover() error {
 	if err != nil {
 		return err
 	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].ReceivedAt.Before(entries[j].ReceivedAt) })
+	// In the order the console issued them (arrival order can differ; see
+	// Agent.gathered).
+	sort.SliceStable(entries, func(i, j int) bool {
+		if !entries[i].Command.IssuedAt.Equal(entries[j].Command.IssuedAt) {
+			return entries[i].Command.IssuedAt.Before(entries[j].Command.IssuedAt)
+		}
+		return entries[i].ReceivedAt.Before(entries[j].ReceivedAt)
+	})
 	for _, e := range entries {
 		switch e.State {
 		case jobRunning:
@@ -292,6 +307,10 @@ func (a *Agent) recover() error {
 
 func (a *Agent) onConnectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	a.log.Info("connected to broker", "session_present", ca.SessionPresent)
+	a.gatherMu.Lock()
+	a.gatherUntil = time.Now().Add(gatherWindow)
+	a.gatherMu.Unlock()
+	time.AfterFunc(gatherWindow, a.startGathered)
 	go func() {
 		ctx, cancel := context.WithTimeout(a.jobsCtx, 10*time.Second)
 		defer cancel()
@@ -388,11 +407,63 @@ func (a *Agent) onPublish(pr paho.PublishReceived) (bool, error) {
 		a.log.Info("duplicate command ignored", "job_id", cmd.JobID)
 		return true, nil
 	}
-	a.start(cmd)
+	if !a.gather(cmd) {
+		a.start(cmd)
+	}
 	return true, nil
 }
 
+// gatherWindow is how long after connecting commands are gathered before
+// they start (see Agent.gathered).
+const gatherWindow = 750 * time.Millisecond
+
+// gather keeps cmd for startGathered when it arrived inside the window.
+func (a *Agent) gather(cmd wire.Command) bool {
+	a.gatherMu.Lock()
+	defer a.gatherMu.Unlock()
+	if !time.Now().Before(a.gatherUntil) {
+		return false
+	}
+	a.gathered = append(a.gathered, cmd)
+	return true
+}
+
+// startGathered starts the gathered commands oldest first. Journaled as
+// received, they are not lost if the agent stops first: recover starts
+// them on the next run.
+func (a *Agent) startGathered() {
+	a.gatherMu.Lock()
+	cmds := a.gathered
+	a.gathered = nil
+	a.gatherUntil = time.Time{}
+	a.gatherMu.Unlock()
+	if a.jobsCtx.Err() != nil {
+		return
+	}
+	sort.SliceStable(cmds, func(i, j int) bool { return cmds[i].IssuedAt.Before(cmds[j].IssuedAt) })
+	for _, cmd := range cmds {
+		a.start(cmd)
+	}
+}
+
+// takeGathered removes a gathered command (to start it for a cancel).
+func (a *Agent) takeGathered(jobID string) (wire.Command, bool) {
+	a.gatherMu.Lock()
+	defer a.gatherMu.Unlock()
+	for i, c := range a.gathered {
+		if c.JobID == jobID {
+			a.gathered = append(a.gathered[:i], a.gathered[i+1:]...)
+			return c, true
+		}
+	}
+	return wire.Command{}, false
+}
+
 func (a *Agent) cancel(jobID string) {
+	if cmd, ok := a.takeGathered(jobID); ok {
+		// Started now only to be cancelled: it ends "cancelled" the usual way.
+		a.start(cmd)
+	}
 	a.mu.Lock()
 	cancel, ok := a.running[jobID]
 	a.mu.Unlock()

@@ -497,9 +497,10 @@ func (f *chaosFleet) locks() []string {
 	return out
 }
 
-// startOrder notes when jobs of one agent and repository, created in this
-// order, started in another: the agent runs one at a time, and the design
-// says the others wait in order.
+// startOrder fails the fault when jobs of one agent and repository,
+// created in this order, started in another: the agent runs one at a time,
+// and the others wait in order (also when a broker hands a reconnecting
+// agent its queue out of order; see agent.Agent.gathered).
 func (ft *fault) startOrder(ids []string) {
 	ft.t.Helper()
 	js := make([]chaosJob, len(ids))
@@ -517,7 +518,7 @@ func (ft *fault) startOrder(ids []string) {
 			for _, j := range sorted {
 				order = append(order, strconv.Itoa(indexOf(ids, j.ID)+1))
 			}
-			ft.note("jobs created in order 1..%d for one agent and repository started in the order %s (not a broken invariant; see the report)", len(ids), strings.Join(order, ","))
+			ft.violation("jobs created in order 1..%d for one agent and repository started in the order %s", len(ids), strings.Join(order, ","))
 			return
 		}
 	}
