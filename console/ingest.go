@@ -103,6 +103,7 @@ func (c *Console) ingestProgress(host, jobID string, payload []byte) error {
 	// before it cost a fifth of the ingest's CPU at fleet scale.
 	changed := false
 	j, err := c.store.UpdateJob(jobID, func(j *storage.Job) error {
+		changed = false // fn runs again when the job changed meanwhile
 		if j.HostID != host {
 			return fmt.Errorf("%w: job %s belongs to another host", broker.ErrRejected, jobID)
 		}
@@ -152,6 +153,7 @@ func (c *Console) ingestResult(host, jobID string, payload []byte) error {
 	}
 	changed := false
 	j, err := c.store.UpdateJob(jobID, func(j *storage.Job) error {
+		changed = false // fn runs again when the job changed meanwhile
 		// A console-side end (expired, or cancelled while queued) has no exit
 		// code: what the agent reports really happened wins over it.
 		consoleEnded := (j.Status == storage.JobExpired || j.Status == storage.JobCancelled) && j.ExitCode == nil
