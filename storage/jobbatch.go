@@ -10,6 +10,13 @@ import (
 // maxJobBatch caps the writes one transaction carries.
 const maxJobBatch = 128
 
+// maxJobBatches is how many batches may be in flight at once: each waits
+// for Badger's writer and, on a busy machine, for the scheduler, and one
+// at a time left updates queueing behind those waits (10,000 agents).
+// Batches that write the same job conflict and are rerun; agents send one
+// job's reports one after another, so that is rare.
+const maxJobBatches = 4
+
 // jobBatch groups the writes of concurrent UpdateJob calls into one
 // transaction. Each agent message (progress, result) was a transaction of
 // its own: a read timestamp that waits for every earlier commit, a commit
@@ -24,7 +31,7 @@ const maxJobBatch = 128
 type jobBatch struct {
 	mu      sync.Mutex
 	pending []*jobOp
-	running bool // a goroutine is running batches
+	running int // goroutines running batches
 }
 
 type jobOp struct {
@@ -41,8 +48,8 @@ func (s *Store) commitJob(op *jobOp) {
 	b := &s.jobs
 	b.mu.Lock()
 	b.pending = append(b.pending, op)
-	if !b.running {
-		b.running = true
+	if b.running < maxJobBatches {
+		b.running++
 		b.mu.Unlock()
 		s.runJobBatches()
 	} else {
@@ -57,6 +64,12 @@ func (s *Store) commitJob(op *jobOp) {
 func (s *Store) runJobBatches() {
 	b := &s.jobs
 	b.mu.Lock()
+	if len(b.pending) == 0 {
+		// Another batch took them.
+		b.running--
+		b.mu.Unlock()
+		return
+	}
 	n := min(len(b.pending), maxJobBatch)
 	batch := make([]*jobOp, n)
 	copy(batch, b.pending)
@@ -67,7 +80,7 @@ func (s *Store) runJobBatches() {
 
 	b.mu.Lock()
 	if len(b.pending) == 0 {
-		b.running = false
+		b.running--
 		b.mu.Unlock()
 		return
 	}
@@ -86,14 +99,22 @@ func (s *Store) runJobBatch(batch []*jobOp) {
 	err := s.writeJobs(batch)
 	if errors.Is(err, badger.ErrTxnTooBig) && len(batch) > 1 {
 		for _, op := range batch {
-			if err := s.writeJobs([]*jobOp{op}); err != nil {
+			switch err := s.writeJobs([]*jobOp{op}); {
+			case errors.Is(err, badger.ErrConflict):
+				op.stale, op.err = true, nil
+			case err != nil:
 				op.err = err
 			}
 		}
 		return
 	}
-	if err != nil {
-		for _, op := range batch {
+	for _, op := range batch {
+		switch {
+		case errors.Is(err, badger.ErrConflict):
+			// Lost every round to other writers of these jobs: each
+			// caller reads its job again.
+			op.stale, op.err = true, nil
+		case err != nil:
 			op.err = err
 		}
 	}
