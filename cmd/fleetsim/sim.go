@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -580,9 +578,3 @@ func (e *errCounter) peek() (int, []string) {
 }
 
 func secs(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
