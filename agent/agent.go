@@ -64,9 +64,10 @@ type Agent struct {
 	// queue for this session, which a broker need not hand over in order
 	// (mochi 2.7.9 sorts it by send second, unstably): they are gathered
 	// for gatherWindow and started in the order the console issued them.
-	gatherMu    sync.Mutex
-	gatherUntil time.Time
-	gathered    []wire.Command
+	gatherMu   sync.Mutex
+	gatherOpen bool   // from each connection attempt until its window ends
+	gatherGen  uint64 // connection attempts; a stale window timer does nothing
+	gathered   []wire.Command
 
 	sched   *schedules.Scheduler
 	desired chan wire.SchedulesDesired
@@ -199,9 +200,18 @@ func (a *Agent) run(ctx context.Context) error {
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(250*time.Millisecond, 30*time.Second, time.Second, 2),
 		ConnectTimeout:                10 * time.Second,
 		ConnectUsername:               a.cfg.Username,
-		ConnectPassword:               []byte(a.cfg.Password),
-		WillMessage:                   &paho.WillMessage{Topic: wire.StatusTopic(a.cfg.HostID), Payload: offline, QoS: 1, Retain: true},
-		OnConnectionUp:                a.onConnectionUp,
+		// The broker sends the session's queue right after CONNACK, before
+		// OnConnectionUp runs: the gathering window opens before each attempt.
+		ConnectPacketBuilder: func(pc *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+			a.gatherMu.Lock()
+			a.gatherOpen = true
+			a.gatherGen++
+			a.gatherMu.Unlock()
+			return pc, nil
+		},
+		ConnectPassword: []byte(a.cfg.Password),
+		WillMessage:     &paho.WillMessage{Topic: wire.StatusTopic(a.cfg.HostID), Payload: offline, QoS: 1, Retain: true},
+		OnConnectionUp:  a.onConnectionUp,
 		OnConnectionDown: func() bool {
 			a.sched.SetOnline(false)
 			return true
@@ -247,6 +257,8 @@ func (a *Agent) run(ctx context.Context) error {
 	// Stop running restic cleanly (SIGINT, lock removed); each job reports
 	// "cancelled" through the outbox.
 	a.cancelJobs()
+	a.mu.Lock() // see start
+	a.mu.Unlock()
 	a.wg.Wait()
 	// Give the outbox a moment to drain; whatever is left goes next start.
 	drainCtx, cancelDrain := context.WithTimeout(context.Background(), 5*time.Second)
@@ -308,9 +320,9 @@ func (a *Agent) recover() error {
 func (a *Agent) onConnectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	a.log.Info("connected to broker", "session_present", ca.SessionPresent)
 	a.gatherMu.Lock()
-	a.gatherUntil = time.Now().Add(gatherWindow)
+	gen := a.gatherGen
 	a.gatherMu.Unlock()
-	time.AfterFunc(gatherWindow, a.startGathered)
+	time.AfterFunc(gatherWindow, func() { a.startGathered(gen) })
 	go func() {
 		ctx, cancel := context.WithTimeout(a.jobsCtx, 10*time.Second)
 		defer cancel()
@@ -413,15 +425,15 @@ func (a *Agent) onPublish(pr paho.PublishReceived) (bool, error) {
 	return true, nil
 }
 
-// gatherWindow is how long after connecting commands are gathered before
-// they start (see Agent.gathered).
+// gatherWindow is how long after a connection is up commands are gathered
+// before they start (see Agent.gathered).
 const gatherWindow = 750 * time.Millisecond
 
 // gather keeps cmd for startGathered when it arrived inside the window.
 func (a *Agent) gather(cmd wire.Command) bool {
 	a.gatherMu.Lock()
 	defer a.gatherMu.Unlock()
-	if !time.Now().Before(a.gatherUntil) {
+	if !a.gatherOpen {
 		return false
 	}
 	a.gathered = append(a.gathered, cmd)
@@ -431,15 +443,17 @@ func (a *Agent) gather(cmd wire.Command) bool {
 // startGathered starts the gathered commands oldest first. Journaled as
 // received, they are not lost if the agent stops first: recover starts
 // them on the next run.
-func (a *Agent) startGathered() {
+func (a *Agent) startGathered(gen uint64) {
 	a.gatherMu.Lock()
-	cmds := a.gathered
-	a.gathered = nil
-	a.gatherUntil = time.Time{}
-	a.gatherMu.Unlock()
-	if a.jobsCtx.Err() != nil {
+	if gen != a.gatherGen {
+		// A later connection attempt owns the window (and these commands).
+		a.gatherMu.Unlock()
 		return
 	}
+	cmds := a.gathered
+	a.gathered = nil
+	a.gatherOpen = false
+	a.gatherMu.Unlock()
 	sort.SliceStable(cmds, func(i, j int) bool { return cmds[i].IssuedAt.Before(cmds[j].IssuedAt) })
 	for _, cmd := range cmds {
 		a.start(cmd)
@@ -485,12 +499,22 @@ func (a *Agent) cancel(jobID string) {
 func (a *Agent) start(cmd wire.Command) {
 	ctx, cancel := context.WithCancel(a.jobsCtx)
 	a.mu.Lock()
-	if _, dup := a.running[cmd.JobID]; dup {
+	if _, dup := a.running[cmd.JobID]; dup || a.jobsCtx.Err() != nil {
+		a.mu.Unlock()
+		cancel()
+		return
+	}
+	// Only a job still "received" starts: recovery after a restart and the
+	// gathering window may both hold one that already ran.
+	if e, ok, err := a.jr.get(cmd.JobID); err != nil || !ok || e.State != jobReceived {
 		a.mu.Unlock()
 		cancel()
 		return
 	}
 	a.running[cmd.JobID] = cancel
+	// Added under a.mu: shutdown takes a.mu after cancelling jobsCtx and
+	// before it waits, so no job is added to a WaitGroup being waited on.
+	a.wg.Add(1)
 	a.mu.Unlock()
 	// The job's place in its repository's queue is taken now, in arrival
 	// order: the goroutines below start in any order, and jobs for one
@@ -501,7 +525,6 @@ func (a *Agent) start(cmd wire.Command) {
 			rv = a.runner.Reserve(spec)
 		}
 	}
-	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		defer rv.Release() // a job that ends before its turn gives it up
@@ -527,7 +550,18 @@ func (a *Agent) finish(res wire.Result) error {
 	if err := a.out.Put(wire.ResultTopic(a.cfg.HostID, res.JobID), b, false); err != nil {
 		return err
 	}
-	return a.jr.setState(res.JobID, jobDone, time.Now().UTC())
+	if err := a.jr.setState(res.JobID, jobDone, time.Now().UTC()); err != nil {
+		// Left "received" (a full disk), the next start would run a job
+		// already reported: forget it instead (a removal needs no space),
+		// and ignore copies of it while this process lives.
+		a.mu.Lock()
+		a.refused[res.JobID] = true
+		a.mu.Unlock()
+		if rerr := a.jr.remove(res.JobID); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+	}
+	return nil
 }
 
 func failed(jobID string, started time.Time, msg string) wire.Result {

@@ -98,6 +98,14 @@ func (j *journal) setState(id, state string, now time.Time) error {
 	return j.put(e)
 }
 
+// remove forgets a job.
+func (j *journal) remove(id string) error {
+	if err := os.Remove(j.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
 // all lists every entry, pruning finished ones past their retention.
 func (j *journal) all(now time.Time) ([]journalEntry, error) {
 	ents, err := os.ReadDir(j.dir)

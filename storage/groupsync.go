@@ -35,7 +35,7 @@ type groupSync struct {
 	started uint64 // rounds begun
 	done    uint64 // rounds finished
 	running bool
-	err     error // of the last finished round
+	err     error // the first failed round's; every later wait returns it
 
 	lastDir time.Time // the directory's mtime at the last full sync
 }
@@ -63,7 +63,12 @@ func (g *groupSync) wait() error {
 			g.mu.Lock()
 			g.running = false
 			g.done = round
-			g.err = err
+			if err != nil && g.err == nil {
+				// Sticky: after a failed fsync the kernel may have dropped
+				// the dirty pages, and a later fsync can succeed without
+				// them; no write may be reported durable from then on.
+				g.err = err
+			}
 			g.cond.Broadcast()
 			continue
 		}
