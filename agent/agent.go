@@ -256,8 +256,8 @@ func (a *Agent) run(ctx context.Context) error {
 	a.sched.Stop()
 	// Stop running restic cleanly (SIGINT, lock removed); each job reports
 	// "cancelled" through the outbox.
+	a.mu.Lock() // see start: no job is added once this returns
 	a.cancelJobs()
-	a.mu.Lock() // see start
 	a.mu.Unlock()
 	a.wg.Wait()
 	// Give the outbox a moment to drain; whatever is left goes next start.
@@ -512,8 +512,8 @@ func (a *Agent) start(cmd wire.Command) {
 		return
 	}
 	a.running[cmd.JobID] = cancel
-	// Added under a.mu: shutdown takes a.mu after cancelling jobsCtx and
-	// before it waits, so no job is added to a WaitGroup being waited on.
+	// Added under a.mu: shutdown cancels jobsCtx under a.mu before it
+	// waits, so no job is added to a WaitGroup being waited on.
 	a.wg.Add(1)
 	a.mu.Unlock()
 	// The job's place in its repository's queue is taken now, in arrival
