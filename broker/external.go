@@ -58,8 +58,9 @@ type External struct {
 	log  *slog.Logger
 	opts ExternalOptions
 
-	mu        sync.Mutex
-	connected bool
+	// subscribed is closed once the first connection's subscriptions are in.
+	subscribed chan struct{}
+	once       sync.Once
 }
 
 // DialExternal connects to the external broker and keeps the connection up
@@ -80,7 +81,7 @@ func DialExternal(ctx context.Context, opts ExternalOptions) (*External, error) 
 	if opts.SessionExpiry == 0 {
 		opts.SessionExpiry = 7 * 24 * time.Hour
 	}
-	e := &External{log: log, opts: opts, ctx: ctx}
+	e := &External{log: log, opts: opts, ctx: ctx, subscribed: make(chan struct{})}
 	cfg := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{opts.URL},
 		TlsCfg:                        opts.TLS,
@@ -133,9 +134,7 @@ func (e *External) connectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack
 			e.log.Error("the external broker refused a subscription: check the console account's ACL", "filter", subs[i].Topic, "reason", code)
 		}
 	}
-	e.mu.Lock()
-	e.connected = true
-	e.mu.Unlock()
+	e.once.Do(func() { close(e.subscribed) })
 	e.log.Info("connected to the external broker", "session_present", ca.SessionPresent)
 }
 
@@ -197,21 +196,11 @@ func (e *External) received(pr paho.PublishReceived) (bool, error) {
 
 // AwaitConnection waits until the console is connected and subscribed.
 func (e *External) AwaitConnection(ctx context.Context) error {
-	for {
-		if err := e.cm.AwaitConnection(ctx); err != nil {
-			return err
-		}
-		e.mu.Lock()
-		ok := e.connected
-		e.mu.Unlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	select {
+	case <-e.subscribed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

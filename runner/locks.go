@@ -59,9 +59,6 @@ func (l *RepoLocks) Reserve(key string) *Reservation {
 	return &Reservation{l: l, key: key, ch: ch}
 }
 
-// Key is the key the reservation queues for.
-func (r *Reservation) Key() string { return r.key }
-
 func (r *Reservation) take() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
