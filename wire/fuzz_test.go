@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"bytes"
+	"errors"
 	"testing"
 )
 
@@ -72,4 +74,42 @@ func FuzzDecodeFire(f *testing.F) {
 
 func FuzzDecodeIndexChunk(f *testing.F) {
 	fuzzDecoder[IndexChunk](f, `{"v":1,"job_id":"j","snapshot_id":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","seq":1,"nodes":[{"path":"/a","name":"a","type":"dir"}]}`)
+}
+
+// FuzzDecodeArgs: DecodeArgs never panics, its errors are ErrBadArgs, and
+// what it accepts normalises to a fixed point that it accepts again.
+func FuzzDecodeArgs(f *testing.F) {
+	seeds := map[string]string{
+		JobBackup:    `{"paths":["/home"],"excludes":["*.tmp"],"tags":["daily"],"exclude_caches":true}`,
+		JobForget:    `{"retention":{"keep_daily":7,"keep_within":"1y"},"prune":true}`,
+		JobPrune:     `{"max_unused":"5%"}`,
+		JobCheck:     `{"read_data_subset":"1/10"}`,
+		JobUnlock:    `{"remove_all":true}`,
+		JobSnapshots: `{"hosts":["h"],"tags":["a,b"],"paths":["/"]}`,
+		JobStats:     `{"mode":"raw-data","snapshot_ids":["latest"]}`,
+		JobDiff:      `{"snapshot_a":"0123abcd","snapshot_b":"4567cdef"}`,
+		JobRestore:   `{"snapshot_id":"latest","target_path":"C:\\r","include":["/a"],"overwrite":"never"}`,
+		JobLs:        `{"snapshot_id":"0123abcd","path":"/C/Users"}`,
+		JobIndex:     `{"snapshot_id":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}`,
+		JobInit:      `{}`,
+	}
+	for kind, args := range seeds {
+		f.Add(kind, []byte(args))
+	}
+	f.Fuzz(func(t *testing.T, kind string, raw []byte) {
+		norm, err := NormalizeArgs(kind, raw)
+		if err != nil {
+			if !errors.Is(err, ErrBadArgs) {
+				t.Fatalf("error %v is not ErrBadArgs", err)
+			}
+			return
+		}
+		again, err := NormalizeArgs(kind, norm)
+		if err != nil {
+			t.Fatalf("normalised args %s refused: %v", norm, err)
+		}
+		if !bytes.Equal(again, norm) {
+			t.Fatalf("normal form not stable: %s then %s", norm, again)
+		}
+	})
 }

@@ -20,7 +20,8 @@ const MaxPayload = 2 << 20
 // ErrInvalid wraps every decoding and validation failure.
 var ErrInvalid = errors.New("wire: invalid payload")
 
-// Job kinds.
+// Job kinds: the names. What each kind is (exclusive, destructive, …) is in
+// the table in kinds.go; JobHealth and JobIndex are in args.go and index.go.
 const (
 	JobInit      = "init"
 	JobBackup    = "backup"
@@ -37,14 +38,28 @@ const (
 	JobCancel    = "cancel" // a command kind, not a job kind
 )
 
-// Result statuses an agent may report.
+// Job statuses, the vocabulary of the whole system. A job is queued at the
+// console, running once its agent started it, and then ends in one of the
+// terminal statuses, which are the ones an agent may report in a Result.
 const (
+	StatusQueued    = "queued"
+	StatusRunning   = "running"
 	StatusSucceeded = "succeeded"
 	StatusPartial   = "partial"
 	StatusFailed    = "failed"
 	StatusCancelled = "cancelled"
 	StatusExpired   = "expired"
 )
+
+// TerminalStatus reports whether a job in status s has ended: it never
+// changes again.
+func TerminalStatus(s string) bool {
+	switch s {
+	case StatusSucceeded, StatusPartial, StatusFailed, StatusCancelled, StatusExpired:
+		return true
+	}
+	return false
+}
 
 // Payload is implemented by every message type of the contract.
 type Payload interface {
@@ -98,11 +113,10 @@ func (c *Command) Validate() error {
 	if !ValidID(c.JobID) {
 		return fmt.Errorf("%w: command: bad job_id %q", ErrInvalid, c.JobID)
 	}
-	switch c.Kind {
-	case JobCancel:
+	if c.Kind == JobCancel {
 		return nil
-	case JobInit, JobBackup, JobForget, JobPrune, JobCheck, JobUnlock, JobSnapshots, JobStats, JobDiff, JobRestore, JobLs, JobLocks, JobHealth, JobIndex:
-	default:
+	}
+	if _, ok := LookupKind(c.Kind); !ok {
 		return fmt.Errorf("%w: command: unknown kind %q", ErrInvalid, c.Kind)
 	}
 	if c.SealedRepo == "" {
@@ -188,9 +202,7 @@ func (r *Result) Validate() error {
 	if !ValidID(r.JobID) {
 		return fmt.Errorf("%w: result: bad job_id %q", ErrInvalid, r.JobID)
 	}
-	switch r.Status {
-	case StatusSucceeded, StatusPartial, StatusFailed, StatusCancelled, StatusExpired:
-	default:
+	if !TerminalStatus(r.Status) {
 		return fmt.Errorf("%w: result: unknown status %q", ErrInvalid, r.Status)
 	}
 	if r.EndedAt.IsZero() {
@@ -204,16 +216,7 @@ func (r *Result) Validate() error {
 
 // validSnapshotID accepts restic's full (64) and short (8, restic 0.14) hex IDs.
 func validSnapshotID(s string) bool {
-	if len(s) != 64 && len(s) != 8 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	return (len(s) == 64 || len(s) == 8) && isLowerHex(s)
 }
 
 // Encode sets "v" and marshals p.

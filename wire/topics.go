@@ -47,6 +47,11 @@ func ValidID(s string) bool {
 	return true
 }
 
+// HostIDPrefix starts every host ID, which is also the host agent's MQTT
+// username and client ID. Other accounts (the console, integrations) never
+// start with it, so the broker tells an agent by its name.
+const HostIDPrefix = "host-"
+
 // HostPrefix is the subtree a host's agent may use: hosts/{host}/.
 func HostPrefix(host string) string { return Prefix + "/hosts/" + host + "/" }
 
