@@ -1,17 +1,25 @@
 package schedules
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/restic-manager/restic-manager/wire"
 )
 
-// Kinds a schedule can run.
-var Kinds = map[string]bool{wire.JobBackup: true, wire.JobForget: true, wire.JobPrune: true, wire.JobCheck: true}
+// Kinds a schedule can run: the wire table's schedulable kinds.
+var Kinds = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range kindNames {
+		m[k] = true
+	}
+	return m
+}()
+
+var kindNames = wire.KindNames(func(k wire.KindInfo) bool { return k.Schedulable })
 
 // DefaultJitter spreads a fleet's fires of one cron time over this window
 // when a schedule does not say otherwise.
@@ -64,12 +72,6 @@ func (s Schedule) Entry() wire.ScheduleEntry {
 	return wire.ScheduleEntry{ID: s.ID, Kind: s.Kind, Cron: s.Cron, Timezone: s.Timezone, Enabled: s.Enabled, JitterS: int(s.Jitter() / time.Second)}
 }
 
-var (
-	keepWithinRe = regexp.MustCompile(`^([0-9]+y)?([0-9]+m)?([0-9]+d)?([0-9]+h)?$`)
-	subsetRe     = regexp.MustCompile(`^([0-9]+/[0-9]+|[0-9]+(\.[0-9]+)?%|[0-9]+[KMGT]?)$`)
-	maxUnusedRe  = regexp.MustCompile(`^(unlimited|[0-9]+(\.[0-9]+)?%|[0-9]+[KMGT]?)$`)
-)
-
 // Validate checks one schedule and says what is wrong in an operator's terms.
 func (s Schedule) Validate() error {
 	prefix := fmt.Sprintf("schedule %q", s.Name)
@@ -80,7 +82,7 @@ func (s Schedule) Validate() error {
 		return fmt.Errorf("%s: id %q may only hold letters, digits, '-' and '_'", prefix, s.ID)
 	}
 	if !Kinds[s.Kind] {
-		return fmt.Errorf("%s: kind %q is not one of backup, forget, prune, check", prefix, s.Kind)
+		return fmt.Errorf("%s: kind %q is not one of %s", prefix, s.Kind, strings.Join(kindNames, ", "))
 	}
 	if _, err := ParseCron(s.Cron, s.Timezone); err != nil {
 		return fmt.Errorf("%s: %w", prefix, err)
@@ -91,79 +93,59 @@ func (s Schedule) Validate() error {
 	if s.JitterS != nil && (*s.JitterS < 0 || *s.JitterS > 6*3600) {
 		return fmt.Errorf("%s: jitter_s must be between 0 and 21600", prefix)
 	}
+	// Values of fields the kind does not use are checked too: nothing
+	// stored may be read as an option later.
 	for _, list := range [][]string{s.Paths, s.Excludes, s.Tags} {
 		for _, v := range list {
-			if err := checkValue(v); err != nil {
+			if err := wire.CheckArg(v); err != nil {
 				return fmt.Errorf("%s: %w", prefix, err)
 			}
 		}
 	}
-	switch s.Kind {
-	case wire.JobBackup:
-		if len(s.Paths) == 0 {
-			return fmt.Errorf("%s: a backup needs at least one path", prefix)
-		}
-	case wire.JobForget:
-		if s.Retention == nil {
-			return fmt.Errorf("%s: a forget needs a retention with at least one keep rule", prefix)
-		}
-		if err := ValidateRetention(*s.Retention); err != nil {
-			return fmt.Errorf("%s: %w", prefix, err)
-		}
-	case wire.JobPrune:
-		if err := ValidateMaxUnused(s.MaxUnused); err != nil {
-			return fmt.Errorf("%s: %w", prefix, err)
-		}
-	case wire.JobCheck:
-		if err := ValidateSubset(s.ReadDataSubset); err != nil {
-			return fmt.Errorf("%s: %w", prefix, err)
-		}
+	// The job a fire makes must pass the same checks as any other.
+	args, err := s.JobArgs()
+	if err == nil {
+		_, err = wire.DecodeArgs(s.Kind, args)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", prefix, err)
 	}
 	return nil
+}
+
+// JobArgs builds the arguments of the job the schedule runs (what the
+// console stores and sends when it fires).
+func (s Schedule) JobArgs() (json.RawMessage, error) {
+	var v any
+	switch s.Kind {
+	case wire.JobBackup:
+		v = wire.BackupArgs{Paths: s.Paths, Excludes: s.Excludes, Tags: s.Tags}
+	case wire.JobForget:
+		if s.Retention == nil {
+			return nil, fmt.Errorf("forget schedule without retention")
+		}
+		v = wire.ForgetArgs{Retention: *s.Retention, Prune: s.Prune, Tags: s.Tags}
+	case wire.JobPrune:
+		v = wire.PruneArgs{MaxUnused: s.MaxUnused}
+	case wire.JobCheck:
+		v = wire.CheckArgs{ReadDataSubset: s.ReadDataSubset}
+	default:
+		return nil, fmt.Errorf("schedule kind %q", s.Kind)
+	}
+	return json.Marshal(v)
 }
 
 // ValidateRetention checks a forget policy: at least one rule, no negative
-// counts, keep_within in restic's duration form.
-func ValidateRetention(r Retention) error {
-	if (r.KeepLast|r.KeepHourly|r.KeepDaily|r.KeepWeekly|r.KeepMonthly|r.KeepYearly) == 0 && r.KeepWithin == "" {
-		return fmt.Errorf("a forget needs a retention with at least one keep rule")
-	}
-	if r.KeepLast < 0 || r.KeepHourly < 0 || r.KeepDaily < 0 || r.KeepWeekly < 0 || r.KeepMonthly < 0 || r.KeepYearly < 0 {
-		return fmt.Errorf("keep counts must not be negative")
-	}
-	if r.KeepWithin != "" && !keepWithinRe.MatchString(r.KeepWithin) {
-		return fmt.Errorf("keep_within %q is not a duration such as 30d or 1y6m", r.KeepWithin)
-	}
-	return nil
-}
+// counts, keep_within in restic's duration form (wire.ValidateRetention).
+func ValidateRetention(r Retention) error { return wire.ValidateRetention(r) }
 
-// ValidateMaxUnused checks prune's max_unused (empty means restic's default).
-func ValidateMaxUnused(v string) error {
-	if v != "" && !maxUnusedRe.MatchString(v) {
-		return fmt.Errorf("max_unused %q is not a size, a percentage or \"unlimited\"", v)
-	}
-	return nil
-}
+// ValidateMaxUnused checks prune's max_unused (empty means restic's
+// default; wire.ValidateMaxUnused).
+func ValidateMaxUnused(v string) error { return wire.ValidateMaxUnused(v) }
 
-// ValidateSubset checks check's read_data_subset (empty means none).
-func ValidateSubset(v string) error {
-	if v != "" && !subsetRe.MatchString(v) {
-		return fmt.Errorf("read_data_subset %q is not n/t, a percentage or a size", v)
-	}
-	return nil
-}
-
-func checkValue(v string) error {
-	switch {
-	case v == "":
-		return fmt.Errorf("empty value")
-	case strings.HasPrefix(v, "-"):
-		return fmt.Errorf("%q starts with '-' and would be read as an option", v)
-	case strings.ContainsAny(v, "\x00\r\n"):
-		return fmt.Errorf("%q contains control characters", v)
-	}
-	return nil
-}
+// ValidateSubset checks check's read_data_subset (empty means none;
+// wire.ValidateSubset).
+func ValidateSubset(v string) error { return wire.ValidateSubset(v) }
 
 // ValidateSet checks a host's whole set: each schedule, and unique IDs and names.
 func ValidateSet(set []Schedule) error {

@@ -81,3 +81,39 @@ func TestEntryNextRunsIncludeOffset(t *testing.T) {
 		t.Fatalf("runs %v, want first at %s", runs, want)
 	}
 }
+
+func TestJobArgs(t *testing.T) {
+	for _, tc := range []struct {
+		s    Schedule
+		want string
+	}{
+		{Schedule{Kind: "backup", Paths: []string{"/home"}, Excludes: []string{"*.tmp"}, Tags: []string{"daily"}, ReadDataSubset: "1/2"},
+			`{"paths":["/home"],"excludes":["*.tmp"],"tags":["daily"]}`},
+		{Schedule{Kind: "forget", Retention: &Retention{KeepDaily: 7}, Prune: true, Tags: []string{"daily"}, Paths: []string{"/x"}},
+			`{"retention":{"keep_daily":7},"tags":["daily"],"prune":true}`},
+		{Schedule{Kind: "prune", MaxUnused: "5%"}, `{"max_unused":"5%"}`},
+		{Schedule{Kind: "check", ReadDataSubset: "1/10"}, `{"read_data_subset":"1/10"}`},
+		{Schedule{Kind: "check"}, `{}`},
+	} {
+		got, err := tc.s.JobArgs()
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: %s, %v; want %s", tc.s.Kind, got, err, tc.want)
+		}
+	}
+	if _, err := (Schedule{Kind: "forget"}).JobArgs(); err == nil || err.Error() != "forget schedule without retention" {
+		t.Errorf("forget without retention: %v", err)
+	}
+	if _, err := (Schedule{Kind: "restore"}).JobArgs(); err == nil {
+		t.Error("restore schedule made args")
+	}
+}
+
+func TestKindsFromWire(t *testing.T) {
+	if len(Kinds) != 4 || !Kinds["backup"] || !Kinds["forget"] || !Kinds["prune"] || !Kinds["check"] {
+		t.Errorf("Kinds = %v", Kinds)
+	}
+	err := Schedule{Name: "n", Kind: "init", Cron: "@daily", RepoID: "r"}.Validate()
+	if err == nil || err.Error() != `schedule "n": kind "init" is not one of backup, forget, prune, check` {
+		t.Errorf("init schedule: %v", err)
+	}
+}
