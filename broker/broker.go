@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -59,8 +60,6 @@ type Options struct {
 	// DataDir holds the broker's own persistence (sessions, retained messages,
 	// offline queues). Empty means in-memory only.
 	DataDir string
-	Auth    Authenticator
-	Ingest  Ingestor
 	Logger  *slog.Logger
 	// SessionExpiry caps how long a disconnected agent's session (and the
 	// commands queued for it) is kept.
@@ -69,18 +68,22 @@ type Options struct {
 
 // Server is the embedded broker.
 type Server struct {
-	mq  *mqtt.Server
-	log *slog.Logger
+	mq   *mqtt.Server
+	log  *slog.Logger
+	opts Options
+	// serving is set once Serve has added the hooks and started: the
+	// console is built with this Server as its publisher before it can
+	// authenticate and ingest, and publishes nothing until then.
+	serving atomic.Bool
 	// console is an inline client of our own: mochi's built-in Publish
 	// cannot set the message expiry interval that commands need.
 	console *mqtt.Client
 }
 
-// New builds a broker. Add listeners, then call Serve.
+// New builds a broker. Add listeners, build the console with the Server as
+// its publisher, then call Serve with the console's authentication and
+// ingest.
 func New(opts Options) (*Server, error) {
-	if opts.Auth == nil || opts.Ingest == nil {
-		return nil, errors.New("broker: Auth and Ingest are required")
-	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -108,18 +111,28 @@ func New(opts Options) (*Server, error) {
 		InlineClient: true,
 		Logger:       log.With("lib", "mochi"),
 	})
-	s := &Server{mq: mq, log: log}
+	s := &Server{mq: mq, log: log, opts: opts}
 	s.console = mq.NewClient(nil, mqtt.LocalListener, consoleClientID, true)
 	s.console.Properties.ProtocolVersion = 5
+	return s, nil
+}
 
-	if err := mq.AddHook(&authHook{auth: opts.Auth, log: log}, nil); err != nil {
-		return nil, fmt.Errorf("broker: auth hook: %w", err)
+// Serve adds the hooks (authentication, ingest before the PUBACK, message
+// expiry, persistence, in that order), restores persisted state and starts
+// the listeners. It does not block.
+func (s *Server) Serve(auth Authenticator, ingest Ingestor) error {
+	if auth == nil || ingest == nil {
+		return errors.New("broker: Auth and Ingest are required")
 	}
-	if err := mq.AddHook(&ingestHook{ingest: opts.Ingest, log: log, srv: mq}, nil); err != nil {
-		return nil, fmt.Errorf("broker: ingest hook: %w", err)
+	mq, log, opts := s.mq, s.log, s.opts
+	if err := mq.AddHook(&authHook{auth: auth, log: log}, nil); err != nil {
+		return fmt.Errorf("broker: auth hook: %w", err)
+	}
+	if err := mq.AddHook(&ingestHook{ingest: ingest, log: log, srv: mq}, nil); err != nil {
+		return fmt.Errorf("broker: ingest hook: %w", err)
 	}
 	if err := mq.AddHook(&expiryHook{srv: mq}, nil); err != nil {
-		return nil, fmt.Errorf("broker: expiry hook: %w", err)
+		return fmt.Errorf("broker: expiry hook: %w", err)
 	}
 	if opts.DataDir != "" {
 		path := filepath.Join(opts.DataDir, "broker")
@@ -143,10 +156,14 @@ func New(opts Options) (*Server, error) {
 			// agent comes online, and agents subscribe on every connect.
 			WithSyncWrites(false)
 		if err := mq.AddHook(&persistHook{Hook: new(badgerstore.Hook)}, &badgerstore.Options{Path: path, Options: &bo}); err != nil {
-			return nil, fmt.Errorf("broker: persistence: %w", err)
+			return fmt.Errorf("broker: persistence: %w", err)
 		}
 	}
-	return s, nil
+	if err := mq.Serve(); err != nil {
+		return err
+	}
+	s.serving.Store(true)
+	return nil
 }
 
 // persistHook is mochi's Badger persistence without the inflight records
@@ -203,11 +220,6 @@ func (s *Server) ListenWebsocket(id, addr string, cfg *tls.Config) error {
 	return s.mq.AddListener(listeners.NewWebsocket(listeners.Config{ID: id, Address: addr, TLSConfig: cfg}))
 }
 
-// Serve starts the listeners and restores persisted state. It does not block.
-func (s *Server) Serve() error {
-	return s.mq.Serve()
-}
-
 // Close stops the listeners, disconnects clients and closes persistence.
 func (s *Server) Close() error {
 	return s.mq.Close()
@@ -217,6 +229,9 @@ func (s *Server) Close() error {
 // the MQTT 5 message expiry interval so an agent that comes back later than
 // that never receives it.
 func (s *Server) Publish(topic string, payload []byte, retain bool, expiry time.Duration) error {
+	if !s.serving.Load() {
+		return errors.New("broker: not serving yet")
+	}
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: retain},
 		TopicName:   topic,

@@ -40,7 +40,6 @@ type ExternalOptions struct {
 	Password []byte
 	// ClientID defaults to Username (Mosquitto's use_username_as_clientid).
 	ClientID string
-	Ingest   Ingestor
 	Logger   *slog.Logger
 	// SessionExpiry keeps the console's subscriptions and the messages
 	// queued for it while it is down (default 7 days).
@@ -58,17 +57,21 @@ type External struct {
 	log  *slog.Logger
 	opts ExternalOptions
 
+	ingest Ingestor
+	// started is closed once Start has made the connection manager (cm is
+	// set before, so whoever sees it closed may use cm).
+	started chan struct{}
 	// subscribed is closed once the first connection's subscriptions are in.
 	subscribed chan struct{}
 	once       sync.Once
 }
 
-// DialExternal connects to the external broker and keeps the connection up
-// until ctx ends. It returns once the first connection attempt is under way;
-// use AwaitConnection to wait for it.
-func DialExternal(ctx context.Context, opts ExternalOptions) (*External, error) {
-	if opts.URL == nil || opts.Ingest == nil || opts.Username == "" {
-		return nil, errors.New("broker: external broker URL, username and ingest are required")
+// NewExternal prepares the connection to an external broker: build the
+// console with it as its publisher (it publishes nothing before Start),
+// then Start it with the console's ingest.
+func NewExternal(opts ExternalOptions) (*External, error) {
+	if opts.URL == nil || opts.Username == "" {
+		return nil, errors.New("broker: external broker URL and username are required")
 	}
 	log := opts.Logger
 	if log == nil {
@@ -81,7 +84,19 @@ func DialExternal(ctx context.Context, opts ExternalOptions) (*External, error) 
 	if opts.SessionExpiry == 0 {
 		opts.SessionExpiry = 7 * 24 * time.Hour
 	}
-	e := &External{log: log, opts: opts, ctx: ctx, subscribed: make(chan struct{})}
+	return &External{log: log, opts: opts, started: make(chan struct{}), subscribed: make(chan struct{})}, nil
+}
+
+// Start connects and keeps the connection up until ctx ends; messages for
+// the console go to ingest, acknowledged once it stored them. It returns
+// once the first connection attempt is under way; use AwaitConnection to
+// wait for it.
+func (e *External) Start(ctx context.Context, ingest Ingestor) error {
+	if ingest == nil {
+		return errors.New("broker: external broker ingest is required")
+	}
+	opts, log := e.opts, e.log
+	e.ctx, e.ingest = ctx, ingest
 	cfg := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{opts.URL},
 		TlsCfg:                        opts.TLS,
@@ -109,10 +124,11 @@ func DialExternal(ctx context.Context, opts ExternalOptions) (*External, error) 
 	}
 	cm, err := autopaho.NewConnection(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("broker: external connection: %w", err)
+		return fmt.Errorf("broker: external connection: %w", err)
 	}
 	e.cm = cm
-	return e, nil
+	close(e.started)
+	return nil
 }
 
 func (e *External) connectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
@@ -150,7 +166,7 @@ func (e *External) received(pr paho.PublishReceived) (bool, error) {
 	}
 	if pk.Topic == homeAssistantStatus {
 		if string(pk.Payload) == "online" {
-			if bl, ok := e.opts.Ingest.(BirthListener); ok {
+			if bl, ok := e.ingest.(BirthListener); ok {
 				go bl.HomeAssistantOnline()
 			}
 		}
@@ -168,7 +184,7 @@ func (e *External) received(pr paho.PublishReceived) (bool, error) {
 	// so the topic names the sender.
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), ingestTimeout)
-		err = e.opts.Ingest.Ingest(ctx, t.Host, t, pk.Payload)
+		err = e.ingest.Ingest(ctx, t.Host, t, pk.Payload)
 		cancel()
 		switch {
 		case err == nil:
@@ -208,6 +224,11 @@ func (e *External) AwaitConnection(ctx context.Context) error {
 // broker's acknowledgement, so a command reported sent is in the broker's
 // hands (and its session queue when the agent is offline).
 func (e *External) Publish(topic string, payload []byte, retain bool, expiry time.Duration) error {
+	select {
+	case <-e.started:
+	default:
+		return errors.New("external broker connection not started yet")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := e.cm.AwaitConnection(ctx); err != nil {
@@ -236,6 +257,11 @@ func (e *External) Disconnect(string) {}
 
 // Close disconnects cleanly.
 func (e *External) Close() error {
+	select {
+	case <-e.started:
+	default:
+		return nil // never started
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := e.cm.Disconnect(ctx)

@@ -1,38 +1,42 @@
-// Package console is the control plane's HTTP side and its view of the
-// broker traffic: the JSON API, the web pages, login and sessions, and the
-// ingest that turns agent messages into stored records.
+// Package console is the control plane's web side and its view of the
+// broker traffic. It only wires its parts together (docs/architecture.md
+// follows a job through them):
+//
+//   - fleet: the job lifecycle, ingest of what agents send, repository
+//     health, schedules and enrolment (no HTTP);
+//   - alerts: rules, notifications, MQTT health, Home Assistant discovery,
+//     observing the fleet;
+//   - auth: users, sessions, tokens, roles and the audit log;
+//   - metrics: the Prometheus endpoint;
+//   - api and ui: the JSON API and the pages, over the three above.
 package console
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/oklog/ulid/v2"
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/go-chi/httprate"
 
 	"github.com/restic-manager/restic-manager/broker"
+	"github.com/restic-manager/restic-manager/console/alerts"
+	"github.com/restic-manager/restic-manager/console/api"
+	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/fleet"
+	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/console/metrics"
+	"github.com/restic-manager/restic-manager/console/ui"
 	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
 )
 
-// Publisher sends console → agent messages. The embedded broker implements
-// it; so can a client of an external broker.
-type Publisher interface {
-	Publish(topic string, payload []byte, retain bool, expiry time.Duration) error
-}
-
-// Disconnector is implemented by a Publisher that can drop a client's
-// connection (the embedded broker can; an external one may not).
-type Disconnector interface {
-	Disconnect(clientID string)
-}
+// Publisher sends console → agent messages: the embedded broker, or the
+// client of an external one.
+type Publisher = fleet.Publisher
 
 // Options configure a Console.
 type Options struct {
@@ -81,41 +85,25 @@ type Options struct {
 	Version      string
 }
 
-// Console serves HTTP and ingests agent messages.
+// Console is the wired control plane: it serves HTTP and, for the broker,
+// authenticates agents and ingests their messages.
 type Console struct {
-	opts  Options
-	store *storage.Store
-	pub   Publisher
-	log   *slog.Logger
-
-	alertState alertState
-	online     onlineQueue
-	metrics    *metrics
-	guard      loginGuard
-	health     healthJobs
-
-	// gate keeps exclusive operations alone on their repository; held
-	// lists, per repository, the jobs waiting for it in order.
-	gate   *repoGate
-	gateMu sync.Mutex
-	held   map[string][]string
-
-	// indexing maps repo/snapshot to its index job in flight.
-	indexMu  sync.Mutex
-	indexing map[string]string
-
-	// events fans job updates out to SSE listeners and waiting pages.
-	events *hub
-
-	// bg owns background work (re-dispatching queued jobs, sweeps).
-	bgCtx    context.Context
-	bgCancel context.CancelFunc
-	bg       sync.WaitGroup
-
-	brokerSync brokerSync
+	opts    Options
+	fleet   *fleet.Fleet
+	alerts  *alerts.Alerts
+	auth    *auth.Auth
+	metrics *metrics.Metrics
+	api     *api.Server
+	ui      *ui.Server
 }
 
-// New builds a Console.
+var (
+	_ broker.Authenticator = (*Console)(nil)
+	_ broker.Ingestor      = (*Console)(nil)
+	_ broker.BirthListener = (*Console)(nil)
+)
+
+// New builds a Console and starts its background work; Close stops it.
 func New(opts Options) (*Console, error) {
 	if opts.Store == nil || opts.Publisher == nil {
 		return nil, fmt.Errorf("console: Store and Publisher are required")
@@ -123,126 +111,75 @@ func New(opts Options) (*Console, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.CommandExpiry == 0 {
-		opts.CommandExpiry = 24 * time.Hour
+	c := &Console{opts: opts, metrics: metrics.New()}
+	c.auth = auth.New(auth.Options{Store: opts.Store, Logger: opts.Logger, SecureCookies: opts.SecureCookies})
+	f, err := fleet.New(fleet.Options{
+		Store: opts.Store, Publisher: opts.Publisher, Logger: opts.Logger,
+		CommandExpiry: opts.CommandExpiry, HealthDelay: opts.HealthDelay, OfflineAfter: opts.OfflineAfter,
+		JobRetention: opts.JobRetention, Instruments: c.metrics, Audit: c.auth.Record,
+		BrokerAccounts: opts.BrokerAccounts,
+	})
+	if err != nil {
+		return nil, err
 	}
-	if opts.HealthDelay == 0 {
-		opts.HealthDelay = 30 * time.Second
-	}
-	if opts.AlertInterval == 0 {
-		opts.AlertInterval = defaultAlertInterval
-	}
-	if opts.RenotifyEvery == 0 {
-		opts.RenotifyEvery = defaultRenotify
-	}
-	if opts.OfflineAfter == 0 {
-		opts.OfflineAfter = defaultOfflineAfter
-	}
-	c := &Console{
-		opts:   opts,
-		store:  opts.Store,
-		pub:    opts.Publisher,
-		log:    opts.Logger.With("component", "console"),
-		events: newHub(),
-		gate:   newRepoGate(),
-		held:   map[string][]string{},
-
-		indexing: map[string]string{},
-	}
-	c.metrics = newMetrics(c)
-	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
-	c.goBG(c.sweepLoop)
-	c.goBG(c.gateLoop)
-	c.goBG(c.alertLoop)
-	c.goBG(c.retentionLoop)
-	c.startBrokerSync()
+	c.fleet = f
+	c.metrics.Attach(f)
+	c.alerts = alerts.New(alerts.Options{Fleet: f, Logger: opts.Logger, PublicURL: opts.PublicURL,
+		Interval: opts.AlertInterval, RenotifyEvery: opts.RenotifyEvery, Audit: c.auth.Record})
+	// One budget for both ways to log in: 10 a minute per address.
+	loginLimit := httprate.LimitBy(10, time.Minute, httpx.RemoteIP)
+	c.api = api.New(api.Options{
+		Fleet: f, Auth: c.auth, Alerts: c.alerts, Metrics: c.metrics.Handler(), Logger: opts.Logger, LoginLimit: loginLimit,
+		PublicURL: opts.PublicURL, BrokerURL: opts.BrokerURL, MQTTPort: opts.MQTTPort, TLS: opts.TLS,
+		CAFingerprint: opts.CAFingerprint, DownloadsDir: opts.DownloadsDir, CAPEM: opts.CAPEM,
+		EnrollPerMinute: opts.EnrollPerMinute,
+	})
+	c.ui = ui.New(ui.Options{Fleet: f, Auth: c.auth, Logger: opts.Logger, LoginLimit: loginLimit})
 	return c, nil
 }
 
-// Close stops background work.
+// Close stops background work: the alerts first (they observe the fleet).
 func (c *Console) Close() {
-	c.health.mu.Lock()
-	for _, t := range c.health.timers {
-		t.Stop()
-	}
-	c.health.mu.Unlock()
-	c.bgCancel()
-	c.bg.Wait()
+	c.alerts.Close()
+	c.fleet.Close()
 }
 
-// go runs fn in the background, owned by the console.
-func (c *Console) goBG(fn func(ctx context.Context)) {
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
-		fn(c.bgCtx)
-	}()
+// Handler returns the console's HTTP handler. ready reports whether the
+// broker and store are up (for /healthz).
+func (c *Console) Handler(ready func() bool) http.Handler {
+	// Go's cross-origin protection refuses state-changing requests that a
+	// browser marks as cross-site (Sec-Fetch-Site / Origin): CSRF protection
+	// for every form and cookie-authenticated API call, with no token to leak.
+	return http.NewCrossOriginProtection().Handler(c.router(ready))
+}
+
+func (c *Console) router(ready func() bool) chi.Router {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Use(httpx.SecurityHeaders)
+	c.api.Mount(r, ready)
+	c.ui.Mount(r)
+	return r
 }
 
 // EnsureAdmin creates user "admin" when there are no users. It returns the
 // generated password when it made one (so the caller can print it once).
-func (c *Console) EnsureAdmin(password string) (generated string, err error) {
-	n, err := c.store.CountUsers()
-	if err != nil || n > 0 {
-		return "", err
-	}
-	if password == "" {
-		password = randomToken(18)
-		generated = password
-	}
-	hash, err := hashPassword(password)
-	if err != nil {
-		return "", err
-	}
-	if err := c.store.CreateUser(storage.User{Name: "admin", PasswordHash: hash, Role: RoleAdmin, CreatedAt: time.Now().UTC()}); err != nil {
-		return "", err
-	}
-	return generated, nil
+func (c *Console) EnsureAdmin(password string) (string, error) { return c.auth.EnsureAdmin(password) }
+
+// Ingest stores one agent message before the broker acknowledges it.
+func (c *Console) Ingest(ctx context.Context, host string, t wire.Topic, payload []byte) error {
+	return c.fleet.Ingest(ctx, host, t, payload)
 }
 
-// newID makes a sortable, topic-safe ID such as "job-01hx…".
-func newID(prefix string) string {
-	return prefix + "-" + strings.ToLower(ulid.Make().String())
+// AuthenticateHost checks an agent's MQTT credential.
+func (c *Console) AuthenticateHost(hostID string, password []byte) bool {
+	return c.fleet.AuthenticateHost(hostID, password)
 }
 
-// randomToken returns n random bytes, base64url without padding.
-func randomToken(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic("crypto/rand failed: " + err.Error())
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
+// AuthenticateIntegration checks a read-only MQTT account.
+func (c *Console) AuthenticateIntegration(user string, password []byte) bool {
+	return c.fleet.AuthenticateIntegration(user, password)
 }
 
-func sha(s string) []byte {
-	h := sha256.Sum256([]byte(s))
-	return h[:]
-}
-
-// publicURL is the console's own base URL as seen by the caller.
-func (c *Console) publicURL(r *http.Request) string {
-	if c.opts.PublicURL != "" {
-		return strings.TrimRight(c.opts.PublicURL, "/")
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
-
-// brokerURL is what an enrolling agent should connect to.
-func (c *Console) brokerURL(r *http.Request) string {
-	if c.opts.BrokerURL != "" {
-		return c.opts.BrokerURL
-	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(r.Host); err == nil {
-		host = h
-	}
-	scheme := "mqtt"
-	if c.opts.TLS {
-		scheme = "mqtts"
-	}
-	return scheme + "://" + net.JoinHostPort(host, c.opts.MQTTPort)
-}
+// HomeAssistantOnline republishes discovery when Home Assistant (re)starts.
+func (c *Console) HomeAssistantOnline() { c.alerts.HomeAssistantOnline() }

@@ -11,12 +11,13 @@ import (
 )
 
 func TestDownloadsServeOnlyAgentBinaries(t *testing.T) {
-	c, _, _ := newTestConsole(t)
 	dir := t.TempDir()
 	_ = os.WriteFile(filepath.Join(dir, "restic-manager-agent-linux-amd64"), []byte("ELF..."), 0o755)
 	_ = os.WriteFile(filepath.Join(dir, "secret.txt"), []byte("nope"), 0o600)
-	c.opts.DownloadsDir = dir
-	c.opts.CAPEM = []byte("-----BEGIN CERTIFICATE-----\n")
+	c, _, _ := newTestConsole(t, func(o *Options) {
+		o.DownloadsDir = dir
+		o.CAPEM = []byte("-----BEGIN CERTIFICATE-----\n")
+	})
 	srv := httptest.NewServer(c.Handler(nil))
 	defer srv.Close()
 	get := func(p string) (int, string) {

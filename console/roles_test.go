@@ -9,7 +9,9 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/restic-manager/restic-manager/console/auth"
 	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/internal/token"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -19,44 +21,44 @@ var routeRoles = map[string]string{
 	"POST /api/v1/login":                           "",
 	"POST /api/v1/logout":                          "",
 	"POST /api/v1/enroll":                          "",
-	"GET /api/v1/hosts":                            RoleViewer,
-	"GET /api/v1/hosts/{id}":                       RoleViewer,
-	"GET /api/v1/hosts/{id}/schedules":             RoleViewer,
-	"GET /api/v1/repos":                            RoleViewer,
-	"GET /api/v1/repos/{id}":                       RoleViewer,
-	"GET /api/v1/repos/{id}/snapshots":             RoleViewer,
-	"GET /api/v1/repos/{id}/snapshots/{sid}/ls":    RoleViewer,
-	"GET /api/v1/repos/{id}/snapshots/{sid}/index": RoleViewer,
-	"GET /api/v1/jobs":                             RoleViewer,
-	"GET /api/v1/jobs/{id}":                        RoleViewer,
-	"GET /api/v1/jobs/{id}/events":                 RoleViewer,
-	"GET /api/v1/jobs/{id}/changes":                RoleViewer,
-	"GET /api/v1/tokens":                           RoleViewer,
-	"POST /api/v1/tokens":                          RoleViewer,
-	"DELETE /api/v1/tokens/{id}":                   RoleViewer,
-	"POST /api/v1/hosts":                           RoleOperator,
-	"POST /api/v1/hosts/{id}/enroll-token":         RoleOperator,
-	"POST /api/v1/hosts/{id}/jobs":                 RoleOperator,
-	"POST /api/v1/jobs/{id}/cancel":                RoleOperator,
-	"POST /api/v1/restores":                        RoleOperator,
-	"PUT /api/v1/hosts/{id}/schedules":             RoleOperator,
-	"POST /api/v1/repos":                           RoleOperator,
-	"POST /api/v1/hosts/{id}/revoke":               RoleAdmin,
-	"GET /api/v1/users":                            RoleAdmin,
-	"POST /api/v1/users":                           RoleAdmin,
-	"GET /api/v1/audit":                            RoleAdmin,
-	"DELETE /api/v1/hosts/{id}":                    RoleAdmin,
-	"GET /api/v1/alerts":                           RoleViewer,
-	"POST /api/v1/alerts/{id}/ack":                 RoleOperator,
-	"POST /api/v1/alerts/{id}/silence":             RoleOperator,
-	"PATCH /api/v1/hosts/{id}":                     RoleOperator,
-	"GET /api/v1/channels":                         RoleAdmin,
-	"POST /api/v1/channels":                        RoleAdmin,
-	"POST /api/v1/channels/{id}/test":              RoleAdmin,
-	"POST /api/v1/mqtt-users":                      RoleAdmin,
-	"GET /api/v1/settings":                         RoleAdmin,
-	"PUT /api/v1/settings":                         RoleAdmin,
-	"POST /api/v1/admin/backup":                    RoleAdmin,
+	"GET /api/v1/hosts":                            auth.RoleViewer,
+	"GET /api/v1/hosts/{id}":                       auth.RoleViewer,
+	"GET /api/v1/hosts/{id}/schedules":             auth.RoleViewer,
+	"GET /api/v1/repos":                            auth.RoleViewer,
+	"GET /api/v1/repos/{id}":                       auth.RoleViewer,
+	"GET /api/v1/repos/{id}/snapshots":             auth.RoleViewer,
+	"GET /api/v1/repos/{id}/snapshots/{sid}/ls":    auth.RoleViewer,
+	"GET /api/v1/repos/{id}/snapshots/{sid}/index": auth.RoleViewer,
+	"GET /api/v1/jobs":                             auth.RoleViewer,
+	"GET /api/v1/jobs/{id}":                        auth.RoleViewer,
+	"GET /api/v1/jobs/{id}/events":                 auth.RoleViewer,
+	"GET /api/v1/jobs/{id}/changes":                auth.RoleViewer,
+	"GET /api/v1/tokens":                           auth.RoleViewer,
+	"POST /api/v1/tokens":                          auth.RoleViewer,
+	"DELETE /api/v1/tokens/{id}":                   auth.RoleViewer,
+	"POST /api/v1/hosts":                           auth.RoleOperator,
+	"POST /api/v1/hosts/{id}/enroll-token":         auth.RoleOperator,
+	"POST /api/v1/hosts/{id}/jobs":                 auth.RoleOperator,
+	"POST /api/v1/jobs/{id}/cancel":                auth.RoleOperator,
+	"POST /api/v1/restores":                        auth.RoleOperator,
+	"PUT /api/v1/hosts/{id}/schedules":             auth.RoleOperator,
+	"POST /api/v1/repos":                           auth.RoleOperator,
+	"POST /api/v1/hosts/{id}/revoke":               auth.RoleAdmin,
+	"GET /api/v1/users":                            auth.RoleAdmin,
+	"POST /api/v1/users":                           auth.RoleAdmin,
+	"GET /api/v1/audit":                            auth.RoleAdmin,
+	"DELETE /api/v1/hosts/{id}":                    auth.RoleAdmin,
+	"GET /api/v1/alerts":                           auth.RoleViewer,
+	"POST /api/v1/alerts/{id}/ack":                 auth.RoleOperator,
+	"POST /api/v1/alerts/{id}/silence":             auth.RoleOperator,
+	"PATCH /api/v1/hosts/{id}":                     auth.RoleOperator,
+	"GET /api/v1/channels":                         auth.RoleAdmin,
+	"POST /api/v1/channels":                        auth.RoleAdmin,
+	"POST /api/v1/channels/{id}/test":              auth.RoleAdmin,
+	"POST /api/v1/mqtt-users":                      auth.RoleAdmin,
+	"GET /api/v1/settings":                         auth.RoleAdmin,
+	"PUT /api/v1/settings":                         auth.RoleAdmin,
+	"POST /api/v1/admin/backup":                    auth.RoleAdmin,
 }
 
 func TestRoleMatrix(t *testing.T) {
@@ -66,13 +68,13 @@ func TestRoleMatrix(t *testing.T) {
 	defer srv.Close()
 
 	tokens := map[string]string{}
-	for _, role := range []string{RoleViewer, RoleOperator, RoleAdmin} {
-		hash, _ := hashPassword("pw-" + role)
+	for _, role := range []string{auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin} {
+		hash, _ := auth.HashPassword("pw-" + role)
 		if err := st.CreateUser(storage.User{Name: role + "-user", PasswordHash: hash, Role: role, CreatedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 		tok := "rmt_test_" + role
-		if err := st.PutAPIToken(sha(tok), storage.APIToken{ID: "tok-" + role, Name: role, User: role + "-user"}); err != nil {
+		if err := st.PutAPIToken(token.Hash(tok), storage.APIToken{ID: "tok-" + role, Name: role, User: role + "-user"}); err != nil {
 			t.Fatal(err)
 		}
 		tokens[role] = tok
@@ -80,7 +82,7 @@ func TestRoleMatrix(t *testing.T) {
 
 	// Every route of the router must be in the table.
 	var routes []string
-	router := c.apiRouter()
+	router := c.router(nil)
 	if err := chi.Walk(router, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		if strings.HasPrefix(route, "/api/") {
 			key := method + " " + strings.TrimSuffix(route, "/")
@@ -97,13 +99,13 @@ func TestRoleMatrix(t *testing.T) {
 		t.Errorf("router has %d API routes, table %d", len(routes), len(routeRoles))
 	}
 
-	rank := map[string]int{"": 0, RoleViewer: 1, RoleOperator: 2, RoleAdmin: 3}
+	rank := map[string]int{"": 0, auth.RoleViewer: 1, auth.RoleOperator: 2, auth.RoleAdmin: 3}
 	cells := 0
 	for _, route := range routes {
 		method, pattern, _ := strings.Cut(route, " ")
 		path := strings.NewReplacer("{id}", "host-a", "{sid}", "0123abcd").Replace(pattern)
 		need := routeRoles[route]
-		for _, who := range []string{"", RoleViewer, RoleOperator, RoleAdmin} {
+		for _, who := range []string{"", auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin} {
 			req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader("{}"))
 			req.Header.Set("Content-Type", "application/json")
 			if who != "" {
@@ -129,34 +131,6 @@ func TestRoleMatrix(t *testing.T) {
 	t.Logf("role matrix: %d routes × 4 principals = %d cells", len(routes), cells)
 }
 
-func TestLoginLockOut(t *testing.T) {
-	c, st, _ := newTestConsole(t)
-	hash, _ := hashPassword("right-password")
-	if err := st.CreateUser(storage.User{Name: "ops", PasswordHash: hash, Role: RoleOperator}); err != nil {
-		t.Fatal(err)
-	}
-	r := httptest.NewRequest("POST", "/api/v1/login", nil)
-	for range lockAfter {
-		if _, err := c.login(r, "ops", "wrong"); err == nil {
-			t.Fatal("wrong password accepted")
-		}
-	}
-	if _, err := c.login(r, "ops", "right-password"); err != errLocked {
-		t.Fatalf("right password during lock-out: %v, want errLocked", err)
-	}
-	entries, _, _ := st.ListAudit(storage.AuditQuery{Actor: "ops"})
-	if len(entries) != lockAfter+1 {
-		t.Errorf("%d audit entries for the attempts, want %d", len(entries), lockAfter+1)
-	}
-	c.guard.mu.Lock()
-	c.guard.m["ops"].lockedUntil = time.Now().Add(-time.Second)
-	c.guard.m["ops"].first = time.Now().Add(-lockWindow - time.Second)
-	c.guard.mu.Unlock()
-	if _, err := c.login(r, "ops", "right-password"); err != nil {
-		t.Fatalf("login after the lock-out: %v", err)
-	}
-}
-
 func TestEnrolTokenExpiredOrUsed(t *testing.T) {
 	c, st, _ := newTestConsole(t)
 	srv := httptest.NewServer(c.Handler(nil))
@@ -165,8 +139,8 @@ func TestEnrolTokenExpiredOrUsed(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	_ = st.PutEnrollToken(sha("expired"), storage.EnrollToken{HostID: "host-x", CreatedAt: now.Add(-48 * time.Hour), ExpiresAt: now.Add(-time.Hour)})
-	_ = st.PutEnrollToken(sha("fresh"), storage.EnrollToken{HostID: "host-x", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	_ = st.PutEnrollToken(token.Hash("expired"), storage.EnrollToken{HostID: "host-x", CreatedAt: now.Add(-48 * time.Hour), ExpiresAt: now.Add(-time.Hour)})
+	_ = st.PutEnrollToken(token.Hash("fresh"), storage.EnrollToken{HostID: "host-x", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 	_, rcpt, _ := seal.NewIdentity()
 	enrol := func(tok string) int {
 		body := `{"token":"` + tok + `","public_key":"` + rcpt + `","hostname":"x","os":"linux","arch":"amd64"}`

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/internal/token"
 	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/storage"
 )
@@ -50,11 +52,11 @@ func uiFixture(t *testing.T) (*httptest.Server, *storage.Store) {
 		Summary: json.RawMessage(`{"data_added":2048,"total_files_processed":3}`), Progress: &storage.Progress{Percent: 100, FilesDone: 3, FilesTotal: 3}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, role := range []string{RoleViewer, RoleOperator, RoleAdmin} {
+	for _, role := range []string{auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin} {
 		if err := st.CreateUser(storage.User{Name: role + "-user", Role: role, CreatedAt: now}); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.PutAPIToken(sha("rmt_ui_"+role), storage.APIToken{ID: "tok-" + role, Name: role, User: role + "-user"}); err != nil {
+		if err := st.PutAPIToken(token.Hash("rmt_ui_"+role), storage.APIToken{ID: "tok-" + role, Name: role, User: role + "-user"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,9 +84,9 @@ func getPage(t *testing.T, srv *httptest.Server, role, path string) (int, string
 func TestPagesRenderPerRole(t *testing.T) {
 	srv, _ := uiFixture(t)
 	controls := []string{`id="run-form"`, `id="schedule-editor"`, `class="small edit-schedule"`, `id="cancel-job"`, `id="nav-restore"`, `id="diff-run"`, `class="small ack-alert"`, `id="unlock-run"`, `id="add-host-form"`}
-	for _, role := range []string{RoleViewer, RoleOperator, RoleAdmin} {
+	for _, role := range []string{auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin} {
 		pages := []string{"/", "/?q=web&state=warning&page=1", "/hosts/host-a", "/hosts/host-a?status=failed", "/jobs/job-1", "/repos/repo-1", "/settings", "/alerts"}
-		if role != RoleViewer {
+		if role != auth.RoleViewer {
 			pages = append(pages, "/restore?repo=repo-1")
 		}
 		for _, p := range pages {
@@ -97,39 +99,39 @@ func TestPagesRenderPerRole(t *testing.T) {
 				t.Errorf("%s %s: host name not escaped", role, p)
 			}
 			for _, c := range controls {
-				if role == RoleViewer && strings.Contains(body, c) {
+				if role == auth.RoleViewer && strings.Contains(body, c) {
 					t.Errorf("viewer sees %s on %s", c, p)
 				}
 			}
 		}
 	}
-	if _, body := getPage(t, srv, RoleOperator, "/alerts"); !strings.Contains(body, `class="small ack-alert"`) || !strings.Contains(body, "backup_stale") {
+	if _, body := getPage(t, srv, auth.RoleOperator, "/alerts"); !strings.Contains(body, `class="small ack-alert"`) || !strings.Contains(body, "backup_stale") {
 		t.Error("an operator sees no acknowledge control for a firing alert")
 	}
-	if code, body := getPage(t, srv, RoleViewer, "/restore"); code != http.StatusForbidden || !strings.Contains(body, "role") {
+	if code, body := getPage(t, srv, auth.RoleViewer, "/restore"); code != http.StatusForbidden || !strings.Contains(body, "role") {
 		t.Errorf("viewer /restore: %d", code)
 	}
-	if _, body := getPage(t, srv, RoleOperator, "/settings"); strings.Contains(body, `id="user-form"`) {
+	if _, body := getPage(t, srv, auth.RoleOperator, "/settings"); strings.Contains(body, `id="user-form"`) {
 		t.Error("operator sees the user form")
 	}
-	if _, body := getPage(t, srv, RoleAdmin, "/settings"); !strings.Contains(body, `id="user-form"`) {
+	if _, body := getPage(t, srv, auth.RoleAdmin, "/settings"); !strings.Contains(body, `id="user-form"`) {
 		t.Error("admin lacks the user form")
 	}
-	if code, body := getPage(t, srv, RoleAdmin, "/hosts/host-nope"); code != 404 || !strings.Contains(body, "does not exist") {
+	if code, body := getPage(t, srv, auth.RoleAdmin, "/hosts/host-nope"); code != 404 || !strings.Contains(body, "does not exist") {
 		t.Errorf("unknown host: %d", code)
 	}
 	// Operators get every control on the host page.
-	_, body := getPage(t, srv, RoleOperator, "/hosts/host-a")
+	_, body := getPage(t, srv, auth.RoleOperator, "/hosts/host-a")
 	for _, c := range controls[:3] {
 		if !strings.Contains(body, c) {
 			t.Errorf("operator lacks %s", c)
 		}
 	}
 	// The dashboard: 30 h since the last backup is amber, the host a warning.
-	_, body = getPage(t, srv, RoleViewer, "/")
+	_, body = getPage(t, srv, auth.RoleViewer, "/")
 	for _, want := range []string{`class="age-warn"`, `id="count-warning">1<`, `data-state="warning"`, "every day at 02:00"} {
 		if want == "every day at 02:00" {
-			_, body = getPage(t, srv, RoleViewer, "/hosts/host-a")
+			_, body = getPage(t, srv, auth.RoleViewer, "/hosts/host-a")
 		}
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %s", want)
@@ -145,24 +147,24 @@ func TestDashboardPagesAndFilters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, body := getPage(t, srv, RoleViewer, "/")
-	if n := strings.Count(body, "<tr data-host="); n != dashboardPageSize {
-		t.Errorf("first page has %d rows, want %d", n, dashboardPageSize)
+	_, body := getPage(t, srv, auth.RoleViewer, "/")
+	if n := strings.Count(body, "<tr data-host="); n != 100 {
+		t.Errorf("first page has %d rows, want 100 (the page size)", n)
 	}
 	for _, want := range []string{`id="count-hosts">251<`, `id="count-offline">250<`, "page 1 of 3", `id="page-next"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("dashboard lacks %s", want)
 		}
 	}
-	_, body = getPage(t, srv, RoleViewer, "/?page=3")
+	_, body = getPage(t, srv, auth.RoleViewer, "/?page=3")
 	if n := strings.Count(body, "<tr data-host="); n != 51 {
 		t.Errorf("last page has %d rows, want 51", n)
 	}
-	_, body = getPage(t, srv, RoleViewer, "/?q=BULK-12")
+	_, body = getPage(t, srv, auth.RoleViewer, "/?q=BULK-12")
 	if n := strings.Count(body, "<tr data-host="); n != 11 { // 12, 120-129
 		t.Errorf("search has %d rows, want 11", n)
 	}
-	_, body = getPage(t, srv, RoleViewer, "/?state=warning")
+	_, body = getPage(t, srv, auth.RoleViewer, "/?state=warning")
 	if n := strings.Count(body, "<tr data-host="); n != 1 || !strings.Contains(body, `data-host="host-a"`) {
 		t.Errorf("state filter has %d rows", n)
 	}
@@ -170,24 +172,9 @@ func TestDashboardPagesAndFilters(t *testing.T) {
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
-func TestDescribeCron(t *testing.T) {
-	for expr, want := range map[string]string{
-		"0 2 * * *":    "every day at 02:00 (UTC)",
-		"30 4 * * 1":   "every Monday at 04:30 (UTC)",
-		"*/15 * * * *": "every 15 minutes",
-		"@every 6h":    "every 6h",
-		"0 3 1 * *":    "on day 1 of every month at 03:00 (UTC)",
-		"5 * * * *":    "every hour at minute 5",
-	} {
-		if got := describeCron(expr, ""); got != want {
-			t.Errorf("%q: %q, want %q", expr, got, want)
-		}
-	}
-}
-
 func TestCronPreview(t *testing.T) {
 	srv, _ := uiFixture(t)
-	code, body := getPage(t, srv, RoleViewer, "/ui/cron?cron=0+2+*+*+*&timezone=Europe/Berlin")
+	code, body := getPage(t, srv, auth.RoleViewer, "/ui/cron?cron=0+2+*+*+*&timezone=Europe/Berlin")
 	var out struct {
 		Description string      `json:"description"`
 		NextRuns    []time.Time `json:"next_runs"`
@@ -195,22 +182,7 @@ func TestCronPreview(t *testing.T) {
 	if code != 200 || json.Unmarshal([]byte(body), &out) != nil || len(out.NextRuns) != 5 || !strings.Contains(out.Description, "Europe/Berlin") {
 		t.Fatalf("preview: %d %s", code, body)
 	}
-	if code, body := getPage(t, srv, RoleViewer, "/ui/cron?cron=61+*+*+*+*"); code != 400 || !strings.Contains(body, "error") {
+	if code, body := getPage(t, srv, auth.RoleViewer, "/ui/cron?cron=61+*+*+*+*"); code != 400 || !strings.Contains(body, "error") {
 		t.Fatalf("bad cron: %d %s", code, body)
-	}
-}
-
-func TestSVGChart(t *testing.T) {
-	now := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
-	out := string(svgChart([]chartPoint{{now, 1 << 20}, {now.Add(time.Hour), 3 << 20}, {now.Add(2 * time.Hour), 2 << 20}},
-		func(v float64) string { return humanBytes(uint64(v)) }, `size <of> "repo"`))
-	if !strings.HasPrefix(out, "<svg") || !strings.Contains(out, "<polyline") || !strings.Contains(out, "3.0 MiB") || !strings.Contains(out, "1.0 MiB") {
-		t.Fatalf("chart %s", out)
-	}
-	if strings.Contains(out, `<of>`) {
-		t.Fatal("label not escaped")
-	}
-	if got := string(svgChart(nil, nil, "x")); strings.Contains(got, "<svg") {
-		t.Fatal("a chart without data")
 	}
 }

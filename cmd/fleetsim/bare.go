@@ -50,14 +50,14 @@ func bareBrokerMain(args []string) error {
 	// errors matter here.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	ing := &countingIngestor{}
-	b, err := broker.New(broker.Options{DataDir: *data, Auth: acceptAll{}, Ingest: ing, Logger: log})
+	b, err := broker.New(broker.Options{DataDir: *data, Logger: log})
 	if err != nil {
 		return err
 	}
 	if err := b.ListenTCP("mqtt", *mqttAddr, nil); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	if err := b.Serve(); err != nil {
+	if err := b.Serve(acceptAll{}, ing); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer b.Close()

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
-	"github.com/restic-manager/restic-manager/console"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -94,9 +93,8 @@ func (e *external) accountsWriter(log *slog.Logger) func([]broker.Account) error
 	}
 }
 
-// dial connects the console to the external broker and waits (bounded) for
-// the first connection, so a wrong URL or login shows at start.
-func (e *external) dial(ctx context.Context, con *console.Console, consoleCA []byte, log *slog.Logger) (*broker.External, error) {
+// client prepares the console's connection to the external broker.
+func (e *external) client(consoleCA []byte, log *slog.Logger) (*broker.External, error) {
 	var tlsCfg *tls.Config
 	if s := e.url.Scheme; s == "mqtts" || s == "ssl" || s == "tls" || s == "wss" {
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: e.url.Hostname()}
@@ -115,17 +113,21 @@ func (e *external) dial(ctx context.Context, con *console.Console, consoleCA []b
 			tlsCfg.RootCAs = pool
 		}
 	}
-	x, err := broker.DialExternal(ctx, broker.ExternalOptions{
-		URL: e.url, TLS: tlsCfg, Username: e.user, Password: []byte(e.password),
-		Ingest: con, Logger: log,
+	return broker.NewExternal(broker.ExternalOptions{
+		URL: e.url, TLS: tlsCfg, Username: e.user, Password: []byte(e.password), Logger: log,
 	})
-	if err != nil {
-		return nil, err
+}
+
+// start connects the console to the external broker and waits (bounded)
+// for the first connection, so a wrong URL or login shows at start.
+func (e *external) start(ctx context.Context, x *broker.External, ingest broker.Ingestor, log *slog.Logger) error {
+	if err := x.Start(ctx, ingest); err != nil {
+		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := x.AwaitConnection(wctx); err != nil {
 		log.Warn("not connected to the external broker yet; the console keeps trying", "url", e.url.Redacted(), "error", err)
 	}
-	return x, nil
+	return nil
 }

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -78,31 +77,12 @@ type serverFlags struct {
 	jobRetention                     time.Duration
 }
 
-// brokerConn is the embedded broker or the connection to an external one.
+// brokerConn is the embedded broker or the connection to an external one:
+// the console's publisher.
 type brokerConn interface {
 	Publish(topic string, payload []byte, retain bool, expiry time.Duration) error
 	Disconnect(clientID string)
-}
-
-// publisher breaks the cycle between the console (which publishes through
-// the broker) and the broker (which authenticates and ingests through the
-// console).
-type publisher struct{ b atomic.Pointer[brokerConn] }
-
-func (p *publisher) set(b brokerConn) { p.b.Store(&b) }
-
-func (p *publisher) Publish(topic string, payload []byte, retain bool, expiry time.Duration) error {
-	b := p.b.Load()
-	if b == nil {
-		return errors.New("broker not started")
-	}
-	return (*b).Publish(topic, payload, retain, expiry)
-}
-
-func (p *publisher) Disconnect(clientID string) {
-	if b := p.b.Load(); b != nil {
-		(*b).Disconnect(clientID)
-	}
+	Close() error
 }
 
 // certHosts lists the names the generated certificate must cover.
@@ -195,54 +175,59 @@ func runServer(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--mqtt: %w", err)
 	}
-	ext, err := externalSettings(f, store)
+	extCfg, err := externalSettings(f, store)
 	if err != nil {
 		return err
 	}
 	agentBrokerURL := f.agentBrokerURL
-	if agentBrokerURL == "" && ext != nil {
+	if agentBrokerURL == "" && extCfg != nil {
 		agentBrokerURL = f.brokerURL
 	}
-	pub := &publisher{}
+	// The broker (or the external client) first, then the console with it
+	// as its publisher, then the broker starts with the console's
+	// authentication and ingest.
+	var conn brokerConn
+	var embedded *broker.Server
+	var ext *broker.External
+	if extCfg != nil {
+		if ext, err = extCfg.client(caPEM, log); err != nil {
+			return err
+		}
+		conn = ext
+	} else {
+		if embedded, err = broker.New(broker.Options{DataDir: f.data, Logger: log}); err != nil {
+			return err
+		}
+		if err := embedded.ListenTCP("mqtt", f.mqttAddr, tlsCfg); err != nil {
+			return err
+		}
+		if f.mqttWS != "" {
+			if err := embedded.ListenWebsocket("mqtt-ws", f.mqttWS, tlsCfg); err != nil {
+				return err
+			}
+		}
+		conn = embedded
+	}
+	defer conn.Close()
 	con, err := console.New(console.Options{
-		Store: store, Publisher: pub, Logger: log, PublicURL: f.publicURL,
+		Store: store, Publisher: conn, Logger: log, PublicURL: f.publicURL,
 		BrokerURL: agentBrokerURL, MQTTPort: mqttPort, Version: cli.Version,
 		TLS: tlsCfg != nil, SecureCookies: tlsCfg != nil, CAFingerprint: caFingerprint,
 		DownloadsDir: f.downloads, CAPEM: caPEM, HealthDelay: f.healthDelay,
 		AlertInterval: f.alertInterval, RenotifyEvery: f.renotify, OfflineAfter: f.offline,
-		EnrollPerMinute: f.enrollPerMinute, BrokerAccounts: ext.accountsWriter(log),
+		EnrollPerMinute: f.enrollPerMinute, BrokerAccounts: extCfg.accountsWriter(log),
 		JobRetention: f.jobRetention,
 	})
 	if err != nil {
 		return err
 	}
 	defer con.Close()
-
 	if ext != nil {
-		e, err := ext.dial(ctx, con, caPEM, log)
-		if err != nil {
+		if err := extCfg.start(ctx, ext, con, log); err != nil {
 			return err
 		}
-		pub.set(e)
-		defer e.Close()
-	} else {
-		b, err := broker.New(broker.Options{DataDir: f.data, Auth: con, Ingest: con, Logger: log})
-		if err != nil {
-			return err
-		}
-		if err := b.ListenTCP("mqtt", f.mqttAddr, tlsCfg); err != nil {
-			return err
-		}
-		if f.mqttWS != "" {
-			if err := b.ListenWebsocket("mqtt-ws", f.mqttWS, tlsCfg); err != nil {
-				return err
-			}
-		}
-		if err := b.Serve(); err != nil {
-			return fmt.Errorf("broker: %w", err)
-		}
-		pub.set(b)
-		defer b.Close()
+	} else if err := embedded.Serve(con, con); err != nil {
+		return fmt.Errorf("broker: %w", err)
 	}
 
 	generated, err := con.EnsureAdmin(os.Getenv("RM_ADMIN_PASSWORD"))

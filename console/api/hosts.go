@@ -1,0 +1,194 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/restic-manager/restic-manager/console/fleet"
+	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/console/view"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+func (s *Server) createHost(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	h, et, err := s.fleet.CreateHost(req.Name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("host created", "host_id", h.ID, "name", h.Name, "by", who(r).User)
+	httpx.WriteJSON(w, http.StatusCreated, map[string]any{
+		"id": h.ID, "name": h.Name, "enroll_token": et.Token,
+		"enroll_expires_at": et.ExpiresAt,
+		"enroll_command":    s.enrollCommand(r, et.Token),
+		"install_commands":  s.installCommands(r, et.Token),
+	})
+}
+
+// enrollCommand is the line an operator runs on the new machine.
+func (s *Server) enrollCommand(r *http.Request, token string) string {
+	cmd := fmt.Sprintf("restic-manager-agent enroll --server %s --token %s", s.publicURL(r), token)
+	if s.opts.CAFingerprint != "" {
+		cmd += " --ca-fingerprint " + s.opts.CAFingerprint
+	}
+	return cmd
+}
+
+func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
+	var req wire.EnrollRequest
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	h, password, err := s.fleet.Enroll(r.Context(), req, r.RemoteAddr)
+	if errors.Is(err, fleet.ErrEnrollRefused) {
+		httpx.WriteError(w, http.StatusUnauthorized, err.Error())
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, wire.EnrollResponse{
+		HostID: h.ID, BrokerURL: s.brokerURL(r), Username: h.ID, Password: password,
+		CAFingerprint: s.opts.CAFingerprint,
+	})
+}
+
+// newEnrollToken issues a fresh one-time token for a host.
+func (s *Server) newEnrollToken(w http.ResponseWriter, r *http.Request) {
+	h, et, err := s.fleet.NewEnrollToken(chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusCreated, map[string]any{
+		"id": h.ID, "enroll_token": et.Token, "enroll_expires_at": et.ExpiresAt, "enroll_command": s.enrollCommand(r, et.Token),
+	})
+}
+
+func (s *Server) revokeHost(w http.ResponseWriter, r *http.Request) {
+	h, err := s.fleet.RevokeHost(r.Context(), chi.URLParam(r, "id"), who(r).User)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, view.HostOf(s.store, h))
+}
+
+// deleteHost removes a host: its credential stops working at once, its
+// retained topics and Home Assistant entities are cleared, its job history
+// stays.
+func (s *Server) deleteHost(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	if err := s.fleet.DeleteHost(r.Context(), id, who(r).User); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.alerts.HostDeleted(id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	hosts, err := s.store.ListHosts(r.URL.Query().Get("after"), limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]view.Host, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, view.HostOf(s.store, h))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
+	h, err := s.store.GetHost(chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, view.HostOf(s.store, h))
+}
+
+// patchHost renames a host or sets its staleness threshold.
+func (s *Server) patchHost(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name       *string `json:"name"`
+		StaleAfter *string `json:"stale_after"`
+	}
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	h, err := s.fleet.UpdateHost(chi.URLParam(r, "id"), fleet.HostChange{Name: req.Name, StaleAfter: req.StaleAfter})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, view.HostOf(s.store, h))
+}
+
+// createMQTTUser makes a read-only MQTT account for an integration (Home
+// Assistant, Node-RED): it may read status, health, alert and discovery
+// topics, and publish nothing but Home Assistant's birth message.
+func (s *Server) createMQTTUser(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	password, err := s.fleet.CreateIntegrationUser(r.Context(), req.Name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusCreated, map[string]string{"name": req.Name, "password": password})
+}
+
+// publicURL is the console's own base URL as seen by the caller.
+func (s *Server) publicURL(r *http.Request) string {
+	if s.opts.PublicURL != "" {
+		return strings.TrimRight(s.opts.PublicURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// brokerURL is what an enrolling agent should connect to.
+func (s *Server) brokerURL(r *http.Request) string {
+	if s.opts.BrokerURL != "" {
+		return s.opts.BrokerURL
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		host = h
+	}
+	scheme := "mqtt"
+	if s.opts.TLS {
+		scheme = "mqtts"
+	}
+	return scheme + "://" + net.JoinHostPort(host, s.opts.MQTTPort)
+}

@@ -1,0 +1,155 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/restic-manager/restic-manager/console/fleet"
+	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/console/view"
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
+	var req fleet.RepoRequest
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rp, err := s.fleet.CreateRepo(req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusCreated, view.RepoOf(rp))
+}
+
+func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) {
+	repos, err := s.store.ListRepos()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]view.Repo, 0, len(repos))
+	for _, rp := range repos {
+		out = append(out, view.RepoOf(rp))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) {
+	rp, err := s.store.GetRepo(chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, view.RepoOf(rp))
+}
+
+// repoSnapshots serves the cached snapshot list, optionally for one host.
+func (s *Server) repoSnapshots(w http.ResponseWriter, r *http.Request) {
+	rp, err := s.store.GetRepo(chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	raw, err := s.store.SnapshotCache(rp.ID)
+	if errors.Is(err, storage.ErrNotFound) {
+		raw = []byte("[]")
+	} else if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var snaps []map[string]any
+	if err := json.Unmarshal(raw, &snaps); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if hostID := r.URL.Query().Get("host_id"); hostID != "" {
+		h, err := s.store.GetHost(hostID)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		kept := snaps[:0]
+		for _, sn := range snaps {
+			if sn["hostname"] == h.Hostname {
+				kept = append(kept, sn)
+			}
+		}
+		snaps = kept
+	}
+	if snaps == nil {
+		snaps = []map[string]any{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, snaps)
+}
+
+// snapshotLs lists one folder of a snapshot. The first request for a
+// snapshot starts an index job (202 with its ID); once the index is
+// complete, every folder comes from the store without running restic.
+func (s *Server) snapshotLs(w http.ResponseWriter, r *http.Request) {
+	rp, err := s.store.GetRepo(chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sid, err := s.fleet.ResolveSnapshot(rp.ID, chi.URLParam(r, "sid"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	dir := r.URL.Query().Get("path")
+	if dir == "" {
+		dir = "/"
+	}
+	if err := wire.CheckTreePath(dir); err != nil {
+		s.fail(w, r, fleet.Invalid("%v", err))
+		return
+	}
+	meta, err := s.store.GetIndexMeta(rp.ID, sid)
+	if err == nil && meta.Complete {
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		entries, next, err := s.store.ListIndexDir(rp.ID, sid, dir, r.URL.Query().Get("cursor"), limit)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if next != "" {
+			w.Header().Set("X-Next-Cursor", next)
+		}
+		httpx.WriteJSON(w, http.StatusOK, entries)
+		return
+	}
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		s.fail(w, r, err)
+		return
+	}
+	job, err := s.fleet.StartIndex(rp, sid, r.URL.Query().Get("host_id"), who(r).User)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusAccepted, map[string]any{"indexing": true, "job_id": job.ID, "status": job.Status, "progress": job.Progress})
+}
+
+// snapshotIndex describes a snapshot's index: complete, nodes, bytes.
+func (s *Server) snapshotIndex(w http.ResponseWriter, r *http.Request) {
+	repoID := chi.URLParam(r, "id")
+	sid, err := s.fleet.ResolveSnapshot(repoID, chi.URLParam(r, "sid"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	m, err := s.store.GetIndexMeta(repoID, sid)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, m)
+}

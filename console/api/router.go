@@ -1,0 +1,170 @@
+// Package api is the console's JSON API: this file is the whole table of
+// routes and the least role each needs; the handlers, one file per kind of
+// object, turn requests into calls on the fleet, alerts and auth, and
+// answer with the view types of console/view (never storage records).
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/httprate"
+
+	"github.com/restic-manager/restic-manager/console/alerts"
+	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/fleet"
+	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/storage"
+)
+
+// Options configure the API.
+type Options struct {
+	Fleet   *fleet.Fleet
+	Auth    *auth.Auth
+	Alerts  *alerts.Alerts
+	Metrics http.Handler
+	Logger  *slog.Logger
+	// LoginLimit rate-limits logins (shared with the login form).
+	LoginLimit func(http.Handler) http.Handler
+	// PublicURL is how agents and browsers reach the console; empty means
+	// derive it from each request.
+	PublicURL string
+	// BrokerURL is what enrolled agents connect to; when empty it is derived
+	// from the request host and MQTTPort.
+	BrokerURL string
+	MQTTPort  string
+	// TLS: the broker speaks MQTT over TLS (agents get mqtts:// URLs).
+	TLS bool
+	// CAFingerprint is the CA agents pin, given in the enrolment command.
+	CAFingerprint string
+	// DownloadsDir holds agent binaries served at /downloads/ (optional).
+	DownloadsDir string
+	// CAPEM is the generated CA, served at /ca.pem for install scripts.
+	CAPEM []byte
+	// EnrollPerMinute caps enrolments per client IP and minute (default 30;
+	// negative means no cap).
+	EnrollPerMinute int
+}
+
+// Server serves the API.
+type Server struct {
+	opts   Options
+	fleet  *fleet.Fleet
+	auth   *auth.Auth
+	alerts *alerts.Alerts
+	store  *storage.Store
+	log    *slog.Logger
+}
+
+// New builds the API.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.LoginLimit == nil {
+		opts.LoginLimit = httprate.LimitBy(10, time.Minute, httpx.RemoteIP)
+	}
+	return &Server{opts: opts, fleet: opts.Fleet, auth: opts.Auth, alerts: opts.Alerts, store: opts.Fleet.Store(),
+		log: opts.Logger.With("component", "api")}
+}
+
+// Mount adds the API, /healthz, /metrics and the downloads to r. ready
+// reports whether the broker and store are up (for /healthz).
+func (s *Server) Mount(r chi.Router, ready func() bool) {
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil && !ready() {
+			httpx.WriteError(w, http.StatusServiceUnavailable, "starting")
+			return
+		}
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	// Prometheus scrapes without a session; the figures name hosts and
+	// repositories but hold no secret.
+	if s.opts.Metrics != nil {
+		r.Handle("/metrics", s.opts.Metrics)
+	}
+	r.Route("/api/v1", s.routes)
+	s.mountDownloads(r)
+}
+
+// routes is the table: every API route and the least role it needs.
+func (s *Server) routes(r chi.Router) {
+	r.With(s.opts.LoginLimit).Post("/login", s.login)
+	r.Post("/logout", s.logout)
+	// Agents enrol with their one-time token, not a user login.
+	enroll := r.With()
+	if n := s.opts.EnrollPerMinute; n >= 0 {
+		if n == 0 {
+			n = 30
+		}
+		enroll = r.With(httprate.LimitBy(n, time.Minute, httpx.RemoteIP))
+	}
+	enroll.Post("/enroll", s.enroll)
+
+	r.Group(func(r chi.Router) {
+		r.Use(s.auth.RequireAuth(true))
+		r.Use(s.auth.Audit)
+		// Every role reads.
+		r.Get("/hosts", s.listHosts)
+		r.Get("/hosts/{id}", s.getHost)
+		r.Get("/hosts/{id}/schedules", s.getSchedules)
+		r.Get("/repos", s.listRepos)
+		r.Get("/repos/{id}", s.getRepo)
+		r.Get("/repos/{id}/snapshots", s.repoSnapshots)
+		r.Get("/repos/{id}/snapshots/{sid}/ls", s.snapshotLs)
+		r.Get("/repos/{id}/snapshots/{sid}/index", s.snapshotIndex)
+		r.Get("/jobs", s.listJobs)
+		r.Get("/jobs/{id}", s.getJob)
+		r.Get("/jobs/{id}/events", s.jobEvents)
+		r.Get("/jobs/{id}/changes", s.jobChanges)
+		r.Get("/alerts", s.listAlerts)
+		r.Get("/tokens", s.listTokens)
+		r.Post("/tokens", s.createToken)
+		r.Delete("/tokens/{id}", s.deleteToken)
+
+		// Operators run the fleet.
+		r.Group(func(r chi.Router) {
+			r.Use(auth.RequireRole(auth.RoleOperator))
+			r.Post("/hosts", s.createHost)
+			r.Post("/hosts/{id}/enroll-token", s.newEnrollToken)
+			r.Post("/hosts/{id}/jobs", s.createJob)
+			r.Post("/jobs/{id}/cancel", s.cancelJob)
+			r.Post("/restores", s.restore)
+			r.Put("/hosts/{id}/schedules", s.putSchedules)
+			r.Post("/repos", s.createRepo)
+			r.Patch("/hosts/{id}", s.patchHost)
+			r.Post("/alerts/{id}/ack", s.ackAlert)
+			r.Post("/alerts/{id}/silence", s.silenceAlert)
+		})
+
+		// Admins manage access and the console itself.
+		r.Group(func(r chi.Router) {
+			r.Use(auth.RequireRole(auth.RoleAdmin))
+			r.Post("/hosts/{id}/revoke", s.revokeHost)
+			r.Delete("/hosts/{id}", s.deleteHost)
+			r.Get("/users", s.listUsers)
+			r.Post("/users", s.createUser)
+			r.Get("/audit", s.listAudit)
+			r.Post("/admin/backup", s.backupStore)
+			r.Get("/channels", s.listChannels)
+			r.Post("/channels", s.createChannel)
+			r.Post("/channels/{id}/test", s.testChannel)
+			r.Post("/mqtt-users", s.createMQTTUser)
+			r.Get("/settings", s.getSettings)
+			r.Put("/settings", s.putSettings)
+		})
+	})
+}
+
+// fail answers an error (see httpx.Fail).
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	httpx.Fail(s.log, w, r, err)
+}
+
+// who is the request's principal (set by RequireAuth).
+func who(r *http.Request) auth.Principal {
+	p, _ := auth.From(r.Context())
+	return p
+}

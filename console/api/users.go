@@ -1,0 +1,159 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/storage"
+)
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	u, err := s.auth.Login(r, req.Username, req.Password)
+	if errors.Is(err, auth.ErrLocked) {
+		httpx.WriteError(w, http.StatusTooManyRequests, err.Error())
+		return
+	}
+	if err != nil {
+		httpx.WriteError(w, http.StatusUnauthorized, "wrong username or password")
+		return
+	}
+	if err := s.auth.StartSession(w, u.Name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"user": u.Name, "role": u.Role})
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	s.auth.EndSession(w, r)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	t, tok, err := s.auth.CreateToken(who(r), req.Name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// The token is shown this once; only its hash is kept.
+	httpx.WriteJSON(w, http.StatusCreated, map[string]string{"id": t.ID, "name": t.Name, "token": tok})
+}
+
+// tokenView is an API token as listed: never the token itself.
+type tokenView struct {
+	ID        string    `json:"id,omitempty"`
+	Name      string    `json:"name"`
+	User      string    `json:"user"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// listTokens lists the caller's tokens (every token for admins).
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	toks, err := s.auth.Tokens(who(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]tokenView, 0, len(toks))
+	for _, t := range toks {
+		out = append(out, tokenView{ID: t.ID, Name: t.Name, User: t.User, CreatedAt: t.CreatedAt})
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
+	if err := s.auth.DeleteToken(who(r), chi.URLParam(r, "id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type userView struct {
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+	users, err := s.store.ListUsers()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]userView, 0, len(users))
+	for _, u := range users {
+		out = append(out, userView{u.Name, u.Role, u.CreatedAt})
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name     string `json:"name"`
+		Password string `json:"password"`
+		Role     string `json:"role"`
+	}
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.auth.CreateUser(req.Name, req.Password, req.Role); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusCreated, map[string]string{"name": req.Name, "role": req.Role})
+}
+
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	entries, next, err := s.store.ListAudit(storage.AuditQuery{Actor: q.Get("actor"), Limit: limit, Cursor: q.Get("cursor")})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if next != "" {
+		w.Header().Set("X-Next-Cursor", next)
+	}
+	httpx.WriteJSON(w, http.StatusOK, entries)
+}
+
+// backupStore streams an online backup of the store (Badger's backup
+// format). The master key is not in it: keep that file separately.
+func (s *Server) backupStore(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="restic-manager-store.bak"`)
+	w.Header().Set("Cache-Control", "no-store")
+	p := who(r)
+	if err := s.store.Backup(w); err != nil {
+		s.log.Error("store backup failed", "error", err, "by", p.User)
+		// Abort the response so the client sees a broken transfer, never a
+		// short file that looks complete.
+		panic(http.ErrAbortHandler)
+	}
+	s.log.Info("store backed up", "by", p.User, "remote", r.RemoteAddr)
+}

@@ -1,0 +1,187 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/restic-manager/restic-manager/broker"
+	"github.com/restic-manager/restic-manager/storage"
+)
+
+// Publisher sends console → agent messages. The embedded broker implements
+// it; so does the client of an external broker.
+type Publisher interface {
+	Publish(topic string, payload []byte, retain bool, expiry time.Duration) error
+}
+
+// Disconnector is implemented by a Publisher that can drop a client's
+// connection (the embedded broker can; an external one may not).
+type Disconnector interface {
+	Disconnect(clientID string)
+}
+
+// Instruments counts what ingest sees; the console's metrics implement it.
+type Instruments interface {
+	Ingested(kind string)
+	Rejected()
+	Fire(outcome string) // accepted, duplicate or refused
+}
+
+// Options configure a Fleet.
+type Options struct {
+	Store     *storage.Store
+	Publisher Publisher
+	Logger    *slog.Logger
+	// CommandExpiry bounds how long a command waits for an offline agent
+	// (default 24h).
+	CommandExpiry time.Duration
+	// HealthDelay: a repository's health is refreshed once it has been
+	// quiet this long after a change (default 30s).
+	HealthDelay time.Duration
+	// OfflineAfter is how long a host may be offline before its state
+	// carries the host_offline condition (default 1h).
+	OfflineAfter time.Duration
+	// JobRetention is how long finished jobs (with their output) are kept
+	// (default 180 days; negative keeps them forever). Unfinished jobs and
+	// each host's last job, backup and success are never deleted.
+	JobRetention time.Duration
+	// Instruments, when set, counts ingest.
+	Instruments Instruments
+	// Audit, when set, records what agents do that the audit log keeps
+	// (enrolments); the HTTP audit middleware records what people do.
+	Audit func(storage.AuditEntry)
+	// BrokerAccounts, when set (external broker mode), receives every
+	// broker login after each credential change.
+	BrokerAccounts func([]broker.Account) error
+}
+
+// Fleet is the console's model of the fleet: it owns every job from its
+// creation to its end, ingests what agents send, keeps repository health
+// and pushes schedules. It speaks no HTTP.
+type Fleet struct {
+	opts  Options
+	store *storage.Store
+	pub   Publisher
+	log   *slog.Logger
+	inst  Instruments
+
+	// gate keeps exclusive operations alone on their repository.
+	gate *gate
+	// health tracks the health job in flight per repository.
+	health healthJobs
+	// indexing maps repo/snapshot to its index job in flight.
+	indexMu  sync.Mutex
+	indexing map[string]string
+	// events fans job updates out to SSE listeners.
+	events *hub
+	online onlineQueue
+
+	endMu     sync.RWMutex
+	observers []func(storage.Job)
+
+	brokerSync brokerSync
+
+	// bg owns background work (end-of-job observers, sweeps, re-dispatch).
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+}
+
+// New builds a Fleet and starts its background loops; Close stops them.
+func New(opts Options) (*Fleet, error) {
+	if opts.Store == nil || opts.Publisher == nil {
+		return nil, fmt.Errorf("fleet: Store and Publisher are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.CommandExpiry == 0 {
+		opts.CommandExpiry = 24 * time.Hour
+	}
+	if opts.HealthDelay == 0 {
+		opts.HealthDelay = 30 * time.Second
+	}
+	if opts.OfflineAfter == 0 {
+		opts.OfflineAfter = time.Hour
+	}
+	if opts.Instruments == nil {
+		opts.Instruments = noInstruments{}
+	}
+	if opts.Audit == nil {
+		opts.Audit = func(storage.AuditEntry) {}
+	}
+	f := &Fleet{
+		opts:     opts,
+		store:    opts.Store,
+		pub:      opts.Publisher,
+		log:      opts.Logger.With("component", "fleet"),
+		inst:     opts.Instruments,
+		events:   newHub(),
+		indexing: map[string]string{},
+	}
+	f.gate = newGate(f)
+	f.bgCtx, f.bgCancel = context.WithCancel(context.Background())
+	// The fleet's own observers of a job's end come first: the gate lets
+	// the next job of the repository go, health follows the repository.
+	f.OnJobEnd(f.gate.jobEnded)
+	f.OnJobEnd(f.repoJobEnded)
+	f.goBG(f.sweepLoop)
+	f.goBG(f.gate.loop)
+	f.goBG(f.retentionLoop)
+	f.startBrokerSync()
+	return f, nil
+}
+
+// Close stops background work.
+func (f *Fleet) Close() {
+	f.health.stopTimers()
+	f.bgCancel()
+	f.bg.Wait()
+}
+
+// Store is the fleet's store, for readers (the API and pages read records
+// directly; every change to a job, schedule or repository goes through the
+// Fleet).
+func (f *Fleet) Store() *storage.Store { return f.store }
+
+// Publisher is where the fleet publishes; other parts of the console
+// (alerts, integrations) publish through the same one.
+func (f *Fleet) Publisher() Publisher { return f.pub }
+
+// goBG runs fn in the background, owned by the fleet.
+func (f *Fleet) goBG(fn func(ctx context.Context)) {
+	f.bg.Add(1)
+	go func() {
+		defer f.bg.Done()
+		fn(f.bgCtx)
+	}()
+}
+
+// EachHost calls fn for every host, in ID order, until ctx ends.
+func (f *Fleet) EachHost(ctx context.Context, fn func(storage.Host)) {
+	EachHost(ctx, f.store, fn)
+}
+
+// EachHost walks a store's hosts in pages of 500.
+func EachHost(ctx context.Context, st *storage.Store, fn func(storage.Host)) {
+	after := ""
+	for ctx.Err() == nil {
+		hosts, err := st.ListHosts(after, 500)
+		if err != nil || len(hosts) == 0 {
+			return
+		}
+		for _, h := range hosts {
+			fn(h)
+		}
+		after = hosts[len(hosts)-1].ID
+	}
+}
+
+type noInstruments struct{}
+
+func (noInstruments) Ingested(string) {}
+func (noInstruments) Rejected()       {}
+func (noInstruments) Fire(string)     {}

@@ -1,0 +1,251 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// healthEvery is how often a repository's health is refreshed when nothing
+// changed it.
+const healthEvery = time.Hour
+
+// healthJobs tracks the health job in flight per repository, so a burst of
+// backups asks for one refresh, not one each.
+type healthJobs struct {
+	mu sync.Mutex
+	m  map[string]string // repo → job in flight
+	// timers delay a refresh until the repository has been quiet for
+	// HealthDelay, so a burst of jobs is not slowed by refreshes between
+	// them (the agent runs one job per repository at a time).
+	timers map[string]*time.Timer
+	// dirty: the repository changed while its health job was in flight, so
+	// that report is already stale; ask again when it ends.
+	dirty map[string]bool
+}
+
+// repoJobEnded keeps the repository's record current after one of its jobs
+// ended: who can reach it, last check and prune, and (after jobs that change
+// the repository) a health refresh.
+func (f *Fleet) repoJobEnded(j storage.Job) {
+	ok := j.Status == storage.JobSucceeded || j.Status == storage.JobPartial
+	_, err := f.store.UpdateRepo(j.RepoID, func(r *storage.Repo) error {
+		if ok {
+			r.LastHostID = j.HostID
+		}
+		if r.Health == nil {
+			r.Health = &storage.RepoHealth{}
+		}
+		h := r.Health
+		switch j.Kind {
+		case wire.JobCheck:
+			if j.Status == storage.JobCancelled || j.Status == storage.JobExpired {
+				return errNoChange
+			}
+			var out struct {
+				OK        bool `json:"ok"`
+				NumErrors int  `json:"num_errors"`
+			}
+			_ = json.Unmarshal(j.Output, &out)
+			h.LastCheck = &storage.CheckMark{At: j.EndedAt, OK: j.Status == storage.JobSucceeded && out.OK, JobID: j.ID, Errors: out.NumErrors}
+		case wire.JobPrune:
+			if ok {
+				t := j.EndedAt
+				h.LastPrune = &t
+			}
+		case wire.JobForget:
+			var args wire.ForgetArgs
+			if ok && json.Unmarshal(j.Args, &args) == nil && args.Prune {
+				t := j.EndedAt
+				h.LastPrune = &t
+			}
+		case wire.JobHealth:
+			if ok {
+				f.applyHealth(r, j)
+			}
+		case wire.JobSnapshots:
+			var args wire.SnapshotsArgs
+			// Only an unfiltered list may replace the cache.
+			if ok && json.Unmarshal(j.Args, &args) == nil && len(args.Hosts)+len(args.Tags)+len(args.Paths) == 0 {
+				f.cacheSnapshots(r, j.Output)
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoChange) {
+		f.log.Warn("repository record not updated", "repo_id", j.RepoID, "job_id", j.ID, "error", err)
+	}
+	switch j.Kind {
+	case wire.JobIndex:
+		f.indexEnded(j)
+	case wire.JobForget:
+		if ok {
+			f.dropForgotten(j)
+			f.requestHealthSoon(j.RepoID, j.HostID)
+		}
+	case wire.JobHealth:
+		f.health.mu.Lock()
+		again := false
+		if f.health.m[j.RepoID] == j.ID {
+			delete(f.health.m, j.RepoID)
+			again = f.health.dirty[j.RepoID]
+			delete(f.health.dirty, j.RepoID)
+		}
+		f.health.mu.Unlock()
+		if again {
+			f.requestHealth(j.RepoID, j.HostID)
+		}
+	case wire.JobBackup, wire.JobPrune, wire.JobUnlock, wire.JobInit:
+		if ok {
+			f.requestHealthSoon(j.RepoID, j.HostID)
+		}
+	}
+}
+
+// applyHealth folds a health job's output into the repository's health.
+func (f *Fleet) applyHealth(r *storage.Repo, j storage.Job) {
+	var out wire.HealthOutput
+	if err := json.Unmarshal(j.Output, &out); err != nil {
+		return
+	}
+	h := r.Health
+	var raw struct {
+		TotalSize             uint64  `json:"total_size"`
+		TotalUncompressedSize uint64  `json:"total_uncompressed_size"`
+		CompressionRatio      float64 `json:"compression_ratio"`
+	}
+	var restore struct {
+		TotalSize uint64 `json:"total_size"`
+	}
+	if json.Unmarshal(out.RawData, &raw) == nil && raw.TotalSize > 0 {
+		h.SizeBytes, h.UncompressedBytes, h.CompressionRatio = raw.TotalSize, raw.TotalUncompressedSize, raw.CompressionRatio
+		h.SizeHistory = append(h.SizeHistory, storage.SizePoint{At: j.EndedAt, Bytes: raw.TotalSize})
+		if n := len(h.SizeHistory); n > storage.MaxSizeHistory {
+			h.SizeHistory = h.SizeHistory[n-storage.MaxSizeHistory:]
+		}
+	}
+	if json.Unmarshal(out.RestoreSize, &restore) == nil {
+		h.RestoreSizeBytes = restore.TotalSize
+		// Dedup ratio: what a restore of every snapshot would write over
+		// what the repository stores (before compression).
+		base := h.UncompressedBytes
+		if base == 0 {
+			base = h.SizeBytes
+		}
+		if base > 0 {
+			h.DedupRatio = float64(restore.TotalSize) / float64(base)
+		}
+	}
+	var locks []struct {
+		Time  time.Time `json:"time"`
+		Stale bool      `json:"stale"`
+	}
+	if json.Unmarshal(out.Locks, &locks) == nil {
+		h.Locks = storage.LockState{Count: len(locks)}
+		for _, l := range locks {
+			if age := j.EndedAt.Sub(l.Time).Seconds(); age > h.Locks.OldestAgeS {
+				h.Locks.OldestAgeS = age
+			}
+			if l.Stale {
+				h.Locks.Stale++
+			}
+		}
+	}
+	if len(out.Snapshots) > 0 {
+		f.cacheSnapshots(r, out.Snapshots)
+	}
+	h.UpdatedAt = j.EndedAt
+}
+
+func (f *Fleet) cacheSnapshots(r *storage.Repo, list json.RawMessage) {
+	var snaps []json.RawMessage
+	if err := json.Unmarshal(list, &snaps); err != nil {
+		return
+	}
+	if r.Health == nil {
+		r.Health = &storage.RepoHealth{}
+	}
+	r.Health.SnapshotCount = len(snaps)
+	if err := f.store.PutSnapshotCache(r.ID, list); err != nil {
+		f.log.Warn("snapshot cache not stored", "repo_id", r.ID, "error", err)
+	}
+}
+
+// requestHealthSoon asks for a health report once the repository has been
+// quiet for HealthDelay.
+func (f *Fleet) requestHealthSoon(repoID, hostID string) {
+	f.health.mu.Lock()
+	defer f.health.mu.Unlock()
+	if f.health.timers == nil {
+		f.health.timers = map[string]*time.Timer{}
+	}
+	if t, ok := f.health.timers[repoID]; ok {
+		t.Stop()
+	}
+	f.health.timers[repoID] = time.AfterFunc(f.opts.HealthDelay, func() {
+		f.health.mu.Lock()
+		delete(f.health.timers, repoID)
+		f.health.mu.Unlock()
+		if f.bgCtx.Err() == nil {
+			f.requestHealth(repoID, hostID)
+		}
+	})
+}
+
+// requestHealth asks the host for a health report of the repository unless
+// one is already on its way.
+func (f *Fleet) requestHealth(repoID, hostID string) {
+	f.health.mu.Lock()
+	if f.health.m == nil {
+		f.health.m, f.health.dirty = map[string]string{}, map[string]bool{}
+	}
+	if id, busy := f.health.m[repoID]; busy {
+		if j, err := f.store.GetJob(id); err == nil && !storage.TerminalStatus(j.Status) {
+			f.health.dirty[repoID] = true
+			f.health.mu.Unlock()
+			return
+		}
+	}
+	f.health.mu.Unlock()
+	j, _, err := f.newJob(JobRequest{HostID: hostID, RepoID: repoID, Kind: wire.JobHealth, ActorKind: "system", Actor: "health", TimeoutS: 3600})
+	if err != nil {
+		f.log.Warn("health refresh not requested", "repo_id", repoID, "host_id", hostID, "error", err)
+		return
+	}
+	f.health.mu.Lock()
+	f.health.m[repoID] = j.ID
+	f.health.mu.Unlock()
+}
+
+// refreshStaleHealth asks for health of repositories not refreshed lately.
+func (f *Fleet) refreshStaleHealth(ctx context.Context) {
+	repos, err := f.store.ListRepos()
+	if err != nil {
+		return
+	}
+	for _, r := range repos {
+		if ctx.Err() != nil || r.LastHostID == "" {
+			continue
+		}
+		if r.Health != nil && time.Since(r.Health.UpdatedAt) < healthEvery {
+			continue
+		}
+		if h, err := f.store.GetHost(r.LastHostID); err == nil && h.Online {
+			f.requestHealth(r.ID, r.LastHostID)
+		}
+	}
+}
+
+// stopTimers stops the pending delayed refreshes (at Close).
+func (h *healthJobs) stopTimers() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, t := range h.timers {
+		t.Stop()
+	}
+}

@@ -1,0 +1,159 @@
+package fleet
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/restic-manager/restic-manager/broker"
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// ingestOutput stores a chunk of a snapshot index. Chunks are idempotent
+// (the same nodes written again), so redelivery is harmless.
+func (f *Fleet) ingestOutput(host, jobID string, payload []byte) error {
+	ch, err := wire.DecodeIndexChunk(payload)
+	if err != nil {
+		return err
+	}
+	if ch.JobID != jobID {
+		return fmt.Errorf("%w: chunk for %s on the topic of %s", broker.ErrRejected, ch.JobID, jobID)
+	}
+	j, err := f.jobOf(host, jobID)
+	if err != nil {
+		return err
+	}
+	var args wire.IndexArgs
+	if j.Kind != wire.JobIndex || json.Unmarshal(j.Args, &args) != nil || args.SnapshotID != ch.SnapshotID {
+		return fmt.Errorf("%w: output for job %s, which does not index snapshot %s", broker.ErrRejected, jobID, ch.SnapshotID)
+	}
+	nodes := make([]storage.IndexNode, len(ch.Nodes))
+	for i, n := range ch.Nodes {
+		nodes[i] = storage.IndexNode{Name: n.Name, Type: n.Type, Path: n.Path, Size: n.Size, Mtime: n.Mtime, Mode: n.Mode}
+	}
+	return f.store.PutIndexNodes(j.RepoID, ch.SnapshotID, nodes)
+}
+
+// indexEnded marks a snapshot's index complete (or forgets a failed one).
+func (f *Fleet) indexEnded(j storage.Job) {
+	var args wire.IndexArgs
+	if json.Unmarshal(j.Args, &args) != nil {
+		return
+	}
+	if j.Status != storage.JobSucceeded {
+		_ = f.store.DropIndex(j.RepoID, args.SnapshotID)
+		return
+	}
+	var out struct {
+		Nodes int `json:"nodes"`
+	}
+	_ = json.Unmarshal(j.Output, &out)
+	size, _ := f.store.IndexSize(j.RepoID, args.SnapshotID)
+	if err := f.store.PutIndexMeta(storage.IndexMeta{RepoID: j.RepoID, SnapshotID: args.SnapshotID, JobID: j.ID, Complete: true,
+		Nodes: out.Nodes, Bytes: size, IndexedIn: j.EndedAt.Sub(j.StartedAt).Seconds(), UpdatedAt: time.Now().UTC()}); err != nil {
+		f.log.Error("index not marked complete", "job_id", j.ID, "error", err)
+	}
+}
+
+// dropForgotten removes the indexes of the snapshots a forget removed.
+func (f *Fleet) dropForgotten(j storage.Job) {
+	var out struct {
+		Groups []struct {
+			Remove []string `json:"remove"`
+		} `json:"groups"`
+	}
+	if json.Unmarshal(j.Output, &out) != nil {
+		return
+	}
+	removed := map[string]bool{}
+	for _, g := range out.Groups {
+		for _, id := range g.Remove {
+			removed[id] = true
+			if err := f.store.DropIndex(j.RepoID, id); err != nil {
+				f.log.Warn("index of a forgotten snapshot not dropped", "snapshot_id", id, "error", err)
+			}
+		}
+	}
+	// Take them out of the cached list now, before the next health report.
+	raw, err := f.store.SnapshotCache(j.RepoID)
+	if err != nil || len(removed) == 0 {
+		return
+	}
+	var snaps []json.RawMessage
+	if json.Unmarshal(raw, &snaps) != nil {
+		return
+	}
+	kept := snaps[:0]
+	for _, s := range snaps {
+		var id struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(s, &id) == nil && removed[id.ID] {
+			continue
+		}
+		kept = append(kept, s)
+	}
+	if b, err := json.Marshal(kept); err == nil {
+		_ = f.store.PutSnapshotCache(j.RepoID, b)
+	}
+}
+
+// ResolveSnapshot turns a short or full ID into the full ID, from the cached
+// snapshot list.
+func (f *Fleet) ResolveSnapshot(repoID, id string) (string, error) {
+	if !wire.ValidSnapshotRef(id) || id == "latest" {
+		return "", Invalid("snapshot id %q is not 8-64 hex characters", id)
+	}
+	raw, err := f.store.SnapshotCache(repoID)
+	if err != nil {
+		if len(id) == 64 {
+			return id, nil // no list yet: trust a full ID
+		}
+		return "", Invalid("snapshot %s is not known yet; use its full ID", id)
+	}
+	var snaps []struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(raw, &snaps)
+	found := ""
+	for _, s := range snaps {
+		if strings.HasPrefix(s.ID, id) {
+			if found != "" {
+				return "", Invalid("snapshot id %q is ambiguous", id)
+			}
+			found = s.ID
+		}
+	}
+	if found == "" {
+		return "", fmt.Errorf("snapshot %s: %w", id, storage.ErrNotFound)
+	}
+	return found, nil
+}
+
+// StartIndex returns the index job of a snapshot, starting one on host
+// (default: the host that last used the repository) if none runs.
+func (f *Fleet) StartIndex(rp storage.Repo, sid, host, actor string) (storage.Job, error) {
+	f.indexMu.Lock()
+	defer f.indexMu.Unlock()
+	key := rp.ID + "/" + sid
+	if id, ok := f.indexing[key]; ok {
+		if j, err := f.store.GetJob(id); err == nil && !storage.TerminalStatus(j.Status) {
+			return j, nil
+		}
+	}
+	if host == "" {
+		host = rp.LastHostID
+	}
+	if host == "" {
+		return storage.Job{}, Invalid("no host has used repository %s yet; pass host_id", rp.ID)
+	}
+	args, _ := json.Marshal(wire.IndexArgs{SnapshotID: sid})
+	j, _, err := f.newJob(JobRequest{HostID: host, RepoID: rp.ID, Kind: wire.JobIndex, Args: args, ActorKind: "user", Actor: actor, TimeoutS: 6 * 3600})
+	if err != nil {
+		return storage.Job{}, err
+	}
+	f.indexing[key] = j.ID
+	return j, nil
+}

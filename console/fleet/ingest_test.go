@@ -1,0 +1,209 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/restic-manager/restic-manager/broker"
+	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// recorder is a Publisher that keeps what the console sent.
+type recorder struct {
+	mu   sync.Mutex
+	sent []string
+}
+
+func (r *recorder) Publish(topic string, payload []byte, retain bool, expiry time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent = append(r.sent, topic)
+	return nil
+}
+
+// count is the number of commands sent (health and alert topics aside).
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, t := range r.sent {
+		if strings.HasSuffix(t, "/commands") {
+			n++
+		}
+	}
+	return n
+}
+
+// fires counts fire outcomes (the Instruments seam; the console's real
+// metrics count the same calls).
+type fires struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *fires) Ingested(string) {}
+func (c *fires) Rejected()       {}
+func (c *fires) Fire(outcome string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[outcome]++
+}
+
+func (c *fires) count(outcome string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[outcome]
+}
+
+func newTestFleet(t *testing.T) (*Fleet, *storage.Store, *recorder) {
+	t.Helper()
+	st, err := storage.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rec := &recorder{}
+	f, err := New(Options{Store: st, Publisher: rec, Instruments: &fires{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return f, st, rec
+}
+
+func enrolledHost(t *testing.T, st *storage.Store, id string) {
+	t.Helper()
+	_, rcpt, _ := seal.NewIdentity()
+	if err := st.CreateHost(storage.Host{ID: id, Name: id, Enrolled: true, PublicKey: rcpt, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustEncode(t *testing.T, p wire.Payload) []byte {
+	t.Helper()
+	b, err := wire.Encode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestIngestIsIdempotent(t *testing.T) {
+	f, st, rec := newTestFleet(t)
+	ctx := context.Background()
+	enrolledHost(t, st, "host-a")
+	enrolledHost(t, st, "host-b")
+	repo, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := f.CreateJob(JobRequest{HostID: "host-a", RepoID: repo.ID, Kind: wire.JobBackup, Args: []byte(`{"paths":["/etc"]}`), ActorKind: "user", Actor: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.count() != 1 {
+		t.Fatalf("%d commands published, want 1", rec.count())
+	}
+
+	started := time.Now().UTC().Truncate(time.Second)
+	prog := func(seq int64, pct float64) []byte {
+		p := &wire.Progress{JobID: j.ID, Seq: seq, Percent: pct}
+		if seq == 1 {
+			p.StartedAt = started
+		}
+		return mustEncode(t, p)
+	}
+	topic := func(kind string) wire.Topic { return wire.Topic{Host: "host-a", Kind: kind, Job: j.ID} }
+	for _, step := range []struct {
+		seq int64
+		pct float64
+	}{{1, 0}, {3, 30}, {2, 20}, {3, 30}} { // reordered and duplicated
+		if err := f.Ingest(ctx, "host-a", topic(wire.KindProgress), prog(step.seq, step.pct)); err != nil {
+			t.Fatalf("progress %d: %v", step.seq, err)
+		}
+	}
+	got, _ := st.GetJob(j.ID)
+	if got.Status != storage.JobRunning || got.Progress.Seq != 3 || got.Progress.Percent != 30 || !got.StartedAt.Equal(started) {
+		t.Fatalf("after progress: status %s progress %+v started %v", got.Status, got.Progress, got.StartedAt)
+	}
+
+	snap := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	res := mustEncode(t, &wire.Result{JobID: j.ID, Status: wire.StatusSucceeded, StartedAt: started, EndedAt: started.Add(time.Minute), SnapshotID: snap, Summary: []byte(`{"snapshot_id":"` + snap + `"}`)})
+	for range 3 {
+		if err := f.Ingest(ctx, "host-a", topic(wire.KindResult), res); err != nil {
+			t.Fatalf("result: %v", err)
+		}
+	}
+	// A different late result for the same job changes nothing either.
+	late := mustEncode(t, &wire.Result{JobID: j.ID, Status: wire.StatusFailed, EndedAt: started.Add(time.Hour), Error: "late"})
+	if err := f.Ingest(ctx, "host-a", topic(wire.KindResult), late); err != nil {
+		t.Fatal(err)
+	}
+	// Progress after the result is ignored.
+	if err := f.Ingest(ctx, "host-a", topic(wire.KindProgress), prog(9, 90)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = st.GetJob(j.ID)
+	if got.Status != storage.JobSucceeded || got.SnapshotID != snap || got.Error != "" || got.Progress.Seq != 3 {
+		t.Fatalf("after duplicates: %+v", got)
+	}
+	h, _ := st.GetHost("host-a")
+	if h.LastBackup == nil || h.LastBackup.JobID != j.ID || h.LastBackup.Status != storage.JobSucceeded {
+		t.Fatalf("host last backup %+v", h.LastBackup)
+	}
+
+	// Another host cannot report on host-a's job.
+	err = f.Ingest(ctx, "host-b", wire.Topic{Host: "host-b", Kind: wire.KindResult, Job: j.ID}, late)
+	if !errors.Is(err, broker.ErrRejected) {
+		t.Fatalf("foreign result: %v, want ErrRejected", err)
+	}
+	// Nor publish on host-a's topic.
+	if err := f.Ingest(ctx, "host-b", topic(wire.KindResult), late); !errors.Is(err, broker.ErrRejected) {
+		t.Fatalf("result on another host's topic: %v, want ErrRejected", err)
+	}
+}
+
+func TestStatusOnlineRedispatchesQueuedJobs(t *testing.T) {
+	f, st, rec := newTestFleet(t)
+	enrolledHost(t, st, "host-a")
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+	j, err := f.CreateJob(JobRequest{HostID: "host-a", RepoID: "repo-1", Kind: wire.JobInit, Args: nil, ActorKind: "user", Actor: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An expired queued job is marked expired instead of being sent.
+	old, _ := f.CreateJob(JobRequest{HostID: "host-a", RepoID: "repo-1", Kind: wire.JobInit, Args: nil, ActorKind: "user", Actor: "admin"})
+	if _, err := st.UpdateJob(old.ID, func(j *storage.Job) error { j.ExpiresAt = time.Now().Add(-time.Minute); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	before := rec.count()
+	status := mustEncode(t, &wire.Status{Online: true, StartedAt: time.Now().UTC()})
+	if err := f.Ingest(context.Background(), "host-a", wire.Topic{Host: "host-a", Kind: wire.KindStatus}, status); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for rec.count() < before+1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rec.count() != before+1 {
+		t.Fatalf("%d commands re-sent, want 1 (job %s)", rec.count()-before, j.ID)
+	}
+	for time.Now().Before(deadline) {
+		if o, _ := st.GetJob(old.ID); o.Status == storage.JobExpired {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("expired job was not marked expired")
+}

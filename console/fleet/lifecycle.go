@@ -1,0 +1,244 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/internal/token"
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// The job lifecycle (doc.go draws it): every change of a job's status is
+// in this file or in ingest.go, and every end goes through ended.
+
+// JobRequest is a job to create, from a person, a schedule's fire or the
+// console itself (ActorKind "system").
+type JobRequest struct {
+	HostID, RepoID, Kind string
+	Args                 json.RawMessage
+	ActorKind, Actor     string
+	TimeoutS             int
+	ScheduleID           string
+	ScheduledAt          time.Time
+	CatchUp              bool
+}
+
+// CreateJob validates, records and dispatches a job asked for by a person
+// or a script.
+func (f *Fleet) CreateJob(req JobRequest) (storage.Job, error) {
+	j, _, err := f.newJob(req)
+	return j, err
+}
+
+// newJob validates, records and dispatches a job. A scheduled job is made
+// once per (schedule, scheduled_at): created is false when it already was.
+func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
+	h, err := f.store.GetHost(req.HostID)
+	if err != nil {
+		return storage.Job{}, false, err
+	}
+	if !h.Enrolled {
+		return storage.Job{}, false, Invalid("host %s has not enrolled an agent yet", req.HostID)
+	}
+	kind, ok := wire.LookupKind(req.Kind)
+	if !ok || !kind.Operator {
+		return storage.Job{}, false, Invalid("job kind %q is not one of %s", req.Kind,
+			strings.Join(wire.KindNames(func(k wire.KindInfo) bool { return k.Operator }), ", "))
+	}
+	rp, err := f.store.GetRepo(req.RepoID)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return storage.Job{}, false, Invalid("repository %q does not exist", req.RepoID)
+		}
+		return storage.Job{}, false, err
+	}
+	norm, err := wire.NormalizeArgs(req.Kind, req.Args)
+	if err != nil {
+		return storage.Job{}, false, argsInput(err)
+	}
+	// Deleting operations run only on the maintenance host, with its
+	// credentials: an endpoint holds append-only ones and never sees those.
+	if rp.MaintenanceHostID != "" && wire.Destructive(req.Kind, norm) && req.HostID != rp.MaintenanceHostID {
+		f.log.Info("destructive job routed to the maintenance host", "kind", req.Kind, "requested_host", req.HostID, "maintenance_host", rp.MaintenanceHostID)
+		req.HostID = rp.MaintenanceHostID
+		if h, err = f.store.GetHost(req.HostID); err != nil {
+			return storage.Job{}, false, err
+		}
+		if !h.Enrolled {
+			return storage.Job{}, false, Invalid("maintenance host %s has not enrolled an agent yet", h.ID)
+		}
+	}
+	if req.TimeoutS < 0 {
+		return storage.Job{}, false, Invalid("timeout_s must not be negative")
+	}
+	now := time.Now().UTC()
+	j := storage.Job{
+		ID: token.NewID("job"), HostID: req.HostID, RepoID: req.RepoID, Kind: req.Kind, Args: norm,
+		ActorKind: req.ActorKind, Actor: req.Actor, Status: storage.JobQueued,
+		CreatedAt: now, ExpiresAt: now.Add(f.opts.CommandExpiry), TimeoutS: req.TimeoutS,
+		ScheduleID: req.ScheduleID, ScheduledAt: req.ScheduledAt, CatchUp: req.CatchUp,
+	}
+	dispatchNow := f.gate.admit(&j)
+	created := true
+	if req.ScheduleID != "" {
+		var audit []storage.AuditEntry
+		if req.ActorKind == "schedule" {
+			audit = append(audit, storage.AuditEntry{At: now, Actor: "schedule:" + req.ScheduleID, Kind: "schedule", Action: "job " + req.Kind, Target: j.ID,
+				Detail: "scheduled_at " + req.ScheduledAt.Format(time.RFC3339)})
+		}
+		j, created, err = f.store.CreateScheduledJob(j, req.ScheduledAt, audit...)
+	} else {
+		err = f.store.CreateJob(j)
+	}
+	if err != nil || !created {
+		if dispatchNow {
+			f.gate.leave(j.RepoID, j.ID)
+		}
+		if err != nil {
+			return storage.Job{}, false, err
+		}
+		return j, false, nil
+	}
+	if !dispatchNow {
+		f.gate.hold(j)
+		return j, true, nil
+	}
+	if err := f.dispatch(j, h); err != nil {
+		// The job stays queued: it is sent again when the agent comes online.
+		f.log.Error("dispatch failed; job stays queued", "job_id", j.ID, "error", err)
+	}
+	// Per job: at fleet scale a fire storm is one line per host. The job
+	// record and (for schedules) the audit log keep the same facts.
+	f.log.Debug("job queued", "job_id", j.ID, "host_id", req.HostID, "kind", req.Kind, "actor_kind", req.ActorKind, "actor", req.Actor, "schedule_id", req.ScheduleID)
+	return j, true, nil
+}
+
+// dispatch seals the repository to the host's key and publishes the command.
+func (f *Fleet) dispatch(j storage.Job, h storage.Host) error {
+	sec, err := f.store.RepoSecrets(j.RepoID)
+	if err != nil {
+		return err
+	}
+	rp, err := f.store.GetRepo(j.RepoID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case rp.MaintenanceHostID != "" && h.ID == rp.MaintenanceHostID && sec.Maintenance != nil:
+		sec = *sec.Maintenance
+	case rp.MaintenanceHostID != "" && wire.Destructive(j.Kind, j.Args):
+		// newJob routes these to the maintenance host; never send them
+		// anywhere else, whatever went wrong before.
+		return fmt.Errorf("job %s (%s) may only run on the maintenance host %s", j.ID, j.Kind, rp.MaintenanceHostID)
+	}
+	plain, err := json.Marshal(wire.RepoSpec{URL: sec.URL, Password: sec.Password, Env: sec.Env})
+	if err != nil {
+		return err
+	}
+	sealed, err := seal.Seal(h.PublicKey, plain)
+	if err != nil {
+		return fmt.Errorf("seal for %s: %w", h.ID, err)
+	}
+	b, err := wire.Encode(&wire.Command{
+		JobID: j.ID, Kind: j.Kind, Args: j.Args, TimeoutS: j.TimeoutS,
+		IssuedAt: j.CreatedAt, ExpiresAt: j.ExpiresAt, SealedRepo: sealed,
+	})
+	if err != nil {
+		return err
+	}
+	expiry := time.Until(j.ExpiresAt)
+	if expiry <= 0 {
+		return fmt.Errorf("job %s expired before dispatch", j.ID)
+	}
+	return f.pub.Publish(wire.CommandsTopic(h.ID), b, false, expiry)
+}
+
+// CancelJob stops a job: a queued one ends cancelled at once (and the agent
+// is told to drop it if it arrives); a running one is interrupted by the
+// agent, which removes restic's lock and reports "cancelled". It returns
+// the job as it is now.
+func (f *Fleet) CancelJob(id, by string) (storage.Job, error) {
+	j, err := f.store.UpdateJob(id, func(j *storage.Job) error {
+		if j.Status != storage.JobQueued {
+			return errNoChange
+		}
+		j.Status = storage.JobCancelled
+		j.EndedAt = time.Now().UTC()
+		j.Error = "cancelled by " + by + " before it started"
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNoChange):
+		if j, err = f.store.GetJob(id); err != nil {
+			return j, err
+		}
+	case err != nil:
+		return j, err
+	default:
+		f.ended(j)
+	}
+	// A job cancelled here has no exit code; the agent may hold it already.
+	if !storage.TerminalStatus(j.Status) || j.Status == storage.JobCancelled && j.ExitCode == nil {
+		b, err := wire.Encode(&wire.Command{JobID: j.ID, Kind: wire.JobCancel, IssuedAt: time.Now().UTC()})
+		if err == nil {
+			err = f.pub.Publish(wire.CommandsTopic(j.HostID), b, false, f.opts.CommandExpiry)
+		}
+		if err != nil {
+			f.log.Error("cancel not sent", "job_id", j.ID, "error", err)
+		}
+	}
+	f.log.Info("job cancel requested", "job_id", j.ID, "status", j.Status, "by", by)
+	return j, nil
+}
+
+// expire ends a queued job whose command was not picked up in time.
+func (f *Fleet) expire(jobID string) {
+	j, err := f.store.UpdateJob(jobID, func(j *storage.Job) error {
+		if j.Status != storage.JobQueued {
+			return errNoChange
+		}
+		j.Status = storage.JobExpired
+		j.EndedAt = time.Now().UTC()
+		j.Error = "the agent did not pick the command up before it expired"
+		return nil
+	})
+	if err == nil {
+		f.log.Warn("job expired", "job_id", jobID, "host_id", j.HostID)
+		f.ended(j)
+	}
+}
+
+// OnJobEnd registers fn to run once for every job that ends (succeeded,
+// partial, failed, cancelled or expired), in the background and in
+// registration order. The fleet's gate and repository health register
+// first; the console adds alerts, metrics and MQTT health.
+func (f *Fleet) OnJobEnd(fn func(storage.Job)) {
+	f.endMu.Lock()
+	defer f.endMu.Unlock()
+	f.observers = append(f.observers, fn)
+}
+
+// ended is the one end of every job, whoever ended it: the stored end is
+// sent to watchers at once, then the observers run.
+func (f *Fleet) ended(j storage.Job) {
+	f.events.publish(j)
+	f.endMu.RLock()
+	obs := f.observers
+	f.endMu.RUnlock()
+	f.goBG(func(context.Context) {
+		for _, fn := range obs {
+			fn(j)
+		}
+	})
+}
+
+// Subscribe returns a channel of a job's updates and its cancel function.
+func (f *Fleet) Subscribe(jobID string) (<-chan storage.Job, func()) {
+	return f.events.subscribe(jobID)
+}

@@ -1,0 +1,102 @@
+package fleet
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/restic-manager/restic-manager/storage"
+)
+
+// maxOnlineWorkers bounds the goroutines re-sending desired schedules and
+// queued jobs to agents that came online.
+const maxOnlineWorkers = 8
+
+// onlineQueue holds the hosts that came online and still need their
+// desired schedules and queued jobs re-sent. A goroutine per connection
+// made a connect storm of 10,000 agents run 10,000 of these at once, each
+// with its own stack and job listing (hundreds of MiB at the peak, for
+// work that takes a few milliseconds); a few workers drain the queue
+// instead, and a host that reconnects while queued is handled once.
+type onlineQueue struct {
+	mu      sync.Mutex
+	order   []string
+	queued  map[string]bool
+	workers int
+}
+
+// hostOnline queues host's re-send and starts a worker if fewer than
+// maxOnlineWorkers run.
+func (f *Fleet) hostOnline(host string) {
+	q := &f.online
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.queued == nil {
+		q.queued = map[string]bool{}
+	}
+	if !q.queued[host] {
+		q.queued[host] = true
+		q.order = append(q.order, host)
+	}
+	if q.workers < maxOnlineWorkers {
+		q.workers++
+		f.goBG(f.onlineWorker)
+	}
+}
+
+func (f *Fleet) onlineWorker(ctx context.Context) {
+	q := &f.online
+	for {
+		q.mu.Lock()
+		if len(q.order) == 0 || ctx.Err() != nil {
+			q.workers--
+			q.mu.Unlock()
+			return
+		}
+		host := q.order[0]
+		q.order[0] = ""
+		q.order = q.order[1:]
+		delete(q.queued, host)
+		q.mu.Unlock()
+
+		f.republishDesired(ctx, host)
+		f.redispatch(ctx, host)
+	}
+}
+
+// redispatch re-sends a host's queued jobs, oldest first, and expires those
+// past their deadline.
+func (f *Fleet) redispatch(ctx context.Context, hostID string) {
+	h, err := f.store.GetHost(hostID)
+	if err != nil {
+		return
+	}
+	var queued []storage.Job
+	cursor := ""
+	for ctx.Err() == nil {
+		page, next, err := f.store.ListJobs(storage.JobQuery{HostID: hostID, Status: storage.JobQueued, Limit: 200, Cursor: cursor})
+		if err != nil {
+			f.log.Error("redispatch: list jobs", "host_id", hostID, "error", err)
+			return
+		}
+		queued = append(queued, page...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	now := time.Now()
+	for i := len(queued) - 1; i >= 0; i-- {
+		j := queued[i]
+		if !j.ExpiresAt.IsZero() && now.After(j.ExpiresAt) {
+			f.expire(j.ID)
+			continue
+		}
+		if j.Held {
+			continue // the repository gate sends it when its turn comes
+		}
+		if err := f.dispatch(j, h); err != nil {
+			f.log.Warn("redispatch failed", "job_id", j.ID, "error", err)
+		}
+	}
+}

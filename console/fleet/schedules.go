@@ -1,0 +1,189 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/restic-manager/restic-manager/broker"
+	"github.com/restic-manager/restic-manager/console/input"
+	"github.com/restic-manager/restic-manager/internal/token"
+	"github.com/restic-manager/restic-manager/schedules"
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// applyGrace is how long an online host may take to apply a new version
+// before it is flagged.
+const applyGrace = 3 * time.Minute
+
+// PutSchedules replaces a host's own schedules: validated, stored as a new
+// version and published as the host's retained desired state. A schedule
+// without an ID is new; one with an ID must exist already.
+func (f *Fleet) PutSchedules(hostID string, in []schedules.Schedule) (storage.HostSchedules, error) {
+	if in == nil {
+		in = []schedules.Schedule{}
+	}
+	if _, err := f.store.GetHost(hostID); err != nil {
+		return storage.HostSchedules{}, err
+	}
+	if err := schedules.ValidateSet(in); err != nil {
+		return storage.HostSchedules{}, Invalid("%v", err)
+	}
+	for _, s := range in {
+		if _, err := f.store.GetRepo(s.RepoID); err != nil {
+			return storage.HostSchedules{}, Invalid("schedule %q: repository %q does not exist", s.Name, s.RepoID)
+		}
+	}
+	hs, err := f.store.UpdateSchedules(hostID, func(hs *storage.HostSchedules) error {
+		known := map[string]bool{}
+		for _, s := range hs.Schedules {
+			known[s.ID] = true
+		}
+		out := make([]schedules.Schedule, len(in))
+		for i, s := range in {
+			switch {
+			case s.ID == "":
+				s.ID = token.NewID("sch")
+			case !known[s.ID]:
+				return Invalid("schedule %q: unknown id %q (omit the id to create a schedule)", s.Name, s.ID)
+			}
+			out[i] = s
+		}
+		hs.Schedules = out
+		hs.Version++
+		hs.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		return hs, err
+	}
+	if err := f.publishDesired(hs); err != nil {
+		// Stored: it is published again when the host next comes online.
+		f.log.Error("publish desired schedules", "host_id", hostID, "version", hs.Version, "error", err)
+	}
+	return hs, nil
+}
+
+// SchedulePending flags an online host that has not applied the current
+// version within applyGrace of the change.
+func SchedulePending(hs storage.HostSchedules, online bool, now time.Time) bool {
+	return online && hs.AppliedVersion < hs.Version && now.Sub(hs.UpdatedAt) > applyGrace
+}
+
+// publishDesired sends the retained desired state: only what the agent
+// needs to fire, no paths and no secrets.
+func (f *Fleet) publishDesired(hs storage.HostSchedules) error {
+	d := wire.SchedulesDesired{Version: hs.Version, Schedules: []wire.ScheduleEntry{}}
+	for _, s := range hs.Schedules {
+		d.Schedules = append(d.Schedules, s.Entry())
+	}
+	b, err := wire.Encode(&d)
+	if err != nil {
+		return err
+	}
+	return f.pub.Publish(wire.SchedulesDesiredTopic(hs.HostID), b, true, 0)
+}
+
+func (f *Fleet) ingestReported(host string, payload []byte) error {
+	r, err := wire.DecodeSchedulesReported(payload)
+	if err != nil {
+		return err
+	}
+	_, err = f.store.UpdateSchedules(host, func(hs *storage.HostSchedules) error {
+		if r.Version <= hs.AppliedVersion && hs.AppliedVersion != 0 {
+			return errNoChange // stale or repeated report
+		}
+		if r.Version > hs.Version {
+			f.log.Warn("host reports a schedule version the console never published", "host_id", host, "reported", r.Version, "desired", hs.Version)
+			return errNoChange
+		}
+		hs.AppliedVersion, hs.AppliedAt = r.Version, r.AppliedAt
+		hs.Skipped = nil
+		for _, s := range r.Skipped {
+			hs.Skipped = append(hs.Skipped, storage.SkippedSchedule{ID: s.ID, Reason: s.Reason})
+		}
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reported schedules of %s: %w", host, err)
+	}
+	f.log.Debug("schedules applied", "host_id", host, "version", r.Version, "skipped", len(r.Skipped))
+	return nil
+}
+
+// ingestFire turns a fire into at most one job. The console alone decides
+// what runs: the schedule must belong to the sender and be enabled now; its
+// arguments come from the console's records, never from the fire.
+//
+// A fire made under an older version than the current one is honoured when
+// its schedule still exists and is enabled in the current version: an edit
+// made while a fire was in flight must not lose that run. A fire for a
+// schedule that was removed or disabled since is refused.
+func (f *Fleet) ingestFire(host string, payload []byte) error {
+	fr, err := wire.DecodeFire(payload)
+	if err != nil {
+		return err
+	}
+	refuse := func(why string) error {
+		f.inst.Fire("refused")
+		f.log.Warn("fire refused", "host_id", host, "schedule_id", fr.ScheduleID, "scheduled_at", fr.ScheduledAt, "reason", why)
+		return fmt.Errorf("%w: fire refused: %s", broker.ErrRejected, why)
+	}
+	hs, err := f.store.GetSchedules(host)
+	if err != nil {
+		return err
+	}
+	var sched *schedules.Schedule
+	for i := range hs.Schedules {
+		if hs.Schedules[i].ID == fr.ScheduleID {
+			sched = &hs.Schedules[i]
+		}
+	}
+	switch {
+	case sched == nil:
+		return refuse("no such schedule on this host")
+	case !sched.Enabled:
+		return refuse("schedule is disabled")
+	case fr.ScheduleVersion > hs.Version:
+		return refuse(fmt.Sprintf("version %d was never published (current %d)", fr.ScheduleVersion, hs.Version))
+	}
+	args, err := sched.JobArgs()
+	if err != nil {
+		return refuse(err.Error())
+	}
+	j, created, err := f.newJob(JobRequest{
+		HostID: host, RepoID: sched.RepoID, Kind: sched.Kind, Args: args,
+		ActorKind: "schedule", Actor: sched.Name, ScheduleID: sched.ID,
+		ScheduledAt: fr.ScheduledAt, CatchUp: fr.CatchUp,
+	})
+	if err != nil {
+		if _, ok := input.As(err); ok {
+			return refuse(err.Error())
+		}
+		return err
+	}
+	if !created {
+		f.inst.Fire("duplicate")
+		f.log.Debug("duplicate fire ignored", "host_id", host, "schedule_id", fr.ScheduleID, "job_id", j.ID)
+		return nil
+	}
+	f.inst.Fire("accepted")
+	return nil
+}
+
+// republishDesired resends a host's retained desired state (after it comes
+// online: a publish that failed earlier is healed here).
+func (f *Fleet) republishDesired(_ context.Context, hostID string) {
+	hs, err := f.store.GetSchedules(hostID)
+	if err != nil || hs.Version == 0 || hs.AppliedVersion == hs.Version {
+		return
+	}
+	if err := f.publishDesired(hs); err != nil {
+		f.log.Warn("republish desired schedules", "host_id", hostID, "error", err)
+	}
+}

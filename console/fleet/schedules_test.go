@@ -1,0 +1,102 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/restic-manager/restic-manager/broker"
+	"github.com/restic-manager/restic-manager/schedules"
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// A fire made under version N that arrives after the schedules were edited
+// to N+1 runs once if its schedule survived the edit, and not at all if the
+// edit removed or disabled it.
+func TestFireAcrossAnEdit(t *testing.T) {
+	f, st, _ := newTestFleet(t)
+	enrolledHost(t, st, "host-a")
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(id, name string, enabled bool) schedules.Schedule {
+		return schedules.Schedule{ID: id, Name: name, Kind: wire.JobBackup, Cron: "0 2 * * *", Enabled: enabled, RepoID: "repo-1", Paths: []string{"/etc"}}
+	}
+	set := func(s ...schedules.Schedule) {
+		if _, err := st.UpdateSchedules("host-a", func(hs *storage.HostSchedules) error {
+			hs.Version++
+			hs.Schedules = s
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(mk("keep", "keep", true), mk("drop", "drop", true), mk("pause", "pause", true)) // v1
+	set(mk("keep", "keep (renamed)", true), mk("pause", "pause", false))                // v2
+
+	at := time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)
+	fire := func(id, sched string, version int64) error {
+		b, err := wire.Encode(&wire.Fire{FireID: id, ScheduleID: sched, ScheduleVersion: version, ScheduledAt: at, FiredAt: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.Ingest(context.Background(), "host-a", wire.Topic{Host: "host-a", Kind: wire.KindFires}, b)
+	}
+	if err := fire("f1", "keep", 1); err != nil {
+		t.Fatalf("fire of a surviving schedule from the old version: %v", err)
+	}
+	if err := fire("f1", "keep", 1); err != nil { // redelivered after the edit
+		t.Fatal(err)
+	}
+	if err := fire("f2", "drop", 1); !errors.Is(err, broker.ErrRejected) {
+		t.Fatalf("fire of a removed schedule: %v, want refused", err)
+	}
+	if err := fire("f3", "pause", 1); !errors.Is(err, broker.ErrRejected) {
+		t.Fatalf("fire of a disabled schedule: %v, want refused", err)
+	}
+	if err := fire("f4", "keep", 9); !errors.Is(err, broker.ErrRejected) {
+		t.Fatalf("fire of a version never published: %v, want refused", err)
+	}
+	jobs, _, _ := st.ListJobs(storage.JobQuery{HostID: "host-a"})
+	if len(jobs) != 1 || jobs[0].ScheduleID != "keep" || jobs[0].ActorKind != "schedule" || jobs[0].Actor != "keep (renamed)" {
+		t.Fatalf("jobs = %+v, want one for keep built from the current record", jobs)
+	}
+	if got := f.inst.(*fires).count("refused"); got != 3 {
+		t.Errorf("%d fires counted as refused, want 3", got)
+	}
+	if got := f.inst.(*fires).count("duplicate"); got != 1 {
+		t.Errorf("%d duplicates counted, want 1", got)
+	}
+}
+
+func TestReportedIgnoresStaleVersions(t *testing.T) {
+	f, st, _ := newTestFleet(t)
+	enrolledHost(t, st, "host-a")
+	for range 3 {
+		if _, err := st.UpdateSchedules("host-a", func(hs *storage.HostSchedules) error { hs.Version++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report := func(v int64) {
+		b, _ := wire.Encode(&wire.SchedulesReported{Version: v, AppliedAt: time.Now()})
+		if err := f.Ingest(context.Background(), "host-a", wire.Topic{Host: "host-a", Kind: wire.KindSchedulesReported}, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report(3)
+	report(2) // late redelivery of an older report
+	report(7) // never published
+	hs, _ := st.GetSchedules("host-a")
+	if hs.AppliedVersion != 3 {
+		t.Fatalf("applied version %d, want 3", hs.AppliedVersion)
+	}
+	if SchedulePending(hs, true, time.Now().Add(time.Hour)) {
+		t.Error("an applied host is flagged pending")
+	}
+	hs.Version = 4
+	if !SchedulePending(hs, true, hs.UpdatedAt.Add(applyGrace+time.Second)) || SchedulePending(hs, false, hs.UpdatedAt.Add(time.Hour)) {
+		t.Error("pending flag wrong: online hosts late to apply are flagged, offline ones are not")
+	}
+}

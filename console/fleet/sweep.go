@@ -1,0 +1,56 @@
+package fleet
+
+import (
+	"context"
+	"time"
+
+	"github.com/restic-manager/restic-manager/storage"
+)
+
+// eachOpenJob calls fn for every job young enough to be still open (created
+// within the command expiry, plus an hour), newest first: the job index is
+// time ordered, so the walk stops at the first older job.
+func (f *Fleet) eachOpenJob(ctx context.Context, fn func(storage.Job)) error {
+	horizon := time.Now().Add(-f.opts.CommandExpiry - time.Hour)
+	cursor := ""
+	for ctx.Err() == nil {
+		page, next, err := f.store.ListJobs(storage.JobQuery{Limit: 500, Cursor: cursor})
+		if err != nil {
+			return err
+		}
+		for _, j := range page {
+			if j.CreatedAt.Before(horizon) {
+				return nil
+			}
+			fn(j)
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
+	return ctx.Err()
+}
+
+// sweepLoop expires queued jobs whose agent never came back in time. Only
+// jobs young enough to be still queued are walked: the index is newest first.
+func (f *Fleet) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f.refreshStaleHealth(ctx)
+		err := f.eachOpenJob(ctx, func(j storage.Job) {
+			if j.Status == storage.JobQueued && !j.ExpiresAt.IsZero() && time.Now().After(j.ExpiresAt) {
+				f.expire(j.ID)
+			}
+		})
+		if err != nil {
+			f.log.Warn("expiry sweep", "error", err)
+		}
+	}
+}

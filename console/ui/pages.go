@@ -1,0 +1,350 @@
+package ui
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/console/view"
+	"github.com/restic-manager/restic-manager/schedules"
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// ---- host page
+
+type hostPageData struct {
+	User      auth.Principal
+	Host      view.Host
+	Scheds    view.Schedules
+	SchedJSON string // the current set, for the editor (a data- attribute)
+	Repos     []view.Repo
+	RepoByID  map[string]*view.Repo
+	Jobs      []storage.Job
+	Status    string
+	NextURL   string
+	Kinds     []string
+	Statuses  []string
+}
+
+// hostJobPage is the job history's page size on the host page.
+const hostJobPage = 25
+
+func (s *Server) pageHost(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.From(r.Context())
+	h, err := s.store.GetHost(chi.URLParam(r, "id"))
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	hs, err := s.store.GetSchedules(h.ID)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	d := hostPageData{User: p, Host: view.HostOf(s.store, h), Scheds: view.SchedulesOf(hs, h.Online),
+		Status: r.URL.Query().Get("status"),
+		// The kinds the host page's "run now" form offers: those that need
+		// no arguments there (restore, diff and browsing have pages of
+		// their own).
+		Kinds:    []string{wire.JobBackup, wire.JobCheck, wire.JobSnapshots, wire.JobStats, wire.JobForget, wire.JobPrune, wire.JobUnlock, wire.JobInit},
+		Statuses: wire.JobStatuses()}
+	set := hs.Schedules
+	if set == nil {
+		set = []schedules.Schedule{}
+	}
+	b, _ := json.Marshal(set)
+	d.SchedJSON = string(b)
+	repos, err := s.store.ListRepos()
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	d.RepoByID = map[string]*view.Repo{}
+	for _, rp := range repos {
+		v := view.RepoOf(rp)
+		d.Repos = append(d.Repos, v)
+		d.RepoByID[rp.ID] = &v
+	}
+	jobs, next, err := s.store.ListJobs(storage.JobQuery{HostID: h.ID, Status: d.Status, Limit: hostJobPage, Cursor: r.URL.Query().Get("cursor")})
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	d.Jobs = jobs
+	if next != "" {
+		v := url.Values{"cursor": {next}}
+		if d.Status != "" {
+			v.Set("status", d.Status)
+		}
+		d.NextURL = "/hosts/" + url.PathEscape(h.ID) + "?" + v.Encode() + "#history"
+	}
+	s.render(w, "host.html", d)
+}
+
+// ---- job page
+
+type jobPageData struct {
+	User     auth.Principal
+	Job      storage.Job
+	HostName string
+	RepoName string
+	Result   jobResult
+	Args     string
+}
+
+// jobResult is what the page shows of a finished job's outcome.
+type jobResult struct {
+	DataAdded      uint64
+	FilesNew       uint64
+	FilesChanged   uint64
+	FilesProcessed uint64
+	BytesProcessed uint64
+	Duration       string
+	HasSummary     bool
+}
+
+func summarize(j storage.Job) jobResult {
+	var r jobResult
+	var s struct {
+		DataAdded           uint64  `json:"data_added"`
+		FilesNew            uint64  `json:"files_new"`
+		FilesChanged        uint64  `json:"files_changed"`
+		TotalFilesProcessed uint64  `json:"total_files_processed"`
+		TotalBytesProcessed uint64  `json:"total_bytes_processed"`
+		TotalDuration       float64 `json:"total_duration"`
+	}
+	if len(j.Summary) > 0 && json.Unmarshal(j.Summary, &s) == nil {
+		r = jobResult{DataAdded: s.DataAdded, FilesNew: s.FilesNew, FilesChanged: s.FilesChanged,
+			FilesProcessed: s.TotalFilesProcessed, BytesProcessed: s.TotalBytesProcessed, HasSummary: true}
+	}
+	if !j.StartedAt.IsZero() && !j.EndedAt.IsZero() {
+		r.Duration = j.EndedAt.Sub(j.StartedAt).Round(100 * time.Millisecond).String()
+	}
+	return r
+}
+
+func (s *Server) pageJob(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.From(r.Context())
+	j, err := s.store.GetJob(chi.URLParam(r, "id"))
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	d := jobPageData{User: p, Job: j, HostName: j.HostID, RepoName: j.RepoID, Result: summarize(j)}
+	if h, err := s.store.GetHost(j.HostID); err == nil {
+		d.HostName = h.Name
+	}
+	if rp, err := s.store.GetRepo(j.RepoID); err == nil {
+		d.RepoName = rp.Name
+	}
+	if len(j.Args) > 0 && string(j.Args) != "null" && string(j.Args) != "{}" {
+		d.Args = string(j.Args)
+	}
+	s.render(w, "job.html", d)
+}
+
+// ---- repository page
+
+type snapshotRow struct {
+	ID       string   `json:"id"`
+	ShortID  string   `json:"short_id"`
+	Time     string   `json:"time"`
+	Hostname string   `json:"hostname"`
+	Paths    []string `json:"paths"`
+	Tags     []string `json:"tags"`
+}
+
+// repoSnapshotsShown bounds the snapshot table; the API has every one.
+const repoSnapshotsShown = 200
+
+func (s *Server) pageRepo(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.From(r.Context())
+	rp, err := s.store.GetRepo(chi.URLParam(r, "id"))
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	var snaps []snapshotRow
+	if raw, err := s.store.SnapshotCache(rp.ID); err == nil {
+		_ = json.Unmarshal(raw, &snaps)
+	}
+	// Newest first: restic lists oldest first.
+	for i, j := 0, len(snaps)-1; i < j; i, j = i+1, j-1 {
+		snaps[i], snaps[j] = snaps[j], snaps[i]
+	}
+	total := len(snaps)
+	if len(snaps) > repoSnapshotsShown {
+		snaps = snaps[:repoSnapshotsShown]
+	}
+	// Charts: size from the health reports; backup duration from the most
+	// recent jobs (a bounded walk of the job index).
+	var sizes, durations []chartPoint
+	if rp.Health != nil {
+		for _, sp := range rp.Health.SizeHistory {
+			sizes = append(sizes, chartPoint{sp.At, float64(sp.Bytes)})
+		}
+	}
+	if jobs, _, err := s.store.ListJobs(storage.JobQuery{Limit: 500}); err == nil {
+		for i := len(jobs) - 1; i >= 0; i-- {
+			j := jobs[i]
+			if j.RepoID == rp.ID && j.Kind == wire.JobBackup && j.Status == storage.JobSucceeded && !j.StartedAt.IsZero() {
+				durations = append(durations, chartPoint{j.EndedAt, j.EndedAt.Sub(j.StartedAt).Seconds()})
+			}
+		}
+	}
+	s.render(w, "repo.html", map[string]any{"User": p, "Repo": view.RepoOf(rp), "LastHostID": rp.LastHostID,
+		"Snapshots": snaps, "SnapshotTotal": total,
+		"SizeChart":     svgChart(sizes, func(v float64) string { return humanBytes(uint64(v)) }, "repository size over time"),
+		"DurationChart": svgChart(durations, func(v float64) string { return fmt.Sprintf("%.0f s", v) }, "backup duration over time")})
+}
+
+// ---- restore wizard
+
+type hostOption struct {
+	ID, Name, Hostname string
+	Online             bool
+}
+
+// restoreHostsShown bounds the target host list; a fleet larger than this
+// picks the target by ID in the wizard's text field.
+const restoreHostsShown = 1000
+
+func (s *Server) pageRestore(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.From(r.Context())
+	if !p.Can(auth.RoleOperator) {
+		s.pageError(w, r, errForbiddenPage)
+		return
+	}
+	repos, err := s.store.ListRepos()
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	hosts, err := s.store.ListHosts("", restoreHostsShown)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	var opts []hostOption
+	for _, h := range hosts {
+		if h.Enrolled {
+			opts = append(opts, hostOption{ID: h.ID, Name: h.Name, Hostname: h.Hostname, Online: h.Online})
+		}
+	}
+	var rv []view.Repo
+	for _, rp := range repos {
+		rv = append(rv, view.RepoOf(rp))
+	}
+	s.render(w, "restore.html", map[string]any{"User": p, "Repos": rv, "Hosts": opts,
+		"RepoID": r.URL.Query().Get("repo"), "SnapshotID": r.URL.Query().Get("snapshot")})
+}
+
+// ---- settings: API tokens for everyone, users for admins
+
+func (s *Server) pageSettings(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.From(r.Context())
+	all, err := s.store.ListAPITokens()
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	var toks []storage.APIToken
+	for _, t := range all {
+		if t.User == p.User || p.Can(auth.RoleAdmin) {
+			toks = append(toks, t)
+		}
+	}
+	var users []storage.User
+	if p.Can(auth.RoleAdmin) {
+		if users, err = s.store.ListUsers(); err != nil {
+			s.pageError(w, r, err)
+			return
+		}
+	}
+	s.render(w, "settings.html", map[string]any{"User": p, "Tokens": toks, "Users": users})
+}
+
+// ---- cron preview
+
+// uiCronPreview describes a cron expression and lists its next five runs
+// (before the per-host jitter, which is only known once saved).
+func (s *Server) uiCronPreview(w http.ResponseWriter, r *http.Request) {
+	expr, tz := r.URL.Query().Get("cron"), r.URL.Query().Get("timezone")
+	sched, err := schedules.ParseCron(expr, tz)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"description": describeCron(expr, tz), "next_runs": schedules.NextRuns(sched, time.Now(), 5)})
+}
+
+var weekdays = []string{"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"}
+
+// describeCron turns the common cron shapes into a sentence; anything
+// else is spelled out field by field, which is still readable.
+func describeCron(expr, tz string) string {
+	expr = strings.TrimSpace(expr)
+	zone := " (" + tz + ")"
+	if tz == "" {
+		zone = " (UTC)"
+	}
+	switch expr {
+	case "@hourly":
+		return "every hour, on the hour"
+	case "@daily", "@midnight":
+		return "every day at 00:00" + zone
+	case "@weekly":
+		return "every Sunday at 00:00" + zone
+	case "@monthly":
+		return "on the 1st of every month at 00:00" + zone
+	case "@yearly", "@annually":
+		return "every 1 January at 00:00" + zone
+	}
+	if d, ok := strings.CutPrefix(expr, "@every "); ok {
+		return "every " + strings.TrimSpace(d)
+	}
+	f := strings.Fields(expr)
+	if len(f) != 5 {
+		return expr
+	}
+	minute, hour, dom, month, dow := f[0], f[1], f[2], f[3], f[4]
+	num := func(s string) (int, bool) { n, err := strconv.Atoi(s); return n, err == nil }
+	m, mOK := num(minute)
+	h, hOK := num(hour)
+	at := ""
+	if mOK && hOK {
+		at = fmt.Sprintf(" at %02d:%02d", h, m) + zone
+	}
+	switch {
+	case minute == "*" && hour == "*" && dom == "*" && month == "*" && dow == "*":
+		return "every minute"
+	case strings.HasPrefix(minute, "*/") && hour == "*" && dom == "*" && month == "*" && dow == "*":
+		return "every " + strings.TrimPrefix(minute, "*/") + " minutes"
+	case mOK && hour == "*" && dom == "*" && month == "*" && dow == "*":
+		return fmt.Sprintf("every hour at minute %d", m)
+	case mOK && strings.HasPrefix(hour, "*/") && dom == "*" && month == "*" && dow == "*":
+		return fmt.Sprintf("every %s hours at minute %d", strings.TrimPrefix(hour, "*/"), m)
+	case at != "" && dom == "*" && month == "*" && dow == "*":
+		return "every day" + at
+	case at != "" && dom == "*" && month == "*":
+		if n, ok := num(dow); ok && n >= 0 && n <= 7 {
+			return "every " + weekdays[n%7] + at
+		}
+		if dow == "1-5" {
+			return "every weekday (Monday to Friday)" + at
+		}
+		return "on days of week " + dow + at
+	case at != "" && month == "*" && dow == "*":
+		return "on day " + dom + " of every month" + at
+	}
+	return fmt.Sprintf("minute %s, hour %s, day of month %s, month %s, day of week %s%s", minute, hour, dom, month, dow, zone)
+}

@@ -1,0 +1,236 @@
+package ui
+
+import (
+	"embed"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/fleet"
+	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/console/input"
+	"github.com/restic-manager/restic-manager/storage"
+)
+
+// The web console: server-rendered pages (html/template escapes every
+// value) with one small script, web/static/app.js, that drives actions
+// through the JSON API with fetch() and live job updates through SSE. The
+// Content-Security-Policy forbids inline scripts, so pages hand data to the
+// script in data- attributes only.
+
+//go:embed web/templates/*.html web/static/*
+var webFS embed.FS
+
+var templates = template.Must(template.New("").Funcs(template.FuncMap{
+	"ago":   ago,
+	"since": func(t time.Time) string { return ago(&t) },
+	"short": func(s string) string {
+		if len(s) > 12 {
+			return s[:12]
+		}
+		return s
+	},
+	"statusClass": func(s string) string { return "st-" + s },
+	"bytes":       humanBytes,
+	"operator":    func(p auth.Principal) bool { return p.Can(auth.RoleOperator) },
+	"admin":       func(p auth.Principal) bool { return p.Can(auth.RoleAdmin) },
+	"stamp":       func(t time.Time) string { return t.Format("2006-01-02 15:04 MST") },
+	"stampp": func(t *time.Time) string {
+		if t == nil || t.IsZero() {
+			return "—"
+		}
+		return t.Format("2006-01-02 15:04 MST")
+	},
+	"cronText": describeCron,
+	"join":     strings.Join,
+	"list":     func(s ...string) []string { return s },
+	"duration": func(a, b time.Time) string {
+		if a.IsZero() || b.IsZero() {
+			return ""
+		}
+		return b.Sub(a).Round(time.Second).String()
+	},
+}).ParseFS(webFS, "web/templates/*.html"))
+
+func ago(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "never"
+	}
+	d := time.Since(*t)
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return plural(int(d/time.Minute), "minute") + " ago"
+	case d < 48*time.Hour:
+		return plural(int(d/time.Hour), "hour") + " ago"
+	}
+	return plural(int(d/(24*time.Hour)), "day") + " ago"
+}
+
+func plural(n int, unit string) string {
+	s := strconv.Itoa(n) + " " + unit
+	if n != 1 {
+		s += "s"
+	}
+	return s
+}
+
+// Options configure the pages.
+type Options struct {
+	Fleet  *fleet.Fleet
+	Auth   *auth.Auth
+	Logger *slog.Logger
+	// LoginLimit rate-limits the login form (shared with the API's login).
+	LoginLimit func(http.Handler) http.Handler
+}
+
+// Server serves the pages.
+type Server struct {
+	fleet *fleet.Fleet
+	auth  *auth.Auth
+	store *storage.Store
+	log   *slog.Logger
+	limit func(http.Handler) http.Handler
+}
+
+// New builds the pages.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.LoginLimit == nil {
+		opts.LoginLimit = func(h http.Handler) http.Handler { return h }
+	}
+	return &Server{fleet: opts.Fleet, auth: opts.Auth, store: opts.Fleet.Store(), log: opts.Logger.With("component", "ui"), limit: opts.LoginLimit}
+}
+
+// Mount adds the pages and their assets to r. Every page needs a login;
+// what a role may do on a page is the API's decision (the pages' controls
+// call it), and pages only hide the controls a role cannot use.
+func (s *Server) Mount(r chi.Router) {
+	static, _ := fs.Sub(webFS, "web/static")
+	r.Handle("/static/*", http.StripPrefix("/static/", http.FileServerFS(static)))
+	r.Get("/login", s.pageLogin)
+	r.With(s.limit).Post("/login", s.formLogin)
+	r.Post("/logout", func(w http.ResponseWriter, r *http.Request) {
+		s.auth.EndSession(w, r)
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+	})
+	r.Group(func(r chi.Router) {
+		r.Use(s.auth.RequireAuth(false))
+		r.Get("/", s.dashboardHandler(&fleetCache{}))
+		r.Get("/hosts/{id}", s.pageHost)
+		r.Get("/jobs/{id}", s.pageJob)
+		r.Get("/repos/{id}", s.pageRepo)
+		r.Get("/restore", s.pageRestore)
+		r.Get("/settings", s.pageSettings)
+		r.Get("/alerts", s.pageAlerts)
+		// A read-only helper for the schedule editor's live preview; it
+		// changes nothing, so every role may call it.
+		r.Get("/ui/cron", s.uiCronPreview)
+	})
+}
+
+func (s *Server) render(w http.ResponseWriter, name string, data any) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := templates.ExecuteTemplate(w, name, data); err != nil {
+		s.log.Error("render", "template", name, "error", err)
+	}
+}
+
+// pageError renders a page-level error in words, with the status code.
+func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
+	p, _ := auth.From(r.Context())
+	code, msg := http.StatusInternalServerError, "Something went wrong on the server; the log has the details. Try again, or report it if it keeps happening."
+	in, isInput := input.As(err)
+	switch {
+	case isInput:
+		code, msg = http.StatusBadRequest, in
+	case errors.Is(err, storage.ErrNotFound):
+		code, msg = http.StatusNotFound, "This item does not exist (any more). Go back to the fleet and pick it again."
+	case errors.Is(err, errForbiddenPage):
+		code, msg = http.StatusForbidden, "Your role cannot open this page. Ask an administrator if you need it."
+	case errors.Is(err, storage.ErrInvalid):
+		code, msg = http.StatusBadRequest, err.Error()
+	default:
+		s.log.Error("page failed", "path", r.URL.Path, "error", err)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	if err := templates.ExecuteTemplate(w, "error.html", map[string]any{"User": p, "Message": msg, "Code": code}); err != nil {
+		s.log.Error("render", "template", "error.html", "error", err)
+	}
+}
+
+var errForbiddenPage = errors.New("forbidden")
+
+func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) {
+	s.render(w, "login.html", map[string]any{"Error": ""})
+}
+
+func (s *Server) formLogin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	u, err := s.auth.Login(r, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	if err != nil {
+		msg := "Wrong username or password."
+		if errors.Is(err, auth.ErrLocked) {
+			msg = "Too many failed logins. Try again later."
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+		s.render(w, "login.html", map[string]any{"Error": msg})
+		return
+	}
+	if err := s.auth.StartSession(w, u.Name); err != nil {
+		httpx.Fail(s.log, w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// humanBytes renders a size with binary units.
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatUint(n, 10) + " B"
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return strconv.FormatFloat(float64(n)/float64(div), 'f', 1, 64) + " " + string("KMGTPE"[exp]) + "iB"
+}
+
+// pageAlerts lists alerts, firing first, with acknowledge and silence for
+// operators.
+func (s *Server) pageAlerts(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.From(r.Context())
+	alerts, err := s.store.ListAlerts(true)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	sort.SliceStable(alerts, func(i, j int) bool {
+		if (alerts[i].State == storage.AlertFiring) != (alerts[j].State == storage.AlertFiring) {
+			return alerts[i].State == storage.AlertFiring
+		}
+		return alerts[i].Since.After(alerts[j].Since)
+	})
+	s.render(w, "alerts.html", map[string]any{"User": p, "Alerts": alerts})
+}
