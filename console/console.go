@@ -116,7 +116,7 @@ func New(opts Options) (*Console, error) {
 	f, err := fleet.New(fleet.Options{
 		Store: opts.Store, Publisher: opts.Publisher, Logger: opts.Logger,
 		CommandExpiry: opts.CommandExpiry, HealthDelay: opts.HealthDelay, OfflineAfter: opts.OfflineAfter,
-		JobRetention: opts.JobRetention, Instruments: c.metrics, Audit: c.auth.Record,
+		JobRetention: opts.JobRetention, Instruments: c.metrics,
 		BrokerAccounts: opts.BrokerAccounts,
 	})
 	if err != nil {

@@ -67,8 +67,16 @@ func uiFixture(t *testing.T) (*httptest.Server, *storage.Store) {
 
 func getPage(t *testing.T, srv *httptest.Server, role, path string) (int, string) {
 	t.Helper()
+	return getPageWith(t, srv, "rmt_ui_"+role, path)
+}
+
+// getPageWith GETs path with a bearer token ("" for none).
+func getPageWith(t *testing.T, srv *httptest.Server, tok, path string) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest("GET", srv.URL+path, nil)
-	req.Header.Set("Authorization", "Bearer rmt_ui_"+role)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

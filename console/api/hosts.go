@@ -13,6 +13,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/view"
+	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -62,6 +63,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.auth.Record(storage.AuditEntry{Actor: "agent:" + h.ID, Kind: "agent", Action: "enroll", Target: h.ID, Remote: r.RemoteAddr, Status: http.StatusOK})
 	httpx.WriteJSON(w, http.StatusOK, wire.EnrollResponse{
 		HostID: h.ID, BrokerURL: s.brokerURL(r), Username: h.ID, Password: password,
 		CAFingerprint: s.opts.CAFingerprint,

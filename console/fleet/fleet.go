@@ -50,9 +50,6 @@ type Options struct {
 	JobRetention time.Duration
 	// Instruments, when set, counts ingest.
 	Instruments Instruments
-	// Audit, when set, records what agents do that the audit log keeps
-	// (enrolments); the HTTP audit middleware records what people do.
-	Audit func(storage.AuditEntry)
 	// BrokerAccounts, when set (external broker mode), receives every
 	// broker login after each credential change.
 	BrokerAccounts func([]broker.Account) error
@@ -109,9 +106,6 @@ func New(opts Options) (*Fleet, error) {
 	}
 	if opts.Instruments == nil {
 		opts.Instruments = noInstruments{}
-	}
-	if opts.Audit == nil {
-		opts.Audit = func(storage.AuditEntry) {}
 	}
 	f := &Fleet{
 		opts:     opts,

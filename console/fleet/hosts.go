@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"net/http"
 	"strings"
 	"time"
 
@@ -101,7 +100,6 @@ func (f *Fleet) Enroll(ctx context.Context, req wire.EnrollRequest, remote strin
 	if err := f.SyncBrokerAccounts(ctx); err != nil {
 		f.log.Error("enrolled host may not reach the external broker yet", "host_id", h.ID, "error", err)
 	}
-	f.opts.Audit(storage.AuditEntry{Actor: "agent:" + h.ID, Kind: "agent", Action: "enroll", Target: h.ID, Remote: remote, Status: http.StatusOK})
 	f.log.Info("host enrolled", "host_id", h.ID, "hostname", req.Hostname, "remote", remote)
 	return h, password, nil
 }
