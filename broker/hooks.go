@@ -40,7 +40,7 @@ func (h *authHook) Provides(b byte) bool {
 // after a restart were authenticated by an earlier process, and their
 // queued commands must still pass the ACL.
 func roleOf(cl *mqtt.Client) string {
-	if strings.HasPrefix(string(cl.Properties.Username), "host-") {
+	if strings.HasPrefix(string(cl.Properties.Username), wire.HostIDPrefix) {
 		return roleAgent
 	}
 	return roleIntegration
@@ -53,7 +53,7 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		h.log.Warn("connect refused: bad username", "remote", remote)
 		return false
 	}
-	if !strings.HasPrefix(user, "host-") {
+	if !strings.HasPrefix(user, wire.HostIDPrefix) {
 		return h.authIntegration(cl, pk)
 	}
 	// The client ID is bound to the credential: otherwise one agent could take
@@ -79,7 +79,7 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 // agent's session), and it may leave no Will.
 func (h *authHook) authIntegration(cl *mqtt.Client, pk packets.Packet) bool {
 	user, id := string(pk.Connect.Username), pk.Connect.ClientIdentifier
-	if strings.HasPrefix(id, "host-") || id == consoleClientID || pk.Connect.WillFlag {
+	if strings.HasPrefix(id, wire.HostIDPrefix) || id == consoleClientID || pk.Connect.WillFlag {
 		h.log.Warn("connect refused: integration client id or will not allowed", "user", user, "remote", cl.Net.Remote)
 		return false
 	}

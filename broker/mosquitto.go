@@ -85,8 +85,8 @@ func WriteMosquittoAuth(dir string, accounts []Account) error {
 	}
 	// Patterns apply to every user; %u is the username, which for an agent
 	// is its host ID (and, with use_username_as_clientid, its client ID).
-	// Integration names never start with "host-", and the console ignores
-	// any topic whose host it does not know.
+	// Integration names never start with wire.HostIDPrefix, and the
+	// console ignores any topic whose host it does not know.
 	acl.WriteString("# Agents: each only inside restic-manager/v1/hosts/{its username}/.\n")
 	host := wire.Prefix + "/hosts/%u/"
 	for _, k := range []string{wire.KindStatus, wire.KindSchedulesReported, wire.KindFires, wire.KindRPCResponse} {

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/restic-manager/restic-manager/wire"
 )
 
 // operation is one restic subcommand. Adding a subcommand is one op_*.go file
@@ -107,31 +109,25 @@ var operations = map[string]operation{
 }
 
 // checkArg refuses a value restic could take for an option, or that cannot
-// be passed in argv at all.
+// be passed in argv (wire.CheckArg, the console's check: the runner is the
+// agent's last line of defence and checks again), naming what it was.
 func checkArg(what, s string) error {
-	switch {
-	case s == "":
-		return fmt.Errorf("%s must not be empty", what)
-	case strings.HasPrefix(s, "-"):
-		return fmt.Errorf("%s %q refused: must not start with \"-\"", what, s)
-	case strings.ContainsRune(s, 0):
-		return fmt.Errorf("%s %q refused: contains a NUL byte", what, s)
+	if err := wire.CheckArg(s); err != nil {
+		return fmt.Errorf("%s refused: %w", what, err)
 	}
 	return nil
 }
 
 // checkTreePath refuses a path inside a snapshot that is not absolute
 // (restic's tree paths start with "/", on Windows too: /C/Users/x) and
-// returns it cleaned.
+// returns it cleaned. Unlike wire.CheckTreePath it takes "..": cleaned, it
+// stays inside the snapshot.
 func checkTreePath(what, p string) (string, error) {
 	if err := checkArg(what, p); err != nil {
 		return "", err
 	}
 	if !strings.HasPrefix(p, "/") {
 		return "", fmt.Errorf("%s %q refused: must be an absolute path inside the snapshot, starting with \"/\" (Windows: /C/Users/...)", what, p)
-	}
-	if strings.ContainsAny(p, "\r\n") {
-		return "", fmt.Errorf("%s %q refused: contains a line break", what, p)
 	}
 	return path.Clean(p), nil
 }
@@ -176,16 +172,13 @@ func isHex(s string) bool {
 // checkSnapshotID accepts a snapshot ID or a prefix of one (8 to 64 lower
 // case hex digits), and "latest" when allowLatest.
 func checkSnapshotID(what, s string, allowLatest bool) error {
-	if allowLatest && s == "latest" {
+	switch {
+	case s == "latest" && allowLatest, s != "latest" && wire.ValidSnapshotRef(s):
 		return nil
+	case allowLatest:
+		return fmt.Errorf("%s %q refused: must be 8 to 64 lower-case hex digits or \"latest\"", what, s)
 	}
-	if len(s) < 8 || len(s) > 64 || !isHex(s) {
-		if allowLatest {
-			return fmt.Errorf("%s %q refused: must be 8 to 64 lower-case hex digits or \"latest\"", what, s)
-		}
-		return fmt.Errorf("%s %q refused: must be 8 to 64 lower-case hex digits", what, s)
-	}
-	return nil
+	return fmt.Errorf("%s %q refused: must be 8 to 64 lower-case hex digits", what, s)
 }
 
 var (

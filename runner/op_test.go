@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/restic-manager/restic-manager/wire"
 )
 
 const (
@@ -88,8 +90,8 @@ func TestOpArgvRefused(t *testing.T) {
 		{"forget within unit twice", Spec{Kind: KindForget, Forget: ForgetArgs{KeepWithin: "1d2d"}}, resticVersion{}, "given twice"},
 		{"forget within overflow", Spec{Kind: KindForget, Forget: ForgetArgs{KeepWithin: "99999999999d"}}, resticVersion{}, "units y, m, d or h"},
 		{"forget within dash", Spec{Kind: KindForget, Forget: ForgetArgs{KeepWithin: "-1d"}}, resticVersion{}, "units y, m, d or h"},
-		{"forget dash host", Spec{Kind: KindForget, Forget: ForgetArgs{KeepLast: 1, Hosts: []string{"--prune"}}}, resticVersion{}, `must not start with "-"`},
-		{"forget NUL tag", Spec{Kind: KindForget, Forget: ForgetArgs{KeepLast: 1, Tags: []string{"a\x00"}}}, resticVersion{}, "NUL"},
+		{"forget dash host", Spec{Kind: KindForget, Forget: ForgetArgs{KeepLast: 1, Hosts: []string{"--prune"}}}, resticVersion{}, "would be read as an option"},
+		{"forget NUL tag", Spec{Kind: KindForget, Forget: ForgetArgs{KeepLast: 1, Tags: []string{"a\x00"}}}, resticVersion{}, "tag refused: \"a\\x00\" contains control characters"},
 		{"forget bad max unused", Spec{Kind: KindForget, Forget: ForgetArgs{KeepLast: 1, Prune: true}, Prune: PruneArgs{MaxUnused: "lots"}}, resticVersion{}, "max unused"},
 		{"prune bad", Spec{Kind: KindPrune, Prune: PruneArgs{MaxUnused: "101%"}}, resticVersion{}, "max unused"},
 		{"prune dash", Spec{Kind: KindPrune, Prune: PruneArgs{MaxUnused: "-5%"}}, resticVersion{}, "max unused"},
@@ -98,7 +100,7 @@ func TestOpArgvRefused(t *testing.T) {
 		{"check subset 0%", Spec{Kind: KindCheck, Check: CheckArgs{ReadDataSubset: "0%"}}, resticVersion{}, "read data subset"},
 		{"check subset 0", Spec{Kind: KindCheck, Check: CheckArgs{ReadDataSubset: "0G"}}, resticVersion{}, "read data subset"},
 		{"check subset junk", Spec{Kind: KindCheck, Check: CheckArgs{ReadDataSubset: "--read-data"}}, resticVersion{}, "read data subset"},
-		{"snapshots dash path", Spec{Kind: KindSnapshots, Snapshots: SnapshotsArgs{Paths: []string{"-x"}}}, resticVersion{}, `must not start with "-"`},
+		{"snapshots dash path", Spec{Kind: KindSnapshots, Snapshots: SnapshotsArgs{Paths: []string{"-x"}}}, resticVersion{}, "would be read as an option"},
 		{"stats mode", Spec{Kind: KindStats, Stats: StatsArgs{Mode: "blobs-per-file"}}, resticVersion{}, "stats mode"},
 		{"stats id", Spec{Kind: KindStats, Stats: StatsArgs{SnapshotIDs: []string{"--help"}}}, resticVersion{}, "hex digits"},
 		{"diff short", Spec{Kind: KindDiff, Diff: DiffArgs{SnapshotA: "abc", SnapshotB: idB}}, resticVersion{}, "8 to 64"},
@@ -107,21 +109,22 @@ func TestOpArgvRefused(t *testing.T) {
 		{"diff long", Spec{Kind: KindDiff, Diff: DiffArgs{SnapshotA: idA + "0", SnapshotB: idB}}, resticVersion{}, "8 to 64"},
 		{"restore no target", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB}}, resticVersion{}, "no Target"},
 		{"restore relative", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "rel/dir"}}, resticVersion{}, "absolute"},
-		{"restore dash target", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "-t"}}, resticVersion{}, `must not start with "-"`},
+		{"restore dash target", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "-t"}}, resticVersion{}, "would be read as an option"},
 		{"restore root target", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "/"}}, resticVersion{}, "InPlace"},
 		{"restore both", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "/t", InPlace: true}}, resticVersion{}, "either Target or InPlace"},
 		{"restore include relative", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "/t", Include: []string{"home"}}}, resticVersion{}, "absolute"},
-		{"restore include dash", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "/t", Include: []string{"--exclude=x"}}}, resticVersion{}, `must not start with "-"`},
-		{"restore include NUL", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "/t", Include: []string{"/a\x00"}}}, resticVersion{}, "NUL"},
+		{"restore include dash", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "/t", Include: []string{"--exclude=x"}}}, resticVersion{}, "would be read as an option"},
+		{"restore include NUL", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "/t", Include: []string{"/a\x00"}}}, resticVersion{}, "control characters"},
 		{"restore bad overwrite", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "/t", Overwrite: "sometimes"}}, resticVersion{}, "overwrite mode"},
 		{"restore overwrite 0.14", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "/t", Overwrite: "if-changed"}}, v14, "restic 0.14.0 always overwrites"},
 		{"restore overwrite 0.16", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: idB, Target: "/t", Overwrite: "never"}}, v16, "needs restic 0.17"},
 		{"restore bad id", Spec{Kind: KindRestore, Restore: RestoreArgs{SnapshotID: "latest:/x", Target: "/t"}}, resticVersion{}, "hex digits"},
 		{"ls relative", Spec{Kind: KindLs, Ls: LsArgs{SnapshotID: idB, Path: "home"}}, resticVersion{}, "absolute"},
 		{"ls windows path", Spec{Kind: KindLs, Ls: LsArgs{SnapshotID: idB, Path: `C:\Users`}}, resticVersion{}, "/C/Users"},
-		{"ls newline", Spec{Kind: KindLs, Ls: LsArgs{SnapshotID: idB, Path: "/a\nb"}}, resticVersion{}, "line break"},
+		{"ls newline", Spec{Kind: KindLs, Ls: LsArgs{SnapshotID: idB, Path: "/a\nb"}}, resticVersion{}, "control characters"},
+		{"backup newline tag", Spec{Kind: KindBackup, Backup: BackupArgs{Paths: []string{"/d"}, Tags: []string{"a\rb"}}}, resticVersion{}, "tag refused"},
 		{"ls no id", Spec{Kind: KindLs}, resticVersion{}, "hex digits"},
-		{"backup exclude file", Spec{Kind: KindBackup, Backup: BackupArgs{Paths: []string{"/d"}, ExcludeFiles: []string{"-x"}}}, resticVersion{}, `must not start with "-"`},
+		{"backup exclude file", Spec{Kind: KindBackup, Backup: BackupArgs{Paths: []string{"/d"}, ExcludeFiles: []string{"-x"}}}, resticVersion{}, "would be read as an option"},
 	} {
 		_, err := operations[tc.spec.Kind].argv(&tc.spec, tc.v)
 		if err == nil || !strings.Contains(err.Error(), tc.errHas) {
@@ -373,5 +376,15 @@ func TestForgetPruneFails(t *testing.T) {
 	want := `{"groups":[{"host":"h","paths":["/d"],"tags":[],"keep":["` + idA + `"],"remove":[],"reasons":[{"id":"` + idA + `","matches":["last snapshot"]}]}]}`
 	if res.Status != StatusFailed || string(res.Output) != want || !strings.Contains(res.Error, "403 Forbidden") {
 		t.Errorf("%+v\n%s", res, res.Output)
+	}
+}
+
+// TestOperationsAreWireKinds: every restic subcommand the runner runs is a
+// job kind of wire's table (the runner's Kind* are wire's names).
+func TestOperationsAreWireKinds(t *testing.T) {
+	for kind := range operations {
+		if _, ok := wire.LookupKind(kind); !ok {
+			t.Errorf("operation %q is not a wire job kind", kind)
+		}
 	}
 }

@@ -22,30 +22,34 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/restic-manager/restic-manager/wire"
 )
 
-// Operation kinds (Spec.Kind).
+// Operation kinds (Spec.Kind): the job kinds of wire's table that are one
+// restic subcommand (health and index are the agent's compositions of them).
 const (
-	KindInit      = "init"
-	KindBackup    = "backup"
-	KindForget    = "forget"
-	KindPrune     = "prune"
-	KindCheck     = "check"
-	KindUnlock    = "unlock"
-	KindSnapshots = "snapshots"
-	KindStats     = "stats"
-	KindDiff      = "diff"
-	KindRestore   = "restore"
-	KindLs        = "ls"
-	KindLocks     = "locks"
+	KindInit      = wire.JobInit
+	KindBackup    = wire.JobBackup
+	KindForget    = wire.JobForget
+	KindPrune     = wire.JobPrune
+	KindCheck     = wire.JobCheck
+	KindUnlock    = wire.JobUnlock
+	KindSnapshots = wire.JobSnapshots
+	KindStats     = wire.JobStats
+	KindDiff      = wire.JobDiff
+	KindRestore   = wire.JobRestore
+	KindLs        = wire.JobLs
+	KindLocks     = wire.JobLocks
 )
 
-// Result statuses.
+// Result statuses: wire's vocabulary (a run never ends expired; that is the
+// console's or the agent's verdict on a command that came too late).
 const (
-	StatusSucceeded = "succeeded"
-	StatusPartial   = "partial"
-	StatusFailed    = "failed"
-	StatusCancelled = "cancelled"
+	StatusSucceeded = wire.StatusSucceeded
+	StatusPartial   = wire.StatusPartial
+	StatusFailed    = wire.StatusFailed
+	StatusCancelled = wire.StatusCancelled
 )
 
 // Defaults for the Runner's zero-valued fields.

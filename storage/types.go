@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/restic-manager/restic-manager/wire"
 )
 
 // Errors callers test with errors.Is.
@@ -14,25 +16,19 @@ var (
 	ErrConflict = errors.New("conflict")
 )
 
-// Job statuses. Terminal ones never change again.
+// Job statuses: wire's vocabulary. Terminal ones never change again.
 const (
-	JobQueued    = "queued"
-	JobRunning   = "running"
-	JobSucceeded = "succeeded"
-	JobPartial   = "partial"
-	JobFailed    = "failed"
-	JobCancelled = "cancelled"
-	JobExpired   = "expired"
+	JobQueued    = wire.StatusQueued
+	JobRunning   = wire.StatusRunning
+	JobSucceeded = wire.StatusSucceeded
+	JobPartial   = wire.StatusPartial
+	JobFailed    = wire.StatusFailed
+	JobCancelled = wire.StatusCancelled
+	JobExpired   = wire.StatusExpired
 )
 
-// TerminalStatus reports whether a job in status s has ended.
-func TerminalStatus(s string) bool {
-	switch s {
-	case JobSucceeded, JobPartial, JobFailed, JobCancelled, JobExpired:
-		return true
-	}
-	return false
-}
+// TerminalStatus reports whether a job in status s has ended (wire.TerminalStatus).
+func TerminalStatus(s string) bool { return wire.TerminalStatus(s) }
 
 // Host is one enrolled (or about to be enrolled) endpoint.
 type Host struct {

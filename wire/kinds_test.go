@@ -251,36 +251,36 @@ func TestDecodeArgs(t *testing.T) {
 	}
 }
 
-func TestCheckArg(t *testing.T) {
-	for s, want := range map[string]string{
-		"/home": "", "a b": "", "a-b": "", "ä": "",
-		"":      "empty value",
-		"-x":    `"-x" starts with '-' and would be read as an option`,
-		"--":    `"--" starts with '-' and would be read as an option`,
-		"a\x00": `"a\x00" contains control characters`,
-		"a\rb":  `"a\rb" contains control characters`,
-		"a\n":   `"a\n" contains control characters`,
+// TestValueChecks: CheckArg and CheckTreePath; "" wants no error.
+func TestValueChecks(t *testing.T) {
+	for name, tc := range map[string]struct {
+		check func(string) error
+		cases map[string]string
+	}{
+		"CheckArg": {CheckArg, map[string]string{
+			"/home": "", "a b": "", "a-b": "", "ä": "",
+			"":      "empty value",
+			"-x":    `"-x" starts with '-' and would be read as an option`,
+			"--":    `"--" starts with '-' and would be read as an option`,
+			"a\x00": `"a\x00" contains control characters`,
+			"a\rb":  `"a\rb" contains control characters`,
+			"a\n":   `"a\n" contains control characters`,
+		}},
+		"CheckTreePath": {CheckTreePath, map[string]string{
+			"/": "", "/home/x": "", "/C/Users/x": "", "/a/..b": "", "/a/./b": "",
+			"home":    `"home" must be an absolute path inside the snapshot`,
+			`C:\x`:    `"C:\\x" must be an absolute path inside the snapshot`,
+			"/a/../b": `"/a/../b" must not contain '..'`,
+			"/..":     `"/.." must not contain '..'`,
+			"":        "empty value",
+			"/a\nb":   `"/a\nb" contains control characters`,
+		}},
 	} {
-		err := CheckArg(s)
-		if want == "" && err != nil || want != "" && (err == nil || err.Error() != want || !errors.Is(err, ErrBadArgs)) {
-			t.Errorf("CheckArg(%q) = %v, want %q", s, err, want)
-		}
-	}
-}
-
-func TestCheckTreePath(t *testing.T) {
-	for p, want := range map[string]string{
-		"/": "", "/home/x": "", "/C/Users/x": "", "/a/..b": "", "/a/./b": "",
-		"home":    `"home" must be an absolute path inside the snapshot`,
-		`C:\x`:    `"C:\\x" must be an absolute path inside the snapshot`,
-		"/a/../b": `"/a/../b" must not contain '..'`,
-		"/..":     `"/.." must not contain '..'`,
-		"":        "empty value",
-		"/a\nb":   `"/a\nb" contains control characters`,
-	} {
-		err := CheckTreePath(p)
-		if want == "" && err != nil || want != "" && (err == nil || err.Error() != want || !errors.Is(err, ErrBadArgs)) {
-			t.Errorf("CheckTreePath(%q) = %v, want %q", p, err, want)
+		for in, want := range tc.cases {
+			err := tc.check(in)
+			if want == "" && err != nil || want != "" && (err == nil || err.Error() != want || !errors.Is(err, ErrBadArgs)) {
+				t.Errorf("%s(%q) = %v, want %q", name, in, err, want)
+			}
 		}
 	}
 }
