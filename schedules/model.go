@@ -135,18 +135,6 @@ func (s Schedule) JobArgs() (json.RawMessage, error) {
 	return json.Marshal(v)
 }
 
-// ValidateRetention checks a forget policy: at least one rule, no negative
-// counts, keep_within in restic's duration form (wire.ValidateRetention).
-func ValidateRetention(r Retention) error { return wire.ValidateRetention(r) }
-
-// ValidateMaxUnused checks prune's max_unused (empty means restic's
-// default; wire.ValidateMaxUnused).
-func ValidateMaxUnused(v string) error { return wire.ValidateMaxUnused(v) }
-
-// ValidateSubset checks check's read_data_subset (empty means none;
-// wire.ValidateSubset).
-func ValidateSubset(v string) error { return wire.ValidateSubset(v) }
-
 // ValidateSet checks a host's whole set: each schedule, and unique IDs and names.
 func ValidateSet(set []Schedule) error {
 	if len(set) > wire.MaxSchedules {
