@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/console/fleet"
+	"github.com/restic-manager/restic-manager/internal/loop"
 	"github.com/restic-manager/restic-manager/notify"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
@@ -328,16 +329,7 @@ func (al *Alerts) sendTo(ctx context.Context, ch storage.Channel, msg notify.Mes
 
 // alertLoop evaluates the periodic rules.
 func (al *Alerts) alertLoop(ctx context.Context) {
-	t := time.NewTicker(al.opts.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			al.evaluateAlerts(ctx)
-		}
-	}
+	loop.Every(ctx, al.opts.Interval, al.opts.Interval, al.evaluateAlerts)
 }
 
 // hostHealth is the retained hosts/{host}/health payload.

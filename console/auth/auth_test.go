@@ -5,21 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/teststore"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
-func openStore(t *testing.T) *storage.Store {
-	t.Helper()
-	st, err := storage.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
 func TestLoginLockOut(t *testing.T) {
-	st := openStore(t)
+	st := teststore.Open(t)
 	c := New(Options{Store: st})
 	hash, _ := HashPassword("right-password")
 	if err := st.CreateUser(storage.User{Name: "ops", PasswordHash: hash, Role: RoleOperator}); err != nil {

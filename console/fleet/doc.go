@@ -16,24 +16,24 @@
 // (last check/prune, health refresh, snapshot index), then — registered by
 // the console — metrics, and alerts (job_failed, the host's MQTT health).
 //
-//	                  newJob: validate (wire.NormalizeArgs), route destructive
-//	                  work to the maintenance host, store, gate.admit
-//	                                   │
-//	              ┌────────────────────┴────────────────────┐
-//	              ▼ repository free                         ▼ repository busy
-//	     queued ──dispatch──▶ agent              queued, held (gate.hold)
-//	              │                                         │ a job of the repository
-//	              │                                         │ ends, or every 15 s:
-//	              │                                         ▼ gate.release → dispatch
-//	              │◀────────────────────────────────────────┘
-//	              │ first progress (ingestProgress)
-//	              ▼
-//	           running ──result (ingestResult)──▶ succeeded │ partial │ failed │ cancelled
-//	              │                                         │
-//	   queued ──CancelJob──▶ cancelled (no exit code)       │
-//	   queued ──expiry (sweepLoop, redispatch)──▶ expired   │
-//	              │                                         ▼
-//	              └──────────────────────────────────▶ ended(j): events, then observers
+//	               newJob: validate (wire.NormalizeArgs), route destructive
+//	               work to the maintenance host, store, gate.admit
+//	                                │
+//	           ┌────────────────────┴────────────────────┐
+//	           ▼ repository free                         ▼ repository busy
+//	  queued ──dispatch──▶ agent              queued, held (gate.hold)
+//	           │                                         │ a job of the repository
+//	           │                                         │ ends, or every 15 s:
+//	           │                                         ▼ gate.release → dispatch
+//	           │◀────────────────────────────────────────┘
+//	           │ first progress (ingestProgress)
+//	           ▼
+//	        running ──result (ingestResult)──▶ succeeded │ partial │ failed │ cancelled
+//	           │                                         │
+//	queued ──CancelJob──▶ cancelled (no exit code)       │
+//	queued ──expiry (sweepLoop, redispatch)──▶ expired   │
+//	           │                                         ▼
+//	           └──────────────────────────────────▶ ended(j): events, then observers
 //
 // A result that arrives after a console-side end (cancelled while queued,
 // or expired) replaces it: what the agent reports really happened. Every

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/loop"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
 )
@@ -218,14 +219,5 @@ func (g *gate) releaseAll() {
 // started stops occupying its repository after dispatchGrace.
 func (g *gate) loop(ctx context.Context) {
 	g.restore(ctx)
-	t := time.NewTicker(15 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		g.releaseAll()
-	}
+	loop.Every(ctx, 15*time.Second, 15*time.Second, func(context.Context) { g.releaseAll() })
 }

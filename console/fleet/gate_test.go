@@ -39,11 +39,11 @@ func TestRepoGateHoldsExclusiveWork(t *testing.T) {
 	waitSent := func(n int) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
-		for rec.count() < n && time.Now().Before(deadline) {
+		for rec.Commands() < n && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		if rec.count() != n {
-			t.Fatalf("%d commands sent, want %d", rec.count(), n)
+		if rec.Commands() != n {
+			t.Fatalf("%d commands sent, want %d", rec.Commands(), n)
 		}
 	}
 

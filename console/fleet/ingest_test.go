@@ -3,42 +3,15 @@ package fleet
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
-	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/internal/teststore"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
 )
-
-// recorder is a Publisher that keeps what the console sent.
-type recorder struct {
-	mu   sync.Mutex
-	sent []string
-}
-
-func (r *recorder) Publish(topic string, payload []byte, retain bool, expiry time.Duration) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sent = append(r.sent, topic)
-	return nil
-}
-
-// count is the number of commands sent (health and alert topics aside).
-func (r *recorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, t := range r.sent {
-		if strings.HasSuffix(t, "/commands") {
-			n++
-		}
-	}
-	return n
-}
 
 // fires counts fire outcomes (the Instruments seam; the console's real
 // metrics count the same calls).
@@ -64,14 +37,10 @@ func (c *fires) count(outcome string) int {
 	return c.n[outcome]
 }
 
-func newTestFleet(t *testing.T) (*Fleet, *storage.Store, *recorder) {
+func newTestFleet(t *testing.T) (*Fleet, *storage.Store, *teststore.Recorder) {
 	t.Helper()
-	st, err := storage.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	rec := &recorder{}
+	st := teststore.Open(t)
+	rec := &teststore.Recorder{}
 	f, err := New(Options{Store: st, Publisher: rec, Instruments: &fires{}})
 	if err != nil {
 		t.Fatal(err)
@@ -80,13 +49,7 @@ func newTestFleet(t *testing.T) (*Fleet, *storage.Store, *recorder) {
 	return f, st, rec
 }
 
-func enrolledHost(t *testing.T, st *storage.Store, id string) {
-	t.Helper()
-	_, rcpt, _ := seal.NewIdentity()
-	if err := st.CreateHost(storage.Host{ID: id, Name: id, Enrolled: true, PublicKey: rcpt, CreatedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-}
+var enrolledHost = teststore.EnrolledHost
 
 func mustEncode(t *testing.T, p wire.Payload) []byte {
 	t.Helper()
@@ -110,8 +73,8 @@ func TestIngestIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.count() != 1 {
-		t.Fatalf("%d commands published, want 1", rec.count())
+	if rec.Commands() != 1 {
+		t.Fatalf("%d commands published, want 1", rec.Commands())
 	}
 
 	started := time.Now().UTC().Truncate(time.Second)
@@ -187,17 +150,17 @@ func TestStatusOnlineRedispatchesQueuedJobs(t *testing.T) {
 	if _, err := st.UpdateJob(old.ID, func(j *storage.Job) error { j.ExpiresAt = time.Now().Add(-time.Minute); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	before := rec.count()
+	before := rec.Commands()
 	status := mustEncode(t, &wire.Status{Online: true, StartedAt: time.Now().UTC()})
 	if err := f.Ingest(context.Background(), "host-a", wire.Topic{Host: "host-a", Kind: wire.KindStatus}, status); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for rec.count() < before+1 && time.Now().Before(deadline) {
+	for rec.Commands() < before+1 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if rec.count() != before+1 {
-		t.Fatalf("%d commands re-sent, want 1 (job %s)", rec.count()-before, j.ID)
+	if rec.Commands() != before+1 {
+		t.Fatalf("%d commands re-sent, want 1 (job %s)", rec.Commands()-before, j.ID)
 	}
 	for time.Now().Before(deadline) {
 		if o, _ := st.GetJob(old.ID); o.Status == storage.JobExpired {

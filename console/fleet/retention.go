@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/loop"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -33,14 +34,7 @@ func (f *Fleet) retentionPolicy() storage.RetentionPolicy {
 // retentionLoop applies the retention policy until ctx ends.
 func (f *Fleet) retentionLoop(ctx context.Context) {
 	p := f.retentionPolicy()
-	t := time.NewTimer(retentionFirst)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	loop.Every(ctx, retentionFirst, retentionEvery, func(ctx context.Context) {
 		st, err := f.store.ApplyRetention(ctx, p, time.Now().UTC())
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -49,6 +43,5 @@ func (f *Fleet) retentionLoop(ctx context.Context) {
 			f.log.Info("retention: expired records deleted", "jobs", st.Jobs, "audit", st.Audit,
 				"alerts", st.Alerts, "keys", st.Keys, "kept_old_jobs", st.Kept, "took", st.Took.Round(time.Millisecond))
 		}
-		t.Reset(retentionEvery)
-	}
+	})
 }

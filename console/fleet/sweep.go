@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/loop"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -35,22 +36,17 @@ func (f *Fleet) eachOpenJob(ctx context.Context, fn func(storage.Job)) error {
 // sweepLoop expires queued jobs whose agent never came back in time. Only
 // jobs young enough to be still queued are walked: the index is newest first.
 func (f *Fleet) sweepLoop(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	loop.Every(ctx, time.Minute, time.Minute, f.sweep)
+}
+
+func (f *Fleet) sweep(ctx context.Context) {
+	f.refreshStaleHealth(ctx)
+	err := f.eachOpenJob(ctx, func(j storage.Job) {
+		if j.Status == storage.JobQueued && !j.ExpiresAt.IsZero() && time.Now().After(j.ExpiresAt) {
+			f.expire(j.ID)
 		}
-		f.refreshStaleHealth(ctx)
-		err := f.eachOpenJob(ctx, func(j storage.Job) {
-			if j.Status == storage.JobQueued && !j.ExpiresAt.IsZero() && time.Now().After(j.ExpiresAt) {
-				f.expire(j.ID)
-			}
-		})
-		if err != nil {
-			f.log.Warn("expiry sweep", "error", err)
-		}
+	})
+	if err != nil {
+		f.log.Warn("expiry sweep", "error", err)
 	}
 }
