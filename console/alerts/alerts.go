@@ -199,10 +199,9 @@ func (al *Alerts) evaluateHost(h storage.Host, now time.Time) {
 		}
 	}
 	if touched {
-		al.publishHealth(h)
-	} else {
-		al.publishHealthOf(h, before)
+		before = al.hostAlerts(h.ID)
 	}
+	al.publishHealthOf(h, st.State, before)
 }
 
 func (al *Alerts) evaluateRepo(r storage.Repo) {
@@ -334,8 +333,11 @@ func (al *Alerts) alertLoop(ctx context.Context) {
 
 // hostHealth is the retained hosts/{host}/health payload.
 type hostHealth struct {
-	V           int        `json:"v"`
-	Status      string     `json:"status"` // ok, warning, critical
+	V      int    `json:"v"`
+	Status string `json:"status"` // ok, warning, critical: from the firing alerts
+	// State is the host's state as the dashboard shows it (fleet.Assess):
+	// ok, warning, failing or offline.
+	State       string     `json:"state"`
 	LastSuccess *time.Time `json:"last_success"`
 	LastStatus  string     `json:"last_status,omitempty"`
 	AgeS        *int64     `json:"last_backup_age_s"`
@@ -413,18 +415,20 @@ func (al *Alerts) lastRepoOf(h storage.Host) string {
 
 // publishHealth sends the retained health of a host when it changed.
 func (al *Alerts) publishHealth(h storage.Host) {
-	al.publishHealthOf(h, al.hostAlerts(h.ID))
+	al.publishHealthOf(h, al.f.AssessHost(h, time.Now()).State, al.hostAlerts(h.ID))
 }
 
-// publishHealthOf is publishHealth with the host's firing alerts read.
-func (al *Alerts) publishHealthOf(h storage.Host, alerts []storage.Alert) {
+// publishHealthOf is publishHealth with the host's state and firing alerts
+// read.
+func (al *Alerts) publishHealthOf(h storage.Host, state string, alerts []storage.Alert) {
 	hh := al.healthOf(h, alerts)
+	hh.State = state
 	b, err := json.Marshal(hh)
 	if err != nil {
 		return
 	}
 	// The age changes every evaluation; compare without it.
-	key := hh.Status + "|" + strings.Join(hh.Why, "|") + "|" + hh.LastStatus + fmt.Sprint(hh.LastSuccess, hh.RepoBytes, hh.Online)
+	key := hh.Status + "|" + hh.State + "|" + strings.Join(hh.Why, "|") + "|" + hh.LastStatus + fmt.Sprint(hh.LastSuccess, hh.RepoBytes, hh.Online)
 	al.state.mu.Lock()
 	if al.state.lastHealth == nil {
 		al.state.lastHealth = map[string]string{}
