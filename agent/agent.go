@@ -1,24 +1,15 @@
-// Package agent is the endpoint process: its MQTT session with the broker,
-// command dispatch to the restic runner, a local journal of jobs and a
-// durable outbox for what the console must receive.
 package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
-	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/restic-manager/restic-manager/internal/tlsutil"
 	"github.com/restic-manager/restic-manager/runner"
 	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/wire"
@@ -32,41 +23,42 @@ type Options struct {
 }
 
 // Agent is one running endpoint agent.
+//
+// Who owns what, and which lock guards it:
+//   - the fields up to startedAt are set by newAgent (startedAt at the start
+//     of run), before any goroutine reads them, and never change;
+//   - cm is set once, before cmReady is closed (session.go);
+//   - gather, the gathering window, has its own lock (intake.go);
+//   - jobs, the jobs started and the jobs refused, has its own lock
+//     (jobs.go), which also orders job starts against shutdown;
+//   - restic, the version found, is an atomic value (execute.go).
+//
+// The two locks guard unrelated state changed by different goroutines (the
+// window by paho's callbacks and its timer; the job table by intake, job
+// goroutines and shutdown). Neither is held while the other is taken, nor
+// while publishing or running restic, so they cannot deadlock and a
+// connection callback never waits behind a job.
 type Agent struct {
 	cfg       Config
 	log       *slog.Logger
 	version   string
 	identity  string
-	runner    *runner.Runner
+	resticBin string       // the restic binary, named in messages
+	runner    resticRunner // a *runner.Runner; the seam tests fake
 	out       *outbox
 	jr        *journal
+	sched     *schedules.Scheduler
+	desired   chan wire.SchedulesDesired
 	startedAt time.Time
-	restic    string // version found, "" when restic is missing
 
 	cm *autopaho.ConnectionManager
 	// cmReady is closed once cm is set: autopaho starts calling back (and
 	// jobs can start) before NewConnection returns.
 	cmReady chan struct{}
 
-	jobsCtx    context.Context // parent of every job; cancelled on shutdown
-	cancelJobs context.CancelFunc
-	wg         sync.WaitGroup
-
-	mu      sync.Mutex
-	running map[string]context.CancelFunc
-	refused map[string]bool // commands reported failed because they could not be journaled
-
-	// Commands that arrive right after a (re)connection are the broker's
-	// queue for this session, which a broker need not hand over in order
-	// (mochi 2.7.9 sorts it by send second, unstably): they are gathered
-	// for gatherWindow and started in the order the console issued them.
-	gatherMu   sync.Mutex
-	gatherOpen bool   // from each connection attempt until its window ends
-	gatherGen  uint64 // connection attempts; a stale window timer does nothing
-	gathered   []wire.Command
-
-	sched   *schedules.Scheduler
-	desired chan wire.SchedulesDesired
+	gather gathering
+	jobs   jobTable
+	restic resticVersion
 }
 
 // Run runs the agent until ctx is cancelled.
@@ -112,12 +104,13 @@ func newAgent(opts Options) (*Agent, error) {
 		restic = "restic"
 	}
 	a := &Agent{
-		cfg:      cfg,
-		log:      log,
-		version:  opts.Version,
-		identity: identity,
-		jr:       jr,
-		out:      out,
+		cfg:       cfg,
+		log:       log,
+		version:   opts.Version,
+		identity:  identity,
+		resticBin: restic,
+		jr:        jr,
+		out:       out,
 		runner: &runner.Runner{
 			Restic:   restic,
 			TempDir:  filepath.Join(cfg.StateDir, "tmp"),
@@ -125,10 +118,10 @@ func newAgent(opts Options) (*Agent, error) {
 			Locks:    &runner.RepoLocks{},
 			Logger:   log.With("component", "runner"),
 		},
-		running: map[string]context.CancelFunc{},
-		refused: map[string]bool{},
 		desired: make(chan wire.SchedulesDesired, 1),
 		cmReady: make(chan struct{}),
+		gather:  gathering{window: gatherWindow},
+		jobs:    jobTable{running: map[string]context.CancelFunc{}, refused: map[string]bool{}},
 	}
 	fl, err := openFireLog(filepath.Join(cfg.StateDir, "fires.json"))
 	if err != nil {
@@ -156,75 +149,21 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
+// run starts the session, replays the journal and serves until ctx ends;
+// then it stops in the reverse order: schedules, jobs, outbox, session.
 func (a *Agent) run(ctx context.Context) error {
 	a.startedAt = time.Now().UTC()
-	a.jobsCtx, a.cancelJobs = context.WithCancel(context.Background())
-	defer a.cancelJobs()
+	a.jobs.ctx, a.jobs.cancel = context.WithCancel(context.Background())
+	defer a.jobs.cancel()
 
-	if v, err := a.runner.Version(ctx); err != nil {
-		a.log.Warn("restic not usable; jobs will fail until it is installed", "restic", a.runner.Restic, "error", err)
-	} else {
-		a.restic = v
-		a.runner.ResticVersion = v
-	}
+	a.probeRestic(ctx)
 
-	u, err := url.Parse(a.cfg.BrokerURL)
-	if err != nil {
-		return fmt.Errorf("agent: broker_url: %w", err)
-	}
-	offline, err := wire.Encode(&wire.Status{Online: false, AgentVersion: a.version, OS: runtime.GOOS, Arch: runtime.GOARCH})
+	connCtx, stopConn := context.WithCancel(context.Background())
+	defer stopConn()
+	offline, err := a.connect(connCtx)
 	if err != nil {
 		return err
 	}
-	connCtx, stopConn := context.WithCancel(context.Background())
-	defer stopConn()
-	var tlsCfg *tls.Config
-	switch u.Scheme {
-	case "mqtts", "ssl", "tls", "mqtt+ssl", "tcps", "wss":
-		tlsCfg = tlsutil.ClientConfig(a.cfg.CAFingerprint, u.Hostname())
-	}
-	cc := autopaho.ClientConfig{
-		ServerUrls:                    []*url.URL{u},
-		TlsCfg:                        tlsCfg,
-		KeepAlive:                     30,
-		CleanStartOnInitialConnection: false,
-		SessionExpiryInterval:         uint32(sessionExpiry / time.Second),
-		ReconnectBackoff:              autopaho.NewExponentialBackoff(250*time.Millisecond, 30*time.Second, time.Second, 2),
-		ConnectTimeout:                10 * time.Second,
-		ConnectUsername:               a.cfg.Username,
-		// The broker sends the session's queue right after CONNACK, before
-		// OnConnectionUp runs: the gathering window opens before each attempt.
-		ConnectPacketBuilder: func(pc *paho.Connect, _ *url.URL) (*paho.Connect, error) {
-			a.gatherMu.Lock()
-			a.gatherOpen = true
-			a.gatherGen++
-			a.gatherMu.Unlock()
-			return pc, nil
-		},
-		ConnectPassword: []byte(a.cfg.Password),
-		WillMessage:     &paho.WillMessage{Topic: wire.StatusTopic(a.cfg.HostID), Payload: offline, QoS: 1, Retain: true},
-		OnConnectionUp:  a.onConnectionUp,
-		OnConnectionDown: func() bool {
-			a.sched.SetOnline(false)
-			return true
-		},
-		OnConnectError: func(err error) {
-			a.log.Warn("broker connection failed", "broker", u.Redacted(), "error", err)
-		},
-		ClientConfig: paho.ClientConfig{
-			ClientID:          a.cfg.HostID,
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){a.onPublish},
-			OnClientError: func(err error) {
-				a.log.Warn("broker connection lost", "error", err)
-			},
-		},
-	}
-	cm, err := autopaho.NewConnection(connCtx, cc)
-	if err != nil {
-		return fmt.Errorf("agent: connect: %w", err)
-	}
-	a.cm = cm
-	close(a.cmReady)
 	if err := a.recover(); err != nil {
 		stopConn()
 		return err
@@ -248,24 +187,10 @@ func (a *Agent) run(ctx context.Context) error {
 	a.sched.Stop()
 	// Stop running restic cleanly (SIGINT, lock removed); each job reports
 	// "cancelled" through the outbox.
-	a.mu.Lock() // see start: no job is added once this returns
-	a.cancelJobs()
-	a.mu.Unlock()
-	a.wg.Wait()
+	a.jobs.stop()
 	// Give the outbox a moment to drain; whatever is left goes next start.
-	drainCtx, cancelDrain := context.WithTimeout(context.Background(), 5*time.Second)
-	for a.out.Len() > 0 && drainCtx.Err() == nil {
-		select {
-		case <-drainCtx.Done():
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	cancelDrain()
-	// A normal DISCONNECT cancels the Will, so say "offline" ourselves.
-	pubCtx, cancelPub := context.WithTimeout(context.Background(), 3*time.Second)
-	_, _ = cm.Publish(pubCtx, &paho.Publish{Topic: wire.StatusTopic(a.cfg.HostID), Payload: offline, QoS: 1, Retain: true})
-	_ = cm.Disconnect(pubCtx)
-	cancelPub()
+	a.drainOutbox(5 * time.Second)
+	a.sayOffline(offline)
 	stopConn()
 	<-senderDone
 	return nil

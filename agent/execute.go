@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/restic-manager/restic-manager/internal/seal"
@@ -11,6 +12,51 @@ import (
 	"github.com/restic-manager/restic-manager/wire"
 )
 
+// resticRunner is what the agent asks of the restic CLI wrapper: the seam
+// where tests put a fake restic.
+type resticRunner interface {
+	Run(ctx context.Context, spec runner.Spec, h runner.Hooks) runner.Result
+	// Reserve takes a job's place in its repository's queue (nil when the
+	// job does not queue); Run with spec.Reservation set waits for it.
+	Reserve(spec runner.Spec) *runner.Reservation
+	Version(ctx context.Context) (string, error)
+	LsStream(ctx context.Context, repo runner.Repo, snapshotID string, fn func(runner.Node) error) error
+}
+
+var _ resticRunner = (*runner.Runner)(nil)
+
+// resticVersion is the restic version found, "" while restic is missing.
+// Status publishes and jobs read it and a job that finds restic installed
+// after the start writes it: an atomic value, so that it needs no lock.
+type resticVersion struct{ v atomic.Pointer[string] }
+
+func (r *resticVersion) get() string {
+	if p := r.v.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (r *resticVersion) set(v string) { r.v.Store(&v) }
+
+// probeRestic looks for restic at the start; while it is missing, each job
+// looks again (resticUsable).
+func (a *Agent) probeRestic(ctx context.Context) {
+	v, err := a.runner.Version(ctx)
+	if err != nil {
+		a.log.Warn("restic not usable; jobs will fail until it is installed", "restic", a.resticBin, "error", err)
+		return
+	}
+	a.restic.set(v)
+	// The runner picks restic's flags by its version (a fake has none).
+	if r, ok := a.runner.(*runner.Runner); ok {
+		r.ResticVersion = v
+	}
+}
+
+// execute runs one started job to its result: refused (expired, no usable
+// restic, bad arguments), or run through the runner, which journals it
+// running once it holds its repository's lock.
 func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reservation) wire.Result {
 	log := a.log.With("job_id", cmd.JobID, "kind", cmd.Kind)
 	if !cmd.ExpiresAt.IsZero() && time.Now().After(cmd.ExpiresAt) {
@@ -55,7 +101,7 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reserv
 		spec.Reservation = rv
 		r = a.runOp(ctx, spec, pump, markRunning)
 	}
-	if ctx.Err() != nil && a.jobsCtx.Err() != nil && r.Status == wire.StatusCancelled {
+	if ctx.Err() != nil && a.jobs.stopping() && r.Status == wire.StatusCancelled {
 		r.Error = "the agent was stopped while this job was running"
 	}
 	log.Info("job finished", "status", r.Status, "exit_code", r.ExitCode, "snapshot_id", r.SnapshotID)
@@ -73,21 +119,18 @@ const minRestic = "0.14.0"
 // restic was not found or is too old. It looks again each time, so
 // installing restic fixes it without restarting the agent.
 func (a *Agent) resticUsable() error {
-	a.mu.Lock()
-	v := a.restic
-	a.mu.Unlock()
+	v := a.restic.get()
 	if v == "" {
-		ctx, cancel := context.WithTimeout(a.jobsCtx, 30*time.Second)
+		ctx, cancel := context.WithTimeout(a.jobs.ctx, 30*time.Second)
 		defer cancel()
 		found, err := a.runner.Version(ctx)
 		if err != nil {
-			return fmt.Errorf("restic is not usable on this host (%s): %w; install restic %s or newer, or set --restic / RM_RESTIC", a.runner.Restic, err, minRestic)
+			return fmt.Errorf("restic is not usable on this host (%s): %w; install restic %s or newer, or set --restic / RM_RESTIC", a.resticBin, err, minRestic)
 		}
 		// Only the reported version changes: the runner, found without a
 		// version at start, keeps assuming the newest restic.
-		a.mu.Lock()
-		a.restic, v = found, found
-		a.mu.Unlock()
+		a.restic.set(found)
+		v = found
 	}
 	if !runner.VersionAtLeast(v, minRestic) {
 		return fmt.Errorf("restic %s on this host is older than %s, the oldest restic-manager supports", v, minRestic)
@@ -98,16 +141,9 @@ func (a *Agent) resticUsable() error {
 // runOp runs one restic operation, forwarding its progress.
 func (a *Agent) runOp(ctx context.Context, spec runner.Spec, pump *progressPump, onLocked func() error) runner.Result {
 	return a.runner.Run(ctx, spec, runner.Hooks{
-		OnLocked: onLocked,
-		OnStart:  func(at time.Time) { pump.started(at) },
-		OnProgress: func(p runner.Progress) {
-			pump.send(wire.Progress{
-				Percent:   clampPercent(p.Percent), // the runner reports 0–100
-				BytesDone: p.BytesDone, BytesTotal: p.TotalBytes,
-				FilesDone: p.FilesDone, FilesTotal: p.TotalFiles,
-				CurrentFiles: p.CurrentFiles, ETASeconds: p.SecondsRemaining,
-			})
-		},
+		OnLocked:   onLocked,
+		OnStart:    func(at time.Time) { pump.started(at) },
+		OnProgress: func(p runner.Progress) { pump.send(progressOf(p)) },
 	})
 }
 

@@ -8,8 +8,19 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/restic-manager/restic-manager/runner"
 	"github.com/restic-manager/restic-manager/wire"
 )
+
+// progressOf is the wire form of the runner's progress.
+func progressOf(p runner.Progress) wire.Progress {
+	return wire.Progress{
+		Percent:   clampPercent(p.Percent), // the runner reports 0–100
+		BytesDone: p.BytesDone, BytesTotal: p.TotalBytes,
+		FilesDone: p.FilesDone, FilesTotal: p.TotalFiles,
+		CurrentFiles: p.CurrentFiles, ETASeconds: p.SecondsRemaining,
+	}
+}
 
 func clampPercent(p float64) float64 {
 	if p < 0 || p != p {
@@ -22,7 +33,10 @@ func clampPercent(p float64) float64 {
 }
 
 // progressPump publishes a job's progress without ever blocking restic's
-// output: only the newest report waits, older ones are replaced.
+// output: only the newest report waits, older ones are replaced. Progress is
+// not durable (it bypasses the outbox): a report lost to a disconnect is
+// superseded by the next one, and the result carries the outcome. Its
+// goroutine belongs to the job: close ends it and waits for it.
 type progressPump struct {
 	a      *Agent
 	jobID  string
@@ -75,7 +89,7 @@ func (p *progressPump) loop() {
 			p.a.log.Error("encode progress", "error", err)
 			continue
 		}
-		ctx, cancel := context.WithTimeout(p.a.jobsCtx, 5*time.Second)
+		ctx, cancel := context.WithTimeout(p.a.jobs.ctx, 5*time.Second)
 		_, err = p.a.cm.Publish(ctx, &paho.Publish{Topic: wire.ProgressTopic(p.a.cfg.HostID, p.jobID), Payload: b, QoS: 1})
 		cancel()
 		if err != nil && !errors.Is(err, autopaho.ConnectionDownError) {

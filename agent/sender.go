@@ -7,8 +7,10 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 )
 
-// sendOutbox delivers queued messages in order, each only after the previous
-// one was acknowledged.
+// sendOutbox delivers the outbox's messages (results, fires, schedule
+// reports, index chunks) in order, each only after the previous one was
+// acknowledged: across disconnects it waits for the session, and what is
+// left at shutdown stays queued for the next start. It runs until ctx ends.
 func (a *Agent) sendOutbox(ctx context.Context) {
 	backoff := 500 * time.Millisecond
 	for {
@@ -47,6 +49,28 @@ func (a *Agent) sendOutbox(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// kickSender has the sender look at the outbox again, as Put does; a
+// sender already busy with a message is not disturbed.
+func (a *Agent) kickSender() {
+	select {
+	case a.out.notify <- struct{}{}:
+	default:
+	}
+}
+
+// drainOutbox waits up to limit for the sender to empty the outbox; whatever
+// is left goes at the next start.
+func (a *Agent) drainOutbox(limit time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	for a.out.Len() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
