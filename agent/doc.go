@@ -4,15 +4,17 @@
 //
 // A job's life on the agent, with its journal state in capitals:
 //
-//	command arrives (intake.go) ─▶ RECEIVED ─▶ right after a (re)connection:
-//	   │  duplicate or tombstoned: ignored        held in the gathering window,
-//	   ▼                                          then started oldest first
-//	start (jobs.go): once per job; takes its place in the repository's queue
-//	   ▼  in start order (runner reservation)
-//	execute (execute.go): holds the repository lock ─▶ RUNNING ─▶ restic runs,
-//	   │  progress published as it comes (progress.go)
+//	command arrives (intake.go): a duplicate or a tombstoned one is ignored
+//	   ▼ journaled RECEIVED
+//	   ├─ right after a (re)connection: held in the gathering window, then
+//	   │  started oldest first
 //	   ▼
-//	finish (jobs.go): result into the outbox ─▶ DONE ─▶ sent in order (sender.go)
+//	start (jobs.go): once per job; takes its place in its repository's queue
+//	   ▼  in start order (a runner reservation)
+//	execute (execute.go): once it holds the repository lock (health and index
+//	   │  jobs: at once) ─▶ RUNNING; restic runs, progress published (progress.go)
+//	   ▼
+//	finish (jobs.go): result into the outbox ─▶ DONE; sent in order (sender.go)
 //
 //	cancel: a gathered job is started only to end "cancelled"; a started one
 //	        has its context cancelled (queued: it gives up its place; running:
@@ -21,6 +23,10 @@
 //	restart (recover, intake.go): RUNNING ─▶ failed, "the agent restarted";
 //	        RECEIVED ─▶ started, oldest first; DONE ─▶ nothing.
 //
-// The session (session.go) owns the autopaho connection: status and Will,
-// subscriptions, and the callbacks that feed intake.
+// Files by concern: session.go (the autopaho connection, status and Will,
+// subscriptions), intake.go (commands, the gathering window, recovery),
+// jobs.go (the job table, start, cancel, finish), execute.go (running one
+// job), progress.go, sender.go (delivering the outbox), journal.go and
+// outbox.go (their stores), schedules.go (desired schedules and fires),
+// health.go and index.go (the two composite job kinds).
 package agent

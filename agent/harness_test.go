@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -151,7 +152,8 @@ func (b *testBroker) waitStatus(t *testing.T, online bool, n int) wire.Status {
 	t.Helper()
 	var got wire.Status
 	waitFor(t, "the agent's status", func() bool {
-		for _, s := range b.statuses(t)[min(n, len(b.statuses(t))):] {
+		ss := b.statuses(t)
+		for _, s := range ss[min(n, len(ss)):] {
 			if s.Online == online {
 				got = s
 				return true
@@ -203,7 +205,7 @@ func (f *fakeRestic) Reserve(spec runner.Spec) *runner.Reservation {
 }
 
 func (f *fakeRestic) LsStream(context.Context, runner.Repo, string, func(runner.Node) error) error {
-	panic("fakeRestic: no index jobs in these tests")
+	return errors.New("fakeRestic: no index jobs in these tests")
 }
 
 func (f *fakeRestic) Run(ctx context.Context, spec runner.Spec, h runner.Hooks) runner.Result {
@@ -290,7 +292,6 @@ func (f *fakeRestic) count(job string) int {
 // the fake restic each of its runs uses.
 type testEnv struct {
 	t         *testing.T
-	broker    *testBroker
 	cfg       Config
 	recipient string
 	restic    *fakeRestic
@@ -312,7 +313,7 @@ func newTestEnv(t *testing.T, b *testBroker) *testEnv {
 		t.Fatal(err)
 	}
 	e := &testEnv{
-		t: t, broker: b, recipient: recipient, restic: newFakeRestic(), log: &syncBuffer{},
+		t: t, recipient: recipient, restic: newFakeRestic(), log: &syncBuffer{},
 		cfg: Config{HostID: testHost, BrokerURL: b.url, Username: testHost, Password: "secret", StateDir: state},
 	}
 	t.Cleanup(func() {
