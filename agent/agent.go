@@ -36,8 +36,9 @@ type Options struct {
 // The two locks guard unrelated state changed by different goroutines (the
 // window by paho's callbacks and its timer; the job table by intake, job
 // goroutines and shutdown). Neither is held while the other is taken, nor
-// while publishing or running restic, so they cannot deadlock and a
-// connection callback never waits behind a job.
+// while publishing or running restic: they cannot deadlock, and a paho
+// callback waits at most for a journal read (jobTable.admit), never for a
+// job to run.
 type Agent struct {
 	cfg       Config
 	log       *slog.Logger
