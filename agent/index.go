@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/restic-manager/restic-manager/runner"
@@ -60,18 +59,4 @@ func (a *Agent) runIndex(ctx context.Context, jobID string, spec runner.Spec, pu
 	}
 	res.Output, _ = json.Marshal(map[string]any{"snapshot_id": snapID, "nodes": total, "chunks": seq})
 	return res
-}
-
-// indexSpec checks an index job's arguments: the console must name the full
-// snapshot ID, since the index is keyed by it.
-func indexSpec(raw json.RawMessage, spec *runner.Spec) error {
-	var a wire.IndexArgs
-	if err := json.Unmarshal(raw, &a); err != nil {
-		return fmt.Errorf("index arguments: %w", err)
-	}
-	if len(a.SnapshotID) != 64 {
-		return fmt.Errorf("index needs the full 64-hex snapshot ID")
-	}
-	spec.Ls = runner.LsArgs{SnapshotID: a.SnapshotID}
-	return nil
 }
