@@ -106,7 +106,7 @@ func (a *Agent) publishStatus(ctx context.Context, cm *autopaho.ConnectionManage
 	hostname, _ := os.Hostname()
 	b, err := wire.Encode(&wire.Status{
 		Online: true, AgentVersion: a.version, OS: runtime.GOOS, Arch: runtime.GOARCH,
-		Hostname: hostname, ResticVersion: a.restic.get(), StartedAt: a.startedAt, RunningJobs: a.jobs.ids(),
+		Hostname: hostname, ResticVersion: a.restic.get(), StartedAt: a.startedAt, RunningJobs: a.jobs.ids(), SentAt: time.Now().UTC(),
 	})
 	if err != nil {
 		a.log.Error("encode status", "error", err)

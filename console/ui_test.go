@@ -194,3 +194,17 @@ func TestCronPreview(t *testing.T) {
 		t.Fatalf("bad cron: %d %s", code, body)
 	}
 }
+
+// A host whose agent's clock is off shows it on its page.
+func TestHostPageShowsClockSkew(t *testing.T) {
+	srv, st := uiFixture(t)
+	if _, body := getPage(t, srv, auth.RoleViewer, "/hosts/host-a"); strings.Contains(body, `id="clock-warning"`) {
+		t.Fatal("a clock warning for a host with no measured skew")
+	}
+	if _, err := st.UpdateHost("host-a", func(h *storage.Host) error { h.ClockSkew = -5 * time.Minute; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := getPage(t, srv, auth.RoleViewer, "/hosts/host-a"); !strings.Contains(body, `id="clock-warning">off by -300 s<`) {
+		t.Error("the host page does not show the agent's clock skew")
+	}
+}

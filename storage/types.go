@@ -63,6 +63,10 @@ type Host struct {
 	// StaleAfter overrides the staleness threshold derived from the host's
 	// schedules (for laptops that are often off, say). 0: derived.
 	StaleAfter time.Duration `json:"stale_after,omitempty"`
+	// ClockSkew is how far the agent's clock was ahead of the console's
+	// (negative: behind) at its last connection, as measured from its
+	// status; zero when unknown.
+	ClockSkew time.Duration `json:"clock_skew,omitempty"`
 }
 
 // LastBackup summarises one finished job for host listings.
@@ -178,6 +182,10 @@ type Job struct {
 	// to wait for the repository, here or on the agent.
 	Held   bool `json:"held,omitempty"`
 	Waited bool `json:"waited,omitempty"`
+	// EndedByConsole: the console ended the job (expired, cancelled before
+	// it started, lost by its agent, its host removed) without the agent's
+	// word; a result the agent sends later replaces that end.
+	EndedByConsole bool `json:"ended_by_console,omitempty"`
 }
 
 // Progress is the last progress report of a running job.

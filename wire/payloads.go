@@ -78,6 +78,10 @@ type Status struct {
 	ResticVersion string    `json:"restic_version,omitempty"`
 	StartedAt     time.Time `json:"started_at,omitzero"`
 	RunningJobs   []string  `json:"running_jobs,omitempty"`
+	// SentAt is the agent's clock when it published this status (at each
+	// connection): the console compares it with its own to show a host
+	// whose clock is off.
+	SentAt time.Time `json:"sent_at,omitzero"`
 }
 
 func (s *Status) Validate() error {

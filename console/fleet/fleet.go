@@ -48,6 +48,10 @@ type Options struct {
 	// (default 180 days; negative keeps them forever). Unfinished jobs and
 	// each host's last job, backup and success are never deleted.
 	JobRetention time.Duration
+	// LostGrace is how long after an agent listed its running jobs a job
+	// it did not list, and that reported nothing since, ends as lost
+	// (default 2 minutes).
+	LostGrace time.Duration
 	// Instruments, when set, counts ingest.
 	Instruments Instruments
 	// BrokerAccounts, when set (external broker mode), receives every
@@ -75,6 +79,8 @@ type Fleet struct {
 	// events fans job updates out to SSE listeners.
 	events *hub
 	online onlineQueue
+	// lost holds what agents said they run, for endLostJobs.
+	lost lostJobs
 
 	endMu     sync.RWMutex
 	observers []func(storage.Job)
@@ -82,6 +88,10 @@ type Fleet struct {
 	brokerSync brokerSync
 
 	// bg owns background work (end-of-job observers, sweeps, re-dispatch).
+	// bgMu orders goBG against Close: nothing starts once Close began
+	// (timers may fire during it).
+	bgMu     sync.RWMutex
+	closed   bool
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
@@ -103,6 +113,9 @@ func New(opts Options) (*Fleet, error) {
 	}
 	if opts.OfflineAfter == 0 {
 		opts.OfflineAfter = time.Hour
+	}
+	if opts.LostGrace == 0 {
+		opts.LostGrace = lostGrace
 	}
 	if opts.Instruments == nil {
 		opts.Instruments = noInstruments{}
@@ -131,7 +144,11 @@ func New(opts Options) (*Fleet, error) {
 
 // Close stops background work.
 func (f *Fleet) Close() {
+	f.bgMu.Lock()
+	f.closed = true
+	f.bgMu.Unlock()
 	f.health.stopTimers()
+	f.online.stop()
 	f.bgCancel()
 	f.bg.Wait()
 }
@@ -145,13 +162,20 @@ func (f *Fleet) Store() *storage.Store { return f.store }
 // (alerts, integrations) publish through the same one.
 func (f *Fleet) Publisher() Publisher { return f.pub }
 
-// goBG runs fn in the background, owned by the fleet.
-func (f *Fleet) goBG(fn func(ctx context.Context)) {
+// goBG runs fn in the background, owned by the fleet; once Close has
+// begun it runs nothing and returns false.
+func (f *Fleet) goBG(fn func(ctx context.Context)) bool {
+	f.bgMu.RLock()
+	defer f.bgMu.RUnlock()
+	if f.closed {
+		return false
+	}
 	f.bg.Add(1)
 	go func() {
 		defer f.bg.Done()
 		fn(f.bgCtx)
 	}()
+	return true
 }
 
 // EachHost calls fn for every host, in ID order, until ctx ends.

@@ -121,6 +121,7 @@ func (f *Fleet) RevokeHost(ctx context.Context, id, by string) (storage.Host, er
 	if err := f.SyncBrokerAccounts(ctx); err != nil {
 		f.log.Error("revoked host still in the external broker's accounts", "host_id", h.ID, "error", err)
 	}
+	f.endHostJobs(ctx, h.ID, "the host's credential was revoked by "+by)
 	f.log.Warn("host credential revoked", "host_id", h.ID, "by", by)
 	return h, nil
 }
@@ -138,6 +139,7 @@ func (f *Fleet) DeleteHost(ctx context.Context, id, by string) error {
 	for _, topic := range []string{wire.StatusTopic(id), wire.HealthTopic(id), wire.SchedulesDesiredTopic(id), wire.SchedulesReportedTopic(id)} {
 		_ = f.pub.Publish(topic, nil, true, 0)
 	}
+	f.endHostJobs(ctx, id, "the host was deleted by "+by)
 	f.log.Warn("host deleted", "host_id", id, "by", by)
 	return nil
 }

@@ -55,13 +55,18 @@ func (f *Fleet) ingestStatus(host string, payload []byte) error {
 		return err
 	}
 	now := time.Now().UTC()
+	var wasOnline, restarted bool
 	_, err = f.store.UpdateHost(host, func(h *storage.Host) error {
+		wasOnline, restarted = h.Online, !h.StartedAt.Equal(st.StartedAt)
 		h.Online = st.Online
 		h.LastSeen = now
 		if st.Online {
 			h.OS, h.Arch, h.Hostname = st.OS, st.Arch, st.Hostname
 			h.AgentVersion, h.ResticVersion = st.AgentVersion, st.ResticVersion
 			h.StartedAt = st.StartedAt
+			if !st.SentAt.IsZero() {
+				h.ClockSkew = st.SentAt.Sub(now).Round(time.Second)
+			}
 		}
 		return nil
 	})
@@ -69,12 +74,17 @@ func (f *Fleet) ingestStatus(host string, payload []byte) error {
 		return fmt.Errorf("status of %s: %w", host, err)
 	}
 	if st.Online {
-		// Every connection, not only a change to online: the broker may
-		// have lost the agent's session (a restored console, a lost broker
-		// state) while the store still says online. Commands published
-		// before the agent ever had a session, or lost with one, are sent
-		// again; the agent ignores those it already has.
-		f.hostOnline(host)
+		// The jobs the agent runs now: a job the console believes running
+		// that is not among them, and that reports nothing more, was lost.
+		f.lost.note(host, st.RunningJobs, now)
+		// Queued jobs and the desired schedules are re-sent when the host
+		// comes online, after an agent restart, and at the first connection
+		// this console sees (the broker may have lost the session while the
+		// store still says online) — not at every status an agent chooses
+		// to publish: hostOnline spaces them a minute apart per host.
+		if !wasOnline || restarted || f.online.firstSeen(host) {
+			f.hostOnline(host)
+		}
 	}
 	return nil
 }
@@ -118,7 +128,7 @@ func (f *Fleet) ingestProgress(host, jobID string, payload []byte) error {
 			j.Status = storage.JobRunning
 		}
 		if j.StartedAt.IsZero() && !p.StartedAt.IsZero() {
-			j.StartedAt = p.StartedAt
+			j.StartedAt = clampTime(p.StartedAt, time.Now())
 		}
 		if p.Waited {
 			j.Waited = true
@@ -151,21 +161,28 @@ func (f *Fleet) ingestResult(host, jobID string, payload []byte) error {
 	if _, err := f.jobOf(host, jobID); err != nil {
 		return err
 	}
+	received := time.Now().UTC()
 	changed := false
 	j, err := f.store.UpdateJob(jobID, func(j *storage.Job) error {
 		changed = false // fn runs again when the job changed meanwhile
-		// A console-side end (expired, or cancelled while queued) has no exit
-		// code: what the agent reports really happened wins over it.
-		consoleEnded := (j.Status == storage.JobExpired || j.Status == storage.JobCancelled) && j.ExitCode == nil
+		// A console-side end (expired, cancelled while queued, lost) has no
+		// exit code: what the agent reports really happened wins over it.
+		// (Records from before EndedByConsole: an expired or cancelled job
+		// without an exit code.)
+		consoleEnded := j.EndedByConsole || (j.Status == storage.JobExpired || j.Status == storage.JobCancelled) && j.ExitCode == nil
 		if storage.TerminalStatus(j.Status) && !consoleEnded {
 			return nil // already recorded: a redelivery
 		}
 		changed = true
 		j.Status = r.Status
+		j.EndedByConsole = false
+		// The agent's clock is trusted only within maxSkew of the
+		// console's: a result dated in 2099 must not freeze the host's last
+		// backup and hide its staleness.
 		if !r.StartedAt.IsZero() {
-			j.StartedAt = r.StartedAt
+			j.StartedAt = clampTime(r.StartedAt, received)
 		}
-		j.EndedAt = r.EndedAt
+		j.EndedAt = clampTime(r.EndedAt, received)
 		code := r.ExitCode
 		j.ExitCode = &code
 		j.Error = r.Error
@@ -207,4 +224,17 @@ func (f *Fleet) ingestResult(host, jobID string, payload []byte) error {
 	}
 	f.log.Log(context.Background(), level, "job ended", "job_id", j.ID, "host_id", host, "kind", j.Kind, "status", j.Status, "snapshot_id", j.SnapshotID)
 	return nil
+}
+
+// maxSkew is how far ahead of the console's clock an agent's times are
+// taken as they are: a little drift and the time a message takes; beyond it
+// the console's receive time stands in.
+const maxSkew = 2 * time.Minute
+
+// clampTime bounds a time an agent claims by when the console received it.
+func clampTime(t, received time.Time) time.Time {
+	if t.After(received.Add(maxSkew)) {
+		return received.UTC()
+	}
+	return t
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -161,30 +162,30 @@ func (f *Fleet) dispatch(j storage.Job, h storage.Host) error {
 
 // CancelJob stops a job: a queued one ends cancelled at once (and the agent
 // is told to drop it if it arrives); a running one is interrupted by the
-// agent, which removes restic's lock and reports "cancelled". It returns
-// the job as it is now.
+// agent, which removes restic's lock and reports "cancelled" — or, when its
+// host is offline, ends cancelled at once (a result the agent sends when it
+// is back replaces that end). It returns the job as it is now.
 func (f *Fleet) CancelJob(id, by string) (storage.Job, error) {
-	j, err := f.store.UpdateJob(id, func(j *storage.Job) error {
-		if j.Status != storage.JobQueued {
-			return errNoChange
-		}
-		j.Status = storage.JobCancelled
-		j.EndedAt = time.Now().UTC()
-		j.Error = "cancelled by " + by + " before it started"
-		return nil
-	})
-	switch {
-	case errors.Is(err, errNoChange):
-		if j, err = f.store.GetJob(id); err != nil {
-			return j, err
-		}
-	case err != nil:
+	j, err := f.store.GetJob(id)
+	if err != nil {
 		return j, err
-	default:
-		f.ended(j)
 	}
-	// A job cancelled here has no exit code; the agent may hold it already.
-	if !storage.TerminalStatus(j.Status) || j.Status == storage.JobCancelled && j.ExitCode == nil {
+	switch {
+	case j.Status == storage.JobQueued:
+		j, err = f.endByConsole(id, storage.JobCancelled, "cancelled by "+by+" before it started", storage.JobQueued)
+	case j.Status == storage.JobRunning:
+		if h, herr := f.store.GetHost(j.HostID); herr != nil || !h.Online {
+			j, err = f.endByConsole(id, storage.JobCancelled, "cancelled by "+by+" while its host was offline", storage.JobRunning)
+		}
+	}
+	if errors.Is(err, errNoChange) {
+		j, err = f.store.GetJob(id)
+	}
+	if err != nil {
+		return j, err
+	}
+	// A job the console ended may still reach its agent, or be held by it.
+	if !storage.TerminalStatus(j.Status) || j.EndedByConsole {
 		b, err := wire.Encode(&wire.Command{JobID: j.ID, Kind: wire.JobCancel, IssuedAt: time.Now().UTC()})
 		if err == nil {
 			err = f.pub.Publish(wire.CommandsTopic(j.HostID), b, false, f.opts.CommandExpiry)
@@ -199,18 +200,55 @@ func (f *Fleet) CancelJob(id, by string) (storage.Job, error) {
 
 // expire ends a queued job whose command was not picked up in time.
 func (f *Fleet) expire(jobID string) {
-	j, err := f.store.UpdateJob(jobID, func(j *storage.Job) error {
-		if j.Status != storage.JobQueued {
-			return errNoChange
-		}
-		j.Status = storage.JobExpired
-		j.EndedAt = time.Now().UTC()
-		j.Error = "the agent did not pick the command up before it expired"
-		return nil
-	})
+	j, err := f.endByConsole(jobID, storage.JobExpired, "the agent did not pick the command up before it expired", storage.JobQueued)
 	if err == nil {
 		f.log.Warn("job expired", "job_id", jobID, "host_id", j.HostID)
-		f.ended(j)
+	}
+}
+
+// endByConsole ends a job without its agent's word, if it is still in one
+// of the given statuses (errNoChange otherwise), and runs the end of a job.
+func (f *Fleet) endByConsole(jobID, status, why string, from ...string) (storage.Job, error) {
+	j, err := f.store.UpdateJob(jobID, func(j *storage.Job) error {
+		if !slices.Contains(from, j.Status) {
+			return errNoChange
+		}
+		j.Status, j.EndedAt, j.Error, j.EndedByConsole = status, time.Now().UTC(), why, true
+		j.Held = false
+		return nil
+	})
+	if err != nil {
+		return j, err
+	}
+	f.ended(j)
+	return j, nil
+}
+
+// endHostJobs ends every open job of a host that is gone or revoked: its
+// queued jobs will never run, its running ones will never report.
+func (f *Fleet) endHostJobs(ctx context.Context, hostID, why string) {
+	for _, status := range []string{storage.JobQueued, storage.JobRunning} {
+		cursor := ""
+		for ctx.Err() == nil {
+			page, next, err := f.store.ListJobs(storage.JobQuery{HostID: hostID, Status: status, Limit: 200, Cursor: cursor})
+			if err != nil {
+				f.log.Error("open jobs of a removed host not ended", "host_id", hostID, "error", err)
+				return
+			}
+			for _, j := range page {
+				end := storage.JobFailed
+				if j.Status == storage.JobQueued {
+					end = storage.JobCancelled
+				}
+				if _, err := f.endByConsole(j.ID, end, why, storage.JobQueued, storage.JobRunning); err != nil && !errors.Is(err, errNoChange) {
+					f.log.Error("open job of a removed host not ended", "job_id", j.ID, "error", err)
+				}
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
 	}
 }
 

@@ -23,6 +23,42 @@ type onlineQueue struct {
 	order   []string
 	queued  map[string]bool
 	workers int
+	// last is when each host's re-send last ran; a host asks again at most
+	// every resendSpacing (an agent publishing status after status must not
+	// make the console re-seal and re-send its queued jobs each time), and
+	// a request inside that time is deferred to its end, not dropped.
+	last     map[string]time.Time
+	deferred map[string]*time.Timer
+	// seen: hosts this console has seen online since it started.
+	seen map[string]bool
+}
+
+// resendSpacing is the least time between two re-sends to one host.
+const resendSpacing = time.Minute
+
+// firstSeen reports whether this is the first online status of host since
+// the console started (and records it).
+func (q *onlineQueue) firstSeen(host string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.seen == nil {
+		q.seen = map[string]bool{}
+	}
+	if q.seen[host] {
+		return false
+	}
+	q.seen[host] = true
+	return true
+}
+
+// stop cancels the deferred re-sends (at Close).
+func (q *onlineQueue) stop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, t := range q.deferred {
+		t.Stop()
+	}
+	q.deferred = nil
 }
 
 // hostOnline queues host's re-send and starts a worker if fewer than
@@ -32,15 +68,25 @@ func (f *Fleet) hostOnline(host string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.queued == nil {
-		q.queued = map[string]bool{}
+		q.queued, q.last, q.deferred = map[string]bool{}, map[string]time.Time{}, map[string]*time.Timer{}
+	}
+	if last, ok := q.last[host]; ok && time.Since(last) < resendSpacing {
+		if q.deferred[host] == nil && !q.queued[host] {
+			q.deferred[host] = time.AfterFunc(resendSpacing-time.Since(last), func() {
+				q.mu.Lock()
+				delete(q.deferred, host)
+				q.mu.Unlock()
+				f.hostOnline(host)
+			})
+		}
+		return
 	}
 	if !q.queued[host] {
 		q.queued[host] = true
 		q.order = append(q.order, host)
 	}
-	if q.workers < maxOnlineWorkers {
+	if q.workers < maxOnlineWorkers && f.goBG(f.onlineWorker) {
 		q.workers++
-		f.goBG(f.onlineWorker)
 	}
 }
 
@@ -57,6 +103,7 @@ func (f *Fleet) onlineWorker(ctx context.Context) {
 		q.order[0] = ""
 		q.order = q.order[1:]
 		delete(q.queued, host)
+		q.last[host] = time.Now()
 		q.mu.Unlock()
 
 		f.republishDesired(ctx, host)

@@ -36,7 +36,16 @@ type Host struct {
 	SchedulePending        bool  `json:"schedule_pending"`
 	// NextRun is the soonest run of the host's enabled schedules.
 	NextRun *time.Time `json:"next_run"`
+	// ClockSkewS is how far the agent's clock is ahead of the console's in
+	// seconds (negative: behind), measured at its last connection.
+	ClockSkewS float64 `json:"clock_skew_s,omitempty"`
+	// ClockWarning: the skew is large enough to matter (schedules fire at
+	// the wrong time, times the agent reports are clamped).
+	ClockWarning bool `json:"clock_warning,omitempty"`
 }
+
+// clockWarnAt is the skew past which a host's clock is flagged.
+const clockWarnAt = time.Minute
 
 // HostOf is a host with its schedule state, read from the store.
 func HostOf(st *storage.Store, h storage.Host) Host {
@@ -71,6 +80,7 @@ func hostRecord(h storage.Host) Host {
 		ID: h.ID, Name: h.Name, Enrolled: h.Enrolled, Online: h.Online, OS: h.OS, Arch: h.Arch, Hostname: h.Hostname,
 		AgentVersion: h.AgentVersion, ResticVersion: h.ResticVersion, CreatedAt: h.CreatedAt,
 		LastBackup: h.LastBackup, LastJob: h.LastJob,
+		ClockSkewS: h.ClockSkew.Seconds(), ClockWarning: h.ClockSkew > clockWarnAt || h.ClockSkew < -clockWarnAt,
 	}
 	if !h.LastSeen.IsZero() {
 		t := h.LastSeen
