@@ -76,6 +76,8 @@ type Fleet struct {
 	// indexing maps repo/snapshot to its index job in flight.
 	indexMu  sync.Mutex
 	indexing map[string]string
+	// indexCount bounds what each index job may store.
+	indexCount nodeCounts
 	// events fans job updates out to SSE listeners.
 	events *hub
 	online onlineQueue

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
@@ -29,6 +30,12 @@ func (f *Fleet) ingestOutput(host, jobID string, payload []byte) error {
 	if j.Kind != wire.JobIndex || json.Unmarshal(j.Args, &args) != nil || args.SnapshotID != ch.SnapshotID {
 		return fmt.Errorf("%w: output for job %s, which does not index snapshot %s", broker.ErrRejected, jobID, ch.SnapshotID)
 	}
+	if storage.TerminalStatus(j.Status) {
+		return fmt.Errorf("%w: output for job %s, which has ended", broker.ErrRejected, jobID)
+	}
+	if n := f.indexCount.add(jobID, len(ch.Nodes)); n > maxIndexNodes {
+		return fmt.Errorf("%w: job %s sent more than %d index entries", broker.ErrRejected, jobID, maxIndexNodes)
+	}
 	nodes := make([]storage.IndexNode, len(ch.Nodes))
 	for i, n := range ch.Nodes {
 		nodes[i] = storage.IndexNode{Name: n.Name, Type: n.Type, Path: n.Path, Size: n.Size, Mtime: n.Mtime, Mode: n.Mode}
@@ -36,8 +43,37 @@ func (f *Fleet) ingestOutput(host, jobID string, payload []byte) error {
 	return f.store.PutIndexNodes(j.RepoID, ch.SnapshotID, nodes)
 }
 
+// maxIndexNodes bounds what one index job may store: a snapshot of ten
+// million files and folders, about 1 GiB of index in the store, is far past
+// any real host's (200,000 nodes index to ~20 MiB), and an agent that sends
+// more is refused, not trusted to fill the console's disk.
+var maxIndexNodes = 10_000_000 // a variable for tests
+
+// nodeCounts counts the index entries each index job sent.
+type nodeCounts struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (c *nodeCounts) add(job string, n int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]int{}
+	}
+	c.m[job] += n
+	return c.m[job]
+}
+
+func (c *nodeCounts) drop(job string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, job)
+}
+
 // indexEnded marks a snapshot's index complete (or forgets a failed one).
 func (f *Fleet) indexEnded(j storage.Job) {
+	f.indexCount.drop(j.ID)
 	var args wire.IndexArgs
 	if json.Unmarshal(j.Args, &args) != nil {
 		return
