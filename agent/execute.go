@@ -157,6 +157,11 @@ func (a *Agent) buildSpec(cmd wire.Command) (runner.Spec, error) {
 	if err := json.Unmarshal(plain, &repo); err != nil {
 		return runner.Spec{}, fmt.Errorf("repository secrets: %w", err)
 	}
+	// Only a restic backend's variables reach restic, whatever the console
+	// sent: LD_PRELOAD or PATH would run code as this agent's user.
+	if err := wire.CheckRepoEnv(repo.Env); err != nil {
+		return runner.Spec{}, fmt.Errorf("repository: %w", err)
+	}
 	spec := runner.Spec{
 		Kind:    cmd.Kind,
 		Repo:    runner.Repo{URL: repo.URL, Password: repo.Password, Env: repo.Env},

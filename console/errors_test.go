@@ -18,7 +18,10 @@ import (
 func TestInputErrorsReachTheClientPlain(t *testing.T) {
 	c, st, _ := newTestConsole(t)
 	enrolledHost(t, st, "host-a")
-	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r", Hosts: []string{"host-a", "host-b", "host-w"}}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-2", Name: "r2"}, storage.RepoSecrets{URL: "/srv/r2", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.CreateUser(storage.User{Name: "op", Role: auth.RoleOperator, CreatedAt: time.Now()}); err != nil {
@@ -33,6 +36,8 @@ func TestInputErrorsReachTheClientPlain(t *testing.T) {
 		{"PATCH", "/api/v1/hosts/host-a", `{"name":"  "}`, "name must be 1-200 characters"},
 		{"PUT", "/api/v1/hosts/host-a/schedules", `[{"id":"sch-nope","name":"n","kind":"backup","cron":"0 2 * * *","enabled":true,"repo_id":"repo-1","paths":["/etc"]}]`,
 			`schedule "n": unknown id "sch-nope" (omit the id to create a schedule)`},
+		{"PUT", "/api/v1/hosts/host-a/schedules", `[{"name":"n","kind":"backup","cron":"0 2 * * *","enabled":true,"repo_id":"repo-2","paths":["/etc"]}]`,
+			`schedule "n": host host-a is not bound to repository r2 (repo-2): an admin binds it`},
 		{"POST", "/api/v1/hosts/host-a/jobs", `{"kind":"backup","repo_id":"repo-1","args":{"paths":["-rf"]}}`, `"-rf" starts with '-' and would be read as an option`},
 		{"POST", "/api/v1/hosts/host-a/jobs", `{"kind":"rm","repo_id":"repo-1"}`, `job kind "rm" is not one of`},
 		{"POST", "/api/v1/hosts", `{"nme":"x"}`, `request body: json: unknown field "nme"`},

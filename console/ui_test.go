@@ -35,7 +35,7 @@ func uiFixture(t *testing.T) (*httptest.Server, *storage.Store) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "main", DisplayURL: "rest:http://x/"}, storage.RepoSecrets{URL: "rest:http://x/", Password: "pw"}); err != nil {
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "main", DisplayURL: "rest:http://x/", Hosts: []string{"host-a", "host-b", "host-w"}}, storage.RepoSecrets{URL: "rest:http://x/", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
 	_ = st.PutSnapshotCache("repo-1", []byte(`[{"id":"abcdef0123456789","short_id":"abcdef01","time":"2026-01-01T00:00:00Z","hostname":"web1","paths":["/etc"]}]`))

@@ -263,3 +263,67 @@ func (s *Store) RepoSecrets(id string) (RepoSecrets, error) {
 	}
 	return sec, nil
 }
+
+// UpdateRepoSecrets is read-modify-write of a repository and its secrets
+// together: the secrets are opened, changed by fn and sealed again.
+func (s *Store) UpdateRepoSecrets(id string, fn func(*Repo, *RepoSecrets) error) (Repo, error) {
+	key := repoKey(id)
+	var out Repo
+	err := s.modify(key, func(txn *badger.Txn) error {
+		var r Repo
+		raw, err := getJSONRaw(txn, key, &r)
+		if err != nil {
+			return err
+		}
+		plain, err := s.open(r.Sealed, repoSecretsAD(id))
+		if err != nil {
+			return fmt.Errorf("cannot decrypt (wrong master key or tampered record): %w", err)
+		}
+		var sec RepoSecrets
+		err = decode(plain, &sec)
+		clear(plain)
+		if err != nil {
+			return err
+		}
+		if err := fn(&r, &sec); err != nil {
+			return err
+		}
+		if r.ID != id {
+			return fmt.Errorf("repo ID is immutable: %w", ErrInvalid)
+		}
+		plain, err = encode(sec)
+		if err != nil {
+			return err
+		}
+		r.Sealed = s.seal(plain, repoSecretsAD(id))
+		clear(plain)
+		out = r
+		return setChanged(txn, key, raw, r)
+	})
+	if err != nil {
+		return Repo{}, fmt.Errorf("storage: update repo %s: %w", id, err)
+	}
+	out.Sealed = nil
+	return out, nil
+}
+
+// DeleteRepo removes a repository, its sealed secrets and its cached
+// snapshot list. Its jobs stay in the history.
+func (s *Store) DeleteRepo(id string) error {
+	err := s.update(func(txn *badger.Txn) error {
+		if _, err := txn.Get(repoKey(id)); err != nil {
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return ErrNotFound
+			}
+			return err
+		}
+		if err := txn.Delete(repoKey(id)); err != nil {
+			return err
+		}
+		return txn.Delete([]byte("snapcache/" + id))
+	})
+	if err != nil {
+		return fmt.Errorf("storage: delete repo %s: %w", id, err)
+	}
+	return nil
+}

@@ -107,6 +107,12 @@ type Repo struct {
 	// the console asks for health and snapshot lists.
 	LastHostID string      `json:"last_host_id,omitempty"`
 	Health     *RepoHealth `json:"health,omitempty"`
+	// Hosts is the repository's access list: the hosts that may receive
+	// its secrets (besides the maintenance host, for destructive work
+	// only). HostsListed marks a record whose list was set (records from
+	// before access lists get theirs from their history, once).
+	Hosts       []string `json:"hosts,omitempty"`
+	HostsListed bool     `json:"hosts_listed,omitempty"`
 }
 
 // RepoHealth is what the console knows of a repository's state.

@@ -23,7 +23,7 @@ func TestJobEndsRaiseAndResolveJobFailed(t *testing.T) {
 	al := New(Options{Fleet: f, Interval: time.Hour})
 	t.Cleanup(func() { al.Close(); f.Close() })
 	teststore.EnrolledHost(t, st, "host-a")
-	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r", Hosts: []string{"host-a", "host-b", "host-w"}}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
 	run := func(kind, args, status string) {

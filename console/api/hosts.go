@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/restic-manager/restic-manager/console/auth"
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/view"
@@ -70,9 +71,19 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// newEnrollToken issues a fresh one-time token for a host.
+// newEnrollToken issues a fresh one-time token for a host. A maintenance
+// host's token is an admin's to issue: whoever enrols with it receives
+// credentials that may delete.
 func (s *Server) newEnrollToken(w http.ResponseWriter, r *http.Request) {
-	h, et, err := s.fleet.NewEnrollToken(chi.URLParam(r, "id"))
+	id := chi.URLParam(r, "id")
+	if m, err := s.fleet.IsMaintenanceHost(id); err != nil {
+		s.fail(w, r, err)
+		return
+	} else if m && !who(r).Can(auth.RoleAdmin) {
+		httpx.WriteError(w, http.StatusForbidden, "host "+id+" is a repository's maintenance host: only an admin issues its enrolment token")
+		return
+	}
+	h, et, err := s.fleet.NewEnrollToken(id)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -29,6 +29,28 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusCreated, view.RepoOf(rp))
 }
 
+func (s *Server) patchRepo(w http.ResponseWriter, r *http.Request) {
+	var req fleet.RepoChange
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rp, err := s.fleet.UpdateRepo(chi.URLParam(r, "id"), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, view.RepoOf(rp))
+}
+
+func (s *Server) deleteRepo(w http.ResponseWriter, r *http.Request) {
+	if err := s.fleet.DeleteRepo(chi.URLParam(r, "id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) {
 	repos, err := s.store.ListRepos()
 	if err != nil {
@@ -130,7 +152,38 @@ func (s *Server) snapshotLs(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	job, err := s.fleet.StartIndex(rp, sid, r.URL.Query().Get("host_id"), who(r).User)
+	// Reading never sends anything to a host: an operator starts the
+	// index (POST …/index), and the folder can be read once it is complete.
+	body := map[string]any{"error": "snapshot " + sid + " is not indexed yet: an operator starts its index (POST /api/v1/repos/" + rp.ID + "/snapshots/" + sid + "/index)", "indexed": false}
+	if j, ok := s.fleet.IndexJob(rp.ID, sid); ok {
+		body["job_id"], body["status"], body["progress"] = j.ID, j.Status, j.Progress
+	}
+	httpx.WriteJSON(w, http.StatusConflict, body)
+}
+
+// startIndex starts (or returns the running) index job of a snapshot, on
+// host_id or a host bound to the repository.
+func (s *Server) startIndex(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		HostID string `json:"host_id"`
+	}
+	if r.ContentLength != 0 {
+		if err := httpx.Decode(r, &req); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	rp, err := s.store.GetRepo(chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sid, err := s.fleet.ResolveSnapshot(rp.ID, chi.URLParam(r, "sid"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	job, err := s.fleet.StartIndex(rp, sid, req.HostID, who(r).User)
 	if err != nil {
 		s.fail(w, r, err)
 		return

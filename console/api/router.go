@@ -133,7 +133,7 @@ func (s *Server) routes(r chi.Router) {
 			r.Post("/jobs/{id}/cancel", s.cancelJob)
 			r.Post("/restores", s.restore)
 			r.Put("/hosts/{id}/schedules", s.putSchedules)
-			r.Post("/repos", s.createRepo)
+			r.Post("/repos/{id}/snapshots/{sid}/index", s.startIndex)
 			r.Patch("/hosts/{id}", s.patchHost)
 			r.Post("/alerts/{id}/ack", s.ackAlert)
 			r.Post("/alerts/{id}/silence", s.silenceAlert)
@@ -143,6 +143,10 @@ func (s *Server) routes(r chi.Router) {
 		r.Group(func(r chi.Router) {
 			r.Use(auth.RequireRole(auth.RoleAdmin))
 			r.Post("/hosts/{id}/revoke", s.revokeHost)
+			// Repository secrets and who may receive them widen trust.
+			r.Post("/repos", s.createRepo)
+			r.Patch("/repos/{id}", s.patchRepo)
+			r.Delete("/repos/{id}", s.deleteRepo)
 			r.Delete("/hosts/{id}", s.deleteHost)
 			r.Get("/users", s.listUsers)
 			r.Post("/users", s.createUser)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/restic-manager/restic-manager/console/auth"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/view"
 	"github.com/restic-manager/restic-manager/schedules"
@@ -17,7 +18,9 @@ func (s *Server) putSchedules(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	hs, err := s.fleet.PutSchedules(hostID, in)
+	// An admin's schedules bind the host to their repositories; an
+	// operator's may use only those it is bound to.
+	hs, err := s.fleet.PutSchedules(hostID, in, who(r).Can(auth.RoleAdmin))
 	if err != nil {
 		s.fail(w, r, err)
 		return

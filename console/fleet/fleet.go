@@ -133,6 +133,9 @@ func New(opts Options) (*Fleet, error) {
 	}
 	f.gate = newGate(f)
 	f.bgCtx, f.bgCancel = context.WithCancel(context.Background())
+	if err := f.listAccess(f.bgCtx); err != nil {
+		return nil, fmt.Errorf("fleet: repository access lists: %w", err)
+	}
 	// The fleet's own observers of a job's end come first: the gate lets
 	// the next job of the repository go, health follows the repository.
 	f.OnJobEnd(f.gate.jobEnded)

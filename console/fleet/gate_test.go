@@ -13,7 +13,7 @@ func TestRepoGateHoldsExclusiveWork(t *testing.T) {
 	f, st, rec := newTestFleet(t)
 	enrolledHost(t, st, "host-a")
 	enrolledHost(t, st, "host-b")
-	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r", Hosts: []string{"host-a", "host-b", "host-w"}}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -66,7 +66,7 @@ func TestRepoGateHoldsExclusiveWork(t *testing.T) {
 		t.Fatal("a backup overtook a waiting prune")
 	}
 	// Another repository is not affected.
-	if _, err := st.CreateRepo(storage.Repo{ID: "repo-2", Name: "r2"}, storage.RepoSecrets{URL: "/srv/r2", Password: "pw"}); err != nil {
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-2", Name: "r2", Hosts: []string{"host-a", "host-b", "host-w"}}, storage.RepoSecrets{URL: "/srv/r2", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
 	other, _ := f.CreateJob(JobRequest{HostID: "host-a", RepoID: "repo-2", Kind: wire.JobCheck, Args: nil, ActorKind: "user", Actor: "u"})

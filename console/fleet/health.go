@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,7 +36,9 @@ type healthJobs struct {
 func (f *Fleet) repoJobEnded(j storage.Job) {
 	ok := j.Status == storage.JobSucceeded || j.Status == storage.JobPartial
 	_, err := f.store.UpdateRepo(j.RepoID, func(r *storage.Repo) error {
-		if ok {
+		// The host the console asks for health next: one that may read
+		// the repository (not the maintenance host after a prune).
+		if ok && slices.Contains(r.Hosts, j.HostID) {
 			r.LastHostID = j.HostID
 		}
 		if r.Health == nil {
@@ -212,6 +215,11 @@ func (f *Fleet) requestHealth(repoID, hostID string) {
 		}
 	}
 	f.health.mu.Unlock()
+	hostID = f.healthHost(repoID, hostID)
+	if hostID == "" {
+		f.log.Debug("health refresh not requested: no online host bound to the repository", "repo_id", repoID)
+		return
+	}
 	j, _, err := f.newJob(JobRequest{HostID: hostID, RepoID: repoID, Kind: wire.JobHealth, ActorKind: "system", Actor: "health", TimeoutS: 3600})
 	if err != nil {
 		f.log.Warn("health refresh not requested", "repo_id", repoID, "host_id", hostID, "error", err)
@@ -220,6 +228,27 @@ func (f *Fleet) requestHealth(repoID, hostID string) {
 	f.health.mu.Lock()
 	f.health.m[repoID] = j.ID
 	f.health.mu.Unlock()
+}
+
+// healthHost is the host to ask for a repository's health: the preferred
+// one if it is bound to the repository, else the last bound host that used
+// it, else any bound host online; "" if there is none.
+func (f *Fleet) healthHost(repoID, preferred string) string {
+	rp, err := f.store.GetRepo(repoID)
+	if err != nil {
+		return ""
+	}
+	for _, id := range []string{preferred, rp.LastHostID} {
+		if id != "" && slices.Contains(rp.Hosts, id) {
+			return id
+		}
+	}
+	for _, id := range rp.Hosts {
+		if h, err := f.store.GetHost(id); err == nil && h.Online {
+			return id
+		}
+	}
+	return ""
 }
 
 // refreshStaleHealth asks for health of repositories not refreshed lately.
@@ -237,6 +266,8 @@ func (f *Fleet) refreshStaleHealth(ctx context.Context) {
 		}
 		if h, err := f.store.GetHost(r.LastHostID); err == nil && h.Online {
 			f.requestHealth(r.ID, r.LastHostID)
+		} else {
+			f.requestHealth(r.ID, "") // another bound host, if one is online
 		}
 	}
 }

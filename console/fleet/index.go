@@ -168,6 +168,18 @@ func (f *Fleet) ResolveSnapshot(repoID, id string) (string, error) {
 	return found, nil
 }
 
+// IndexJob returns the index job in flight for a snapshot, if any.
+func (f *Fleet) IndexJob(repoID, sid string) (storage.Job, bool) {
+	f.indexMu.Lock()
+	id, ok := f.indexing[repoID+"/"+sid]
+	f.indexMu.Unlock()
+	if !ok {
+		return storage.Job{}, false
+	}
+	j, err := f.store.GetJob(id)
+	return j, err == nil
+}
+
 // StartIndex returns the index job of a snapshot, starting one on host
 // (default: the host that last used the repository) if none runs.
 func (f *Fleet) StartIndex(rp storage.Repo, sid, host, actor string) (storage.Job, error) {
@@ -180,10 +192,10 @@ func (f *Fleet) StartIndex(rp storage.Repo, sid, host, actor string) (storage.Jo
 		}
 	}
 	if host == "" {
-		host = rp.LastHostID
+		host = f.healthHost(rp.ID, "")
 	}
 	if host == "" {
-		return storage.Job{}, Invalid("no host has used repository %s yet; pass host_id", rp.ID)
+		return storage.Job{}, Invalid("no host bound to repository %s is online to index it; pass host_id", rp.ID)
 	}
 	args, _ := json.Marshal(wire.IndexArgs{SnapshotID: sid})
 	j, _, err := f.newJob(JobRequest{HostID: host, RepoID: rp.ID, Kind: wire.JobIndex, Args: args, ActorKind: "user", Actor: actor, TimeoutS: 6 * 3600})

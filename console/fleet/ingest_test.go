@@ -65,7 +65,7 @@ func TestIngestIsIdempotent(t *testing.T) {
 	ctx := context.Background()
 	enrolledHost(t, st, "host-a")
 	enrolledHost(t, st, "host-b")
-	repo, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"})
+	repo, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r", Hosts: []string{"host-a", "host-b", "host-w"}}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestIngestIsIdempotent(t *testing.T) {
 func TestStatusOnlineRedispatchesQueuedJobs(t *testing.T) {
 	f, st, rec := newTestFleet(t)
 	enrolledHost(t, st, "host-a")
-	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r", Hosts: []string{"host-a", "host-b", "host-w"}}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
 	j, err := f.CreateJob(JobRequest{HostID: "host-a", RepoID: "repo-1", Kind: wire.JobInit, Args: nil, ActorKind: "user", Actor: "admin"})

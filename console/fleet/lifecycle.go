@@ -75,6 +75,9 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 			return storage.Job{}, false, Invalid("maintenance host %s has not enrolled an agent yet", h.ID)
 		}
 	}
+	if err := bound(rp, req.HostID, req.Kind, norm); err != nil {
+		return storage.Job{}, false, err
+	}
 	if req.TimeoutS < 0 {
 		return storage.Job{}, false, Invalid("timeout_s must not be negative")
 	}
@@ -129,6 +132,12 @@ func (f *Fleet) dispatch(j storage.Job, h storage.Host) error {
 	rp, err := f.store.GetRepo(j.RepoID)
 	if err != nil {
 		return err
+	}
+	// Where the secrets leave: whatever happened since the job was made
+	// (the host taken off the repository's list), only a bound host
+	// receives them.
+	if err := bound(rp, h.ID, j.Kind, j.Args); err != nil {
+		return fmt.Errorf("job %s not sent: %w", j.ID, err)
 	}
 	switch {
 	case rp.MaintenanceHostID != "" && h.ID == rp.MaintenanceHostID && sec.Maintenance != nil:

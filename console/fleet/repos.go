@@ -1,26 +1,43 @@
 package fleet
 
 import (
+	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/restic-manager/restic-manager/console/input"
 	"github.com/restic-manager/restic-manager/internal/token"
 	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
 )
 
-// RepoRequest is a repository to create. The URL, password and environment
-// are secrets: sealed at rest, sent only sealed to an agent.
+// RepoRequest is a repository to create or change. The URL, password and
+// environment are secrets: sealed at rest, sent only sealed to an agent
+// bound to the repository. Hosts is its access list.
 type RepoRequest struct {
 	Name        string              `json:"name"`
 	URL         string              `json:"url"`
 	Password    string              `json:"password"`
 	Env         map[string]string   `json:"env"`
 	Maintenance *MaintenanceRequest `json:"maintenance"`
+	Hosts       []string            `json:"hosts"`
+}
+
+// RepoChange is a partial change of a repository: nil fields stay.
+type RepoChange struct {
+	Name        *string             `json:"name"`
+	URL         *string             `json:"url"`
+	Password    *string             `json:"password"`
+	Env         map[string]string   `json:"env"`
+	Maintenance *MaintenanceRequest `json:"maintenance"`
+	Hosts       *[]string           `json:"hosts"`
 }
 
 // MaintenanceRequest names the host that alone runs a repository's
-// destructive work, with credentials that may delete.
+// destructive work, with credentials that may delete. An empty host_id
+// removes it (the repository's own credentials delete again).
 type MaintenanceRequest struct {
 	URL      string            `json:"url"`
 	Password string            `json:"password"`
@@ -31,31 +48,168 @@ type MaintenanceRequest struct {
 // CreateRepo records a repository and seals its secrets.
 func (f *Fleet) CreateRepo(req RepoRequest) (storage.Repo, error) {
 	req.Name, req.URL = strings.TrimSpace(req.Name), strings.TrimSpace(req.URL)
-	repo := storage.Repo{ID: token.NewID("repo"), Name: req.Name, DisplayURL: redactURL(req.URL), CreatedAt: time.Now().UTC()}
+	repo := storage.Repo{ID: token.NewID("repo"), Name: req.Name, DisplayURL: redactURL(req.URL), CreatedAt: time.Now().UTC(), HostsListed: true}
 	secrets := storage.RepoSecrets{URL: req.URL, Password: req.Password, Env: req.Env}
-	if m := req.Maintenance; m != nil {
-		m.URL = strings.TrimSpace(m.URL)
-		if m.URL == "" || strings.HasPrefix(m.URL, "-") || strings.ContainsAny(m.URL, "\x00\n\r") || m.HostID == "" {
-			return storage.Repo{}, Invalid("maintenance needs url and host_id")
-		}
-		if _, err := f.store.GetHost(m.HostID); err != nil {
-			return storage.Repo{}, Invalid("maintenance host %q does not exist", m.HostID)
-		}
-		if m.Password == "" {
-			m.Password = req.Password // the same repository key, another server
-		}
-		repo.MaintenanceHostID, repo.MaintenanceDisplay = m.HostID, redactURL(m.URL)
-		secrets.Maintenance = &storage.RepoSecrets{URL: m.URL, Password: m.Password, Env: m.Env}
+	if err := checkRepoFields(req.Name, req.URL, req.Password, req.Env); err != nil {
+		return storage.Repo{}, err
 	}
-	switch {
-	case req.Name == "":
-		return storage.Repo{}, Invalid("name is required")
-	case req.URL == "" || strings.HasPrefix(req.URL, "-") || strings.ContainsAny(req.URL, "\x00\n\r"):
-		return storage.Repo{}, Invalid("url is required and must not start with '-'")
-	case req.Password == "":
-		return storage.Repo{}, Invalid("password is required")
+	if err := f.setMaintenance(&repo, &secrets, req.Maintenance); err != nil {
+		return storage.Repo{}, err
 	}
+	hosts, err := f.checkHosts(req.Hosts)
+	if err != nil {
+		return storage.Repo{}, err
+	}
+	repo.Hosts = hosts
 	return f.store.CreateRepo(repo, secrets)
+}
+
+// UpdateRepo changes a repository: its name, secrets, maintenance host or
+// access list. A host whose schedules use the repository stays on the list.
+func (f *Fleet) UpdateRepo(id string, ch RepoChange) (storage.Repo, error) {
+	var hosts []string
+	if ch.Hosts != nil {
+		var err error
+		if hosts, err = f.checkHosts(*ch.Hosts); err != nil {
+			return storage.Repo{}, err
+		}
+		if err := f.scheduledOff(id, hosts); err != nil {
+			return storage.Repo{}, err
+		}
+	}
+	return f.store.UpdateRepoSecrets(id, func(r *storage.Repo, sec *storage.RepoSecrets) error {
+		if ch.Name != nil {
+			r.Name = strings.TrimSpace(*ch.Name)
+		}
+		if ch.URL != nil {
+			sec.URL = strings.TrimSpace(*ch.URL)
+			r.DisplayURL = redactURL(sec.URL)
+		}
+		if ch.Password != nil {
+			sec.Password = *ch.Password
+		}
+		if ch.Env != nil {
+			sec.Env = ch.Env
+		}
+		if err := checkRepoFields(r.Name, sec.URL, sec.Password, sec.Env); err != nil {
+			return err
+		}
+		if ch.Maintenance != nil {
+			if ch.Maintenance.HostID == "" {
+				r.MaintenanceHostID, r.MaintenanceDisplay, sec.Maintenance = "", "", nil
+			} else if err := f.setMaintenance(r, sec, ch.Maintenance); err != nil {
+				return err
+			}
+		}
+		if ch.Hosts != nil {
+			r.Hosts, r.HostsListed = hosts, true
+		}
+		return nil
+	})
+}
+
+// DeleteRepo removes a repository that no schedule uses any more.
+func (f *Fleet) DeleteRepo(id string) error {
+	if _, err := f.store.GetRepo(id); err != nil {
+		return err
+	}
+	if err := f.scheduledOff(id, nil); err != nil {
+		return err
+	}
+	return f.store.DeleteRepo(id)
+}
+
+// scheduledOff refuses an access list that leaves out a host whose
+// schedules use the repository (keep is the new list).
+func (f *Fleet) scheduledOff(repoID string, keep []string) error {
+	var inUse error
+	f.EachHost(f.bgCtx, func(h storage.Host) {
+		if inUse != nil || slices.Contains(keep, h.ID) {
+			return
+		}
+		hs, err := f.store.GetSchedules(h.ID)
+		if err != nil {
+			return
+		}
+		for _, s := range hs.Schedules {
+			if s.RepoID == repoID {
+				inUse = input.Conflictf("schedule %q of host %s uses this repository: change that schedule first", s.Name, h.ID)
+				return
+			}
+		}
+	})
+	return inUse
+}
+
+// IsMaintenanceHost reports whether a host runs some repository's
+// destructive work (and so holds credentials that may delete).
+func (f *Fleet) IsMaintenanceHost(hostID string) (bool, error) {
+	repos, err := f.store.ListRepos()
+	if err != nil {
+		return false, err
+	}
+	for _, r := range repos {
+		if r.MaintenanceHostID == hostID {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func checkRepoFields(name, url, password string, env map[string]string) error {
+	switch {
+	case name == "" || len(name) > 200:
+		return Invalid("name is required (at most 200 characters)")
+	case url == "" || strings.HasPrefix(url, "-") || strings.ContainsAny(url, "\x00\n\r"):
+		return Invalid("url is required and must not start with '-'")
+	case password == "":
+		return Invalid("password is required")
+	}
+	return argsInput(wire.CheckRepoEnv(env))
+}
+
+func (f *Fleet) setMaintenance(repo *storage.Repo, sec *storage.RepoSecrets, m *MaintenanceRequest) error {
+	if m == nil {
+		return nil
+	}
+	m.URL = strings.TrimSpace(m.URL)
+	if m.URL == "" || strings.HasPrefix(m.URL, "-") || strings.ContainsAny(m.URL, "\x00\n\r") || m.HostID == "" {
+		return Invalid("maintenance needs url and host_id")
+	}
+	if _, err := f.store.GetHost(m.HostID); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return Invalid("maintenance host %q does not exist", m.HostID)
+		}
+		return err
+	}
+	if err := argsInput(wire.CheckRepoEnv(m.Env)); err != nil {
+		return err
+	}
+	if m.Password == "" {
+		m.Password = sec.Password // the same repository key, another server
+	}
+	repo.MaintenanceHostID, repo.MaintenanceDisplay = m.HostID, redactURL(m.URL)
+	sec.Maintenance = &storage.RepoSecrets{URL: m.URL, Password: m.Password, Env: m.Env}
+	return nil
+}
+
+// checkHosts checks an access list: existing hosts, no repeats, sorted.
+func (f *Fleet) checkHosts(ids []string) ([]string, error) {
+	out := []string{}
+	for _, id := range ids {
+		if slices.Contains(out, id) {
+			continue
+		}
+		if _, err := f.store.GetHost(id); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil, Invalid("host %q does not exist", id)
+			}
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // redactURL removes any password from a repository URL (rest:https://u:p@…).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
@@ -20,8 +21,10 @@ const applyGrace = 3 * time.Minute
 
 // PutSchedules replaces a host's own schedules: validated, stored as a new
 // version and published as the host's retained desired state. A schedule
-// without an ID is new; one with an ID must exist already.
-func (f *Fleet) PutSchedules(hostID string, in []schedules.Schedule) (storage.HostSchedules, error) {
+// without an ID is new; one with an ID must exist already. A schedule may
+// use only a repository the host is bound to; with bind (an admin's call)
+// the host is bound to the repositories its schedules name.
+func (f *Fleet) PutSchedules(hostID string, in []schedules.Schedule, bind bool) (storage.HostSchedules, error) {
 	if in == nil {
 		in = []schedules.Schedule{}
 	}
@@ -31,10 +34,24 @@ func (f *Fleet) PutSchedules(hostID string, in []schedules.Schedule) (storage.Ho
 	if err := schedules.ValidateSet(in); err != nil {
 		return storage.HostSchedules{}, Invalid("%v", err)
 	}
+	var unbound []string
 	for _, s := range in {
-		if _, err := f.store.GetRepo(s.RepoID); err != nil {
+		rp, err := f.store.GetRepo(s.RepoID)
+		if err != nil {
 			return storage.HostSchedules{}, Invalid("schedule %q: repository %q does not exist", s.Name, s.RepoID)
 		}
+		if !slices.Contains(rp.Hosts, hostID) {
+			if !bind {
+				return storage.HostSchedules{}, Invalid("schedule %q: host %s is not bound to repository %s (%s): an admin binds it", s.Name, hostID, rp.Name, rp.ID)
+			}
+			unbound = append(unbound, rp.ID)
+		}
+	}
+	for _, id := range unbound {
+		if err := f.BindHost(id, hostID); err != nil {
+			return storage.HostSchedules{}, err
+		}
+		f.log.Info("host bound to a repository by its schedule", "host_id", hostID, "repo_id", id)
 	}
 	hs, err := f.store.UpdateSchedules(hostID, func(hs *storage.HostSchedules) error {
 		known := map[string]bool{}

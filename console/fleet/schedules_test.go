@@ -18,7 +18,7 @@ import (
 func TestFireAcrossAnEdit(t *testing.T) {
 	f, st, _ := newTestFleet(t)
 	enrolledHost(t, st, "host-a")
-	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r", Hosts: []string{"host-a", "host-b", "host-w"}}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
 	mk := func(id, name string, enabled bool) schedules.Schedule {

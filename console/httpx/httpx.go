@@ -41,6 +41,10 @@ func Fail(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
 		WriteError(w, http.StatusBadRequest, msg)
 		return
 	}
+	if msg, ok := input.AsConflict(err); ok {
+		WriteError(w, http.StatusConflict, msg)
+		return
+	}
 	switch {
 	case errors.Is(err, storage.ErrInvalid):
 		WriteError(w, http.StatusBadRequest, err.Error())

@@ -27,3 +27,23 @@ func As(err error) (string, bool) {
 	}
 	return "", false
 }
+
+// Conflict is a request that cannot be done in the record's present state
+// (answered 409 with its message).
+type Conflict struct{ Msg string }
+
+func (e *Conflict) Error() string { return e.Msg }
+
+// Conflictf makes a Conflict.
+func Conflictf(format string, a ...any) error {
+	return &Conflict{Msg: fmt.Sprintf(format, a...)}
+}
+
+// AsConflict returns the message of a Conflict.
+func AsConflict(err error) (string, bool) {
+	var c *Conflict
+	if errors.As(err, &c) {
+		return c.Msg, true
+	}
+	return "", false
+}

@@ -60,7 +60,7 @@ func BenchmarkDashboardRender(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "main", DisplayURL: "rest:http://x/"}, storage.RepoSecrets{URL: "rest:http://x/", Password: "pw"}); err != nil {
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "main", DisplayURL: "rest:http://x/", Hosts: []string{"host-a", "host-b", "host-w"}}, storage.RepoSecrets{URL: "rest:http://x/", Password: "pw"}); err != nil {
 		b.Fatal(err)
 	}
 	err = parallel(256, jobs, func(i int) error {

@@ -201,7 +201,13 @@ func (s *Server) pageRepo(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	s.render(w, "repo.html", map[string]any{"User": p, "Repo": view.RepoOf(rp), "LastHostID": rp.LastHostID,
+	names := map[string]string{}
+	for _, id := range rp.Hosts {
+		if h, err := s.store.GetHost(id); err == nil {
+			names[id] = h.Name
+		}
+	}
+	s.render(w, "repo.html", map[string]any{"User": p, "Repo": view.RepoOf(rp), "LastHostID": rp.LastHostID, "HostNames": names,
 		"Snapshots": snaps, "SnapshotTotal": total,
 		"SizeChart":     svgChart(sizes, func(v float64) string { return humanBytes(uint64(v)) }, "repository size over time"),
 		"DurationChart": svgChart(durations, func(v float64) string { return fmt.Sprintf("%.0f s", v) }, "backup duration over time")})

@@ -97,6 +97,8 @@ type Repo struct {
 	CreatedAt   time.Time           `json:"created_at"`
 	Health      *storage.RepoHealth `json:"health"`
 	Maintenance *Maintenance        `json:"maintenance,omitempty"`
+	// Hosts may receive the repository's secrets (its access list).
+	Hosts []string `json:"hosts"`
 }
 
 // Maintenance is where a repository's destructive work runs.
@@ -107,7 +109,10 @@ type Maintenance struct {
 
 // RepoOf is the view of a repository.
 func RepoOf(rp storage.Repo) Repo {
-	v := Repo{ID: rp.ID, Name: rp.Name, URL: rp.DisplayURL, CreatedAt: rp.CreatedAt, Health: rp.Health}
+	v := Repo{ID: rp.ID, Name: rp.Name, URL: rp.DisplayURL, CreatedAt: rp.CreatedAt, Health: rp.Health, Hosts: rp.Hosts}
+	if v.Hosts == nil {
+		v.Hosts = []string{}
+	}
 	if rp.MaintenanceHostID != "" {
 		v.Maintenance = &Maintenance{URL: rp.MaintenanceDisplay, HostID: rp.MaintenanceHostID}
 	}

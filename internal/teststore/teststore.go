@@ -58,3 +58,10 @@ func (r *Recorder) Commands() int {
 	}
 	return n
 }
+
+// Sent returns the topics published so far.
+func (r *Recorder) Sent() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.sent...)
+}

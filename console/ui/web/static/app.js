@@ -30,6 +30,7 @@ async function api(method, path, body) {
     else if (resp.status === 403) msg = "Refused: " + msg + ". Your role does not allow this; ask an administrator.";
     const err = new Error(msg);
     err.status = resp.status;
+    err.data = data;
     throw err;
   }
   return { status: resp.status, data, headers: resp.headers };
@@ -270,6 +271,15 @@ async function loadChanges(id) {
 
 // ---- repository page: diff two snapshots
 function repoPage(main) {
+  const access = $("#access-form");
+  if (access) access.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const hosts = $("#access-list").value.split(/\s+/).filter(Boolean);
+    try {
+      await api("PATCH", "/api/v1/repos/" + encodeURIComponent(main.dataset.repoId), { hosts });
+      location.reload();
+    } catch (e) { showError($("#access-error"), e); }
+  });
   const unlock = $("#unlock-run");
   if (unlock) unlock.addEventListener("click", async () => {
     if (!main.dataset.hostId) { showError($("#unlock-error"), new Error("No host has used this repository yet, so none can run unlock.")); return; }
@@ -343,12 +353,17 @@ function restorePage(main) {
     const tb = $("#w-tree tbody");
     if (!more) tb.replaceChildren();
     let r;
+    const snapPath = "/api/v1/repos/" + encodeURIComponent(st.repo) + "/snapshots/" + encodeURIComponent(st.snap.id);
     try {
-      r = await api("GET", "/api/v1/repos/" + encodeURIComponent(st.repo) + "/snapshots/" + encodeURIComponent(st.snap.id) + "/ls?limit=500&path=" + encodeURIComponent(dir) + (more && st.cursor ? "&cursor=" + encodeURIComponent(st.cursor) : ""));
-    } catch (e) { err(e); return; }
-    if (r.status === 202) {
-      // The first look at a snapshot indexes it on a host; ask again shortly.
+      r = await api("GET", snapPath + "/ls?limit=500&path=" + encodeURIComponent(dir) + (more && st.cursor ? "&cursor=" + encodeURIComponent(st.cursor) : ""));
+    } catch (e) {
+      if (e.status !== 409) { err(e); return; }
+      // Not indexed yet: start the index on a host bound to the repository
+      // (an operator's action; reading starts nothing) and ask again shortly.
       $("#w-indexing").hidden = false;
+      if (!e.data || !e.data.job_id || terminal.has(e.data.status)) {
+        try { await api("POST", snapPath + "/index"); } catch (e2) { err(e2); return; }
+      }
       st.poll = setTimeout(() => { if (st.dir === dir) openDir(dir); }, 1000);
       return;
     }
