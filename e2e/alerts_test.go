@@ -255,7 +255,7 @@ func TestIntegrationUserAndHomeAssistant(t *testing.T) {
 		}
 	}
 	// Deleting the host removes its entities (empty retained configs).
-	f.agent.proc.stop(t)
+	stop(t, f.agent.Proc)
 	f.srv.do("DELETE", "/api/v1/hosts/"+f.host.ID, nil, nil, 204)
 	removed := map[string]bool{}
 	delDeadline := time.After(10 * time.Second)
@@ -274,7 +274,7 @@ func TestIntegrationUserAndHomeAssistant(t *testing.T) {
 
 func metricValue(t *testing.T, s *server, name string, labels map[string]string) float64 {
 	t.Helper()
-	resp, err := s.anon.Get(s.url("/metrics"))
+	resp, err := s.HTTP.Get(s.URL("/metrics"))
 	if err != nil {
 		t.Fatal(err)
 	}

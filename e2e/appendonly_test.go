@@ -91,7 +91,7 @@ func TestAppendOnlyWithMaintenanceHost(t *testing.T) {
 
 	// The endpoint never received the maintenance URL: the agent's journal
 	// holds only ciphertext, and nothing it logged names the maintenance server.
-	if strings.Contains(epAgent.proc.out.String(), maintRS) {
+	if strings.Contains(epAgent.Proc.Output(), maintRS) {
 		t.Error("the endpoint's log mentions the maintenance server")
 	}
 

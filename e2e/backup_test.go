@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/internal/testenv"
 )
 
 // fleet is a server, a rest-server, one enrolled host and a repository.
 type fleet struct {
 	srv      *server
-	host     hostCreated
+	host     harness.HostCreated
 	agent    *agentProc
 	repoURL  string
 	repoDir  string // the repository's directory under rest-server
@@ -113,7 +114,7 @@ func testBackupEndToEnd(t *testing.T, mode brokerMode) {
 	}
 
 	// The first page lists the host and the job.
-	resp, err := f.srv.client.Get(f.srv.url("/"))
+	resp, err := f.srv.API.HTTP.Get(f.srv.URL("/"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func testBackupEndToEnd(t *testing.T, mode brokerMode) {
 	}
 
 	// Secrets stay out of the server's and the agent's logs and the API.
-	for name, out := range map[string]string{"server": f.srv.proc.out.String(), "agent": f.agent.proc.out.String()} {
+	for name, out := range map[string]string{"server": f.srv.Proc.Output(), "agent": f.agent.Proc.Output()} {
 		if strings.Contains(out, f.password) {
 			t.Errorf("%s log contains the repository password", name)
 		}
@@ -147,7 +148,7 @@ func testCommandWaitsForStoppedAgent(t *testing.T, mode brokerMode) {
 	f.agent.start(t)
 	f.srv.waitOnline(f.host.ID, true)
 	f.initRepo(t)
-	f.agent.proc.stop(t)
+	stop(t, f.agent.Proc)
 	f.srv.waitOnline(f.host.ID, false)
 
 	src := makeTree(t, 20)
@@ -206,7 +207,7 @@ func testServerRestartBetweenCommandAndResult(t *testing.T, mode brokerMode) {
 		return nil
 	})
 	// Crash the server while restic works; the backup finishes meanwhile.
-	f.srv.proc.kill()
+	f.srv.Proc.Kill()
 	eventually(t, 2*time.Minute, "snapshot in the repository", func() error {
 		if n := len(resticSnapshots(t, f.repoURL, f.password)); n != 1 {
 			return errorf("%d snapshots", n)
@@ -242,7 +243,7 @@ func testAgentRestartMidRunReportsFailure(t *testing.T, mode brokerMode) {
 		}
 		return nil
 	})
-	f.agent.proc.kill()
+	f.agent.Proc.Kill()
 	f.agent.start(t)
 	j := f.srv.waitJob(id, time.Minute)
 	if j.Status != "failed" || !strings.Contains(j.Error, "restarted") {
@@ -253,7 +254,7 @@ func testAgentRestartMidRunReportsFailure(t *testing.T, mode brokerMode) {
 func TestAPIRequiresLogin(t *testing.T) {
 	s := newServer(t)
 	for _, path := range []string{"/api/v1/hosts", "/api/v1/jobs", "/api/v1/repos"} {
-		resp, err := s.anon.Get(s.url(path))
+		resp, err := s.HTTP.Get(s.URL(path))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,7 +263,7 @@ func TestAPIRequiresLogin(t *testing.T) {
 			t.Errorf("anonymous GET %s = %d, want 401", path, resp.StatusCode)
 		}
 	}
-	resp, err := s.anon.Post(s.url("/api/v1/login"), "application/json", strings.NewReader(`{"username":"admin","password":"wrong"}`))
+	resp, err := s.HTTP.Post(s.URL("/api/v1/login"), "application/json", strings.NewReader(`{"username":"admin","password":"wrong"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,9 +276,9 @@ func TestAPIRequiresLogin(t *testing.T) {
 		Token string `json:"token"`
 	}
 	s.do("POST", "/api/v1/tokens", map[string]string{"name": "ci"}, &tok, 201)
-	req, _ := http.NewRequest("GET", s.url("/api/v1/hosts"), nil)
+	req, _ := http.NewRequest("GET", s.URL("/api/v1/hosts"), nil)
 	req.Header.Set("Authorization", "Bearer "+tok.Token)
-	resp, err = s.anon.Do(req)
+	resp, err = s.HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,10 +287,10 @@ func TestAPIRequiresLogin(t *testing.T) {
 		t.Errorf("GET /hosts with a bearer token = %d", resp.StatusCode)
 	}
 	// A cross-site form post is refused even with a valid session cookie.
-	req, _ = http.NewRequest("POST", s.url("/api/v1/hosts"), strings.NewReader(`{"name":"x"}`))
+	req, _ = http.NewRequest("POST", s.URL("/api/v1/hosts"), strings.NewReader(`{"name":"x"}`))
 	req.Header.Set("Sec-Fetch-Site", "cross-site")
 	req.Header.Set("Content-Type", "application/json")
-	resp, err = s.client.Do(req)
+	resp, err = s.API.HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,25 +6,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
-)
 
-// rssKiB reads a process's resident set from /proc.
-func rssKiB(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			v, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return v
-		}
-	}
-	return -1
-}
+	"github.com/restic-manager/restic-manager/internal/harness"
+)
 
 func percentile(d []time.Duration, p float64) time.Duration {
 	s := append([]time.Duration(nil), d...)
@@ -66,8 +52,8 @@ func BenchmarkJobStart(b *testing.B) {
 	}
 	b.StopTimer()
 	time.Sleep(5 * time.Second) // let both settle before reading idle memory
-	b.ReportMetric(rssKiB(f.srv.proc.cmd.Process.Pid)/1024, "server_idle_rss_MiB")
-	b.ReportMetric(rssKiB(f.agent.proc.cmd.Process.Pid)/1024, "agent_idle_rss_MiB")
+	b.ReportMetric(harness.ReadStats(f.srv.Proc.Pid()).RSSMiB, "server_idle_rss_MiB")
+	b.ReportMetric(harness.ReadStats(f.agent.Proc.Pid()).RSSMiB, "agent_idle_rss_MiB")
 }
 
 // BenchmarkScheduleApply measures the time from PUT /hosts/{id}/schedules

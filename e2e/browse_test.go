@@ -40,8 +40,8 @@ func resticChildren(t testing.TB, f *fleet, snap, dir string) []string {
 func (f *fleet) browse(t testing.TB, snap, dir string) []string {
 	var names []string
 	eventually(t, 2*time.Minute, "folder "+dir, func() error {
-		req, _ := http.NewRequest("GET", f.srv.url("/api/v1/repos/"+f.repoID+"/snapshots/"+snap+"/ls?limit=10000&path="+dir), nil)
-		resp, err := f.srv.client.Do(req)
+		req, _ := http.NewRequest("GET", f.srv.URL("/api/v1/repos/"+f.repoID+"/snapshots/"+snap+"/ls?limit=10000&path="+dir), nil)
+		resp, err := f.srv.API.HTTP.Do(req)
 		if err != nil {
 			return err
 		}
@@ -84,7 +84,7 @@ func TestBrowseFromTheIndexMatchesRestic(t *testing.T) {
 	}
 	// A short ID works once the snapshot list is cached.
 	eventually(t, time.Minute, "short id", func() error {
-		resp, err := f.srv.client.Get(f.srv.url("/api/v1/repos/" + f.repoID + "/snapshots/" + b.SnapshotID[:8] + "/ls?path=" + src))
+		resp, err := f.srv.API.HTTP.Get(f.srv.URL("/api/v1/repos/" + f.repoID + "/snapshots/" + b.SnapshotID[:8] + "/ls?path=" + src))
 		if err != nil {
 			return err
 		}
@@ -101,7 +101,7 @@ func TestBrowseFromTheIndexMatchesRestic(t *testing.T) {
 	// The drop follows the forget's result within moments (it runs after
 	// the result is stored, not before it is acknowledged).
 	eventually(t, 10*time.Second, "a forgotten snapshot answers 404", func() error {
-		resp, err := f.srv.client.Get(f.srv.url("/api/v1/repos/" + f.repoID + "/snapshots/" + b.SnapshotID + "/ls?path=/"))
+		resp, err := f.srv.API.HTTP.Get(f.srv.URL("/api/v1/repos/" + f.repoID + "/snapshots/" + b.SnapshotID + "/ls?path=/"))
 		if err != nil {
 			return err
 		}

@@ -137,14 +137,14 @@ func jsString(s string) string {
 // open navigates to a console path and waits for its main element.
 func (b *browser) open(path string) {
 	b.t.Helper()
-	b.step("open "+path, chromedp.Navigate(b.srv.url(path)), chromedp.WaitReady(chromedp.CSS("main")))
+	b.step("open "+path, chromedp.Navigate(b.srv.URL(path)), chromedp.WaitReady(chromedp.CSS("main")))
 }
 
 // login signs in through the login form.
 func (b *browser) login(user, password string) {
 	b.t.Helper()
 	b.step("log in as "+user,
-		chromedp.Navigate(b.srv.url("/login")),
+		chromedp.Navigate(b.srv.URL("/login")),
 		chromedp.WaitVisible(chromedp.CSS(`input[name=username]`)),
 		chromedp.SendKeys(chromedp.CSS(`input[name=username]`), user),
 		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), password),

@@ -56,7 +56,7 @@ func TestBrowserDashboardAndLiveBackup(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(`#add-host-form input[name=name]`), "laptop-1"),
 		chromedp.Click(chromedp.CSS(`#add-host-form button[type=submit]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#add-host-result`)))
-	if line := b.text("#install-linux"); !strings.Contains(line, "install.sh") || !strings.Contains(line, "--token rme_") || !strings.Contains(line, "--ca-fingerprint "+f.srv.caFP) {
+	if line := b.text("#install-linux"); !strings.Contains(line, "install.sh") || !strings.Contains(line, "--token rme_") || !strings.Contains(line, "--ca-fingerprint "+f.srv.CAFingerprint) {
 		t.Errorf("install line %q", line)
 	}
 
@@ -355,7 +355,7 @@ func TestBrowserCrossSiteFormRefused(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html")
 		fmt.Fprintf(w, `<!doctype html><form id="f1" method="post" enctype="text/plain" action="%s">
 <input name='{"kind":"unlock","repo_id":"x","args":{},"pad":"' value='"}'><button id="go1">go</button></form>
-<form id="f2" method="post" action="%s"><button id="go2">go</button></form>`, s.url("/api/v1/hosts/"+h.ID+"/jobs"), s.url("/logout"))
+<form id="f2" method="post" action="%s"><button id="go2">go</button></form>`, s.URL("/api/v1/hosts/"+h.ID+"/jobs"), s.URL("/logout"))
 	}))
 	defer evil.Close()
 	for _, btn := range []string{"#go1", "#go2"} {
@@ -382,12 +382,12 @@ func TestBrowserCrossSiteFormRefused(t *testing.T) {
 	// posts work.
 	for _, hdr := range []map[string]string{{"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}} {
 		for _, path := range []string{"/api/v1/tokens", "/logout"} {
-			req, _ := http.NewRequest("POST", s.url(path), strings.NewReader(`{"name":"x"}`))
+			req, _ := http.NewRequest("POST", s.URL(path), strings.NewReader(`{"name":"x"}`))
 			req.Header.Set("Content-Type", "application/json")
 			for k, v := range hdr {
 				req.Header.Set(k, v)
 			}
-			resp, err := s.client.Do(req)
+			resp, err := s.API.HTTP.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -397,10 +397,10 @@ func TestBrowserCrossSiteFormRefused(t *testing.T) {
 			}
 		}
 	}
-	req, _ := http.NewRequest("POST", s.url("/api/v1/tokens"), strings.NewReader(`{"name":"same-origin"}`))
+	req, _ := http.NewRequest("POST", s.URL("/api/v1/tokens"), strings.NewReader(`{"name":"same-origin"}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	resp, err := s.client.Do(req)
+	resp, err := s.API.HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func (f *chaosFleet) faultDiskFull(sz chaosScale) {
 	ft := f.fault(7, "agent state dir on a full filesystem (tmpfs), then space freed")
 	defer ft.finish()
 	a := f.agents[0]
-	a.ap.proc.stop(t)
+	stop(t, a.ap.Proc)
 	f.srv.waitOnline(a.host.ID, false)
 	dir := tmpfsState(t, a, 4<<20)
 	a.start()
@@ -49,7 +49,7 @@ func (f *chaosFleet) faultDiskFull(sz chaosScale) {
 		time.Sleep(3 * time.Second)
 		states := map[string]int{}
 		for _, tr := range ft.jobs {
-			states[f.job(tr.ID).Status]++
+			states[f.srv.job(tr.ID).Status]++
 		}
 		ft.note("repetition %d, with the disk full: %s", rep+1, summarise(states))
 		if err := os.Remove(filler); err != nil {

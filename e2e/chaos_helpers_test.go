@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -22,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/internal/testenv"
 )
 
@@ -198,10 +198,10 @@ type chaosFleet struct {
 type chaosAgent struct {
 	f     *chaosFleet
 	name  string
-	host  hostCreated
+	host  harness.HostCreated
 	ap    *agentProc
 	link  *tcpProxy
-	procs []*proc // every incarnation, for the run counts
+	procs []*harness.Proc // every incarnation, for the run counts
 }
 
 func newChaosFleet(t *testing.T, agents int, serverArgs ...string) *chaosFleet {
@@ -237,15 +237,15 @@ func (f *chaosFleet) addAgent(name string) *chaosAgent {
 	f.t.Helper()
 	a := &chaosAgent{f: f, name: name, host: f.srv.createHost(name)}
 	a.ap = enrollAgent(f.t, f.srv, a.host.EnrollToken, testenv.Restic(f.t))
-	a.link = newTCPProxy(f.t, f.srv.mqttAddr)
-	b, err := os.ReadFile(a.ap.config)
+	a.link = newTCPProxy(f.t, f.srv.MQTTAddr)
+	b, err := os.ReadFile(a.ap.Config)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	if !strings.Contains(string(b), f.srv.mqttAddr) {
-		f.t.Fatalf("agent config has no broker address %s:\n%s", f.srv.mqttAddr, b)
+	if !strings.Contains(string(b), f.srv.MQTTAddr) {
+		f.t.Fatalf("agent config has no broker address %s:\n%s", f.srv.MQTTAddr, b)
 	}
-	if err := os.WriteFile(a.ap.config, []byte(strings.ReplaceAll(string(b), f.srv.mqttAddr, a.link.addr())), 0o600); err != nil {
+	if err := os.WriteFile(a.ap.Config, []byte(strings.ReplaceAll(string(b), f.srv.MQTTAddr, a.link.addr())), 0o600); err != nil {
 		f.t.Fatal(err)
 	}
 	f.agents = append(f.agents, a)
@@ -255,12 +255,12 @@ func (f *chaosFleet) addAgent(name string) *chaosAgent {
 func (a *chaosAgent) start() {
 	a.f.t.Helper()
 	a.ap.start(a.f.t)
-	a.procs = append(a.procs, a.ap.proc)
+	a.procs = append(a.procs, a.ap.Proc)
 }
 
 func (a *chaosAgent) running() bool {
 	select {
-	case <-a.ap.proc.done:
+	case <-a.ap.Proc.Done():
 		return false
 	default:
 		return true
@@ -268,7 +268,7 @@ func (a *chaosAgent) running() bool {
 }
 
 // stateDir is the agent's state directory (beside its config).
-func (a *chaosAgent) stateDir() string { return filepath.Join(filepath.Dir(a.ap.config), "state") }
+func (a *chaosAgent) stateDir() string { return filepath.Join(filepath.Dir(a.ap.Config), "state") }
 
 // logCount counts the agent's log lines (over every incarnation) with msg
 // for the job.
@@ -276,7 +276,7 @@ func (a *chaosAgent) logCount(msg, jobID string) int {
 	re := regexp.MustCompile(`msg="?` + regexp.QuoteMeta(msg) + `"? .*job_id=` + regexp.QuoteMeta(jobID) + `( |$)`)
 	n := 0
 	for _, p := range a.procs {
-		sc := bufio.NewScanner(strings.NewReader(p.out.String()))
+		sc := bufio.NewScanner(strings.NewReader(p.Output()))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			if re.MatchString(sc.Text()) {
@@ -295,7 +295,7 @@ func (a *chaosAgent) dupCommands(jobID string) int {
 
 // resticChild is the PID of the restic the agent runs, or 0.
 func (a *chaosAgent) resticChild() int {
-	ppid := a.ap.proc.cmd.Process.Pid
+	ppid := a.ap.Proc.Pid()
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -374,82 +374,18 @@ func (ft *fault) other(a *chaosAgent, kind string, args any, allow ...string) st
 	return ft.track(ft.f.srv.createJob(a.host.ID, body), "", a, allow...)
 }
 
-type chaosJob struct {
-	ID          string    `json:"id"`
-	HostID      string    `json:"host_id"`
-	Kind        string    `json:"kind"`
-	Status      string    `json:"status"`
-	ActorKind   string    `json:"actor_kind"`
-	ScheduleID  string    `json:"schedule_id"`
-	ScheduledAt time.Time `json:"scheduled_at"`
-	CreatedAt   time.Time `json:"created_at"`
-	StartedAt   time.Time `json:"started_at"`
-	EndedAt     time.Time `json:"ended_at"`
-	ExitCode    *int      `json:"exit_code"`
-	Error       string    `json:"error"`
-	SnapshotID  string    `json:"snapshot_id"`
-	Held        bool      `json:"held"`
-	Progress    *struct {
-		Seq int64 `json:"seq"`
-	} `json:"progress"`
-}
-
-func (j chaosJob) seq() int64 {
-	if j.Progress == nil {
-		return 0
-	}
-	return j.Progress.Seq
-}
-
-func (f *chaosFleet) job(id string) chaosJob {
-	var j chaosJob
-	f.srv.do("GET", "/api/v1/jobs/"+id, nil, &j, 200)
-	return j
-}
-
-// jobs lists every job of the console, page by page.
-func (f *chaosFleet) jobs() []chaosJob {
-	f.t.Helper()
-	var all []chaosJob
-	cursor := ""
-	for {
-		u := f.srv.url("/api/v1/jobs?limit=50")
-		if cursor != "" {
-			u += "&cursor=" + url.QueryEscape(cursor)
-		}
-		resp, err := f.srv.client.Get(u)
-		if err != nil {
-			f.t.Fatalf("list jobs: %v", err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			f.t.Fatalf("list jobs: %d %s", resp.StatusCode, b)
-		}
-		var page []chaosJob
-		if err := json.Unmarshal(b, &page); err != nil {
-			f.t.Fatalf("list jobs: %v", err)
-		}
-		all = append(all, page...)
-		cursor = resp.Header.Get("X-Next-Cursor")
-		if cursor == "" || len(page) == 0 {
-			return all
-		}
-	}
-}
-
 // waitRunning waits until one of the jobs runs on its agent and restic is
 // held at the upload gate: mid-backup, holding its repository lock. Jobs
 // that reach the agent together may start in any order.
-func (f *chaosFleet) waitRunning(ids ...string) chaosJob {
+func (f *chaosFleet) waitRunning(ids ...string) harness.Job {
 	f.t.Helper()
-	var j chaosJob
+	var j harness.Job
 	eventually(f.t, 90*time.Second, fmt.Sprintf("one of %v running at the upload gate", ids), func() error {
 		if f.gate.waiting() == 0 {
 			return errorf("restic not at the upload gate yet")
 		}
 		for _, id := range ids {
-			if j = f.job(id); j.Status == "running" {
+			if j = f.srv.job(id); j.Status == "running" {
 				return nil
 			}
 		}
@@ -463,28 +399,18 @@ func (f *chaosFleet) waitRunning(ids ...string) chaosJob {
 func (f *chaosFleet) restartServer(kill bool) {
 	f.t.Helper()
 	if kill {
-		f.srv.proc.kill()
+		f.srv.Proc.Kill()
 	} else {
-		f.srv.proc.stop(f.t)
+		stop(f.t, f.srv.Proc)
 	}
-	f.srv = startServer(f.t, f.srv.data, f.srv.httpAddr, f.srv.mqttAddr, "--health-delay=10m")
-}
-
-type resticSnap struct {
-	ID    string   `json:"id"`
-	Tags  []string `json:"tags"`
-	Paths []string `json:"paths"`
+	f.srv = startServer(f.t, f.srv.Data, f.srv.HTTPAddr, f.srv.MQTTAddr, "--health-delay=10m")
 }
 
 // snapshots lists the repository's snapshots with restic itself, straight
 // from rest-server.
 func (f *chaosFleet) snapshots() []resticSnap {
 	f.t.Helper()
-	var snaps []resticSnap
-	if err := json.Unmarshal(restic(f.t, f.directURL, f.password, "--no-lock", "snapshots", "--json"), &snaps); err != nil {
-		f.t.Fatalf("restic snapshots: %v", err)
-	}
-	return snaps
+	return resticSnapshots(f.t, f.directURL, f.password, "--no-lock")
 }
 
 // locks lists the repository's lock files on disk.
@@ -503,14 +429,14 @@ func (f *chaosFleet) locks() []string {
 // agent its queue out of order; see agent.Agent.gathered).
 func (ft *fault) startOrder(ids []string) {
 	ft.t.Helper()
-	js := make([]chaosJob, len(ids))
+	js := make([]harness.Job, len(ids))
 	for i, id := range ids {
-		js[i] = ft.f.job(id)
+		js[i] = ft.f.srv.job(id)
 		if js[i].StartedAt.IsZero() {
 			return
 		}
 	}
-	sorted := append([]chaosJob(nil), js...)
+	sorted := append([]harness.Job(nil), js...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].StartedAt.Before(sorted[j].StartedAt) })
 	for i := range js {
 		if sorted[i].ID != js[i].ID {
@@ -537,23 +463,23 @@ func indexOf(list []string, s string) int {
 
 // settle waits for every job of the fault, and then every job of the
 // console, to reach a terminal state; what does not is reported lost.
-func (ft *fault) settle(timeout time.Duration) map[string]chaosJob {
+func (ft *fault) settle(timeout time.Duration) map[string]harness.Job {
 	ft.t.Helper()
 	f := ft.f
 	deadline := time.Now().Add(timeout)
-	got := map[string]chaosJob{}
+	got := map[string]harness.Job{}
 	for {
 		pending := 0
 		for _, tr := range ft.jobs {
-			j := f.job(tr.ID)
+			j := f.srv.job(tr.ID)
 			got[tr.ID] = j
-			if !terminal[j.Status] {
+			if !harness.Terminal(j.Status) {
 				pending++
 			}
 		}
 		if pending == 0 {
-			for _, j := range f.jobs() {
-				if !terminal[j.Status] {
+			for _, j := range f.srv.jobs() {
+				if !harness.Terminal(j.Status) {
 					pending++
 				}
 			}
@@ -583,7 +509,7 @@ func (ft *fault) check(timeout time.Duration) {
 	for _, tr := range ft.jobs {
 		j := got[tr.ID]
 		states[j.Status]++
-		if !terminal[j.Status] {
+		if !harness.Terminal(j.Status) {
 			ft.violation("job %s (%s) lost: still %s (error %q)", j.ID, j.Kind, j.Status, j.Error)
 		} else if len(tr.Allow) > 0 && !contains(tr.Allow, j.Status) {
 			ft.violation("job %s (%s) ended %s (%s), want %s", j.ID, j.Kind, j.Status, j.Error, strings.Join(tr.Allow, " or "))
@@ -639,12 +565,12 @@ func (ft *fault) drain(timeout time.Duration) {
 
 // waitEnd waits for a job to end without failing the test: a job that does
 // not end is an invariant broken, reported by check.
-func (f *chaosFleet) waitEnd(id string, timeout time.Duration) chaosJob {
+func (f *chaosFleet) waitEnd(id string, timeout time.Duration) harness.Job {
 	f.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		j := f.job(id)
-		if terminal[j.Status] || time.Now().After(deadline) {
+		j := f.srv.job(id)
+		if harness.Terminal(j.Status) || time.Now().After(deadline) {
 			return j
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -657,17 +583,17 @@ func (f *chaosFleet) waitEnd(id string, timeout time.Duration) chaosJob {
 func (ft *fault) storeConsistent(snaps []resticSnap) {
 	ft.t.Helper()
 	f := ft.f
-	list := f.jobs()
-	byID := map[string]chaosJob{}
+	list := f.srv.jobs()
+	byID := map[string]harness.Job{}
 	for _, lj := range list {
 		if _, dup := byID[lj.ID]; dup {
 			ft.violation("job %s listed twice", lj.ID)
 		}
 		byID[lj.ID] = lj
-		if !terminal[lj.Status] {
+		if !harness.Terminal(lj.Status) {
 			ft.violation("job %s (%s, %s) is still %s", lj.ID, lj.Kind, lj.ActorKind, lj.Status)
 		}
-		gj := f.job(lj.ID)
+		gj := f.srv.job(lj.ID)
 		if gj.Status != lj.Status || gj.SnapshotID != lj.SnapshotID || !gj.EndedAt.Equal(lj.EndedAt) {
 			ft.violation("job %s: list says %s/%s/%s, GET says %s/%s/%s", lj.ID, lj.Status, lj.SnapshotID, lj.EndedAt, gj.Status, gj.SnapshotID, gj.EndedAt)
 		}
@@ -682,18 +608,10 @@ func (ft *fault) storeConsistent(snaps []resticSnap) {
 		inRepo[s.ID] = true
 	}
 	for _, a := range f.agents {
-		var h struct {
-			LastBackup *struct {
-				JobID      string    `json:"job_id"`
-				Status     string    `json:"status"`
-				EndedAt    time.Time `json:"ended_at"`
-				SnapshotID string    `json:"snapshot_id"`
-			} `json:"last_backup"`
-		}
-		f.srv.do("GET", "/api/v1/hosts/"+a.host.ID, nil, &h, 200)
+		h := f.srv.host(a.host.ID)
 		// The newest backup the agent reported on (console-side ends such
 		// as expiry do not count as a backup that ran).
-		var newest *chaosJob
+		var newest *harness.Job
 		for _, j := range list {
 			if j.HostID == a.host.ID && j.Kind == "backup" && j.ExitCode != nil && (newest == nil || j.EndedAt.After(newest.EndedAt)) {
 				j := j

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/restic-manager/restic-manager/internal/harness"
 )
 
 // TestChaosRestore: the console is lost and restored from backup-store
@@ -30,8 +32,8 @@ func (f *chaosFleet) faultRestoreStore(sz chaosScale) {
 	f.gate.close()
 	across := ft.backup(f.agents[len(f.agents)-1], "succeeded")
 	f.waitRunning(across)
-	history := map[string]chaosJob{}
-	for _, j := range f.jobs() {
+	history := map[string]harness.Job{}
+	for _, j := range f.srv.jobs() {
 		history[j.ID] = j
 	}
 
@@ -42,7 +44,7 @@ func (f *chaosFleet) faultRestoreStore(sz chaosScale) {
 	serverBin, _ := binaries(t)
 	dir := t.TempDir()
 	bak := filepath.Join(dir, "store.bak")
-	cmd := exec.Command(serverBin, "backup-store", bak, "--server", f.srv.url(""), "--ca-fingerprint", f.srv.caFP)
+	cmd := exec.Command(serverBin, "backup-store", bak, "--server", f.srv.URL(""), "--ca-fingerprint", f.srv.CAFingerprint)
 	cmd.Env = append(os.Environ(), "RM_TOKEN="+tok.Token)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("backup-store: %v\n%s", err, out)
@@ -56,15 +58,15 @@ func (f *chaosFleet) faultRestoreStore(sz chaosScale) {
 		conns[a] = a.link.connections()
 	}
 	old := f.srv
-	old.proc.kill()
+	old.Proc.Kill()
 	data := filepath.Join(dir, "restored")
 	if out, err := exec.Command(serverBin, "restore-store", bak, "--data", data,
-		"--master-key", filepath.Join(old.data, "store", "master.key"), "--tls", filepath.Join(old.data, "tls")).CombinedOutput(); err != nil {
+		"--master-key", filepath.Join(old.Data, "store", "master.key"), "--tls", filepath.Join(old.Data, "tls")).CombinedOutput(); err != nil {
 		t.Fatalf("restore-store: %v\n%s", err, out)
 	}
-	f.srv = startServer(t, data, old.httpAddr, old.mqttAddr, "--health-delay=10m")
-	if f.srv.caFP != old.caFP {
-		ft.violation("restored console has CA %s, agents pin %s", f.srv.caFP, old.caFP)
+	f.srv = startServer(t, data, old.HTTPAddr, old.MQTTAddr, "--health-delay=10m")
+	if f.srv.CAFingerprint != old.CAFingerprint {
+		ft.violation("restored console has CA %s, agents pin %s", f.srv.CAFingerprint, old.CAFingerprint)
 	}
 	// Jobs made on the restored console before the agents are back: its
 	// store (as backed up) still says they are online.
@@ -92,8 +94,8 @@ func (f *chaosFleet) faultRestoreStore(sz chaosScale) {
 	ft.check(2 * time.Minute)
 
 	// The history from before the loss is all there; what had ended is unchanged.
-	now := map[string]chaosJob{}
-	for _, j := range f.jobs() {
+	now := map[string]harness.Job{}
+	for _, j := range f.srv.jobs() {
 		now[j.ID] = j
 	}
 	for id, h := range history {
@@ -101,7 +103,7 @@ func (f *chaosFleet) faultRestoreStore(sz chaosScale) {
 		switch {
 		case !ok:
 			ft.violation("job %s (%s) from before the restore is gone", id, h.Kind)
-		case terminal[h.Status] && (j.Status != h.Status || j.SnapshotID != h.SnapshotID):
+		case harness.Terminal(h.Status) && (j.Status != h.Status || j.SnapshotID != h.SnapshotID):
 			ft.violation("job %s was %s/%s before the restore, %s/%s after", id, h.Status, h.SnapshotID, j.Status, j.SnapshotID)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"gopkg.in/yaml.v3"
 
+	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -57,15 +58,15 @@ func (f *chaosFleet) faultKillServer(sz chaosScale) {
 			ids = append(ids, ft.backup(f.agents[i%len(f.agents)], "succeeded"))
 		}
 		f.waitRunning(ids...)
-		f.srv.proc.kill()
+		f.srv.Proc.Kill()
 		if rep%2 == 0 {
 			f.gate.open()
 			eventually(t, 2*time.Minute, "the backups to end while the server is down", func() error {
 				return f.taggedSnapshots(ft, ids)
 			})
-			f.srv = startServer(t, f.srv.data, f.srv.httpAddr, f.srv.mqttAddr, "--health-delay=10m")
+			f.srv = startServer(t, f.srv.Data, f.srv.HTTPAddr, f.srv.MQTTAddr, "--health-delay=10m")
 		} else {
-			f.srv = startServer(t, f.srv.data, f.srv.httpAddr, f.srv.mqttAddr, "--health-delay=10m")
+			f.srv = startServer(t, f.srv.Data, f.srv.HTTPAddr, f.srv.MQTTAddr, "--health-delay=10m")
 			f.gate.open()
 		}
 		ft.drain(2 * time.Minute)
@@ -97,7 +98,7 @@ func (f *chaosFleet) faultRestartWhileWaiting(sz chaosScale) {
 	defer ft.finish()
 	for rep := range sz.reps {
 		for _, a := range f.agents {
-			a.ap.proc.stop(t)
+			stop(t, a.ap.Proc)
 		}
 		for _, a := range f.agents {
 			f.srv.waitOnline(a.host.ID, false)
@@ -108,7 +109,7 @@ func (f *chaosFleet) faultRestartWhileWaiting(sz chaosScale) {
 		}
 		f.restartServer(rep%2 == 1)
 		for _, id := range ids {
-			if j := f.job(id); j.Status != "queued" {
+			if j := f.srv.job(id); j.Status != "queued" {
 				ft.violation("job %s for an offline agent is %s after the server restart, want queued", id, j.Status)
 			}
 		}
@@ -239,7 +240,7 @@ func (f *chaosFleet) faultKillAgent(sz chaosScale) {
 			}
 		}
 		pid := a.resticChild()
-		a.ap.proc.kill()
+		a.ap.Proc.Kill()
 		orphan := false
 		deadline := time.Now().Add(15 * time.Second)
 		for pidAlive(pid) && time.Now().Before(deadline) {
@@ -289,14 +290,14 @@ func (f *chaosFleet) faultCutConnection(sz chaosScale) {
 	first := ft.backup(a, "succeeded")
 	j := f.waitRunning(first)
 	eventually(t, 30*time.Second, "progress to flow", func() error {
-		if s := f.job(first).seq(); s <= j.seq()+1 {
+		if s := f.srv.job(first).Seq(); s <= j.Seq()+1 {
 			return errorf("progress seq %d", s)
 		}
 		return nil
 	})
 	cuts := 0
 	for i := range sz.cuts {
-		conns, seq := a.link.connections(), f.job(first).seq()
+		conns, seq := a.link.connections(), f.srv.job(first).Seq()
 		cuts += a.link.cut()
 		if i == 0 {
 			ft.backup(a, "succeeded")
@@ -305,7 +306,7 @@ func (f *chaosFleet) faultCutConnection(sz chaosScale) {
 			if a.link.connections() <= conns {
 				return errorf("not reconnected")
 			}
-			if s := f.job(first).seq(); s <= seq {
+			if s := f.srv.job(first).Seq(); s <= seq {
 				return errorf("progress seq %d, was %d before the cut", s, seq)
 			}
 			return nil
@@ -337,7 +338,7 @@ func (f *chaosFleet) faultDuplicates(sz chaosScale) {
 	// A command delivered twice: the agent is offline when the jobs are
 	// made; the first blocks at the gate so the others wait on the agent,
 	// still queued for the console when the agent's status arrives.
-	a.ap.proc.stop(t)
+	stop(t, a.ap.Proc)
 	f.srv.waitOnline(a.host.ID, false)
 	f.gate.close()
 	var ids []string
@@ -367,14 +368,14 @@ func (f *chaosFleet) faultDuplicates(sz chaosScale) {
 	}})
 	f.srv.waitApplied(a.host.ID, r.Version)
 
-	done := f.job(ids[len(ids)-1])
-	a.ap.proc.stop(t)
+	done := f.srv.job(ids[len(ids)-1])
+	stop(t, a.ap.Proc)
 	f.srv.waitOnline(a.host.ID, false)
 	var cfg struct {
 		Username string `yaml:"username"`
 		Password string `yaml:"password"`
 	}
-	b, err := os.ReadFile(a.ap.config)
+	b, err := os.ReadFile(a.ap.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,11 +416,11 @@ func (f *chaosFleet) faultDuplicates(sz chaosScale) {
 	pub(wire.FiresTopic(a.host.ID), fire)
 	_ = mc.c.Disconnect(&paho.Disconnect{ReasonCode: 0})
 
-	if j := f.job(done.ID); j.Status != done.Status || j.SnapshotID != done.SnapshotID || !j.EndedAt.Equal(done.EndedAt) {
+	if j := f.srv.job(done.ID); j.Status != done.Status || j.SnapshotID != done.SnapshotID || !j.EndedAt.Equal(done.EndedAt) {
 		ft.violation("job %s was %s/%s, after duplicate results %s/%s", done.ID, done.Status, done.SnapshotID, j.Status, j.SnapshotID)
 	}
-	var fired []chaosJob
-	for _, j := range f.jobs() {
+	var fired []harness.Job
+	for _, j := range f.srv.jobs() {
 		if j.ScheduleID == r.Schedules[0].ID {
 			fired = append(fired, j)
 		}

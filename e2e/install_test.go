@@ -26,8 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/internal/testenv"
-	"github.com/restic-manager/restic-manager/internal/tlsutil"
 )
 
 // instPaths are where install.sh puts things below its --prefix.
@@ -72,7 +72,7 @@ func TestInstallScript(t *testing.T) {
 	_, agentBin := binaries(t)
 	p := instLayout(t.TempDir())
 
-	out, err := runInstallSh(t, nil, "--server", s.url(""), "--token", h.EnrollToken, "--ca-fingerprint", s.caFP,
+	out, err := runInstallSh(t, nil, "--server", s.URL(""), "--token", h.EnrollToken, "--ca-fingerprint", s.CAFingerprint,
 		"--prefix", p.prefix, "--binary", agentBin, "--restic", testenv.Restic(t), "--no-service")
 	if err != nil {
 		t.Fatalf("install.sh: %v\n%s", err, out)
@@ -91,7 +91,7 @@ func TestInstallScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(cfg), "host_id: "+h.ID+"\n") || !strings.Contains(string(cfg), s.caFP) {
+	if !strings.Contains(string(cfg), "host_id: "+h.ID+"\n") || !strings.Contains(string(cfg), s.CAFingerprint) {
 		t.Errorf("config does not name host %s with the pinned CA:\n%s", h.ID, cfg)
 	}
 	if strings.Contains(out, h.EnrollToken) {
@@ -129,7 +129,7 @@ func TestInstallScript(t *testing.T) {
 
 	// The same token again: refused before anything changes.
 	before, _ := os.ReadFile(p.config)
-	out, err = runInstallSh(t, nil, "--server", s.url(""), "--token", h.EnrollToken, "--prefix", p.prefix, "--binary", agentBin, "--no-service")
+	out, err = runInstallSh(t, nil, "--server", s.URL(""), "--token", h.EnrollToken, "--prefix", p.prefix, "--binary", agentBin, "--no-service")
 	if err == nil || !strings.Contains(out, "already enrolled") {
 		t.Errorf("second enrolment: %v\n%s", err, out)
 	}
@@ -142,7 +142,7 @@ func TestInstallScript(t *testing.T) {
 	if after, _ := os.ReadFile(p.config); !bytes.Equal(before, after) {
 		t.Error("the upgrade changed the config")
 	}
-	a.stop(t)
+	stop(t, a)
 	s.waitOnline(h.ID, false)
 	start(t, "upgraded-agent", nil, p.agent, "run", "--config", p.config)
 	s.waitOnline(h.ID, true)
@@ -159,7 +159,7 @@ type instProxy struct {
 
 func newInstProxy(t *testing.T, s *server, agentBin string) *instProxy {
 	t.Helper()
-	tlsDir := filepath.Join(s.data, "tls")
+	tlsDir := filepath.Join(s.Data, "tls")
 	pair, err := tls.LoadX509KeyPair(filepath.Join(tlsDir, "server.pem"), filepath.Join(tlsDir, "server.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -174,9 +174,9 @@ func newInstProxy(t *testing.T, s *server, agentBin string) *instProxy {
 	}
 	// The console sends its CA after its certificate; so does the proxy.
 	pair.Certificate = append(pair.Certificate[:1:1], blk.Bytes)
-	target, _ := url.Parse(s.url(""))
+	target, _ := url.Parse(s.URL(""))
 	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.Transport = &http.Transport{TLSClientConfig: tlsutil.ClientConfig(s.caFP, "127.0.0.1")}
+	rp.Transport = &http.Transport{TLSClientConfig: s.TLSConfig()}
 
 	p := &instProxy{}
 	mux := http.NewServeMux()
@@ -241,7 +241,7 @@ func TestInstallScriptDownloads(t *testing.T) {
 			h := s.createHost("dl-" + tool)
 			p := instLayout(t.TempDir())
 			out, err := runInstallSh(t, []string{"PATH=" + instPATH(t, tool)},
-				"--server", proxy.srv.URL, "--token", h.EnrollToken, "--ca-fingerprint", strings.ToUpper(s.caFP),
+				"--server", proxy.srv.URL, "--token", h.EnrollToken, "--ca-fingerprint", strings.ToUpper(s.CAFingerprint),
 				"--prefix", p.prefix, "--restic", testenv.Restic(t), "--no-service")
 			if err != nil {
 				t.Fatalf("install.sh with %s: %v\n%s", tool, err, out)
@@ -267,7 +267,7 @@ func TestInstallScriptDownloads(t *testing.T) {
 		t.Errorf("a CA with another fingerprint was trusted: %v\n%s", err, out)
 	}
 	out, err = runInstallSh(t, []string{"PATH=" + instPATH(t)},
-		"--server", proxy.srv.URL, "--token", h.EnrollToken, "--ca-fingerprint", s.caFP, "--prefix", p.prefix, "--no-service")
+		"--server", proxy.srv.URL, "--token", h.EnrollToken, "--ca-fingerprint", s.CAFingerprint, "--prefix", p.prefix, "--no-service")
 	if err == nil || !strings.Contains(out, "neither curl nor wget") {
 		t.Errorf("without curl and wget: %v\n%s", err, out)
 	}
@@ -278,7 +278,7 @@ func TestInstallScriptDownloads(t *testing.T) {
 		t.Errorf("%d downloads in all, want 2", n)
 	}
 	// The token was not spent by the failed runs.
-	if _, err := runInstallSh(t, nil, "--server", s.url(""), "--token", h.EnrollToken, "--ca-fingerprint", s.caFP,
+	if _, err := runInstallSh(t, nil, "--server", s.URL(""), "--token", h.EnrollToken, "--ca-fingerprint", s.CAFingerprint,
 		"--prefix", p.prefix, "--binary", agentBin, "--no-service"); err != nil {
 		t.Errorf("enrolling after the failed runs: %v", err)
 	}
@@ -300,7 +300,7 @@ func TestAgentServiceForeground(t *testing.T) {
 	f := newFleet(t, wrapper)
 	f.agent.start(t)
 	f.srv.waitOnline(f.host.ID, true)
-	if out := f.agent.proc.out.String(); !strings.Contains(out, "service_manager=") || !strings.Contains(out, "interactive=true") {
+	if out := f.agent.Proc.Output(); !strings.Contains(out, "service_manager=") || !strings.Contains(out, "interactive=true") {
 		t.Fatalf("the agent did not start through the service wrapper:\n%s", out)
 	}
 	f.initRepo(t)
@@ -314,23 +314,23 @@ func TestAgentServiceForeground(t *testing.T) {
 	})
 
 	t0 := time.Now()
-	if err := f.agent.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := f.agent.Proc.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-f.agent.proc.done:
+	case <-f.agent.Proc.Done():
 	case <-time.After(90 * time.Second):
 		t.Fatal("the agent did not stop after SIGTERM")
 	}
-	if code := f.agent.proc.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit status %d after SIGTERM, want 0\n%s", code, f.agent.proc.out.String())
+	if code := f.agent.Proc.ExitCode(); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0\n%s", code, f.agent.Proc.Output())
 	}
 	if d := time.Since(t0); d > 30*time.Second {
 		t.Errorf("the stop took %s", d)
 	}
 	f.srv.waitOnline(f.host.ID, false)
 
-	state := filepath.Join(filepath.Dir(f.agent.config), "state")
+	state := filepath.Join(filepath.Dir(f.agent.Config), "state")
 	journal := func() map[string][]byte {
 		files, _ := filepath.Glob(filepath.Join(state, "jobs", "*.json"))
 		m := map[string][]byte{}
@@ -380,7 +380,7 @@ func TestAgentServiceForeground(t *testing.T) {
 			t.Errorf("the restart changed journal entry %s:\nbefore %s\nafter  %s", name, b, after[name])
 		}
 	}
-	var list []job
+	var list []harness.Job
 	f.srv.do("GET", "/api/v1/jobs?limit=500&host_id="+f.host.ID, nil, &list, 200)
 	backups := 0
 	for _, j := range list {
@@ -458,10 +458,10 @@ func TestBackupStoreAndRestore(t *testing.T) {
 	// Jobs the console starts by itself (a health refresh after the init)
 	// end first, so that the snapshot does not move under the backup.
 	eventually(t, 2*time.Minute, "every job ended", func() error {
-		var list []job
+		var list []harness.Job
 		s.do("GET", "/api/v1/jobs?limit=500", nil, &list, 200)
 		for _, j := range list {
-			if !terminal[j.Status] {
+			if !harness.Terminal(j.Status) {
 				return errorf("job %s (%s) is %s", j.ID, j.Kind, j.Status)
 			}
 		}
@@ -487,7 +487,7 @@ func TestBackupStoreAndRestore(t *testing.T) {
 
 	// Online, with the token from the environment and the CA pinned.
 	online := filepath.Join(dir, "online.bak")
-	if out, err := backupCmd([]string{"RM_TOKEN=" + tok.Token}, online, "--server", s.url(""), "--ca-fingerprint", s.caFP); err != nil {
+	if out, err := backupCmd([]string{"RM_TOKEN=" + tok.Token}, online, "--server", s.URL(""), "--ca-fingerprint", s.CAFingerprint); err != nil {
 		t.Fatalf("backup-store: %v\n%s", err, out)
 	} else if !strings.Contains(out, "through the API") {
 		t.Errorf("backup-store output: %s", out)
@@ -495,29 +495,29 @@ func TestBackupStoreAndRestore(t *testing.T) {
 	// With --data while the server runs: Badger's lock sends it to the API,
 	// trusting DATA/tls/ca.pem.
 	viaData := filepath.Join(dir, "via-data.bak")
-	if out, err := backupCmd(nil, viaData, "--data", s.data, "--server", s.url(""), "--token", tok.Token); err != nil || !strings.Contains(out, "through the API") {
+	if out, err := backupCmd(nil, viaData, "--data", s.Data, "--server", s.URL(""), "--token", tok.Token); err != nil || !strings.Contains(out, "through the API") {
 		t.Fatalf("backup-store --data with the server running: %v\n%s", err, out)
 	}
 	// Refusals: no token, a wrong token.
-	if out, err := backupCmd([]string{"RM_TOKEN="}, filepath.Join(dir, "x.bak"), "--server", s.url(""), "--ca-fingerprint", s.caFP); err == nil || !strings.Contains(out, "token") {
+	if out, err := backupCmd([]string{"RM_TOKEN="}, filepath.Join(dir, "x.bak"), "--server", s.URL(""), "--ca-fingerprint", s.CAFingerprint); err == nil || !strings.Contains(out, "token") {
 		t.Errorf("backup-store without a token: %v\n%s", err, out)
 	}
-	if out, err := backupCmd(nil, filepath.Join(dir, "y.bak"), "--server", s.url(""), "--ca-fingerprint", s.caFP, "--token", "rmt_wrong"); err == nil || !strings.Contains(out, "401") {
+	if out, err := backupCmd(nil, filepath.Join(dir, "y.bak"), "--server", s.URL(""), "--ca-fingerprint", s.CAFingerprint, "--token", "rmt_wrong"); err == nil || !strings.Contains(out, "401") {
 		t.Errorf("backup-store with a wrong token: %v\n%s", err, out)
 	}
 
 	// The whole old server goes away; offline backup of its data directory.
-	f.agent.proc.stop(t)
-	s.proc.stop(t)
+	stop(t, f.agent.Proc)
+	stop(t, s.Proc)
 	offline := filepath.Join(dir, "offline.bak")
-	if out, err := backupCmd(nil, offline, "--data", s.data); err != nil || !strings.Contains(out, "the server is stopped") {
+	if out, err := backupCmd(nil, offline, "--data", s.Data); err != nil || !strings.Contains(out, "the server is stopped") {
 		t.Fatalf("offline backup-store: %v\n%s", err, out)
 	}
 
 	restore := func(backup, data string) {
 		t.Helper()
 		out, err := exec.Command(serverBin, "restore-store", backup, "--data", data,
-			"--master-key", filepath.Join(s.data, "store", "master.key"), "--tls", filepath.Join(s.data, "tls")).CombinedOutput()
+			"--master-key", filepath.Join(s.Data, "store", "master.key"), "--tls", filepath.Join(s.Data, "tls")).CombinedOutput()
 		if err != nil {
 			t.Fatalf("restore-store %s: %v\n%s", filepath.Base(backup), err, out)
 		}
@@ -535,9 +535,9 @@ func TestBackupStoreAndRestore(t *testing.T) {
 	// config (broker URL, pinned CA, credential) works unchanged.
 	moved := filepath.Join(dir, "moved")
 	restore(online, moved)
-	s2 := startServer(t, moved, s.httpAddr, s.mqttAddr)
-	if s2.caFP != s.caFP {
-		t.Errorf("restored server has CA %s, want %s", s2.caFP, s.caFP)
+	s2 := startServer(t, moved, s.HTTPAddr, s.MQTTAddr)
+	if s2.CAFingerprint != s.CAFingerprint {
+		t.Errorf("restored server has CA %s, want %s", s2.CAFingerprint, s.CAFingerprint)
 	}
 	if got := takeSnapshot(s2, f.host.ID); !reflect.DeepEqual(got, orig) {
 		t.Errorf("after restore:\n%+v\nwant\n%+v", got, orig)
@@ -550,8 +550,8 @@ func TestBackupStoreAndRestore(t *testing.T) {
 	if j := s2.waitJob(id, 2*time.Minute); j.Status != "succeeded" {
 		t.Fatalf("backup after the move: %s: %s %s", j.Status, j.Error, j.StderrTail)
 	}
-	f.agent.proc.stop(t)
-	s2.proc.stop(t)
+	stop(t, f.agent.Proc)
+	stop(t, s2.Proc)
 
 	// The other two backups restore to the same records.
 	for _, b := range []string{viaData, offline} {
@@ -561,6 +561,6 @@ func TestBackupStoreAndRestore(t *testing.T) {
 		if got := takeSnapshot(s3, f.host.ID); !reflect.DeepEqual(got, orig) {
 			t.Errorf("after restoring %s:\n%+v\nwant\n%+v", filepath.Base(b), got, orig)
 		}
-		s3.proc.stop(t)
+		stop(t, s3.Proc)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/internal/testenv"
 	"github.com/restic-manager/restic-manager/internal/tlsutil"
 	"github.com/restic-manager/restic-manager/wire"
@@ -41,7 +42,7 @@ type mosquitto struct {
 	addr    string
 	authDir string
 	pidFile string
-	proc    *proc
+	proc    *harness.Proc
 }
 
 // startMosquitto runs Mosquitto with TLS from the console's CA in
@@ -113,14 +114,14 @@ keyfile %[6]s
 		t.Fatal(err)
 	}
 	m.proc = start(t, "mosquitto", nil, bin, "-c", confPath)
-	if err := os.WriteFile(m.pidFile, []byte(fmt.Sprint(m.proc.cmd.Process.Pid)), 0o600); err != nil {
+	if err := os.WriteFile(m.pidFile, []byte(fmt.Sprint(m.proc.Pid())), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// Mosquitto must have its SIGHUP handler before the console reloads it.
 	eventually(t, 20*time.Second, "mosquitto listening", func() error {
 		select {
-		case <-m.proc.done:
-			t.Fatalf("mosquitto exited:\n%s", m.proc.out.String())
+		case <-m.proc.Done():
+			t.Fatalf("mosquitto exited:\n%s", m.proc.Output())
 		default:
 		}
 		c, err := net.DialTimeout("tcp", m.addr, time.Second)
@@ -234,9 +235,9 @@ func testMosquittoACL(t *testing.T) {
 
 // extraValue returns the value of a flag the server was started with.
 func (s *server) extraValue(flag string) string {
-	for i := 0; i+1 < len(s.extra); i++ {
-		if s.extra[i] == flag {
-			return s.extra[i+1]
+	for i := 0; i+1 < len(s.Args); i++ {
+		if s.Args[i] == flag {
+			return s.Args[i+1]
 		}
 	}
 	return ""

@@ -11,8 +11,8 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/internal/seal"
-	"github.com/restic-manager/restic-manager/internal/tlsutil"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -20,14 +20,11 @@ import (
 // its MQTT credential.
 func (s *server) credential(name string) (wire.EnrollResponse, string) {
 	s.t.Helper()
-	h := s.createHost(name)
-	_, rcpt, err := seal.NewIdentity()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	var er wire.EnrollResponse
-	s.do("POST", "/api/v1/enroll", wire.EnrollRequest{Token: h.EnrollToken, PublicKey: rcpt, Hostname: name, OS: "linux", Arch: "amd64"}, &er, 200)
+	h, er, err := s.API.EnrollHost(context.Background(), name)
+	s.check(err)
 	// The token works once.
+	_, rcpt, err := seal.NewIdentity()
+	s.check(err)
 	s.do("POST", "/api/v1/enroll", wire.EnrollRequest{Token: h.EnrollToken, PublicKey: rcpt}, nil, 401)
 	return er, h.ID
 }
@@ -42,10 +39,10 @@ type mqttClient struct {
 // its CA unless the server is insecure.
 func (s *server) dialBroker() (net.Conn, error) {
 	d := &net.Dialer{Timeout: 5 * time.Second}
-	if s.insecure {
-		return d.Dial("tcp", s.mqttAddr)
+	if s.Insecure {
+		return d.Dial("tcp", s.MQTTAddr)
 	}
-	c, err := tls.DialWithDialer(d, "tcp", s.mqttAddr, tlsutil.ClientConfig(s.caFP, "127.0.0.1"))
+	c, err := tls.DialWithDialer(d, "tcp", s.MQTTAddr, s.TLSConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -213,16 +210,16 @@ func TestBadAgentInputIsRejected(t *testing.T) {
 	if h := s.host(aID); h.Online {
 		t.Error("a rejected status marked the host online")
 	}
-	var jobs []job
+	var jobs []harness.Job
 	s.do("GET", "/api/v1/jobs", nil, &jobs, 200)
 	if len(jobs) != 0 {
 		t.Errorf("rejected results created %d jobs", len(jobs))
 	}
 	// Each rejection is logged, and the console keeps serving.
-	if n := strings.Count(s.proc.out.String(), "agent message rejected"); n < len(cases) {
+	if n := strings.Count(s.Proc.Output(), "agent message rejected"); n < len(cases) {
 		t.Errorf("%d rejections logged, want %d", n, len(cases))
 	}
-	resp, err := s.anon.Get(s.url("/healthz"))
+	resp, err := s.HTTP.Get(s.URL("/healthz"))
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz after bad input: %v %v", resp, err)
 	}
@@ -284,8 +281,8 @@ func TestBrokerStatePersistsAcrossRestart(t *testing.T) {
 	repo := s.createRepo("r", "/srv/nowhere", "pw")
 	jobID := s.createJob(aID, map[string]any{"kind": "init", "repo_id": repo})
 
-	s.proc.stop(t)
-	s2 := startServer(t, s.data, s.httpAddr, s.mqttAddr)
+	stop(t, s.Proc)
+	s2 := startServer(t, s.Data, s.HTTPAddr, s.MQTTAddr)
 
 	c2, ca := dialSession(t, s2, aID, a.Password)
 	if !ca.SessionPresent {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/internal/testenv"
 )
 
@@ -36,7 +37,7 @@ func restic(t testing.TB, repoURL, password string, args ...string) []byte {
 }
 
 type opJob struct {
-	job
+	harness.Job
 	Output json.RawMessage `json:"output"`
 }
 
@@ -230,7 +231,7 @@ func TestCancelRunningBackupLeavesNoLock(t *testing.T) {
 		}
 		return nil
 	})
-	var cj job
+	var cj harness.Job
 	f.srv.do("POST", "/api/v1/jobs/"+id+"/cancel", nil, &cj, 200)
 	j := f.srv.waitJob(id, time.Minute)
 	if j.Status != "cancelled" {
@@ -241,7 +242,7 @@ func TestCancelRunningBackupLeavesNoLock(t *testing.T) {
 	}
 
 	// A queued job cancelled before its agent sees it never runs.
-	f.agent.proc.stop(t)
+	stop(t, f.agent.Proc)
 	f.srv.waitOnline(f.host.ID, false)
 	id2 := f.srv.createJob(f.host.ID, map[string]any{"kind": "backup", "repo_id": f.repoID, "args": map[string]any{"paths": []string{src}}})
 	f.srv.do("POST", "/api/v1/jobs/"+id2+"/cancel", nil, &cj, 200)
@@ -294,7 +295,7 @@ func TestExclusiveJobsDoNotOverlap(t *testing.T) {
 	jc := f.srv.waitJob(check, 2*time.Minute)
 	jf := f.srv.waitJob(forget, 2*time.Minute)
 	jb := f.srv.waitJob(backup, 2*time.Minute)
-	for _, j := range []job{jc, jf, jb} {
+	for _, j := range []harness.Job{jc, jf, jb} {
 		if j.Status != "succeeded" {
 			t.Fatalf("%s %s: %s %s", j.Kind, j.ID, j.Status, j.Error)
 		}
@@ -399,7 +400,7 @@ func TestRepositoryHealthAndStaleLocks(t *testing.T) {
 		t.Fatalf("health after a killed restic: locks %+v, want one stale", h.Locks)
 	}
 	// The repository page says so.
-	resp, err := f.srv.client.Get(f.srv.url("/repos/" + f.repoID))
+	resp, err := f.srv.API.HTTP.Get(f.srv.URL("/repos/" + f.repoID))
 	if err != nil {
 		t.Fatal(err)
 	}

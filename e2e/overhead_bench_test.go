@@ -18,41 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/internal/testenv"
 )
-
-// procStatusKiB reads one "Vm...:" field of /proc/PID/status, in KiB.
-func procStatusKiB(pid int, field string) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			v, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return v
-		}
-	}
-	return -1
-}
-
-// cpuSeconds is the user+system CPU time a process has used, from
-// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s on Linux).
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return -1
-	}
-	// The command name (field 2) may contain spaces; fields after it are
-	// counted from the closing parenthesis.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 13 {
-		return -1
-	}
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / 100
-}
 
 // dataSet describes a generated tree.
 type dataSet struct {
@@ -218,17 +186,17 @@ func agentBackup(tb testing.TB, srv *server, hostID, repoURL, password, src stri
 
 // waitJobFast polls every 20 ms (waitJob's 100 ms would add up to 0.1 s
 // to a run of about a minute).
-func waitJobFast(tb testing.TB, srv *server, id string, timeout time.Duration) job {
+func waitJobFast(tb testing.TB, srv *server, id string, timeout time.Duration) harness.Job {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if j := srv.job(id); terminal[j.Status] {
+		if j := srv.job(id); harness.Terminal(j.Status) {
 			return j
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	tb.Fatalf("job %s did not end within %s", id, timeout)
-	return job{}
+	return harness.Job{}
 }
 
 func median(d []time.Duration) time.Duration {
@@ -278,13 +246,13 @@ func BenchmarkAgentOverhead(b *testing.B) {
 	agent := enrollAgent(tb, srv, host.EnrollToken, restic)
 	agent.start(tb)
 	srv.waitOnline(host.ID, true)
-	pid := agent.proc.cmd.Process.Pid
+	pid := agent.Proc.Pid()
 	time.Sleep(5 * time.Second) // let the agent settle after connecting
-	idleKiB := procStatusKiB(pid, "VmRSS")
+	idle := harness.ReadStats(pid)
 	password := "bench-password"
 	cacheDir := tb.TempDir()
 
-	cpu0 := cpuSeconds(pid)
+	cpu0 := idle.CPUSecs
 	var bare, viaAgent []time.Duration
 	var bareRestic, agentRestic []float64
 	b.ResetTimer()
@@ -322,13 +290,13 @@ func BenchmarkAgentOverhead(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	peakKiB := procStatusKiB(pid, "VmHWM")
+	after := harness.ReadStats(pid)
 	// The agent's CPU per backup job (its init jobs included, which cost
 	// next to nothing): what it takes from restic on a busy machine.
-	agentCPU := (cpuSeconds(pid) - cpu0) / float64(runs*b.N)
+	agentCPU := (after.CPUSecs - cpu0) / float64(runs*b.N)
 	time.Sleep(5 * time.Second)
-	idleAfterKiB := procStatusKiB(pid, "VmRSS")
-	if err := agent.proc.cmd.Process.Signal(syscall.Signal(0)); err != nil {
+	idleAfter := harness.ReadStats(pid)
+	if err := agent.Proc.Signal(syscall.Signal(0)); err != nil {
 		tb.Fatalf("agent died during the benchmark: %v", err)
 	}
 
@@ -354,8 +322,8 @@ func BenchmarkAgentOverhead(b *testing.B) {
 	b.ReportMetric(addedBare.Seconds(), "bare_added_s")
 	b.ReportMetric(addedAgent.Seconds(), "agent_added_s")
 	b.ReportMetric(agentCPU, "agent_cpu_s/backup")
-	b.ReportMetric(peakKiB/1024, "agent_peak_rss_MiB")
-	b.ReportMetric(idleKiB/1024, "agent_idle_rss_MiB")
+	b.ReportMetric(after.HWMMiB, "agent_peak_rss_MiB")
+	b.ReportMetric(idle.RSSMiB, "agent_idle_rss_MiB")
 	var tab strings.Builder
 	fmt.Fprintf(&tab, "\n%-28s %10s %10s\n", "", "bare", "via agent")
 	for i := range bare {
@@ -366,9 +334,9 @@ func BenchmarkAgentOverhead(b *testing.B) {
 	fmt.Fprintf(&tab, "%-28s %9.3fs %9.3fs\n", "median wall - restic's own", addedBare.Seconds(), addedAgent.Seconds())
 	fmt.Fprintf(&tab, "%-28s %10.4f\n", "ratio agent/bare (≤ 1.02)", ratio)
 	fmt.Fprintf(&tab, "%-28s %9.3fs\n", "agent CPU per backup", agentCPU)
-	fmt.Fprintf(&tab, "%-28s %8.1f MiB\n", "agent idle RSS (≤ 20 MB)", idleKiB/1024)
-	fmt.Fprintf(&tab, "%-28s %8.1f MiB\n", "agent idle RSS after runs", idleAfterKiB/1024)
-	fmt.Fprintf(&tab, "%-28s %8.1f MiB\n", "agent peak RSS (VmHWM)", peakKiB/1024)
+	fmt.Fprintf(&tab, "%-28s %8.1f MiB\n", "agent idle RSS (≤ 20 MB)", idle.RSSMiB)
+	fmt.Fprintf(&tab, "%-28s %8.1f MiB\n", "agent idle RSS after runs", idleAfter.RSSMiB)
+	fmt.Fprintf(&tab, "%-28s %8.1f MiB\n", "agent peak RSS (VmHWM)", after.HWMMiB)
 	fmt.Fprintf(&tab, "data set: %d files, %.2f GiB\n", ds.files, float64(ds.bytes)/(1<<30))
 	// Printed, not logged: go test truncates long benchmark logs.
 	fmt.Print(tab.String())

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -46,7 +47,7 @@ func (s *server) waitApplied(hostID string, version int64) {
 }
 
 type schedJob struct {
-	job
+	harness.Job
 	ScheduleID  string    `json:"schedule_id"`
 	ScheduledAt time.Time `json:"scheduled_at"`
 	CatchUp     bool      `json:"catch_up"`
@@ -162,7 +163,7 @@ func TestCatchUpFiresOnceAfterAgentDowntime(t *testing.T) {
 		}
 		return nil
 	})
-	f.agent.proc.stop(t)
+	stop(t, f.agent.Proc)
 	f.srv.waitOnline(f.host.ID, false)
 	stopped := time.Now()
 	time.Sleep(8 * time.Second) // four windows pass

@@ -97,13 +97,13 @@ func TestSecretsDoNotLeak(t *testing.T) {
 	// Watch restic's argv and environment while the jobs run.
 	var mu sync.Mutex
 	var seen []string
-	stop := make(chan struct{})
+	quit := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
 			select {
-			case <-stop:
+			case <-quit:
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
@@ -123,7 +123,7 @@ func TestSecretsDoNotLeak(t *testing.T) {
 	f.run(t, "backup", map[string]any{"paths": []string{src}})
 	f.run(t, "restore", map[string]any{"snapshot_id": b1.SnapshotID, "target_path": t.TempDir()})
 	f.run(t, "forget", map[string]any{"retention": map[string]any{"keep_last": 1}, "prune": true})
-	close(stop)
+	close(quit)
 	<-done
 	if len(seen) == 0 {
 		t.Fatal("never saw a restic process: the /proc check would be vacuous")
@@ -134,19 +134,19 @@ func TestSecretsDoNotLeak(t *testing.T) {
 		}
 	}
 
-	a.proc.stop(t)
-	s.proc.stop(t)
+	stop(t, a.Proc)
+	stop(t, s.Proc)
 	needles := []string{repoPassword, backendPassword}
 	// Not vacuous: plain records are readable in the same files.
-	if len(scanFiles(t, s.data, marker)) == 0 {
+	if len(scanFiles(t, s.Data, marker)) == 0 {
 		t.Fatal("the repository name is not found in the data dir: the scan cannot see plaintext")
 	}
-	for _, dir := range []string{s.data, filepath.Dir(a.config)} {
+	for _, dir := range []string{s.Data, filepath.Dir(a.Config)} {
 		if hits := scanFiles(t, dir, needles...); len(hits) > 0 {
 			t.Errorf("secrets at rest: %v", hits)
 		}
 	}
-	for name, out := range map[string]string{"server": s.proc.out.String(), "agent": a.proc.out.String()} {
+	for name, out := range map[string]string{"server": s.Proc.Output(), "agent": a.Proc.Output()} {
 		for _, n := range needles {
 			if strings.Contains(out, n) {
 				t.Errorf("the %s log holds a secret", name)

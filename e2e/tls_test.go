@@ -13,22 +13,22 @@ import (
 func TestEnrolmentPinsTheCA(t *testing.T) {
 	s := newServer(t)
 	other := newServer(t) // another data directory: another CA
-	if s.caFP == other.caFP {
+	if s.CAFingerprint == other.CAFingerprint {
 		t.Fatal("two servers share a CA")
 	}
 	h := s.createHost("pinned")
-	if !strings.Contains(h.EnrollCommand, "--ca-fingerprint "+s.caFP) || !strings.HasPrefix(strings.Fields(h.EnrollCommand)[3], "https://") {
+	if !strings.Contains(h.EnrollCommand, "--ca-fingerprint "+s.CAFingerprint) || !strings.HasPrefix(strings.Fields(h.EnrollCommand)[3], "https://") {
 		t.Fatalf("enroll command %q lacks https or the CA fingerprint", h.EnrollCommand)
 	}
 	_, bin := binaries(t)
 	cfg := filepath.Join(t.TempDir(), "agent.yaml")
 	// The wrong fingerprint: the handshake is refused, the token stays unused.
-	out, err := exec.Command(bin, "enroll", "--server", s.url(""), "--token", h.EnrollToken, "--config", cfg, "--ca-fingerprint", other.caFP).CombinedOutput()
+	out, err := exec.Command(bin, "enroll", "--server", s.URL(""), "--token", h.EnrollToken, "--config", cfg, "--ca-fingerprint", other.CAFingerprint).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "pinned CA") {
 		t.Fatalf("enrolment against the wrong CA: %v\n%s", err, out)
 	}
 	// Without a fingerprint, a private CA is not trusted either.
-	if out, err := exec.Command(bin, "enroll", "--server", s.url(""), "--token", h.EnrollToken, "--config", cfg).CombinedOutput(); err == nil {
+	if out, err := exec.Command(bin, "enroll", "--server", s.URL(""), "--token", h.EnrollToken, "--config", cfg).CombinedOutput(); err == nil {
 		t.Fatalf("enrolment trusted an unknown CA:\n%s", out)
 	}
 	a := enrollAgent(t, s, h.EnrollToken, testenv.Restic(t))
@@ -37,24 +37,24 @@ func TestEnrolmentPinsTheCA(t *testing.T) {
 
 	// The same agent, pointed at a server with another certificate on the
 	// same address, refuses it and never comes online there.
-	a.proc.stop(t)
-	s.proc.stop(t)
-	impostor := startServer(t, t.TempDir(), s.httpAddr, s.mqttAddr)
+	stop(t, a.Proc)
+	stop(t, s.Proc)
+	impostor := startServer(t, t.TempDir(), s.HTTPAddr, s.MQTTAddr)
 	a.start(t)
 	eventually(t, 30*time.Second, "the agent to refuse the impostor", func() error {
-		if !strings.Contains(a.proc.out.String(), "pinned CA") {
+		if !strings.Contains(a.Proc.Output(), "pinned CA") {
 			return errorf("no pin failure logged yet")
 		}
 		return nil
 	})
-	if strings.Contains(impostor.proc.out.String(), "host="+h.ID) {
-		t.Errorf("the impostor saw the agent's credential:\n%s", impostor.proc.out.String())
+	if strings.Contains(impostor.Proc.Output(), "host="+h.ID) {
+		t.Errorf("the impostor saw the agent's credential:\n%s", impostor.Proc.Output())
 	}
 }
 
 func TestInsecureModeForDevelopment(t *testing.T) {
 	s := startServerMode(t, t.TempDir(), testenv.FreePort(t), testenv.FreePort(t), true)
-	if !strings.Contains(s.proc.out.String(), "UNENCRYPTED") {
+	if !strings.Contains(s.Proc.Output(), "UNENCRYPTED") {
 		t.Error("--insecure does not warn loudly")
 	}
 	h := s.createHost("dev")
@@ -77,7 +77,7 @@ func TestRevokedHostIsDisconnectedAndStaysOut(t *testing.T) {
 	s.waitOnline(h.ID, false)
 	// The agent keeps trying; every attempt is refused.
 	eventually(t, 30*time.Second, "a refused reconnect", func() error {
-		if !strings.Contains(s.proc.out.String(), "connect refused: bad credential") {
+		if !strings.Contains(s.Proc.Output(), "connect refused: bad credential") {
 			return errorf("no refusal logged yet")
 		}
 		return nil
@@ -91,7 +91,7 @@ func TestRevokedHostIsDisconnectedAndStaysOut(t *testing.T) {
 		EnrollToken string `json:"enroll_token"`
 	}
 	s.do("POST", "/api/v1/hosts/"+h.ID+"/enroll-token", nil, &tok, 201)
-	a.proc.stop(t)
+	stop(t, a.Proc)
 	a2 := enrollAgent(t, s, tok.EnrollToken, testenv.Restic(t))
 	a2.start(t)
 	s.waitOnline(h.ID, true)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
+	"github.com/restic-manager/restic-manager/internal/harness"
+	"github.com/restic-manager/restic-manager/internal/testenv"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -88,10 +89,10 @@ const bareEnv = "FLEETSIM_BARE_BROKER"
 
 // bareFigures is the ceiling's reference run.
 type bareFigures struct {
-	Msgs      int       `json:"msgs"`
-	PerSecond float64   `json:"msgs_per_s"`
-	Counted   int       `json:"counted_by_broker"`
-	Process   procStats `json:"process"`
+	Msgs      int           `json:"msgs"`
+	PerSecond float64       `json:"msgs_per_s"`
+	Counted   int           `json:"counted_by_broker"`
+	Process   harness.Stats `json:"process"`
 }
 
 // bareFlood starts the bare broker as its own process and floods it from
@@ -102,11 +103,11 @@ func (s *sim) bareFlood(ctx context.Context, like []*simAgent) (bareFigures, err
 	if err != nil {
 		return f, err
 	}
-	mqttAddr, err := freeAddr()
+	mqttAddr, err := testenv.FreeAddr()
 	if err != nil {
 		return f, err
 	}
-	httpAddr, err := freeAddr()
+	httpAddr, err := testenv.FreeAddr()
 	if err != nil {
 		return f, err
 	}
@@ -115,28 +116,13 @@ func (s *sim) bareFlood(ctx context.Context, like []*simAgent) (bareFigures, err
 		return f, err
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command(exe, "bare-broker", "-mqtt", mqttAddr, "-http", httpAddr, "-data", filepath.Join(dir, "data"))
-	cmd.Env = append(os.Environ(), bareEnv+"=1")
-	logf, err := os.Create(filepath.Join(dir, "bare.log"))
+	p, err := harness.Start(harness.Cmd{Name: "bare broker", Bin: exe,
+		Args: []string{"bare-broker", "-mqtt", mqttAddr, "-http", httpAddr, "-data", filepath.Join(dir, "data")},
+		Env:  []string{bareEnv + "=1"}, Log: filepath.Join(dir, "bare.log")})
 	if err != nil {
 		return f, err
 	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return f, fmt.Errorf("start: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
+	defer func() { _ = p.Stop(10 * time.Second) }()
 	count := func() (int, error) {
 		resp, err := http.Get("http://" + httpAddr + "/count")
 		if err != nil {
@@ -147,21 +133,14 @@ func (s *sim) bareFlood(ctx context.Context, like []*simAgent) (bareFigures, err
 		n, _ := resp.Body.Read(b[:])
 		return strconv.Atoi(strings.TrimSpace(string(b[:n])))
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := count(); err == nil {
-			break
+	if err := harness.Poll(ctx, 30*time.Second, func() error {
+		if err := p.Exited(); err != nil {
+			return harness.Permanent(err)
 		}
-		select {
-		case <-exited:
-			return f, errors.New("bare broker exited at start")
-		case <-ctx.Done():
-			return f, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return f, errors.New("bare broker did not start")
-		}
+		_, err := count()
+		return err
+	}); err != nil {
+		return f, fmt.Errorf("bare broker did not start: %w", err)
 	}
 	jobs := make([]*streamJob, len(like))
 	agents := make([]*simAgent, len(like))
@@ -182,7 +161,7 @@ func (s *sim) bareFlood(ctx context.Context, like []*simAgent) (bareFigures, err
 	n, el, err := flood(ctx, jobs, s.cfg.Flood)
 	f.Msgs = int(n)
 	f.PerSecond = float64(n) / el.Seconds()
-	f.Process = readProc(cmd.Process.Pid)
+	f.Process = harness.ReadStats(p.Pid())
 	if err != nil {
 		return f, err
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/restic-manager/restic-manager/internal/harness"
 )
 
 type enrolFigures struct {
@@ -107,26 +109,26 @@ type report struct {
 		ServerEnv    []string `json:"server_env,omitempty"`
 		ServerArgs   []string `json:"server_args,omitempty"`
 	} `json:"config"`
-	Enrol          enrolFigures         `json:"enrol"`
-	Connect        connectFigures       `json:"connect_storm"`
-	Rollout        rolloutFigures       `json:"schedule_rollout"`
-	Fire           fireFigures          `json:"fire_storm"`
-	Stream         streamFigures        `json:"progress_stream"`
-	Ceiling        ceilingFigures       `json:"ceiling"`
-	ServerStart    procStats            `json:"server_start"`
-	Server         map[string]procStats `json:"server_after"` // by scenario
-	ServerEnd      procStats            `json:"server_end"`
-	Simulator      procStats            `json:"simulator"`
-	StoreMiB       float64              `json:"store_mib"`
-	BrokerStoreMiB float64              `json:"broker_store_mib"`
-	ServerLog      string               `json:"server_log,omitempty"`
+	Enrol          enrolFigures             `json:"enrol"`
+	Connect        connectFigures           `json:"connect_storm"`
+	Rollout        rolloutFigures           `json:"schedule_rollout"`
+	Fire           fireFigures              `json:"fire_storm"`
+	Stream         streamFigures            `json:"progress_stream"`
+	Ceiling        ceilingFigures           `json:"ceiling"`
+	ServerStart    harness.Stats            `json:"server_start"`
+	Server         map[string]harness.Stats `json:"server_after"` // by scenario
+	ServerEnd      harness.Stats            `json:"server_end"`
+	Simulator      harness.Stats            `json:"simulator"`
+	StoreMiB       float64                  `json:"store_mib"`
+	BrokerStoreMiB float64                  `json:"broker_store_mib"`
+	ServerLog      string                   `json:"server_log,omitempty"`
 
 	mu     sync.Mutex
 	Errors []string `json:"errors"`
 }
 
 func newReport(cfg config) *report {
-	r := &report{When: time.Now().UTC(), Server: map[string]procStats{}, Errors: []string{}}
+	r := &report{When: time.Now().UTC(), Server: map[string]harness.Stats{}, Errors: []string{}}
 	r.Machine.CPUs = runtime.NumCPU()
 	r.Machine.Go = runtime.Version()
 	c := &r.Config

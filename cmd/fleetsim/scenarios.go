@@ -150,29 +150,14 @@ func (s *sim) fireStorm(ctx context.Context) error {
 
 	// The API's view: exactly one job per host for this schedule and minute.
 	perHost := map[string]int{}
-	total, cursor := 0, ""
-	for {
-		var page []struct {
-			HostID      string    `json:"host_id"`
-			ScheduleID  string    `json:"schedule_id"`
-			ScheduledAt time.Time `json:"scheduled_at"`
-		}
-		var hdr http.Header
-		path := "/api/v1/jobs?limit=500"
-		if cursor != "" {
-			path += "&cursor=" + cursor
-		}
-		if err := s.srv.api.doH(ctx, "GET", path, nil, &page, &hdr); err != nil {
-			return err
-		}
-		for _, j := range page {
-			total++
-			if j.ScheduledAt.Equal(minute) && j.ScheduleID != "" {
-				perHost[j.HostID]++
-			}
-		}
-		if cursor = hdr.Get("X-Next-Cursor"); cursor == "" {
-			break
+	jobs, err := s.srv.api.Jobs(ctx, 500)
+	if err != nil {
+		return err
+	}
+	total := len(jobs)
+	for _, j := range jobs {
+		if j.ScheduledAt.Equal(minute) && j.ScheduleID != "" {
+			perHost[j.HostID]++
 		}
 	}
 	one := 0
@@ -242,16 +227,14 @@ func (s *sim) startJobs(ctx context.Context, agents []*simAgent, sample int) ([]
 	defer s.setHandler(nil)
 	_, err := parallel(ctx, len(agents), s.cfg.HTTPParallel, func(i int) error {
 		a := agents[i]
-		var out struct {
-			JobID string `json:"job_id"`
-		}
 		t := time.Now()
-		if err := s.srv.api.do(ctx, "POST", "/api/v1/hosts/"+a.id+"/jobs", map[string]any{
+		id, err := s.srv.api.CreateJob(ctx, a.id, map[string]any{
 			"kind": "backup", "repo_id": a.repoID, "args": map[string]any{"paths": []string{"/data"}},
-		}, &out); err != nil {
+		})
+		if err != nil {
 			return err
 		}
-		j := &streamJob{a: a, id: out.JobID, created: t}
+		j := &streamJob{a: a, id: id, created: t}
 		jobs[i] = j
 		byID.Store(j.id, j)
 		if v, ok := pending.LoadAndDelete(j.id); ok && j.recv.CompareAndSwap(0, v.(time.Time).UnixNano()) {
@@ -301,12 +284,12 @@ func (s *sim) watch(ctx context.Context, j *streamJob, lat *latencies) *sseWatch
 		defer close(w.done)
 		readyOnce := sync.OnceFunc(func() { close(w.ready) })
 		defer readyOnce()
-		req, err := http.NewRequestWithContext(ctx, "GET", s.srv.api.base+"/api/v1/jobs/"+j.id+"/events", nil)
+		req, err := http.NewRequestWithContext(ctx, "GET", s.srv.api.Base+"/api/v1/jobs/"+j.id+"/events", nil)
 		if err != nil {
 			w.err = err
 			return
 		}
-		req.Header.Set("Authorization", "Bearer "+s.srv.api.token)
+		req.Header.Set("Authorization", "Bearer "+s.srv.api.Token)
 		resp, err := s.srv.api.sse.Do(req)
 		if err != nil {
 			w.err = fmt.Errorf("events of %s: %w", j.id, err)
@@ -518,14 +501,8 @@ func (s *sim) verifyJobs(ctx context.Context, jobs []*streamJob) (lost, missing 
 	var nl, nm atomic.Int64
 	_, err = parallel(ctx, len(jobs), s.cfg.HTTPParallel, func(i int) error {
 		j := jobs[i]
-		var got struct {
-			Status     string `json:"status"`
-			SnapshotID string `json:"snapshot_id"`
-			Progress   *struct {
-				Seq int64 `json:"seq"`
-			} `json:"progress"`
-		}
-		if err := s.srv.api.do(ctx, "GET", "/api/v1/jobs/"+j.id, nil, &got); err != nil {
+		got, err := s.srv.api.Job(ctx, j.id)
+		if err != nil {
 			return err
 		}
 		if got.Progress == nil || got.Progress.Seq != j.acked.Load() {

@@ -2,23 +2,22 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/restic-manager/restic-manager/internal/harness"
+	"github.com/restic-manager/restic-manager/internal/testenv"
 )
 
 // adminPassword is the simulator's own throwaway server's admin login.
@@ -26,27 +25,9 @@ const adminPassword = "fleetsim-admin-password"
 
 // serverProc is the restic-manager server under test.
 type serverProc struct {
-	cmd      *exec.Cmd
-	done     chan struct{}
-	data     string
-	logPath  string
-	httpAddr string
-	mqttAddr string
-	pprof    string // pprof listen address, "" without -pprof-dir
-	api      *apiClient
-}
-
-// moduleRoot finds the module's root directory (where go.mod is).
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the restic-manager module (go env GOMOD is empty)")
-	}
-	return filepath.Dir(gomod), nil
+	*harness.Server
+	pprof string     // pprof listen address, "" without -pprof-dir
+	api   *apiClient // with an API token of its own
 }
 
 // pprofOverlay adds a pprof listener to the server's main package at build
@@ -73,12 +54,12 @@ func init() {
 
 // buildServer compiles ./cmd/restic-manager into dir.
 func buildServer(ctx context.Context, dir string, withPprof bool) (string, error) {
-	root, err := moduleRoot(ctx)
+	root, err := harness.ModuleRoot(ctx)
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "restic-manager")
-	args := []string{"build", "-o", bin}
+	var flags []string
 	if withPprof {
 		src := filepath.Join(dir, "fleetsim_pprof.go")
 		if err := os.WriteFile(src, []byte(pprofOverlay), 0o644); err != nil {
@@ -91,154 +72,54 @@ func buildServer(ctx context.Context, dir string, withPprof bool) (string, error
 		if err := os.WriteFile(ovPath, ov, 0o644); err != nil {
 			return "", fmt.Errorf("pprof overlay: %w", err)
 		}
-		args = append(args, "-overlay", ovPath)
+		flags = []string{"-overlay", ovPath}
 	}
-	args = append(args, "./cmd/restic-manager")
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/restic-manager: %w\n%s", err, out)
-	}
-	return bin, nil
+	return bin, harness.Build(ctx, root, "restic-manager", bin, flags...)
 }
 
-// freeAddr reserves a loopback port by binding and releasing it.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// startServer runs the server on fresh loopback ports with a fresh data
-// directory, waits for /healthz and logs in with an API token.
+// startServer runs the server on free loopback ports with a fresh data
+// directory, waits for /healthz and logs in with an API token. A server
+// returned with an error is running or has exited: stop it.
 func startServer(ctx context.Context, bin, work string, pprof bool, extra, extraEnv []string, httpParallel int) (*serverProc, error) {
-	s := &serverProc{data: filepath.Join(work, "data"), logPath: filepath.Join(work, "server.log"), done: make(chan struct{})}
-	var err error
-	if s.httpAddr, err = freeAddr(); err != nil {
-		return nil, err
-	}
-	if s.mqttAddr, err = freeAddr(); err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(s.logPath)
-	if err != nil {
-		return nil, fmt.Errorf("server log: %w", err)
-	}
-	args := []string{"server", "--data", s.data, "--http", s.httpAddr, "--mqtt", s.mqttAddr, "--insecure",
-		"--enroll-rate", "-1",
-		// Health refreshes would send extra jobs to the simulated agents in
-		// the middle of a scenario; they are not what is measured here.
-		"--health-delay", "1h"}
-	args = append(args, extra...)
-	s.cmd = exec.Command(bin, args...)
-	env := append(os.Environ(), "RM_ADMIN_PASSWORD="+adminPassword)
-	env = append(env, extraEnv...)
+	s := &serverProc{}
+	env := append([]string(nil), extraEnv...)
 	if pprof {
-		if s.pprof, err = freeAddr(); err != nil {
+		var err error
+		if s.pprof, err = testenv.FreeAddr(); err != nil {
 			return nil, err
 		}
 		env = append(env, "RM_FLEETSIM_PPROF="+s.pprof)
 	}
-	s.cmd.Env = env
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start server: %w", err)
+	var err error
+	s.Server, err = harness.StartServer(harness.ServerConfig{
+		Bin: bin, Data: filepath.Join(work, "data"), Insecure: true,
+		Args: append([]string{"--enroll-rate", "-1",
+			// Health refreshes would send extra jobs to the simulated agents in
+			// the middle of a scenario; they are not what is measured here.
+			"--health-delay", "1h"}, extra...),
+		Env: env, Log: filepath.Join(work, "server.log"),
+		AdminPassword: adminPassword, ReadyTimeout: 60 * time.Second,
+	})
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		_ = s.cmd.Wait()
-		logf.Close()
-		close(s.done)
-	}()
-	s.api = newAPIClient("http://"+s.httpAddr, httpParallel)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if err := s.alive(); err != nil {
-			return s, err
-		}
-		resp, err := s.api.hc.Get(s.api.base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return s, fmt.Errorf("server not healthy after 60s (log: %s)", s.logPath)
-		}
-		select {
-		case <-ctx.Done():
-			return s, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	if err := s.Ready(ctx); err != nil {
+		return s, fmt.Errorf("%w (log: %s)", err, s.Log)
 	}
-	if err := s.api.login(ctx); err != nil {
+	tok, err := s.API.NewToken(ctx, "fleetsim")
+	if err != nil {
 		return s, err
 	}
+	s.api = newAPIClient(s.URL(""), tok, httpParallel)
 	return s, nil
-}
-
-// alive reports an error once the server process has exited.
-func (s *serverProc) alive() error {
-	select {
-	case <-s.done:
-		return fmt.Errorf("server exited: %s (log: %s)", s.cmd.ProcessState, s.logPath)
-	default:
-		return nil
-	}
 }
 
 // stop sends SIGTERM and waits, then SIGKILL.
 func (s *serverProc) stop() {
-	if s == nil || s.cmd == nil || s.cmd.Process == nil {
+	if s == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-// procStats is a process's memory and CPU from /proc.
-type procStats struct {
-	RSSMiB  float64 `json:"rss_mib"`
-	HWMMiB  float64 `json:"hwm_mib"`
-	CPUSecs float64 `json:"cpu_s"`
-}
-
-// clockTicks is USER_HZ, 100 on every Linux this runs on.
-const clockTicks = 100
-
-func readProc(pid int) procStats {
-	var st procStats
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			for key, dst := range map[string]*float64{"VmRSS:": &st.RSSMiB, "VmHWM:": &st.HWMMiB} {
-				if rest, ok := strings.CutPrefix(line, key); ok {
-					v, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-					*dst = v / 1024
-				}
-			}
-		}
-	}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// Fields after the command name (which may hold spaces) in parentheses.
-		if i := bytes.LastIndexByte(b, ')'); i > 0 {
-			f := strings.Fields(string(b[i+1:]))
-			if len(f) > 12 {
-				ut, _ := strconv.ParseFloat(f[11], 64)
-				stt, _ := strconv.ParseFloat(f[12], 64)
-				st.CPUSecs = (ut + stt) / clockTicks
-			}
-		}
-	}
-	return st
+	_ = s.Proc.Stop(30 * time.Second)
 }
 
 // duBytes is the disk usage of a tree (allocated blocks, like du).
@@ -262,108 +143,29 @@ func duBytes(dir string) int64 {
 
 // apiClient calls the console's JSON API with a bearer token.
 type apiClient struct {
-	base  string
-	hc    *http.Client
-	sse   *http.Client // no timeout: event streams stay open
-	token string
+	*harness.Client
+	sse *http.Client // no timeout: event streams stay open
 }
 
-func newAPIClient(base string, parallel int) *apiClient {
+func newAPIClient(base, token string, parallel int) *apiClient {
 	tr := &http.Transport{
 		MaxIdleConns:        parallel * 2,
 		MaxIdleConnsPerHost: parallel * 2, // reuse connections: thousands of calls must not exhaust ports
 		IdleConnTimeout:     time.Minute,
 	}
 	return &apiClient{
-		base: base,
-		hc:   &http.Client{Transport: tr, Timeout: 2 * time.Minute},
-		sse:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}},
+		Client: &harness.Client{Base: base, HTTP: &http.Client{Transport: tr, Timeout: 2 * time.Minute}, Token: token},
+		sse:    &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}},
 	}
-}
-
-// apiError is a non-2xx answer.
-type apiError struct {
-	Method, Path string
-	Status       int
-	Body         string
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("%s %s: status %d: %s", e.Method, e.Path, e.Status, strings.TrimSpace(e.Body))
-}
-
-func (a *apiClient) do(ctx context.Context, method, path string, body, out any) error {
-	return a.doH(ctx, method, path, body, out, nil)
-}
-
-// doH is do that also hands back the answer's headers.
-func (a *apiClient) doH(ctx context.Context, method, path string, body, out any, hdr *http.Header) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("%s %s: encode: %w", method, path, err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if a.token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.token)
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("%s %s: read: %w", method, path, err)
-	}
-	if hdr != nil {
-		*hdr = resp.Header
-	}
-	if resp.StatusCode/100 != 2 {
-		return &apiError{Method: method, Path: path, Status: resp.StatusCode, Body: string(b)}
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("%s %s: decode: %w", method, path, err)
-		}
-	}
-	return nil
-}
-
-// login opens a session as admin and swaps it for an API token.
-func (a *apiClient) login(ctx context.Context) error {
-	jar, _ := cookiejar.New(nil)
-	sess := &apiClient{base: a.base, hc: &http.Client{Jar: jar, Timeout: 30 * time.Second}}
-	if err := sess.do(ctx, "POST", "/api/v1/login", map[string]string{"username": "admin", "password": adminPassword}, nil); err != nil {
-		return fmt.Errorf("login: %w", err)
-	}
-	var tok struct {
-		Token string `json:"token"`
-	}
-	if err := sess.do(ctx, "POST", "/api/v1/tokens", map[string]string{"name": "fleetsim"}, &tok); err != nil {
-		return fmt.Errorf("api token: %w", err)
-	}
-	if tok.Token == "" {
-		return errors.New("api token: empty answer")
-	}
-	a.token = tok.Token
-	return nil
 }
 
 // metrics scrapes /metrics into "name{labels}" → value.
 func (a *apiClient) metrics(ctx context.Context) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", a.base+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", a.Base+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := a.hc.Do(req)
+	resp, err := a.HTTP.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("GET /metrics: %w", err)
 	}

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -170,7 +170,7 @@ func (s *sim) waitFor(ctx context.Context, what string, step time.Duration, cond
 			s.log.Info("still waiting", "for", what, "elapsed", time.Since(start).Round(time.Second))
 			nextLog = nextLog.Add(10 * time.Second)
 		}
-		if err := s.srv.alive(); err != nil {
+		if err := s.srv.Proc.Exited(); err != nil {
 			return time.Time{}, err
 		}
 		if time.Now().After(deadline) {
@@ -187,12 +187,12 @@ func (s *sim) waitFor(ctx context.Context, what string, step time.Duration, cond
 // settle waits until the server's CPU use falls under 10% of one core (its
 // background work from the last scenario done), up to SettleTimeout.
 func (s *sim) settle(ctx context.Context) {
-	pid := s.srv.cmd.Process.Pid
+	pid := s.srv.Proc.Pid()
 	deadline := time.Now().Add(s.cfg.SettleTimeout)
-	prev := readProc(pid).CPUSecs
+	prev := harness.ReadStats(pid).CPUSecs
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(500 * time.Millisecond)
-		cur := readProc(pid).CPUSecs
+		cur := harness.ReadStats(pid).CPUSecs
 		if cur-prev < 0.05 {
 			return
 		}
@@ -271,13 +271,13 @@ func run(ctx context.Context, cfg config) (*report, error) {
 			a.close()
 		}
 		if t := s.srv; t != nil && cfg.Keep {
-			s.log.Info("server log", "path", t.logPath)
+			s.log.Info("server log", "path", t.Log)
 		}
 	}()
 	if err != nil {
 		return rep, err
 	}
-	rep.ServerStart = readProc(s.srv.cmd.Process.Pid)
+	rep.ServerStart = harness.ReadStats(s.srv.Proc.Pid())
 	steps := []struct {
 		name string
 		fn   func(context.Context) error
@@ -294,7 +294,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		stopProf := s.profile(ctx, st.name)
 		err := st.fn(ctx)
 		stopProf()
-		rep.Server[st.name] = readProc(s.srv.cmd.Process.Pid)
+		rep.Server[st.name] = harness.ReadStats(s.srv.Proc.Pid())
 		if n, first := s.protoErrs.take(); n > 0 {
 			rep.addError(fmt.Sprintf("%s: %d bad messages, first: %v", st.name, n, first))
 		}
@@ -303,17 +303,17 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		}
 		if err != nil {
 			rep.addError(fmt.Sprintf("%s: %v", st.name, err))
-			if st.name == "enrol" || st.name == "connect" || ctx.Err() != nil || s.srv.alive() != nil {
+			if st.name == "enrol" || st.name == "connect" || ctx.Err() != nil || s.srv.Proc.Exited() != nil {
 				break // nothing after this can run
 			}
 		}
 		s.settle(ctx)
 	}
-	rep.StoreMiB = float64(duBytes(filepath.Join(s.srv.data, "store"))) / (1 << 20)
-	rep.BrokerStoreMiB = float64(duBytes(filepath.Join(s.srv.data, "broker"))) / (1 << 20)
-	rep.ServerEnd = readProc(s.srv.cmd.Process.Pid)
-	rep.Simulator = readProc(os.Getpid())
-	rep.ServerLog = s.srv.logPath
+	rep.StoreMiB = float64(duBytes(filepath.Join(s.srv.Data, "store"))) / (1 << 20)
+	rep.BrokerStoreMiB = float64(duBytes(filepath.Join(s.srv.Data, "broker"))) / (1 << 20)
+	rep.ServerEnd = harness.ReadStats(s.srv.Proc.Pid())
+	rep.Simulator = harness.ReadStats(os.Getpid())
+	rep.ServerLog = s.srv.Log
 	return rep, nil
 }
 
@@ -344,38 +344,18 @@ func (s *sim) profile(ctx context.Context, name string) (stop func()) {
 func (s *sim) enrol(ctx context.Context) error {
 	api := s.srv.api
 	for i := range s.cfg.Repos {
-		var r struct {
-			ID string `json:"id"`
-		}
-		if err := api.do(ctx, "POST", "/api/v1/repos", map[string]any{
-			"name": fmt.Sprintf("fleet-%03d", i), "url": fmt.Sprintf("rest:http://127.0.0.1:1/fleet-%03d", i), "password": "fleetsim",
-		}, &r); err != nil {
+		id, err := api.CreateRepo(ctx, fmt.Sprintf("fleet-%03d", i), fmt.Sprintf("rest:http://127.0.0.1:1/fleet-%03d", i), "fleetsim")
+		if err != nil {
 			return fmt.Errorf("create repository: %w", err)
 		}
-		s.repos = append(s.repos, r.ID)
+		s.repos = append(s.repos, id)
 	}
 	s.agents = make([]*simAgent, s.cfg.Agents)
 	t0 := time.Now()
 	n, err := parallel(ctx, s.cfg.Agents, s.cfg.HTTPParallel, func(i int) error {
-		var h struct {
-			ID          string `json:"id"`
-			EnrollToken string `json:"enroll_token"`
-		}
-		if err := api.do(ctx, "POST", "/api/v1/hosts", map[string]string{"name": fmt.Sprintf("sim-%05d", i)}, &h); err != nil {
-			return err
-		}
-		_, recipient, err := seal.NewIdentity()
+		_, er, err := api.EnrollHost(ctx, fmt.Sprintf("sim-%05d", i))
 		if err != nil {
 			return err
-		}
-		var er wire.EnrollResponse
-		if err := api.do(ctx, "POST", "/api/v1/enroll", wire.EnrollRequest{
-			Token: h.EnrollToken, PublicKey: recipient, Hostname: fmt.Sprintf("sim-%05d", i), OS: "linux", Arch: "amd64",
-		}, &er); err != nil {
-			return err
-		}
-		if er.HostID != h.ID || er.Username != er.HostID || er.Password == "" {
-			return fmt.Errorf("enrol %s: unexpected answer (host %q, username %q)", h.ID, er.HostID, er.Username)
 		}
 		s.agents[i] = &simAgent{idx: i, id: er.HostID, password: er.Password, repoID: s.repos[i%len(s.repos)], sim: s}
 		return nil
@@ -406,7 +386,7 @@ func (s *sim) connectStorm(ctx context.Context) error {
 				retries.Add(1)
 				time.Sleep(time.Duration(attempt) * time.Second)
 			}
-			if err = a.connect(ctx, s.srv.mqttAddr); err == nil {
+			if err = a.connect(ctx, s.srv.MQTTAddr); err == nil {
 				break
 			}
 		}
@@ -484,7 +464,7 @@ func (s *sim) rollout(ctx context.Context) error {
 				ID string `json:"id"`
 			} `json:"schedules"`
 		}
-		if err := s.srv.api.do(ctx, "PUT", "/api/v1/hosts/"+a.id+"/schedules", []map[string]any{{
+		if err := s.srv.api.Do(ctx, "PUT", "/api/v1/hosts/"+a.id+"/schedules", []map[string]any{{
 			"name": "nightly", "kind": "backup", "cron": "0 3 * * *", "enabled": true, "jitter_s": jitter,
 			"repo_id": a.repoID, "paths": []string{"/data"},
 		}}, &out); err != nil {
@@ -532,7 +512,7 @@ func (s *sim) rollout(ctx context.Context) error {
 			Desired int64  `json:"schedule_version_desired"`
 			Applied int64  `json:"schedule_version_applied"`
 		}
-		if err := s.srv.api.do(ctx, "GET", "/api/v1/hosts?limit=1000&after="+after, nil, &page); err != nil {
+		if err := s.srv.api.Do(ctx, "GET", "/api/v1/hosts?limit=1000&after="+after, nil, &page); err != nil {
 			return err
 		}
 		for _, h := range page {

@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -57,6 +58,15 @@ func Restic014(t testing.TB) string { return tool(t, "restic-0.14.0", "RM_TEST_R
 // thousands of clients at the same time.
 func FreePort(t testing.TB) string {
 	t.Helper()
+	addr, err := FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// FreeAddr is FreePort for code that is not a test (the fleet simulator).
+func FreeAddr() (string, error) {
 	lo := ephemeralLow()
 	const base = 10000
 	portsMu.Lock()
@@ -72,10 +82,9 @@ func FreePort(t testing.TB) string {
 		}
 		l.Close()
 		portsGiven[p] = true
-		return "127.0.0.1:" + strconv.Itoa(p)
+		return "127.0.0.1:" + strconv.Itoa(p), nil
 	}
-	t.Fatalf("testenv: no free port below %d", lo)
-	return ""
+	return "", fmt.Errorf("testenv: no free port below %d", lo)
 }
 
 var (
