@@ -39,7 +39,7 @@ func TestAppendOnlyWithMaintenanceHost(t *testing.T) {
 		} `json:"maintenance"`
 	}
 	s.do("POST", "/api/v1/repos", map[string]any{"name": "web-1", "url": endpointURL, "password": password,
-		"maintenance": map[string]any{"url": maintURL, "host_id": mh.ID}}, &repo, 201)
+		"maintenance": map[string]any{"url": maintURL, "host_id": mh.ID}, "hosts": []string{ep.ID}}, &repo, 201)
 	if repo.Maintenance == nil || repo.Maintenance.HostID != mh.ID {
 		t.Fatalf("repo maintenance %+v", repo.Maintenance)
 	}
@@ -103,7 +103,7 @@ func TestAppendOnlyWithMaintenanceHost(t *testing.T) {
 	var plain struct {
 		ID string `json:"id"`
 	}
-	s.do("POST", "/api/v1/repos", map[string]any{"name": "plain", "url": endpointURL, "password": password}, &plain, 201)
+	s.do("POST", "/api/v1/repos", map[string]any{"name": "plain", "url": endpointURL, "password": password, "hosts": []string{ep.ID}}, &plain, 201)
 	id := s.createJob(ep.ID, map[string]any{"kind": "forget", "repo_id": plain.ID, "args": map[string]any{"retention": map[string]any{"keep_last": 1}}})
 	fj := s.waitJob(id, 2*time.Minute)
 	if fj.Status != "failed" || fj.HostID != ep.ID || !strings.Contains(fj.Error, "refused to delete") {

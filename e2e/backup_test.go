@@ -48,7 +48,7 @@ func newFleetOn(t testing.TB, srv *server, restic string) *fleet {
 		restic = testenv.Restic(t)
 	}
 	f.agent = enrollAgent(t, f.srv, f.host.EnrollToken, restic)
-	f.repoID = f.srv.createRepo("main", f.repoURL, f.password)
+	f.repoID = f.srv.createRepo("main", f.repoURL, f.password, f.host.ID)
 	return f
 }
 

@@ -36,9 +36,11 @@ func resticChildren(t testing.TB, f *fleet, snap, dir string) []string {
 	return names
 }
 
-// browse lists a folder through the API, waiting for the index the first time.
+// browse lists a folder through the API, starting the snapshot's index
+// (an operator's POST) and waiting for it the first time.
 func (f *fleet) browse(t testing.TB, snap, dir string) []string {
 	var names []string
+	started := false
 	eventually(t, 2*time.Minute, "folder "+dir, func() error {
 		req, _ := http.NewRequest("GET", f.srv.URL("/api/v1/repos/"+f.repoID+"/snapshots/"+snap+"/ls?limit=10000&path="+dir), nil)
 		resp, err := f.srv.API.HTTP.Do(req)
@@ -46,7 +48,12 @@ func (f *fleet) browse(t testing.TB, snap, dir string) []string {
 			return err
 		}
 		defer resp.Body.Close()
-		if resp.StatusCode == http.StatusAccepted {
+		if resp.StatusCode == http.StatusConflict {
+			// Not indexed: reading starts nothing; an operator does.
+			if !started {
+				f.srv.do("POST", "/api/v1/repos/"+f.repoID+"/snapshots/"+snap+"/index", nil, nil, 202)
+				started = true
+			}
 			return errorf("indexing")
 		}
 		if resp.StatusCode != 200 {

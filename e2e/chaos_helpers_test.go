@@ -236,6 +236,7 @@ func newChaosFleet(t *testing.T, agents int, serverArgs ...string) *chaosFleet {
 func (f *chaosFleet) addAgent(name string) *chaosAgent {
 	f.t.Helper()
 	a := &chaosAgent{f: f, name: name, host: f.srv.createHost(name)}
+	f.srv.bindHosts(f.repoID, a.host.ID)
 	a.ap = enrollAgent(f.t, f.srv, a.host.EnrollToken, testenv.Restic(f.t))
 	a.link = newTCPProxy(f.t, f.srv.MQTTAddr)
 	b, err := os.ReadFile(a.ap.Config)

@@ -177,11 +177,18 @@ func (s *server) waitOnline(id string, want bool) {
 	})
 }
 
-func (s *server) createRepo(name, url, password string) string {
+// createRepo adds a repository that hosts may use (its access list).
+func (s *server) createRepo(name, url, password string, hosts ...string) string {
 	s.t.Helper()
-	id, err := s.API.CreateRepo(context.Background(), name, url, password)
+	id, err := s.API.CreateRepo(context.Background(), name, url, password, hosts...)
 	s.check(err)
 	return id
+}
+
+// bindHosts adds hosts to a repository's access list.
+func (s *server) bindHosts(repoID string, hosts ...string) {
+	s.t.Helper()
+	s.check(s.API.BindHosts(context.Background(), repoID, hosts...))
 }
 
 func (s *server) createJob(hostID string, body map[string]any) string {

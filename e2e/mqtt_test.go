@@ -148,7 +148,7 @@ func TestBrokerACL(t *testing.T) {
 	}
 
 	// A command for B (sent to B's topic, whatever A subscribed) never reaches A.
-	repo := s.createRepo("r", "/tmp/nowhere", "pw")
+	repo := s.createRepo("r", "/tmp/nowhere", "pw", aID, bID)
 	s.createJob(bID, map[string]any{"kind": "init", "repo_id": repo})
 	select {
 	case p := <-ca.received:
@@ -278,7 +278,7 @@ func TestBrokerStatePersistsAcrossRestart(t *testing.T) {
 	_ = c.c.Disconnect(&paho.Disconnect{ReasonCode: 0})
 	time.Sleep(300 * time.Millisecond)
 
-	repo := s.createRepo("r", "/srv/nowhere", "pw")
+	repo := s.createRepo("r", "/srv/nowhere", "pw", aID)
 	jobID := s.createJob(aID, map[string]any{"kind": "init", "repo_id": repo})
 
 	stop(t, s.Proc)

@@ -165,7 +165,7 @@ func bareBackup(tb testing.TB, restic, repoURL, password, cacheDir, src string) 
 // the console reporting it succeeded.
 func agentBackup(tb testing.TB, srv *server, hostID, repoURL, password, src string, n int) (time.Duration, float64) {
 	tb.Helper()
-	repoID := srv.createRepo(fmt.Sprintf("bench-%d", n), repoURL, password)
+	repoID := srv.createRepo(fmt.Sprintf("bench-%d", n), repoURL, password, hostID)
 	id := srv.createJob(hostID, map[string]any{"kind": "init", "repo_id": repoID})
 	if j := srv.waitJob(id, 2*time.Minute); j.Status != "succeeded" {
 		tb.Fatalf("init: %s: %s %s", j.Status, j.Error, j.StderrTail)

@@ -192,7 +192,7 @@ func TestFireDeliveryRules(t *testing.T) {
 	s := newServer(t)
 	a, aID := s.credential("host-a")
 	b, bID := s.credential("host-b")
-	repo := s.createRepo("r", "/srv/nowhere", "pw")
+	repo := s.createRepo("r", "/srv/nowhere", "pw", aID, bID)
 	r := s.putSchedules(aID, []map[string]any{
 		{"name": "nightly", "kind": "backup", "cron": "0 2 * * *", "enabled": true, "repo_id": repo, "paths": []string{"/etc"}},
 		{"name": "off", "kind": "backup", "cron": "0 3 * * *", "enabled": false, "repo_id": repo, "paths": []string{"/etc"}},

@@ -91,7 +91,7 @@ func TestSecretsDoNotLeak(t *testing.T) {
 	s.waitOnline(h.ID, true)
 	f := &fleet{srv: s, host: h, agent: a, repoURL: repoURL, password: repoPassword}
 	marker := "plain-marker-" + randomHex(8) // a record that is not secret
-	f.repoID = s.createRepo(marker, repoURL, repoPassword)
+	f.repoID = s.createRepo(marker, repoURL, repoPassword, h.ID)
 	f.initRepo(t)
 
 	// Watch restic's argv and environment while the jobs run.

@@ -103,7 +103,7 @@ func TestMissingResticIsAClearJobError(t *testing.T) {
 	a := enrollAgent(t, s, h.EnrollToken, filepath.Join(t.TempDir(), "no-such-restic"))
 	a.start(t)
 	s.waitOnline(h.ID, true)
-	repo := s.createRepo("r", "/srv/nowhere", "pw")
+	repo := s.createRepo("r", "/srv/nowhere", "pw", h.ID)
 	id := s.createJob(h.ID, map[string]any{"kind": "init", "repo_id": repo})
 	j := s.waitJob(id, time.Minute)
 	if j.Status != "failed" || !strings.Contains(j.Error, "restic is not usable") {

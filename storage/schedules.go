@@ -3,6 +3,8 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -135,4 +137,32 @@ func (s *Store) CreateScheduledJob(j Job, scheduledAt time.Time, audit ...AuditE
 		return Job{}, false, fmt.Errorf("storage: create scheduled job %s: %w", j.ID, err)
 	}
 	return out, created, nil
+}
+
+// LatestFire returns the latest scheduled time for which a job was made
+// from a host's schedule (ok false when none was).
+func (s *Store) LatestFire(hostID, scheduleID string) (time.Time, bool, error) {
+	prefix := []byte(fireJobPrefix + hostID + "/" + scheduleID + "/")
+	var out time.Time
+	var ok bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
+		defer it.Close()
+		// In reverse, seek past the prefix's last key.
+		it.Seek(append(append([]byte{}, prefix...), 0xff))
+		if !it.ValidForPrefix(prefix) {
+			return nil
+		}
+		ts := strings.TrimPrefix(string(it.Item().Key()), string(prefix))
+		n, err := strconv.ParseUint(ts, 16, 64)
+		if err != nil {
+			return fmt.Errorf("fire key %q: %w", it.Item().Key(), err)
+		}
+		out, ok = time.Unix(0, int64(n)).UTC(), true
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("storage: latest fire of %s/%s: %w", hostID, scheduleID, err)
+	}
+	return out, ok, nil
 }

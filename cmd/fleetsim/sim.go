@@ -365,6 +365,18 @@ func (s *sim) enrol(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("enrolment: %w", err)
 	}
+	// Each repository's access list: the hosts that use it.
+	bound := map[string][]string{}
+	for _, a := range s.agents {
+		if a != nil {
+			bound[a.repoID] = append(bound[a.repoID], a.id)
+		}
+	}
+	for repo, hosts := range bound {
+		if err := api.BindHosts(ctx, repo, hosts...); err != nil {
+			return fmt.Errorf("bind hosts to %s: %w", repo, err)
+		}
+	}
 	return nil
 }
 

@@ -149,6 +149,7 @@ func run() error {
 	if err := d.api("POST", "/api/v1/repos", map[string]any{
 		"name": "demo", "url": "rest:http://" + *restAddr + "/demo/", "password": repoPassword,
 		"maintenance": map[string]any{"url": "rest:http://" + *maintAddr + "/demo/", "host_id": maintID},
+		"hosts":       []string{hostID},
 	}, &repo); err != nil {
 		return err
 	}

@@ -179,13 +179,28 @@ func (c *Client) Host(ctx context.Context, id string) (Host, error) {
 	return h, err
 }
 
-// CreateRepo adds a repository and returns its ID.
-func (c *Client) CreateRepo(ctx context.Context, name, url, password string) (string, error) {
+// CreateRepo adds a repository (an admin's call) that hosts may use, and
+// returns its ID.
+func (c *Client) CreateRepo(ctx context.Context, name, url, password string, hosts ...string) (string, error) {
 	var r struct {
 		ID string `json:"id"`
 	}
-	err := c.Expect(ctx, "POST", "/api/v1/repos", map[string]any{"name": name, "url": url, "password": password}, &r, 201)
+	if hosts == nil {
+		hosts = []string{}
+	}
+	err := c.Expect(ctx, "POST", "/api/v1/repos", map[string]any{"name": name, "url": url, "password": password, "hosts": hosts}, &r, 201)
 	return r.ID, err
+}
+
+// BindHosts adds hosts to a repository's access list (an admin's call).
+func (c *Client) BindHosts(ctx context.Context, repoID string, hosts ...string) error {
+	var r struct {
+		Hosts []string `json:"hosts"`
+	}
+	if err := c.Expect(ctx, "GET", "/api/v1/repos/"+repoID, nil, &r, 200); err != nil {
+		return err
+	}
+	return c.Expect(ctx, "PATCH", "/api/v1/repos/"+repoID, map[string]any{"hosts": append(r.Hosts, hosts...)}, nil, 200)
 }
 
 // Job is a job as the API shows it.
