@@ -53,3 +53,18 @@ func NextRuns(s cron.Schedule, from time.Time, n int) []time.Time {
 	}
 	return out
 }
+
+// IsTick reports whether at is a time the cron expression produces. A
+// constant-delay schedule ("@every 6h") has no fixed times: any time
+// counts, and spacing is its delay (0 for a cron with fixed times), the
+// least time between two of its fires.
+func IsTick(expr, timezone string, at time.Time) (tick bool, spacing time.Duration, err error) {
+	s, err := ParseCron(expr, timezone)
+	if err != nil {
+		return false, 0, err
+	}
+	if d, ok := s.(cron.ConstantDelaySchedule); ok {
+		return true, d.Delay, nil
+	}
+	return s.Next(at.Add(-time.Nanosecond)).Equal(at), 0, nil
+}

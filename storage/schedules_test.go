@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -78,5 +79,28 @@ func TestCreateScheduledJobOnce(t *testing.T) {
 	// Another window of the same schedule is another job.
 	if _, ok, err := s.CreateScheduledJob(Job{ID: "job-z", HostID: "h1", ScheduleID: "s1", Status: JobQueued}, at.Add(time.Hour)); err != nil || !ok {
 		t.Fatalf("next window: %v %v", ok, err)
+	}
+}
+
+func TestLatestFire(t *testing.T) {
+	s, _ := openTest(t)
+	if _, ok, err := s.LatestFire("host-a", "sch-1"); err != nil || ok {
+		t.Fatalf("no fire yet: %v %v", ok, err)
+	}
+	base := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	for i, d := range []int{2, 0, 1} {
+		at := base.Add(time.Duration(d) * 24 * time.Hour)
+		j := Job{ID: fmt.Sprintf("job-%d", i), HostID: "host-a", RepoID: "repo-1", ScheduleID: "sch-1", Kind: "backup", Status: JobQueued, CreatedAt: at}
+		if _, _, err := s.CreateScheduledJob(j, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another schedule whose ID extends this one's is not mixed in.
+	if _, _, err := s.CreateScheduledJob(Job{ID: "job-x", HostID: "host-a", RepoID: "repo-1", ScheduleID: "sch-10", Kind: "backup", Status: JobQueued, CreatedAt: base}, base.Add(240*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := s.LatestFire("host-a", "sch-1")
+	if err != nil || !ok || !got.Equal(base.Add(48*time.Hour)) {
+		t.Fatalf("latest fire %v %v %v, want %v", got, ok, err, base.Add(48*time.Hour))
 	}
 }

@@ -161,12 +161,15 @@ func (g *gate) release(repo string) {
 	}
 }
 
-// hold queues a held job behind the others of its repository.
+// hold queues a held job behind the others of its repository. The job
+// that kept it out may have ended between admit and now (its release found
+// nothing held yet): so look again at once, rather than at the next tick.
 func (g *gate) hold(j storage.Job) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	g.held[j.RepoID] = append(g.held[j.RepoID], j.ID)
+	g.mu.Unlock()
 	g.f.log.Debug("job held: repository busy", "job_id", j.ID, "repo_id", j.RepoID, "kind", j.Kind)
+	g.release(j.RepoID)
 }
 
 // jobEnded is the gate's observer of a job's end: the job's place is free

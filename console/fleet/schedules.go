@@ -133,6 +133,35 @@ func (f *Fleet) ingestReported(host string, payload []byte) error {
 	return nil
 }
 
+// checkFireTime is the console's distrust of an agent's clock and claims:
+// a fire is for a time the schedule's cron produces, not in the future (with
+// its jitter and a little skew), and not older than the last fire accepted
+// from the schedule. With the store's one job per (schedule, time), an
+// agent gets at most the runs its schedule has — a compromised endpoint
+// cannot make a forget run again and again. It returns why not, or "".
+func (f *Fleet) checkFireTime(host string, s schedules.Schedule, at, now time.Time) string {
+	tick, spacing, err := schedules.IsTick(s.Cron, s.Timezone, at)
+	switch {
+	case err != nil:
+		return err.Error()
+	case !tick:
+		return fmt.Sprintf("%s is not a time the schedule's cron %q produces", at.Format(time.RFC3339Nano), s.Cron)
+	}
+	if due := at.Add(schedules.Offset(host, s.ID, s.Jitter())); due.After(now.Add(maxSkew)) {
+		return fmt.Sprintf("%s is in the future (due %s, the console's time %s)", at.Format(time.RFC3339), due.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	last, ok, err := f.store.LatestFire(host, s.ID)
+	switch {
+	case err != nil:
+		f.log.Warn("latest fire not read", "host_id", host, "schedule_id", s.ID, "error", err)
+	case ok && at.Before(last):
+		return fmt.Sprintf("%s is older than the schedule's last fire (%s)", at.Format(time.RFC3339), last.Format(time.RFC3339))
+	case ok && spacing > 0 && at.After(last) && at.Sub(last) < spacing/2:
+		return fmt.Sprintf("%s follows the last fire (%s) sooner than the schedule's interval %s allows", at.Format(time.RFC3339), last.Format(time.RFC3339), spacing)
+	}
+	return ""
+}
+
 // ingestFire turns a fire into at most one job. The console alone decides
 // what runs: the schedule must belong to the sender and be enabled now; its
 // arguments come from the console's records, never from the fire.
@@ -168,6 +197,9 @@ func (f *Fleet) ingestFire(host string, payload []byte) error {
 		return refuse("schedule is disabled")
 	case fr.ScheduleVersion > hs.Version:
 		return refuse(fmt.Sprintf("version %d was never published (current %d)", fr.ScheduleVersion, hs.Version))
+	}
+	if why := f.checkFireTime(host, *sched, fr.ScheduledAt, time.Now()); why != "" {
+		return refuse(why)
 	}
 	args, err := sched.JobArgs()
 	if err != nil {

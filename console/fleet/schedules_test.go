@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -98,5 +99,56 @@ func TestReportedIgnoresStaleVersions(t *testing.T) {
 	hs.Version = 4
 	if !SchedulePending(hs, true, hs.UpdatedAt.Add(applyGrace+time.Second)) || SchedulePending(hs, false, hs.UpdatedAt.Add(time.Hour)) {
 		t.Error("pending flag wrong: online hosts late to apply are flagged, offline ones are not")
+	}
+}
+
+// A compromised agent cannot make a schedule run more often than its cron:
+// a fire must be for one of the cron's times, not in the future, and not
+// older than the last one accepted; a constant-delay schedule's fires are
+// at least half its delay apart.
+func TestForgedFiresAreRefused(t *testing.T) {
+	f, st, _ := newTestFleet(t)
+	enrolledHost(t, st, "host-a")
+	seedRepo(t, st, "repo-1")
+	if _, err := st.UpdateSchedules("host-a", func(hs *storage.HostSchedules) error {
+		hs.Version = 1
+		hs.Schedules = []schedules.Schedule{
+			{ID: "forget", Name: "forget", Kind: wire.JobForget, Cron: "0 3 * * *", Enabled: true, RepoID: "repo-1", Retention: &wire.Retention{KeepDaily: 7}},
+			{ID: "often", Name: "often", Kind: wire.JobCheck, Cron: "@every 6h", Enabled: true, RepoID: "repo-1"},
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fire := func(id, sched string, at time.Time) error {
+		b := mustEncode(t, &wire.Fire{FireID: id, ScheduleID: sched, ScheduleVersion: 1, ScheduledAt: at, FiredAt: at})
+		return f.Ingest(context.Background(), "host-a", wire.Topic{Host: "host-a", Kind: wire.KindFires}, b)
+	}
+	day := time.Now().UTC().Truncate(24 * time.Hour).Add(-48 * time.Hour)
+	tick := day.Add(3 * time.Hour) // 03:00 two days ago
+	for _, tc := range []struct {
+		name  string
+		sched string
+		at    time.Time
+		ok    bool
+	}{
+		{"not a cron time", "forget", tick.Add(17 * time.Minute), false},
+		{"a cron time", "forget", tick, true},
+		{"the same time again (a redelivery)", "forget", tick, true},
+		{"an older cron time", "forget", tick.Add(-24 * time.Hour), false},
+		{"a cron time in the future", "forget", tick.Add(72 * time.Hour), false},
+		{"the next cron time", "forget", tick.Add(24 * time.Hour), true},
+		{"a constant-delay schedule", "often", tick, true},
+		{"too soon after it", "often", tick.Add(time.Hour), false},
+		{"a delay later", "often", tick.Add(6 * time.Hour), true},
+	} {
+		err := fire(fmt.Sprintf("fire-%d", tc.at.Unix()), tc.sched, tc.at)
+		if tc.ok && err != nil || !tc.ok && !errors.Is(err, broker.ErrRejected) {
+			t.Errorf("%s (%s): %v, want accepted=%v", tc.name, tc.at, err, tc.ok)
+		}
+	}
+	jobs, _, _ := st.ListJobs(storage.JobQuery{HostID: "host-a"})
+	if len(jobs) != 4 {
+		t.Errorf("%d jobs from the fires, want 4 (two forgets, two checks)", len(jobs))
 	}
 }
