@@ -2,18 +2,12 @@ package api
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/console/view"
 )
-
-// mqttUserView is an integration account as listed: never its hashes.
-type mqttUserView struct {
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
-}
 
 // listMQTTUsers lists the read-only MQTT accounts of integrations.
 func (s *Server) listMQTTUsers(w http.ResponseWriter, r *http.Request) {
@@ -22,11 +16,7 @@ func (s *Server) listMQTTUsers(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]mqttUserView, 0, len(users))
-	for _, u := range users {
-		out = append(out, mqttUserView{Name: u.Name, CreatedAt: u.CreatedAt})
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, view.IntegrationUsersOf(users))
 }
 
 // deleteMQTTUser removes an integration's MQTT account; it cannot log in

@@ -10,6 +10,7 @@ import (
 
 	"github.com/restic-manager/restic-manager/console/auth"
 	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/console/view"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -78,19 +79,6 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	}{t.ID, t.Name, tok, t.Role, t.ExpiresAt})
 }
 
-// tokenView is an API token as listed: never the token itself. Role is
-// what the token may do now (its own role capped by its user's current
-// one); expires_at is absent for a token that never expires.
-type tokenView struct {
-	ID        string    `json:"id,omitempty"`
-	Name      string    `json:"name"`
-	User      string    `json:"user"`
-	Role      string    `json:"role"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at,omitzero"`
-	Expired   bool      `json:"expired,omitempty"`
-}
-
 // listTokens lists the caller's tokens (every token for admins).
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 	toks, err := s.auth.Tokens(who(r))
@@ -103,21 +91,7 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, tokenViews(toks, users, time.Now()))
-}
-
-// tokenViews shows tokens with the role each acts with now.
-func tokenViews(toks []storage.APIToken, users []storage.User, now time.Time) []tokenView {
-	byName := make(map[string]storage.User, len(users))
-	for _, u := range users {
-		byName[u.Name] = u
-	}
-	out := make([]tokenView, 0, len(toks))
-	for _, t := range toks {
-		out = append(out, tokenView{ID: t.ID, Name: t.Name, User: t.User, Role: auth.TokenRole(t, byName[t.User]),
-			CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, Expired: auth.TokenExpired(t, now)})
-	}
-	return out
+	httpx.WriteJSON(w, http.StatusOK, view.TokensOf(toks, users, time.Now()))
 }
 
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
@@ -128,24 +102,15 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-type userView struct {
-	Name      string    `json:"name"`
-	Role      string    `json:"role"`
-	Disabled  bool      `json:"disabled"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-func userViewOf(u storage.User) userView { return userView{u.Name, u.Role, u.Disabled, u.CreatedAt} }
-
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	users, err := s.store.ListUsers()
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]userView, 0, len(users))
+	out := make([]view.User, 0, len(users))
 	for _, u := range users {
-		out = append(out, userViewOf(u))
+		out = append(out, view.UserOf(u))
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
@@ -185,7 +150,7 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("user changed", "user", u.Name, "role", u.Role, "disabled", u.Disabled, "password", req.Password != nil, "by", who(r).User)
-	httpx.WriteJSON(w, http.StatusOK, userViewOf(u))
+	httpx.WriteJSON(w, http.StatusOK, view.UserOf(u))
 }
 
 // deleteUser removes a user, its sessions and its tokens.
