@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/internal/seal"
 	"github.com/restic-manager/restic-manager/internal/teststore"
 	"github.com/restic-manager/restic-manager/internal/token"
 	"github.com/restic-manager/restic-manager/storage"
@@ -473,5 +474,46 @@ func TestHugeLoginNameBounded(t *testing.T) {
 		if len(e.Actor) > storage.MaxAuditField {
 			t.Errorf("audit actor of %d bytes", len(e.Actor))
 		}
+	}
+}
+
+// The login form says a disabled account is disabled (to whoever knows its
+// password) and refuses it.
+func TestFormLoginOfDisabledUser(t *testing.T) {
+	a := newAccounts(t, map[string]string{"root": auth.RoleAdmin, "ann": auth.RoleOperator})
+	a.want(a.as(bearer("root"), "PATCH", "/api/v1/users/ann", `{"disabled":true}`), 200, "disable")
+	req := httptest.NewRequest("POST", "/login", strings.NewReader("username=ann&password="+password("ann")))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.RemoteAddr = "192.0.2.1:1"
+	rec := httptest.NewRecorder()
+	a.h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "disabled") || len(rec.Result().Cookies()) != 0 {
+		t.Fatalf("form login of a disabled user: %d", rec.Code)
+	}
+}
+
+// An enrolment request with over-long strings is refused before its token
+// is spent: the same token then enrols with a sane request.
+func TestEnrolRequestBounded(t *testing.T) {
+	a := newAccounts(t, nil)
+	if err := a.st.CreateHost(storage.Host{ID: "host-x", Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := a.st.PutEnrollToken(token.Hash("rme_fresh"), storage.EnrollToken{HostID: "host-x", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	_, rcpt, _ := seal.NewIdentity()
+	enrol := func(hostname, os string) answer {
+		b, _ := json.Marshal(map[string]string{"token": "rme_fresh", "public_key": rcpt, "hostname": hostname, "os": os, "arch": "amd64"})
+		return a.do("POST", "/api/v1/enroll", string(b), cred{}, "192.0.2.1:1")
+	}
+	if r := enrol(strings.Repeat("h", 1<<19), "linux"); r.code != 400 || !strings.Contains(r.body, "hostname: at most 255 bytes") || strings.Contains(r.body, "wire:") {
+		t.Fatalf("a 512 KiB hostname: %d %s", r.code, r.body)
+	}
+	a.want(enrol("web1", strings.Repeat("o", 65)), 400, "a long os")
+	a.want(enrol("web1", "linux"), 200, "the same token with a sane request")
+	if h, _ := a.st.GetHost("host-x"); h.Hostname != "web1" {
+		t.Fatalf("stored hostname %q", h.Hostname)
 	}
 }
