@@ -251,3 +251,14 @@ func (s *Server) Disconnect(clientID string) {
 		_ = s.mq.DisconnectClient(cl, packets.ErrNotAuthorized)
 	}
 }
+
+// DisconnectUser drops every connection logged in as username (for
+// instance when an integration account is deleted: its clients choose their
+// own IDs, so the username is what finds them).
+func (s *Server) DisconnectUser(username string) {
+	for _, cl := range s.mq.Clients.GetAll() {
+		if !cl.Net.Inline && string(cl.Properties.Username) == username && !cl.Closed() {
+			_ = s.mq.DisconnectClient(cl, packets.ErrNotAuthorized)
+		}
+	}
+}

@@ -56,7 +56,7 @@ var storeWrites = map[string]bool{
 	"CreateJob": true, "CreateScheduledJob": true, "UpdateJob": true, "UpdateSchedules": true,
 	"CreateRepo": true, "UpdateRepo": true, "PutSnapshotCache": true, "PutIndexNodes": true, "PutIndexMeta": true, "DropIndex": true,
 	"CreateHost": true, "UpdateHost": true, "DeleteHost": true, "PutEnrollToken": true, "ConsumeEnrollToken": true,
-	"PutIntegrationUser": true,
+	"PutIntegrationUser": true, "DeleteIntegrationUser": true,
 }
 
 func TestWebSideWritesFleetRecordsOnlyThroughTheFleet(t *testing.T) {

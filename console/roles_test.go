@@ -62,6 +62,12 @@ var routeRoles = map[string]string{
 	"GET /api/v1/settings":                          auth.RoleAdmin,
 	"PUT /api/v1/settings":                          auth.RoleAdmin,
 	"POST /api/v1/admin/backup":                     auth.RoleAdmin,
+	"PATCH /api/v1/users/{name}":                    auth.RoleAdmin,
+	"DELETE /api/v1/users/{name}":                   auth.RoleAdmin,
+	"PATCH /api/v1/channels/{id}":                   auth.RoleAdmin,
+	"DELETE /api/v1/channels/{id}":                  auth.RoleAdmin,
+	"GET /api/v1/mqtt-users":                        auth.RoleAdmin,
+	"DELETE /api/v1/mqtt-users/{name}":              auth.RoleAdmin,
 }
 
 func TestRoleMatrix(t *testing.T) {

@@ -60,6 +60,15 @@ func uiFixture(t *testing.T) (*httptest.Server, *storage.Store) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := st.CreateChannel(storage.Channel{ID: "chan-1", Name: "on-<call>", Kind: "webhook", MinSeverity: "warning", CreatedAt: now}, []byte(`{"kind":"webhook","url":"https://x.example"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutIntegrationUser(storage.IntegrationUser{Name: "homeassistant", PasswordHash: token.Hash("pw"), CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutAPIToken(token.Hash("rmt_ui_old"), storage.APIToken{ID: "tok-old", Name: "old-ci", User: "operator-user", ExpiresAt: now.Add(-time.Hour), Role: auth.RoleViewer}); err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(c.Handler(nil))
 	t.Cleanup(srv.Close)
 	return srv, st
@@ -119,17 +128,46 @@ func TestPagesRenderPerRole(t *testing.T) {
 	if code, body := getPage(t, srv, auth.RoleViewer, "/restore"); code != http.StatusForbidden || !strings.Contains(body, "role") {
 		t.Errorf("viewer /restore: %d", code)
 	}
-	if _, body := getPage(t, srv, auth.RoleOperator, "/settings"); strings.Contains(body, `id="user-form"`) {
-		t.Error("operator sees the user form")
+	// Settings: admins manage users, channels and integration accounts;
+	// every role makes tokens, with an expiry and at most its own role.
+	adminControls := []string{`id="user-form"`, `class="user-role"`, `class="small reset-password"`, `class="small toggle-user"`,
+		`class="small danger delete-user"`, `id="password-dialog"`, `class="small danger delete-channel"`, `class="small danger delete-mqtt-user"`}
+	for _, role := range []string{auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin} {
+		_, body := getPage(t, srv, role, "/settings")
+		for _, c := range adminControls {
+			if strings.Contains(body, c) != (role == auth.RoleAdmin) {
+				t.Errorf("%s on /settings: %s shown %v", role, c, strings.Contains(body, c))
+			}
+		}
+		if !strings.Contains(body, `name="expires_in"`) || !strings.Contains(body, `<option selected>`+role+`</option>`) {
+			t.Errorf("%s: the token form lacks the expiry or its own role as the default", role)
+		}
 	}
-	if _, body := getPage(t, srv, auth.RoleAdmin, "/settings"); !strings.Contains(body, `id="user-form"`) {
-		t.Error("admin lacks the user form")
+	_, body := getPage(t, srv, auth.RoleViewer, "/settings")
+	if strings.Contains(body, "<option>operator</option>") || strings.Contains(body, "<option>admin</option>") {
+		t.Error("a viewer is offered a token role above its own")
+	}
+	_, body = getPage(t, srv, auth.RoleOperator, "/settings")
+	if strings.Contains(body, "<option>admin</option>") || !strings.Contains(body, "<option>viewer</option>") {
+		t.Error("an operator's token roles are wrong")
+	}
+	if !strings.Contains(body, `data-token="tok-old"`) || !strings.Contains(body, ">expired<") || !strings.Contains(body, "never") {
+		t.Error("the token list does not show expiry")
+	}
+	_, body = getPage(t, srv, auth.RoleAdmin, "/settings")
+	for _, want := range []string{`data-user="operator-user"`, `data-channel="chan-1"`, `on-&lt;call&gt;`, `data-mqtt-user="homeassistant"`, `data-name="viewer-user"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("admin's settings lack %s", want)
+		}
+	}
+	if strings.Contains(body, "on-<call>") {
+		t.Error("a channel name is not escaped")
 	}
 	if code, body := getPage(t, srv, auth.RoleAdmin, "/hosts/host-nope"); code != 404 || !strings.Contains(body, "does not exist") {
 		t.Errorf("unknown host: %d", code)
 	}
 	// Operators get every control on the host page.
-	_, body := getPage(t, srv, auth.RoleOperator, "/hosts/host-a")
+	_, body = getPage(t, srv, auth.RoleOperator, "/hosts/host-a")
 	for _, c := range controls[:3] {
 		if !strings.Contains(body, c) {
 			t.Errorf("operator lacks %s", c)

@@ -191,6 +191,70 @@ func (s *Store) ChannelConfig(id string) ([]byte, error) {
 	return plain, nil
 }
 
+// UpdateChannel is a read-modify-write of a channel and its sealed
+// configuration: fn gets the record and the opened configuration, and
+// returns the configuration to seal (the same bytes to keep it).
+// ErrNotFound if there is no such channel.
+func (s *Store) UpdateChannel(id string, fn func(ch *Channel, cfg []byte) ([]byte, error)) (Channel, error) {
+	key := channelKey(id)
+	var out Channel
+	err := s.modify(key, func(txn *badger.Txn) error {
+		var ch Channel
+		if err := getJSON(txn, key, &ch); err != nil {
+			return err
+		}
+		plain, err := s.open(ch.Sealed, channelSecretsAD(id))
+		if err != nil {
+			return fmt.Errorf("cannot decrypt: %w", err)
+		}
+		cfg, err := fn(&ch, plain)
+		if err != nil {
+			return err
+		}
+		ch.ID = id
+		ch.Sealed = s.seal(cfg, channelSecretsAD(id))
+		out = ch
+		return setJSON(txn, key, ch)
+	})
+	if err != nil {
+		return Channel{}, fmt.Errorf("storage: channel %s: %w", id, err)
+	}
+	out.Sealed = nil
+	return out, nil
+}
+
+// DeleteChannel removes a channel and its sealed configuration;
+// ErrNotFound if there is none.
+func (s *Store) DeleteChannel(id string) error {
+	key := channelKey(id)
+	err := s.modify(key, func(txn *badger.Txn) error {
+		if err := present(txn, key); err != nil {
+			return err
+		}
+		return txn.Delete(key)
+	})
+	if err != nil {
+		return fmt.Errorf("storage: delete channel %s: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteIntegrationUser removes a read-only MQTT user; ErrNotFound if there
+// is none.
+func (s *Store) DeleteIntegrationUser(name string) error {
+	key := mqttUserKey(name)
+	err := s.update(func(txn *badger.Txn) error {
+		if err := present(txn, key); err != nil {
+			return err
+		}
+		return txn.Delete(key)
+	})
+	if err != nil {
+		return fmt.Errorf("storage: delete mqtt user %s: %w", name, err)
+	}
+	return nil
+}
+
 // PutIntegrationUser creates or replaces a read-only MQTT user.
 func (s *Store) PutIntegrationUser(u IntegrationUser) error {
 	if err := validID(u.Name); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -34,8 +35,37 @@ func (s *Store) AppendAudit(e AuditEntry) error {
 	return nil
 }
 
-// keyed fills in the time and the time-ordered ID when they are unset.
+// Bounds of an audit entry's free-text fields. Entries are kept for a long
+// time and some fields come from whoever calls (a login's user name, a
+// request path): a 1 MiB name must not become a 1 MiB record.
+const (
+	MaxAuditField  = 256  // actor, action, target, remote
+	MaxAuditDetail = 1024 // detail
+)
+
+// Truncate cuts s to at most n bytes without splitting a UTF-8 character,
+// marking a cut with "…" (within the n bytes).
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	cut := max(n-len(mark), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
+
+// keyed fills in the time and the time-ordered ID when they are unset, and
+// bounds the free-text fields.
 func (e AuditEntry) keyed() AuditEntry {
+	e.Actor = Truncate(e.Actor, MaxAuditField)
+	e.Kind = Truncate(e.Kind, MaxAuditField)
+	e.Action = Truncate(e.Action, MaxAuditField)
+	e.Target = Truncate(e.Target, MaxAuditField)
+	e.Remote = Truncate(e.Remote, MaxAuditField)
+	e.Detail = Truncate(e.Detail, MaxAuditDetail)
 	if e.At.IsZero() {
 		e.At = time.Now().UTC()
 	}

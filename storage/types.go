@@ -213,6 +213,9 @@ type User struct {
 	PasswordHash string    `json:"password_hash"` // argon2id encoded
 	Role         string    `json:"role"`          // admin, operator, viewer
 	CreatedAt    time.Time `json:"created_at"`
+	// Disabled users cannot log in, and their sessions and tokens do not
+	// authenticate.
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // Session is a logged-in browser session; the token itself is never stored,
@@ -231,6 +234,12 @@ type APIToken struct {
 	Name      string    `json:"name"`
 	User      string    `json:"user"`
 	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt ends the token; zero (as in tokens made before expiry
+	// existed) means it never expires.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Role caps what the token may do below its user's current role; empty
+	// means the user's role.
+	Role string `json:"role,omitempty"`
 }
 
 // EnrollToken is a one-time token that lets an agent obtain its credential.

@@ -206,3 +206,147 @@ func (s *Store) deleteKey(key []byte) error {
 	}
 	return err
 }
+
+// UpdateUser is a read-modify-write of one user; ErrNotFound if there is
+// none. fn may refuse the change by returning an error. The name cannot
+// change.
+func (s *Store) UpdateUser(name string, fn func(u *User) error) (User, error) {
+	key := userKey(name)
+	var out User
+	err := s.modify(key, func(txn *badger.Txn) error {
+		var u User
+		raw, err := getJSONRaw(txn, key, &u)
+		if err != nil {
+			return err
+		}
+		if err := fn(&u); err != nil {
+			return err
+		}
+		u.Name = name
+		out = u
+		return setChanged(txn, key, raw, u)
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("storage: update user %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// DeleteUser removes a user; ErrNotFound if there is none. Its sessions and
+// tokens stop authenticating at once (they name a user that is gone); End
+// Sessions and DeleteAPITokensOf remove their records.
+func (s *Store) DeleteUser(name string) error {
+	key := userKey(name)
+	err := s.modify(key, func(txn *badger.Txn) error {
+		if err := present(txn, key); err != nil {
+			return err
+		}
+		return txn.Delete(key)
+	})
+	if err != nil {
+		return fmt.Errorf("storage: delete user %s: %w", name, err)
+	}
+	return nil
+}
+
+// EndSessions deletes every session of user, and on the way every session
+// that has expired at now (a session nobody presents again is otherwise
+// never read, so never cleaned up). It returns how many of user's sessions
+// it ended. Sessions are not indexed by user: the scan reads each session
+// once, a page of deleteBatch at a time, so memory and transaction size stay
+// bounded however many there are.
+func (s *Store) EndSessions(user string, now time.Time) (int, error) {
+	n, err := s.deleteWhere(sessPrefix, func(raw []byte) (bool, bool, error) {
+		var sess Session
+		if err := decode(raw, &sess); err != nil {
+			return false, false, err
+		}
+		mine := sess.User == user
+		return mine || expired(sess.ExpiresAt, now), mine, nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("storage: end sessions of %s: %w", user, err)
+	}
+	return n, nil
+}
+
+// DeleteAPITokensOf revokes every API token of user and returns how many.
+func (s *Store) DeleteAPITokensOf(user string) (int, error) {
+	n, err := s.deleteWhere(tokPrefix, func(raw []byte) (bool, bool, error) {
+		var t APIToken
+		if err := decode(raw, &t); err != nil {
+			return false, false, err
+		}
+		return t.User == user, t.User == user, nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("storage: delete API tokens of %s: %w", user, err)
+	}
+	return n, nil
+}
+
+// deleteBatch bounds one page of deleteWhere: the keys it holds in memory
+// and the deletions in one transaction (Badger refuses transactions that
+// grow too large).
+const deleteBatch = 1000
+
+// deleteWhere deletes the records under prefix that match, a page at a
+// time: read a page of matching keys, delete them in one transaction, go
+// on after the last key read. match reports whether to delete a record and
+// whether to count it.
+func (s *Store) deleteWhere(prefix string, match func(raw []byte) (del, count bool, err error)) (int, error) {
+	n := 0
+	seek := []byte(prefix)
+	for {
+		var keys [][]byte
+		var last []byte
+		counted, read := 0, 0
+		err := s.db.View(func(txn *badger.Txn) error {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix = []byte(prefix)
+			it := txn.NewIterator(opts)
+			defer it.Close()
+			for it.Seek(seek); it.Valid() && read < deleteBatch; it.Next() {
+				item := it.Item()
+				last = item.KeyCopy(last[:0])
+				read++
+				var del, count bool
+				if err := item.Value(func(b []byte) error {
+					var err error
+					del, count, err = match(b)
+					return err
+				}); err != nil {
+					return fmt.Errorf("%s: %w", item.Key(), err)
+				}
+				if del {
+					keys = append(keys, item.KeyCopy(nil))
+					if count {
+						counted++
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		if len(keys) > 0 {
+			if err := s.update(func(txn *badger.Txn) error {
+				for _, k := range keys {
+					if err := txn.Delete(k); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				return n, err
+			}
+			n += counted
+		}
+		if read < deleteBatch {
+			return n, nil
+		}
+		// The next page starts right after the last key read.
+		seek = append(last, 0)
+	}
+}

@@ -83,3 +83,23 @@ func TestEncodeSetsVersion(t *testing.T) {
 		t.Fatal("online status without started_at accepted")
 	}
 }
+
+func TestEnrollRequestBounded(t *testing.T) {
+	ok := EnrollRequest{Token: "rme_x", PublicKey: "age1x", Hostname: strings.Repeat("h", MaxEnrollHostname), OS: "linux", Arch: "amd64"}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("a plain request refused: %v", err)
+	}
+	for _, set := range []func(*EnrollRequest){
+		func(r *EnrollRequest) { r.Hostname = strings.Repeat("h", 1<<20) },
+		func(r *EnrollRequest) { r.OS = strings.Repeat("o", MaxEnrollPlatform+1) },
+		func(r *EnrollRequest) { r.Arch = strings.Repeat("a", MaxEnrollPlatform+1) },
+		func(r *EnrollRequest) { r.Token = strings.Repeat("t", MaxEnrollToken+1) },
+		func(r *EnrollRequest) { r.PublicKey = strings.Repeat("k", MaxEnrollKey+1) },
+	} {
+		r := ok
+		set(&r)
+		if err := r.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("an over-long field passed: %v", err)
+		}
+	}
+}

@@ -31,16 +31,84 @@ func (al *Alerts) CreateChannel(req ChannelRequest) (storage.Channel, error) {
 	if req.Config.MinSeverity == "" {
 		req.Config.MinSeverity = fleet.SeverityWarning
 	}
-	if strings.TrimSpace(req.Name) == "" {
-		return storage.Channel{}, input.Errorf("name is required")
+	name, err := channelName(req.Name)
+	if err != nil {
+		return storage.Channel{}, err
 	}
 	if err := req.Config.Validate(); err != nil {
 		return storage.Channel{}, input.Errorf("%v", err)
 	}
 	cfg, _ := json.Marshal(req.Config)
-	return al.store.CreateChannel(storage.Channel{ID: token.NewID("chan"), Name: req.Name, Kind: req.Kind,
+	return al.store.CreateChannel(storage.Channel{ID: token.NewID("chan"), Name: name, Kind: req.Kind,
 		MinSeverity: req.Config.MinSeverity, CreatedAt: time.Now().UTC()}, cfg)
 }
+
+// maxChannelName bounds a channel's name (it goes into messages and logs).
+const maxChannelName = 200
+
+func channelName(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || len(s) > maxChannelName {
+		return "", input.Errorf("name is required (at most %d characters)", maxChannelName)
+	}
+	return s, nil
+}
+
+// ChannelChange is a partial update of a channel; nil fields stay as they
+// are. Config replaces the whole configuration (secrets included: they are
+// never shown, so a change must give them again); the kind stays.
+type ChannelChange struct {
+	Name        *string        `json:"name"`
+	MinSeverity *string        `json:"min_severity"`
+	Config      *notify.Config `json:"config"`
+}
+
+// UpdateChannel renames a channel, changes its routing or replaces its
+// configuration.
+func (al *Alerts) UpdateChannel(id string, c ChannelChange) (storage.Channel, error) {
+	var name string
+	if c.Name != nil {
+		var err error
+		if name, err = channelName(*c.Name); err != nil {
+			return storage.Channel{}, err
+		}
+	}
+	return al.store.UpdateChannel(id, func(ch *storage.Channel, raw []byte) ([]byte, error) {
+		var cfg notify.Config
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return nil, err
+		}
+		if c.Config != nil {
+			if c.Config.Kind != "" && c.Config.Kind != ch.Kind {
+				return nil, input.Errorf("config: the kind cannot change (delete the channel and create a %s one)", c.Config.Kind)
+			}
+			next := *c.Config
+			next.Kind = ch.Kind
+			if next.MinSeverity == "" {
+				next.MinSeverity = cfg.MinSeverity
+			}
+			cfg = next
+		}
+		if c.MinSeverity != nil {
+			cfg.MinSeverity = *c.MinSeverity
+		}
+		if cfg.MinSeverity == "" {
+			cfg.MinSeverity = fleet.SeverityWarning
+		}
+		if err := cfg.Validate(); err != nil {
+			return nil, input.Errorf("%v", err)
+		}
+		if c.Name != nil {
+			ch.Name = name
+		}
+		ch.MinSeverity = cfg.MinSeverity
+		return json.Marshal(cfg)
+	})
+}
+
+// DeleteChannel removes a notification channel; nothing is sent through it
+// from then on.
+func (al *Alerts) DeleteChannel(id string) error { return al.store.DeleteChannel(id) }
 
 // TestChannel sends a test message through one channel at once.
 func (al *Alerts) TestChannel(ctx context.Context, id string) error {

@@ -80,6 +80,31 @@ func (s *Server) listChannels(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, chans)
 }
 
+// patchChannel renames a channel, changes its min_severity or replaces its
+// configuration (secrets are never shown, so a new config gives them again).
+func (s *Server) patchChannel(w http.ResponseWriter, r *http.Request) {
+	var req alerts.ChannelChange
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ch, err := s.alerts.UpdateChannel(chi.URLParam(r, "id"), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, ch)
+}
+
+// deleteChannel removes a channel: nothing is sent through it any more.
+func (s *Server) deleteChannel(w http.ResponseWriter, r *http.Request) {
+	if err := s.alerts.DeleteChannel(chi.URLParam(r, "id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // testChannel sends a test message through one channel and reports the
 // outcome at once.
 func (s *Server) testChannel(w http.ResponseWriter, r *http.Request) {

@@ -55,6 +55,11 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if err := req.Validate(); err != nil {
+		// Refused before the token is spent: a fixed request can use it.
+		s.fail(w, r, fleet.Invalid("%s", strings.TrimPrefix(err.Error(), wire.ErrInvalid.Error()+": ")))
+		return
+	}
 	h, password, err := s.fleet.Enroll(r.Context(), req, r.RemoteAddr)
 	if errors.Is(err, fleet.ErrEnrollRefused) {
 		httpx.WriteError(w, http.StatusUnauthorized, err.Error())

@@ -10,6 +10,7 @@ import (
 
 	"github.com/restic-manager/restic-manager/console/auth"
 	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/console/view"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -27,6 +28,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	u, err := s.auth.Login(r, req.Username, req.Password)
 	if errors.Is(err, auth.ErrLocked) {
 		httpx.WriteError(w, http.StatusTooManyRequests, err.Error())
+		return
+	}
+	if errors.Is(err, auth.ErrDisabled) {
+		httpx.WriteError(w, http.StatusForbidden, err.Error())
 		return
 	}
 	if err != nil {
@@ -47,27 +52,31 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Name string `json:"name"`
+		Name      string `json:"name"`
+		ExpiresIn string `json:"expires_in"`
+		Role      string `json:"role"`
 	}
 	if err := httpx.Decode(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	t, tok, err := s.auth.CreateToken(who(r), req.Name)
+	t, tok, err := s.auth.CreateToken(who(r), auth.TokenRequest{Name: req.Name, ExpiresIn: req.ExpiresIn, Role: req.Role})
+	if errors.Is(err, auth.ErrRoleTooHigh) {
+		httpx.WriteError(w, http.StatusForbidden, err.Error())
+		return
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	// The token is shown this once; only its hash is kept.
-	httpx.WriteJSON(w, http.StatusCreated, map[string]string{"id": t.ID, "name": t.Name, "token": tok})
-}
-
-// tokenView is an API token as listed: never the token itself.
-type tokenView struct {
-	ID        string    `json:"id,omitempty"`
-	Name      string    `json:"name"`
-	User      string    `json:"user"`
-	CreatedAt time.Time `json:"created_at"`
+	httpx.WriteJSON(w, http.StatusCreated, struct {
+		ID        string    `json:"id"`
+		Name      string    `json:"name"`
+		Token     string    `json:"token"`
+		Role      string    `json:"role"`
+		ExpiresAt time.Time `json:"expires_at,omitzero"`
+	}{t.ID, t.Name, tok, t.Role, t.ExpiresAt})
 }
 
 // listTokens lists the caller's tokens (every token for admins).
@@ -77,11 +86,12 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]tokenView, 0, len(toks))
-	for _, t := range toks {
-		out = append(out, tokenView{ID: t.ID, Name: t.Name, User: t.User, CreatedAt: t.CreatedAt})
+	users, err := s.store.ListUsers()
+	if err != nil {
+		s.fail(w, r, err)
+		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, view.TokensOf(toks, users, time.Now()))
 }
 
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
@@ -92,21 +102,15 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-type userView struct {
-	Name      string    `json:"name"`
-	Role      string    `json:"role"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	users, err := s.store.ListUsers()
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]userView, 0, len(users))
+	out := make([]view.User, 0, len(users))
 	for _, u := range users {
-		out = append(out, userView{u.Name, u.Role, u.CreatedAt})
+		out = append(out, view.UserOf(u))
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
@@ -126,6 +130,47 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.WriteJSON(w, http.StatusCreated, map[string]string{"name": req.Name, "role": req.Role})
+}
+
+// patchUser changes a user's role, password or disabled state; a new
+// password, a changed role or disabling ends the user's sessions.
+func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Role     *string `json:"role"`
+		Password *string `json:"password"`
+		Disabled *bool   `json:"disabled"`
+	}
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	u, err := s.auth.UpdateUser(chi.URLParam(r, "name"), auth.UserChange{Role: req.Role, Password: req.Password, Disabled: req.Disabled})
+	if err != nil {
+		s.failUser(w, r, err)
+		return
+	}
+	s.log.Info("user changed", "user", u.Name, "role", u.Role, "disabled", u.Disabled, "password", req.Password != nil, "by", who(r).User)
+	httpx.WriteJSON(w, http.StatusOK, view.UserOf(u))
+}
+
+// deleteUser removes a user, its sessions and its tokens.
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "name")
+	if err := s.auth.DeleteUser(name); err != nil {
+		s.failUser(w, r, err)
+		return
+	}
+	s.log.Info("user deleted", "user", name, "by", who(r).User)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// failUser answers ErrLastAdmin with 409 and its reason.
+func (s *Server) failUser(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, auth.ErrLastAdmin) {
+		httpx.WriteError(w, http.StatusConflict, err.Error())
+		return
+	}
+	s.fail(w, r, err)
 }
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {

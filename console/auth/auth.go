@@ -54,80 +54,159 @@ func From(ctx context.Context) (Principal, bool) {
 	return p, ok
 }
 
-// Lock-out: this many failures for one user name within lockWindow lock it
-// for lockWindow, whatever address they come from (the per-address rate
-// limit does not stop a distributed guess).
+// Lock-out. Failures are counted per (user name, source address): this many
+// within lockWindow lock that pair, so a guesser elsewhere (or anyone who
+// merely knows the name "admin") cannot lock the real user out. Each lock
+// of the same pair lasts twice the one before (lockBase, 30m, 1h, … up to
+// lockMax), so one address gets at most lockAfter guesses per lockMax once
+// it persists; the per-address rate limit on the login routes comes on top.
+// A pair is forgotten after lockMemory without a lock or a success.
 const (
 	lockAfter  = 5
 	lockWindow = 15 * time.Minute
+	lockBase   = 15 * time.Minute
+	lockMax    = 6 * time.Hour
+	lockMemory = 24 * time.Hour
+	// maxGuardEntries bounds the pairs remembered; beyond it, pairs that
+	// lock nothing go first.
+	maxGuardEntries = 10000
 )
+
+// MaxNameLen bounds every name a person gives the console (user names at
+// login, token and channel names): longer is refused before it becomes a
+// lock-out key, a log line or an audit record.
+const MaxNameLen = 200
 
 type loginGuard struct {
 	mu sync.Mutex
-	m  map[string]*loginFails
+	m  map[guardKey]*loginFails
 }
 
+// guardKey is who tries (the user name) from where (the canonical address,
+// an IPv6 /64).
+type guardKey struct{ user, addr string }
+
 type loginFails struct {
-	n           int
-	first       time.Time
+	n           int       // failures since first
+	first       time.Time // start of the counting window
+	locks       int       // locks so far (the back-off)
 	lockedUntil time.Time
 }
 
-func (g *loginGuard) locked(name string, now time.Time) bool {
+// lockFor is the length of the n-th lock of a pair.
+func lockFor(n int) time.Duration {
+	d := lockBase
+	for i := 1; i < n && d < lockMax; i++ {
+		d *= 2
+	}
+	return min(d, lockMax)
+}
+
+// forgettable: the entry neither locks nor counts nor remembers a lock.
+func (f *loginFails) forgettable(now time.Time) bool {
+	return now.Sub(f.first) > lockWindow && now.Sub(f.lockedUntil) > lockMemory
+}
+
+func (g *loginGuard) locked(k guardKey, now time.Time) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	f := g.m[name]
+	f := g.m[k]
 	return f != nil && now.Before(f.lockedUntil)
 }
 
-func (g *loginGuard) fail(name string, now time.Time) {
+func (g *loginGuard) fail(k guardKey, now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.m == nil {
-		g.m = map[string]*loginFails{}
+		g.m = map[guardKey]*loginFails{}
 	}
-	f := g.m[name]
-	if f == nil || now.Sub(f.first) > lockWindow {
-		f = &loginFails{first: now}
-		g.m[name] = f
+	f := g.m[k]
+	if f == nil || f.forgettable(now) {
+		if f == nil && len(g.m) >= maxGuardEntries {
+			g.shrink(now)
+		}
+		f = &loginFails{}
+		g.m[k] = f
+	}
+	if f.n == 0 || now.Sub(f.first) > lockWindow {
+		f.n, f.first = 0, now
 	}
 	f.n++
 	if f.n >= lockAfter {
-		f.lockedUntil = now.Add(lockWindow)
+		f.locks++
+		f.lockedUntil = now.Add(lockFor(f.locks))
+		f.n = 0
 	}
-	// Bound the map: forget entries that can no longer lock anything.
-	if len(g.m) > 10000 {
-		for k, v := range g.m {
-			if now.Sub(v.first) > lockWindow && now.After(v.lockedUntil) {
-				delete(g.m, k)
-			}
+}
+
+// shrink makes room: first the entries that no longer count, then those
+// that lock nothing now, then those whose lock ends soonest.
+func (g *loginGuard) shrink(now time.Time) {
+	for k, f := range g.m {
+		if f.forgettable(now) {
+			delete(g.m, k)
 		}
 	}
+	for k, f := range g.m {
+		if len(g.m) < maxGuardEntries {
+			return
+		}
+		if !now.Before(f.lockedUntil) {
+			delete(g.m, k)
+		}
+	}
+	for len(g.m) >= maxGuardEntries {
+		var soonest guardKey
+		var until time.Time
+		for k, f := range g.m {
+			if until.IsZero() || f.lockedUntil.Before(until) {
+				soonest, until = k, f.lockedUntil
+			}
+		}
+		delete(g.m, soonest)
+	}
 }
 
-func (g *loginGuard) succeed(name string) {
+func (g *loginGuard) succeed(k guardKey) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	delete(g.m, name)
+	delete(g.m, k)
 }
 
-var ErrLocked = errors.New("too many failed logins; try again later")
+var (
+	ErrLocked = errors.New("too many failed logins from this address; try again later")
+	// ErrDisabled is only said to someone who gave the right password.
+	ErrDisabled = errors.New("this account is disabled; ask an administrator")
+)
 
-// login verifies a username and password, with lock-out, and audits it.
+// Login verifies a username and password, with lock-out, and audits it.
 func (a *Auth) Login(r *http.Request, name, password string) (storage.User, error) {
-	now := time.Now()
-	if a.guard.locked(name, now) {
+	now := a.now()
+	if len(name) > MaxNameLen {
+		// No such user can exist: refused without a lock-out entry, and
+		// logged and audited cut short.
+		a.log.Warn("login failed: user name too long", "user", storage.Truncate(name, 64), "bytes", len(name), "remote", r.RemoteAddr)
+		a.Record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login failed", Detail: "user name too long", Remote: r.RemoteAddr, Status: http.StatusUnauthorized})
+		return storage.User{}, errUnauthenticated
+	}
+	addr, _ := httpx.RemoteIP(r)
+	key := guardKey{user: name, addr: addr}
+	if a.guard.locked(key, now) {
 		a.Record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login locked out", Remote: r.RemoteAddr, Status: http.StatusTooManyRequests})
 		return storage.User{}, ErrLocked
 	}
 	u, ok := a.checkLogin(name, password)
 	if !ok {
-		a.guard.fail(name, now)
+		a.guard.fail(key, now)
 		a.log.Warn("login failed", "user", name, "remote", r.RemoteAddr)
 		a.Record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login failed", Remote: r.RemoteAddr, Status: http.StatusUnauthorized})
 		return storage.User{}, errUnauthenticated
 	}
-	a.guard.succeed(name)
+	if u.Disabled {
+		a.Record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login refused: disabled", Remote: r.RemoteAddr, Status: http.StatusForbidden})
+		return storage.User{}, ErrDisabled
+	}
+	a.guard.succeed(key)
 	a.Record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login", Remote: r.RemoteAddr, Status: http.StatusOK})
 	return u, nil
 }
@@ -146,7 +225,7 @@ func (a *Auth) checkLogin(name, password string) (storage.User, bool) {
 // startSession stores a new session and sets its cookie.
 func (a *Auth) StartSession(w http.ResponseWriter, user string) error {
 	tok := token.Random(32)
-	now := time.Now().UTC()
+	now := a.now().UTC()
 	if err := a.store.PutSession(token.Hash(tok), storage.Session{User: user, CreatedAt: now, ExpiresAt: now.Add(sessionTTL)}); err != nil {
 		return err
 	}
@@ -166,36 +245,55 @@ func (a *Auth) EndSession(w http.ResponseWriter, r *http.Request) {
 
 var errUnauthenticated = errors.New("authentication required")
 
-// identify resolves the request's bearer token or session cookie.
+// identify resolves the request's bearer token or session cookie. A
+// disabled user's sessions and tokens do not authenticate; an expired token
+// does not; a token acts with the lower of its own role and its user's
+// current one.
 func (a *Auth) identify(r *http.Request) (Principal, error) {
+	now := a.now()
 	if authz := r.Header.Get("Authorization"); authz != "" {
 		tok, ok := strings.CutPrefix(authz, "Bearer ")
 		if !ok || tok == "" {
 			return Principal{}, errUnauthenticated
 		}
 		t, err := a.store.GetAPIToken(token.Hash(tok))
-		if err != nil {
+		if err != nil || TokenExpired(t, now) {
 			return Principal{}, errUnauthenticated
 		}
 		u, err := a.store.GetUser(t.User)
-		if err != nil {
+		if err != nil || u.Disabled {
 			return Principal{}, errUnauthenticated
 		}
-		return Principal{User: u.Name, Role: u.Role}, nil
+		return Principal{User: u.Name, Role: TokenRole(t, u)}, nil
 	}
 	ck, err := r.Cookie(sessionCookie)
 	if err != nil || ck.Value == "" {
 		return Principal{}, errUnauthenticated
 	}
-	s, err := a.store.GetSession(token.Hash(ck.Value), time.Now())
+	s, err := a.store.GetSession(token.Hash(ck.Value), now)
 	if err != nil {
 		return Principal{}, errUnauthenticated
 	}
 	u, err := a.store.GetUser(s.User)
-	if err != nil {
+	if err != nil || u.Disabled {
 		return Principal{}, errUnauthenticated
 	}
 	return Principal{User: u.Name, Role: u.Role, Session: true}, nil
+}
+
+// TokenExpired reports whether t no longer authenticates at now. A token
+// without an expiry never expires.
+func TokenExpired(t storage.APIToken, now time.Time) bool {
+	return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)
+}
+
+// TokenRole is the role a token of user u acts with: the lower of the
+// token's own (none: the user's) and the user's current role.
+func TokenRole(t storage.APIToken, u storage.User) string {
+	if t.Role == "" || roleRank[t.Role] == 0 || roleRank[u.Role] < roleRank[t.Role] {
+		return u.Role
+	}
+	return t.Role
 }
 
 // requireAuth rejects anonymous requests; the API answers 401 JSON, pages
@@ -259,6 +357,11 @@ type Auth struct {
 	store *storage.Store
 	log   *slog.Logger
 	guard loginGuard
+	// usersMu serialises changes of users, so that two admins demoting
+	// each other at once cannot leave the console without one.
+	usersMu sync.Mutex
+	// now is the clock (tests move it).
+	now func() time.Time
 }
 
 // New builds an Auth.
@@ -266,7 +369,7 @@ func New(opts Options) *Auth {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Auth{opts: opts, store: opts.Store, log: opts.Logger.With("component", "auth")}
+	return &Auth{opts: opts, store: opts.Store, log: opts.Logger.With("component", "auth"), now: time.Now}
 }
 
 // WithPrincipal returns ctx carrying p (for tests and internal callers).

@@ -197,6 +197,31 @@ func (f *Fleet) CreateIntegrationUser(ctx context.Context, name string) (string,
 	return password, nil
 }
 
+// UserDisconnector is implemented by a Publisher that can drop every
+// connection logged in as a user (the embedded broker can). Integration
+// clients choose their own client IDs, so Disconnector cannot find them.
+type UserDisconnector interface {
+	DisconnectUser(username string)
+}
+
+// DeleteIntegrationUser removes a read-only MQTT account: the embedded
+// broker authenticates from the store on every connect and drops the
+// account's live connections now; an external broker's accounts are
+// written again without it.
+func (f *Fleet) DeleteIntegrationUser(ctx context.Context, name, by string) error {
+	if err := f.store.DeleteIntegrationUser(name); err != nil {
+		return err
+	}
+	if d, ok := f.pub.(UserDisconnector); ok {
+		d.DisconnectUser(name)
+	}
+	if err := f.SyncBrokerAccounts(ctx); err != nil {
+		f.log.Error("deleted integration user still in the external broker's accounts", "user", name, "error", err)
+	}
+	f.log.Warn("integration user deleted", "user", name, "by", by)
+	return nil
+}
+
 // validIntegrationName keeps integration logins apart from host IDs (the
 // broker's ACL tells agents by the prefix).
 func validIntegrationName(s string) bool {

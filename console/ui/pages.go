@@ -254,29 +254,53 @@ func (s *Server) pageRestore(w http.ResponseWriter, r *http.Request) {
 		"RepoID": r.URL.Query().Get("repo"), "SnapshotID": r.URL.Query().Get("snapshot")})
 }
 
-// ---- settings: API tokens for everyone, users for admins
+// ---- settings: API tokens for everyone; users, channels and integration
+// accounts for admins
 
 func (s *Server) pageSettings(w http.ResponseWriter, r *http.Request) {
 	p, _ := auth.From(r.Context())
-	all, err := s.store.ListAPITokens()
+	toks, err := s.auth.Tokens(p)
 	if err != nil {
 		s.pageError(w, r, err)
 		return
 	}
-	var toks []storage.APIToken
-	for _, t := range all {
-		if t.User == p.User || p.Can(auth.RoleAdmin) {
-			toks = append(toks, t)
-		}
+	// Every user, for the role each token acts with; shown to admins only.
+	users, err := s.store.ListUsers()
+	if err != nil {
+		s.pageError(w, r, err)
+		return
 	}
-	var users []storage.User
+	data := map[string]any{"User": p, "Tokens": view.TokensOf(toks, users, time.Now()), "TokenRoles": tokenRoles(p)}
 	if p.Can(auth.RoleAdmin) {
-		if users, err = s.store.ListUsers(); err != nil {
+		uv := make([]view.User, 0, len(users))
+		for _, u := range users {
+			uv = append(uv, view.UserOf(u))
+		}
+		chans, err := s.store.ListChannels()
+		if err != nil {
 			s.pageError(w, r, err)
 			return
 		}
+		mqttUsers, err := s.store.ListIntegrationUsers()
+		if err != nil {
+			s.pageError(w, r, err)
+			return
+		}
+		data["Users"], data["Channels"], data["MQTTUsers"] = uv, chans, view.IntegrationUsersOf(mqttUsers)
 	}
-	s.render(w, "settings.html", map[string]any{"User": p, "Tokens": toks, "Users": users})
+	s.render(w, "settings.html", data)
+}
+
+// tokenRoles are the roles p may give a token, the last (p's own) the
+// default.
+func tokenRoles(p auth.Principal) []string {
+	var out []string
+	for _, role := range []string{auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin} {
+		if p.Can(role) {
+			out = append(out, role)
+		}
+	}
+	return out
 }
 
 // ---- cron preview

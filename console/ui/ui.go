@@ -188,11 +188,14 @@ func (s *Server) formLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := s.auth.Login(r, r.PostForm.Get("username"), r.PostForm.Get("password"))
 	if err != nil {
-		msg := "Wrong username or password."
-		if errors.Is(err, auth.ErrLocked) {
-			msg = "Too many failed logins. Try again later."
+		msg, code := "Wrong username or password.", http.StatusUnauthorized
+		switch {
+		case errors.Is(err, auth.ErrLocked):
+			msg = "Too many failed logins from here. Try again later."
+		case errors.Is(err, auth.ErrDisabled):
+			msg, code = "This account is disabled. Ask an administrator.", http.StatusForbidden
 		}
-		w.WriteHeader(http.StatusUnauthorized)
+		w.WriteHeader(code)
 		s.render(w, "login.html", map[string]any{"Error": msg})
 		return
 	}

@@ -463,8 +463,8 @@ function restorePage(main) {
   if (repoSel.value) loadSnapshots();
 }
 
-// ---- settings: users and tokens
-function settingsPage() {
+// ---- settings: users, tokens, channels and integration accounts
+function settingsPage(main) {
   const uf = $("#user-form");
   if (uf) uf.addEventListener("submit", async ev => {
     ev.preventDefault();
@@ -473,18 +473,81 @@ function settingsPage() {
       location.reload();
     } catch (e) { showError($("#user-error"), e); }
   });
+
+  // Users (admins): every change goes through PATCH or DELETE
+  // /api/v1/users/{name}; one that ends the caller's own session lands on
+  // the login page at the reload.
+  const userPath = name => "/api/v1/users/" + encodeURIComponent(name);
+  const usersErr = $("#users-error");
+  const changeUser = async (name, body) => {
+    showError(usersErr);
+    try { await api("PATCH", userPath(name), body); location.reload(); return true; }
+    catch (e) { showError(usersErr, e); return false; }
+  };
+  $$(".user-role").forEach(sel => sel.addEventListener("change", async () => {
+    const name = sel.dataset.name, role = sel.value;
+    if (!confirm("Make " + name + " " + (role === "admin" ? "an " : "a ") + role + "? Their sessions end.") || !(await changeUser(name, { role }))) sel.value = sel.dataset.role;
+  }));
+  $$(".toggle-user").forEach(b => b.addEventListener("click", () => {
+    const name = b.dataset.name, disable = b.dataset.disabled !== "true";
+    const msg = disable ? "Disable " + name + "? They are logged out and cannot log in, and their tokens stop working, until enabled again." : "Enable " + name + " again?";
+    if (confirm(msg)) changeUser(name, { disabled: disable });
+  }));
+  $$(".delete-user").forEach(b => b.addEventListener("click", async () => {
+    const name = b.dataset.name;
+    if (!confirm("Delete user " + name + "? Their sessions end and their API tokens are revoked. This cannot be undone.")) return;
+    showError(usersErr);
+    try { await api("DELETE", userPath(name)); location.reload(); }
+    catch (e) { showError(usersErr, e); }
+  }));
+  const dlg = $("#password-dialog");
+  if (dlg) {
+    const pf = $("#password-form");
+    $$(".reset-password").forEach(b => b.addEventListener("click", () => {
+      pf.reset(); showError($("#password-error"));
+      pf.dataset.name = b.dataset.name;
+      $("#password-user").textContent = b.dataset.name;
+      dlg.showModal();
+    }));
+    $("#password-cancel").addEventListener("click", () => dlg.close());
+    pf.addEventListener("submit", async ev => {
+      ev.preventDefault();
+      try {
+        await api("PATCH", userPath(pf.dataset.name), { password: pf.elements.password.value });
+        dlg.close(); location.reload();
+      } catch (e) { showError($("#password-error"), e); }
+    });
+  }
+
   const tf = $("#token-form");
   tf.addEventListener("submit", async ev => {
     ev.preventDefault();
     try {
-      const r = await api("POST", "/api/v1/tokens", { name: tf.elements.name.value.trim() });
-      $("#token-value").textContent = r.data.token; $("#token-new").hidden = false; showError($("#token-error"));
+      const r = await api("POST", "/api/v1/tokens", { name: tf.elements.name.value.trim(), expires_in: tf.elements.expires_in.value, role: tf.elements.role.value });
+      $("#token-value").textContent = r.data.token;
+      $("#token-new").hidden = false; showError($("#token-error"));
+      // The list shows the new token at the next visit; the value is only
+      // here, so do not reload it away.
+      const exp = r.data.expires_at ? fmtTime(r.data.expires_at) : "never";
+      const tb = $("#tokens tbody");
+      tb.prepend(el("tr", { "data-token": r.data.id }, el("td", {}, r.data.name), el("td", {}, main.dataset.user || ""), el("td", {}, r.data.role), el("td", {}, "just now"), el("td", {}, exp), el("td", {})));
     } catch (e) { showError($("#token-error"), e); }
   });
   $$(".delete-token").forEach(b => b.addEventListener("click", async () => {
     if (!confirm("Revoke this token? Scripts using it stop working.")) return;
     try { await api("DELETE", "/api/v1/tokens/" + encodeURIComponent(b.dataset.id)); location.reload(); }
     catch (e) { showError($("#token-error"), e); }
+  }));
+
+  $$(".delete-channel").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm("Delete the channel " + b.dataset.name + "? Alerts are no longer sent through it.")) return;
+    try { await api("DELETE", "/api/v1/channels/" + encodeURIComponent(b.dataset.id)); location.reload(); }
+    catch (e) { showError($("#channels-error"), e); }
+  }));
+  $$(".delete-mqtt-user").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm("Delete the MQTT account " + b.dataset.name + "? The integration using it is disconnected and cannot log in again.")) return;
+    try { await api("DELETE", "/api/v1/mqtt-users/" + encodeURIComponent(b.dataset.name)); location.reload(); }
+    catch (e) { showError($("#mqtt-users-error"), e); }
   }));
 }
 
