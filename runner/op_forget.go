@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // ForgetArgs are the arguments of a forget. At least one keep rule is
@@ -25,6 +26,19 @@ type ForgetArgs struct {
 	// Spec.Prune's options).
 	Prune  bool
 	DryRun bool // --dry-run: report what would be removed, remove nothing
+	// Guard, when set, previews the forget first and holds it (Result
+	// status held, nothing deleted) when it would remove too much or finds
+	// snapshots dated in the future.
+	Guard *ForgetGuard
+}
+
+// ForgetGuard bounds a forget (see ForgetArgs.Guard).
+type ForgetGuard struct {
+	// MaxRemovePercent of the snapshots in scope may go (0 means 50).
+	MaxRemovePercent int
+	// NotAfter: a snapshot dated later is forged or its host's clock is
+	// wrong; a retention policy applied to it would keep the wrong ones.
+	NotAfter time.Time
 }
 
 // ForgetOutput is Result.Output of forget.
@@ -43,6 +57,8 @@ type ForgetGroup struct {
 	Keep    []string       `json:"keep"`   // full snapshot IDs
 	Remove  []string       `json:"remove"` // full snapshot IDs
 	Reasons []ForgetReason `json:"reasons"`
+	// Times are the kept and removed snapshots' times (restic's RFC 3339).
+	Times map[string]string `json:"times,omitempty"`
 }
 
 // ForgetReason tells why a snapshot was kept.
@@ -237,7 +253,7 @@ func parseForget(doc []byte) ([]ForgetGroup, error) {
 	for _, g := range raw {
 		fg := ForgetGroup{
 			Host: g.Host, Paths: nonNil(g.Paths), Tags: nonNil(g.Tags),
-			Keep: []string{}, Remove: []string{}, Reasons: []ForgetReason{},
+			Keep: []string{}, Remove: []string{}, Reasons: []ForgetReason{}, Times: map[string]string{},
 		}
 		byTimeTree := map[string]string{}
 		for _, s := range g.Keep {
@@ -245,6 +261,7 @@ func parseForget(doc []byte) ([]ForgetGroup, error) {
 				return nil, fmt.Errorf("kept snapshot without a valid id (%q)", s.ID)
 			}
 			fg.Keep = append(fg.Keep, s.ID)
+			fg.Times[s.ID] = s.Time
 			byTimeTree[s.Time+"\x00"+s.Tree] = s.ID
 		}
 		for _, s := range g.Remove {
@@ -252,6 +269,7 @@ func parseForget(doc []byte) ([]ForgetGroup, error) {
 				return nil, fmt.Errorf("removed snapshot without a valid id (%q)", s.ID)
 			}
 			fg.Remove = append(fg.Remove, s.ID)
+			fg.Times[s.ID] = s.Time
 		}
 		for _, r := range g.Reasons {
 			id := r.Snapshot.ID // 0.17+

@@ -50,6 +50,8 @@ const (
 	StatusPartial   = wire.StatusPartial
 	StatusFailed    = wire.StatusFailed
 	StatusCancelled = wire.StatusCancelled
+	// StatusHeld: a guarded forget stopped after its preview (ForgetGuard).
+	StatusHeld = wire.StatusHeld
 )
 
 // Defaults for the Runner's zero-valued fields.

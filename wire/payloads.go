@@ -49,6 +49,11 @@ const (
 	StatusFailed    = "failed"
 	StatusCancelled = "cancelled"
 	StatusExpired   = "expired"
+	// StatusHeld: a guarded forget stopped before deleting anything (its
+	// preview removed too much, or found snapshots dated in the future); it
+	// waits for an admin's approval or cancel. Not terminal: approved, the
+	// same job runs again.
+	StatusHeld = "held"
 )
 
 // TerminalStatus reports whether a job in status s has ended: it never
@@ -107,6 +112,13 @@ type Command struct {
 	// expiry, because a broker restart does not keep per-message expiry.
 	IssuedAt  time.Time `json:"issued_at"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Guard, on a forget, makes the agent preview it first (--dry-run) and
+	// stop, reporting status "held", when it would remove more than
+	// MaxRemovePercent of the snapshots in scope or when any of them is
+	// dated after NotAfter. Approved: an admin approved a held forget; it
+	// runs again, unguarded.
+	Guard    *ForgetGuard `json:"guard,omitempty"`
+	Approved bool         `json:"approved,omitempty"`
 	// SealedRepo is the repository (URL, password, backend env) as an age
 	// ciphertext for this agent's X25519 key, base64. Only the agent can
 	// open it: the broker, its persistence and other subscribers cannot.
@@ -133,6 +145,12 @@ func (c *Command) Validate() error {
 		return fmt.Errorf("%w: command: negative timeout_s", ErrInvalid)
 	}
 	return nil
+}
+
+// ForgetGuard bounds what a forget may delete without an admin's approval.
+type ForgetGuard struct {
+	MaxRemovePercent int       `json:"max_remove_percent"`
+	NotAfter         time.Time `json:"not_after"`
 }
 
 // RepoSpec is the plaintext inside Command.SealedRepo.
@@ -206,7 +224,7 @@ func (r *Result) Validate() error {
 	if !ValidID(r.JobID) {
 		return fmt.Errorf("%w: result: bad job_id %q", ErrInvalid, r.JobID)
 	}
-	if !TerminalStatus(r.Status) {
+	if !TerminalStatus(r.Status) && r.Status != StatusHeld {
 		return fmt.Errorf("%w: result: unknown status %q", ErrInvalid, r.Status)
 	}
 	if r.EndedAt.IsZero() {
