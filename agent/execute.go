@@ -170,5 +170,10 @@ func (a *Agent) buildSpec(cmd wire.Command) (runner.Spec, error) {
 	if err := decodeArgs(cmd.Kind, cmd.Args, &spec); err != nil {
 		return spec, err
 	}
+	// The console guards every forget until an admin approved it: preview,
+	// and hold rather than delete too much or keep forged snapshots.
+	if g := cmd.Guard; cmd.Kind == wire.JobForget && g != nil && !cmd.Approved {
+		spec.Forget.Guard = &runner.ForgetGuard{MaxRemovePercent: g.MaxRemovePercent, NotAfter: g.NotAfter}
+	}
 	return spec, nil
 }

@@ -40,7 +40,14 @@ func (f *fakeRestic) LsStream(context.Context, runner.Repo, string, func(runner.
 
 func (f *fakeRestic) Run(ctx context.Context, spec runner.Spec, h runner.Hooks) runner.Result {
 	defer spec.Reservation.Release()
-	job := spec.Backup.Tags[0]
+	// The job is named by the run's first tag.
+	job := ""
+	switch spec.Kind {
+	case runner.KindForget:
+		job = spec.Forget.Tags[0]
+	default:
+		job = spec.Backup.Tags[0]
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, job)
 	gate := f.hold[job]
@@ -79,6 +86,11 @@ func (f *fakeRestic) Run(ctx context.Context, spec runner.Spec, h runner.Hooks) 
 			res.Status, res.ExitCode, res.Error, res.EndedAt = runner.StatusCancelled, 130, "cancelled", time.Now()
 			return res
 		}
+	}
+	if spec.Forget.Guard != nil {
+		// A guarded forget: this fake's preview always finds too much.
+		res.Status, res.ExitCode, res.Error, res.EndedAt = runner.StatusHeld, 0, "held: would remove 3 of 4", time.Now()
+		return res
 	}
 	if h.OnProgress != nil {
 		h.OnProgress(runner.Progress{Percent: 100, FilesDone: 1, TotalFiles: 1})

@@ -161,7 +161,11 @@ func (a *Agent) finish(res wire.Result) error {
 	if err := a.out.Put(wire.ResultTopic(a.cfg.HostID, res.JobID), b, false); err != nil {
 		return err
 	}
-	if err := a.jr.setState(res.JobID, jobDone, time.Now().UTC()); err != nil {
+	err = a.jr.setState(res.JobID, jobDone, time.Now().UTC())
+	if err == nil && res.Status == wire.StatusHeld {
+		err = a.jr.markHeld(res.JobID)
+	}
+	if err != nil {
 		// Left "received" (a full disk), the next start would run a job
 		// already reported: forget it instead (a removal needs no space),
 		// and ignore copies of it while this process lives.

@@ -28,6 +28,9 @@ type journalEntry struct {
 	ReceivedAt time.Time    `json:"received_at"`
 	StartedAt  time.Time    `json:"started_at,omitzero"`
 	DoneAt     time.Time    `json:"done_at,omitzero"`
+	// Held: the job ended held by its forget guard; an approved copy of its
+	// command (Command.Approved) runs it once more.
+	Held bool `json:"held,omitempty"`
 }
 
 type journal struct{ dir string }
@@ -72,12 +75,27 @@ func (j *journal) put(e journalEntry) error {
 }
 
 // accept records a new command; it reports false when the job is already
-// known (a duplicate delivery).
+// known (a duplicate delivery). The one exception: a job its forget guard
+// held runs again when an admin's approval (Command.Approved) arrives.
 func (j *journal) accept(c wire.Command, now time.Time) (bool, error) {
-	if _, ok, err := j.get(c.JobID); err != nil || ok {
+	e, ok, err := j.get(c.JobID)
+	if err != nil {
 		return false, err
 	}
+	if ok && !(e.Held && e.State == jobDone && c.Approved) {
+		return false, nil
+	}
 	return true, j.put(journalEntry{Command: c, State: jobReceived, ReceivedAt: now})
+}
+
+// markHeld records that a done job was held by its forget guard.
+func (j *journal) markHeld(id string) error {
+	e, ok, err := j.get(id)
+	if err != nil || !ok {
+		return err
+	}
+	e.Held = true
+	return j.put(e)
 }
 
 func (j *journal) setState(id, state string, now time.Time) error {
