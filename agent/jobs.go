@@ -158,14 +158,21 @@ func (a *Agent) finish(res wire.Result) error {
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
+	// A held job is journaled held before its result can reach the
+	// console: the approval the console may send at once must find it so.
+	held := res.Status == wire.StatusHeld
+	if held {
+		if err := a.jr.markHeld(res.JobID, time.Now().UTC()); err != nil {
+			return err
+		}
+	}
 	if err := a.out.Put(wire.ResultTopic(a.cfg.HostID, res.JobID), b, false); err != nil {
 		return err
 	}
-	err = a.jr.setState(res.JobID, jobDone, time.Now().UTC())
-	if err == nil && res.Status == wire.StatusHeld {
-		err = a.jr.markHeld(res.JobID)
+	if held {
+		return nil
 	}
-	if err != nil {
+	if err := a.jr.setState(res.JobID, jobDone, time.Now().UTC()); err != nil {
 		// Left "received" (a full disk), the next start would run a job
 		// already reported: forget it instead (a removal needs no space),
 		// and ignore copies of it while this process lives.

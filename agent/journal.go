@@ -88,13 +88,17 @@ func (j *journal) accept(c wire.Command, now time.Time) (bool, error) {
 	return true, j.put(journalEntry{Command: c, State: jobReceived, ReceivedAt: now})
 }
 
-// markHeld records that a done job was held by its forget guard.
-func (j *journal) markHeld(id string) error {
+// markHeld records that a job ended held by its forget guard (done, and
+// runnable once more by an approval).
+func (j *journal) markHeld(id string, now time.Time) error {
 	e, ok, err := j.get(id)
-	if err != nil || !ok {
+	if err != nil {
 		return err
 	}
-	e.Held = true
+	if !ok {
+		return fmt.Errorf("journal: unknown job %s", id)
+	}
+	e.State, e.DoneAt, e.Held = jobDone, now, true
 	return j.put(e)
 }
 
