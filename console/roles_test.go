@@ -47,6 +47,7 @@ var routeRoles = map[string]string{
 	"DELETE /api/v1/repos/{id}":                     auth.RoleAdmin,
 	"POST /api/v1/repos/{id}/snapshots/{sid}/index": auth.RoleOperator,
 	"POST /api/v1/hosts/{id}/revoke":                auth.RoleAdmin,
+	"POST /api/v1/jobs/{id}/approve":                auth.RoleAdmin,
 	"GET /api/v1/users":                             auth.RoleAdmin,
 	"POST /api/v1/users":                            auth.RoleAdmin,
 	"GET /api/v1/audit":                             auth.RoleAdmin,

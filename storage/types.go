@@ -25,6 +25,8 @@ const (
 	JobFailed    = wire.StatusFailed
 	JobCancelled = wire.StatusCancelled
 	JobExpired   = wire.StatusExpired
+	// JobHeld: a guarded forget waiting for an admin (not terminal).
+	JobHeld = wire.StatusHeld
 )
 
 // TerminalStatus reports whether a job in status s has ended (wire.TerminalStatus).
@@ -192,6 +194,9 @@ type Job struct {
 	// it started, lost by its agent, its host removed) without the agent's
 	// word; a result the agent sends later replaces that end.
 	EndedByConsole bool `json:"ended_by_console,omitempty"`
+	// ApprovedBy: the admin who approved a forget its guard held; it runs
+	// again, unguarded.
+	ApprovedBy string `json:"approved_by,omitempty"`
 }
 
 // Progress is the last progress report of a running job.

@@ -32,6 +32,8 @@ const (
 	RuleScheduleApplied = fleet.RuleScheduleApplied
 	RuleCheckErrors     = "check_errors"
 	RuleLockAge         = "lock_age"
+	// RuleForgetHeld: a forget's guard stopped it (subject: the job).
+	RuleForgetHeld = "forget_held"
 )
 
 // hostRules are the rules evaluated per host from its state.
@@ -90,6 +92,11 @@ func New(opts Options) *Alerts {
 		log: opts.Logger.With("component", "alerts")}
 	al.bgCtx, al.bgCancel = context.WithCancel(context.Background())
 	opts.Fleet.OnJobEnd(al.jobEnded)
+	opts.Fleet.OnJobHeld(func(j storage.Job) {
+		al.fire(RuleForgetHeld, j.ID, fleet.SeverityCritical, "", j.RepoID,
+			fmt.Sprintf("forget job %s on repository %s is held for an admin's approval: %s", j.ID, j.RepoID, j.Error))
+	})
+	opts.Fleet.OnJobApproved(func(j storage.Job) { al.resolve(RuleForgetHeld, j.ID) })
 	al.goBG(al.alertLoop)
 	return al
 }
@@ -126,6 +133,9 @@ func alerting(kind string) bool {
 
 // jobEnded is the alerts' observer of a job's end.
 func (al *Alerts) jobEnded(j storage.Job) {
+	if j.Kind == wire.JobForget {
+		al.resolve(RuleForgetHeld, j.ID) // cancelled while held, or ended after approval
+	}
 	al.jobAlert(j)
 	if h, err := al.store.GetHost(j.HostID); err == nil {
 		al.publishHealth(h)

@@ -66,6 +66,16 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusCreated, map[string]string{"job_id": j.ID})
 }
 
+// approveJob lets a held forget run (see fleet.ApproveJob).
+func (s *Server) approveJob(w http.ResponseWriter, r *http.Request) {
+	j, err := s.fleet.ApproveJob(chi.URLParam(r, "id"), who(r).User)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, view.JobOf(j))
+}
+
 // cancelJob stops a job (see fleet.CancelJob).
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 	j, err := s.fleet.CancelJob(chi.URLParam(r, "id"), who(r).User)

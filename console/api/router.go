@@ -143,6 +143,8 @@ func (s *Server) routes(r chi.Router) {
 		r.Group(func(r chi.Router) {
 			r.Use(auth.RequireRole(auth.RoleAdmin))
 			r.Post("/hosts/{id}/revoke", s.revokeHost)
+			// A forget its guard held deletes only with an admin's word.
+			r.Post("/jobs/{id}/approve", s.approveJob)
 			// Repository secrets and who may receive them widen trust.
 			r.Post("/repos", s.createRepo)
 			r.Patch("/repos/{id}", s.patchRepo)

@@ -48,6 +48,9 @@ type Options struct {
 	// (default 180 days; negative keeps them forever). Unfinished jobs and
 	// each host's last job, backup and success are never deleted.
 	JobRetention time.Duration
+	// ForgetGuardPercent is the share of a host's snapshots a forget may
+	// remove without an admin's approval (default 50).
+	ForgetGuardPercent int
 	// LostGrace is how long after an agent listed its running jobs a job
 	// it did not list, and that reported nothing since, ends as lost
 	// (default 2 minutes).
@@ -84,8 +87,10 @@ type Fleet struct {
 	// lost holds what agents said they run, for endLostJobs.
 	lost lostJobs
 
-	endMu     sync.RWMutex
-	observers []func(storage.Job)
+	endMu       sync.RWMutex
+	observers   []func(storage.Job)
+	heldObs     []func(storage.Job)
+	approvedObs []func(storage.Job)
 
 	brokerSync brokerSync
 
@@ -115,6 +120,9 @@ func New(opts Options) (*Fleet, error) {
 	}
 	if opts.OfflineAfter == 0 {
 		opts.OfflineAfter = time.Hour
+	}
+	if opts.ForgetGuardPercent <= 0 {
+		opts.ForgetGuardPercent = 50
 	}
 	if opts.LostGrace == 0 {
 		opts.LostGrace = lostGrace

@@ -184,7 +184,7 @@ func (g *gate) restore(ctx context.Context) {
 	var held []storage.Job
 	err := g.f.eachOpenJob(ctx, func(j storage.Job) {
 		switch {
-		case storage.TerminalStatus(j.Status):
+		case storage.TerminalStatus(j.Status), j.Status == storage.JobHeld:
 		case j.Held:
 			held = append(held, j)
 		default:

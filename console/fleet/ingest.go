@@ -173,6 +173,9 @@ func (f *Fleet) ingestResult(host, jobID string, payload []byte) error {
 		if storage.TerminalStatus(j.Status) && !consoleEnded {
 			return nil // already recorded: a redelivery
 		}
+		if r.Status == storage.JobHeld && (j.Status == storage.JobHeld || j.ApprovedBy != "" || storage.TerminalStatus(j.Status)) {
+			return nil // a held result again, or one overtaken by the approval or a cancel
+		}
 		changed = true
 		j.Status = r.Status
 		j.EndedByConsole = false
@@ -197,6 +200,11 @@ func (f *Fleet) ingestResult(host, jobID string, payload []byte) error {
 		return fmt.Errorf("result of %s: %w", jobID, err)
 	}
 	if !changed {
+		return nil
+	}
+	if j.Status == storage.JobHeld {
+		f.log.Warn("forget held by its guard", "job_id", j.ID, "host_id", host, "reason", j.Error)
+		f.held(j)
 		return nil
 	}
 	last := &storage.LastBackup{JobID: j.ID, Kind: j.Kind, Status: j.Status, EndedAt: j.EndedAt, SnapshotID: j.SnapshotID}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/restic-manager/restic-manager/console/input"
 	"github.com/restic-manager/restic-manager/internal/seal"
 	"github.com/restic-manager/restic-manager/internal/token"
 	"github.com/restic-manager/restic-manager/storage"
@@ -67,6 +68,11 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 	// credentials: an endpoint holds append-only ones and never sees those.
 	if rp.MaintenanceHostID != "" && wire.Destructive(req.Kind, norm) && req.HostID != rp.MaintenanceHostID {
 		f.log.Info("destructive job routed to the maintenance host", "kind", req.Kind, "requested_host", req.HostID, "maintenance_host", rp.MaintenanceHostID)
+		// A forget asked for one host applies to that host's snapshots
+		// only, not to every host's in the repository.
+		if norm, err = forgetFor(req.Kind, norm, h); err != nil {
+			return storage.Job{}, false, err
+		}
 		req.HostID = rp.MaintenanceHostID
 		if h, err = f.store.GetHost(req.HostID); err != nil {
 			return storage.Job{}, false, err
@@ -90,6 +96,7 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 	}
 	dispatchNow := f.gate.admit(&j)
 	created := true
+	// (Stored below; a held job then waits in the gate, the rest go out.)
 	if req.ScheduleID != "" {
 		var audit []storage.AuditEntry
 		if req.ActorKind == "schedule" {
@@ -155,10 +162,21 @@ func (f *Fleet) dispatch(j storage.Job, h storage.Host) error {
 	if err != nil {
 		return fmt.Errorf("seal for %s: %w", h.ID, err)
 	}
-	b, err := wire.Encode(&wire.Command{
+	cmd := wire.Command{
 		JobID: j.ID, Kind: j.Kind, Args: j.Args, TimeoutS: j.TimeoutS,
 		IssuedAt: j.CreatedAt, ExpiresAt: j.ExpiresAt, SealedRepo: sealed,
-	})
+	}
+	if j.Kind == wire.JobForget {
+		// Every forget is previewed and held rather than deleting more than
+		// the guard allows or keeping snapshots dated in the future — until
+		// an admin approved it.
+		if j.ApprovedBy != "" {
+			cmd.Approved = true
+		} else {
+			cmd.Guard = &wire.ForgetGuard{MaxRemovePercent: f.opts.ForgetGuardPercent, NotAfter: time.Now().UTC().Add(maxSkew)}
+		}
+	}
+	b, err := wire.Encode(&cmd)
 	if err != nil {
 		return err
 	}
@@ -186,6 +204,8 @@ func (f *Fleet) CancelJob(id, by string) (storage.Job, error) {
 		if h, herr := f.store.GetHost(j.HostID); herr != nil || !h.Online {
 			j, err = f.endByConsole(id, storage.JobCancelled, "cancelled by "+by+" while its host was offline", storage.JobRunning)
 		}
+	case j.Status == storage.JobHeld:
+		j, err = f.endByConsole(id, storage.JobCancelled, "held forget cancelled by "+by+": nothing was deleted", storage.JobHeld)
 	}
 	if errors.Is(err, errNoChange) {
 		j, err = f.store.GetJob(id)
@@ -205,6 +225,63 @@ func (f *Fleet) CancelJob(id, by string) (storage.Job, error) {
 	}
 	f.log.Info("job cancel requested", "job_id", j.ID, "status", j.Status, "by", by)
 	return j, nil
+}
+
+// ApproveJob lets a forget its guard held run, unguarded: an admin looked
+// at what it would remove. The job is queued again and goes through the
+// gate like a new one.
+func (f *Fleet) ApproveJob(id, by string) (storage.Job, error) {
+	now := time.Now().UTC()
+	j, err := f.store.UpdateJob(id, func(j *storage.Job) error {
+		if j.Status != storage.JobHeld {
+			return input.Conflictf("job %s is %s: only a held job can be approved", id, j.Status)
+		}
+		j.Status, j.ApprovedBy = storage.JobQueued, by
+		j.EndedAt, j.ExitCode, j.Progress, j.Error, j.StderrTail = time.Time{}, nil, nil, "", ""
+		j.ExpiresAt = now.Add(f.opts.CommandExpiry)
+		j.Held = false
+		return nil
+	})
+	if err != nil {
+		return j, err
+	}
+	f.log.Warn("held forget approved", "job_id", j.ID, "host_id", j.HostID, "by", by)
+	f.approved(j)
+	if !f.gate.admit(&j) {
+		if _, err := f.store.UpdateJob(j.ID, func(s *storage.Job) error { s.Held, s.Waited = true, true; return nil }); err != nil {
+			return j, err
+		}
+		f.gate.hold(j)
+		return j, nil
+	}
+	h, err := f.store.GetHost(j.HostID)
+	if err == nil {
+		err = f.dispatch(j, h)
+	}
+	if err != nil {
+		f.log.Error("dispatch of an approved job failed; it stays queued", "job_id", j.ID, "error", err)
+	}
+	return j, nil
+}
+
+// forgetFor narrows a forget asked for host h to h's snapshots (restic's
+// --host, by the host name its agent reports), unless it names hosts.
+func forgetFor(kind string, args []byte, h storage.Host) ([]byte, error) {
+	if kind != wire.JobForget {
+		return args, nil
+	}
+	var a wire.ForgetArgs
+	if err := json.Unmarshal(args, &a); err != nil {
+		return nil, err
+	}
+	if len(a.Hosts) > 0 {
+		return args, nil
+	}
+	if h.Hostname == "" {
+		return nil, Invalid("host %s has not reported its host name yet: a forget for it cannot be narrowed to its snapshots; give args.hosts", h.ID)
+	}
+	a.Hosts = []string{h.Hostname}
+	return json.Marshal(a)
 }
 
 // expire ends a queued job whose command was not picked up in time.
@@ -259,6 +336,48 @@ func (f *Fleet) endHostJobs(ctx context.Context, hostID, why string) {
 			cursor = next
 		}
 	}
+}
+
+// OnJobHeld registers fn to run when a guarded forget is held, and
+// OnJobApproved when an admin approves one (in the background, in order).
+func (f *Fleet) OnJobHeld(fn func(storage.Job)) {
+	f.endMu.Lock()
+	defer f.endMu.Unlock()
+	f.heldObs = append(f.heldObs, fn)
+}
+
+// OnJobApproved: see OnJobHeld.
+func (f *Fleet) OnJobApproved(fn func(storage.Job)) {
+	f.endMu.Lock()
+	defer f.endMu.Unlock()
+	f.approvedObs = append(f.approvedObs, fn)
+}
+
+// held runs when a guarded forget stopped: its agent is done with it, so
+// its repository is free; the job waits for an admin.
+func (f *Fleet) held(j storage.Job) {
+	f.events.publish(j)
+	f.endMu.RLock()
+	obs := f.heldObs
+	f.endMu.RUnlock()
+	f.goBG(func(context.Context) {
+		f.gate.jobEnded(j)
+		for _, fn := range obs {
+			fn(j)
+		}
+	})
+}
+
+func (f *Fleet) approved(j storage.Job) {
+	f.events.publish(j)
+	f.endMu.RLock()
+	obs := f.approvedObs
+	f.endMu.RUnlock()
+	f.goBG(func(context.Context) {
+		for _, fn := range obs {
+			fn(j)
+		}
+	})
 }
 
 // OnJobEnd registers fn to run once for every job that ends (succeeded,

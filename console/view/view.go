@@ -187,6 +187,7 @@ type Job struct {
 	TimeoutS    int               `json:"timeout_s,omitempty"`
 	Held        bool              `json:"held,omitempty"`
 	Waited      bool              `json:"waited,omitempty"`
+	ApprovedBy  string            `json:"approved_by,omitempty"`
 }
 
 // JobOf is the view of a job.
@@ -196,7 +197,7 @@ func JobOf(j storage.Job) Job {
 		ScheduleID: j.ScheduleID, ScheduledAt: j.ScheduledAt, CatchUp: j.CatchUp, Status: j.Status,
 		CreatedAt: j.CreatedAt, ExpiresAt: j.ExpiresAt, StartedAt: j.StartedAt, EndedAt: j.EndedAt,
 		ExitCode: j.ExitCode, Error: j.Error, StderrTail: j.StderrTail, SnapshotID: j.SnapshotID,
-		Summary: j.Summary, Output: j.Output, Progress: j.Progress, TimeoutS: j.TimeoutS, Held: j.Held, Waited: j.Waited,
+		Summary: j.Summary, Output: j.Output, Progress: j.Progress, TimeoutS: j.TimeoutS, Held: j.Held, Waited: j.Waited, ApprovedBy: j.ApprovedBy,
 	}
 }
 

@@ -34,15 +34,29 @@ func EnrolledHost(t testing.TB, st *storage.Store, id string) {
 
 // Recorder is a publisher that keeps the topics it was asked to publish on.
 type Recorder struct {
-	mu   sync.Mutex
-	sent []string
+	mu       sync.Mutex
+	sent     []string
+	payloads [][]byte
 }
 
-// Publish records the topic.
+// Publish records the topic and payload.
 func (r *Recorder) Publish(topic string, payload []byte, retain bool, expiry time.Duration) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sent = append(r.sent, topic)
+	r.payloads = append(r.payloads, append([]byte(nil), payload...))
+	return nil
+}
+
+// Last returns the last payload published on topic (nil if none).
+func (r *Recorder) Last(topic string) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.sent) - 1; i >= 0; i-- {
+		if r.sent[i] == topic {
+			return r.payloads[i]
+		}
+	}
 	return nil
 }
 

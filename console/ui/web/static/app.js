@@ -192,6 +192,13 @@ function jobPage(main) {
     try { const r = await api("POST", "/api/v1/jobs/" + encodeURIComponent(id) + "/cancel"); renderJob(r.data); }
     catch (e) { showError($("#action-error"), e); cancel.disabled = false; }
   });
+  const approve = $("#approve-job");
+  if (approve) approve.addEventListener("click", async () => {
+    if (!confirm("Run this forget without its guard? It deletes the snapshots its preview lists for removal.")) return;
+    approve.disabled = true;
+    try { await api("POST", "/api/v1/jobs/" + encodeURIComponent(id) + "/approve"); location.reload(); }
+    catch (e) { showError($("#action-error"), e); approve.disabled = false; }
+  });
   if (main.dataset.kind === "diff" && terminal.has(main.dataset.status)) loadChanges(id);
   if (terminal.has(main.dataset.status)) return;
   connect(id);
