@@ -7,7 +7,7 @@
 //
 // Trust: a console with its generated (private) CA is pinned from the
 // first byte. The Linux line hands curl that CA (written out in the line)
-// as the only CA file; the Windows line's certificate callback accepts only
+// as its CA file; the Windows line's certificate callback accepts only
 // a chain that verifies up to a root with the CA's SHA-256 fingerprint. The
 // pin is on the CA, not on the server's key: the console reissues its
 // certificate with a new key (new names, or 30 days before it expires) from
@@ -112,7 +112,11 @@ func Commands(c Console, token string) (map[string]string, error) {
 // no shell variable, so the line works the same in sh, bash, zsh and fish).
 // curl then checks the server's chain and name against it, as for any
 // HTTPS download; another CA, or a certificate for another name, is
-// refused before a byte reaches sh.
+// refused before a byte reaches sh. (curl builds with a default CA
+// directory, such as Debian's /etc/ssl/certs, consult it too: a certificate
+// for the console's name from a CA the machine already trusts would pass.
+// Overriding it with --capath makes GnuTLS builds fail, so the line does
+// not; the agent itself trusts only the pinned CA.)
 func linuxCAPrinter(ca *x509.Certificate) string {
 	lines := strings.Split(strings.TrimSpace(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}))), "\n")
 	return "printf '%s\\n' '" + strings.Join(lines, "' '") + "'"

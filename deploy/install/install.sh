@@ -7,10 +7,11 @@
 #       curl -fsSL --cacert /dev/stdin https://console:8080/install.sh |
 #       sudo sh -s -- --server https://console:8080 --token rme_... --ca-fingerprint 3f9a...
 #
-# The console's generated CA is written out in the line and is the only CA
-# curl trusts for this script (with a certificate from a public CA the line
-# is just curl URL | sudo sh). The console serves this script with that CA
-# filled in below (CONSOLE_CA).
+# The console's generated CA is written out in the line and is curl's CA
+# file for this script, so that nothing runs unless the server holds a
+# certificate from it (with a certificate from a public CA the line is just
+# curl URL | sudo sh). The console serves this script with that CA filled in
+# below (CONSOLE_CA).
 #
 # It downloads the agent for this machine's architecture from the console
 # (SERVER/downloads/restic-manager-agent-linux-ARCH), checks that it runs,
