@@ -199,3 +199,22 @@ func TestExampleAgentConfigLoads(t *testing.T) {
 		t.Errorf("example ca_fingerprint has %d hex digits, want 64", len(fp))
 	}
 }
+
+// The install lines the guides show are the ones the console gives: they
+// pin the CA and never turn certificate verification off.
+func TestGuidesShowPinnedInstallLines(t *testing.T) {
+	root := testenv.Root(t)
+	off := regexp.MustCompile(`curl[^\n]*(--insecure|\s-k\s)|no-check-certificate|\{\s*\$true\s*\}`)
+	for _, doc := range []string{"README.md", filepath.Join("deploy", "OPERATIONS.md")} {
+		b, err := os.ReadFile(filepath.Join(root, doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := off.Find(b); m != nil {
+			t.Errorf("%s shows an install line without verification: %q", doc, m)
+		}
+		if !strings.Contains(string(b), "curl -fsSL --cacert /dev/stdin https://") {
+			t.Errorf("%s does not show the pinned Linux line", doc)
+		}
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -148,10 +150,10 @@ func TestInstallScript(t *testing.T) {
 	s.waitOnline(h.ID, true)
 }
 
-// instProxy stands in for the console's download routes (GET /ca.pem and
-// /downloads/restic-manager-agent-OS-ARCH) in front of a live console, with
-// the console's own certificate, and passes everything else (enrolment) to
-// the console.
+// instProxy stands in for the console's download route
+// (/downloads/restic-manager-agent-OS-ARCH) in front of a live console,
+// with the console's own certificate, counting downloads, and passes
+// everything else (the scripts, enrolment) to the console.
 type instProxy struct {
 	srv       *httptest.Server
 	downloads atomic.Int32
@@ -180,10 +182,6 @@ func newInstProxy(t *testing.T, s *server, agentBin string) *instProxy {
 
 	p := &instProxy{}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ca.pem", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/x-pem-file")
-		_, _ = w.Write(caPEM)
-	})
 	mux.HandleFunc("GET /downloads/{name}", func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("name") != "restic-manager-agent-linux-"+runtime.GOARCH {
 			http.NotFound(w, r)
@@ -195,6 +193,7 @@ func newInstProxy(t *testing.T, s *server, agentBin string) *instProxy {
 	mux.Handle("/", rp)
 	p.srv = httptest.NewUnstartedServer(mux)
 	p.srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	p.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
 	p.srv.StartTLS()
 	t.Cleanup(p.srv.Close)
 	return p
@@ -223,10 +222,13 @@ func instPATH(t *testing.T, downloaders ...string) string {
 	return dir
 }
 
-// TestInstallScriptDownloads: the download path, with curl and then with
-// wget, fetching the console's CA insecurely, checking it against the
-// pinned fingerprint and trusting only it for the agent's download; a wrong
-// fingerprint and a machine with neither tool fail clearly.
+// TestInstallScriptDownloads: the download path of install.sh as the
+// console serves it (carrying the console's CA), with curl and then with
+// wget: the CA is checked against the pinned fingerprint and is the only
+// one trusted for the agent's download. A wrong fingerprint and a machine
+// with neither tool fail clearly. The script from the source tree carries
+// no CA: the private CA is then refused like any unknown one, unless
+// --ca-file gives it.
 func TestInstallScriptDownloads(t *testing.T) {
 	s := newServer(t)
 	_, agentBin := binaries(t)
@@ -235,12 +237,23 @@ func TestInstallScriptDownloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := newInstProxy(t, s, agentBin)
+	served := filepath.Join(t.TempDir(), "install.sh")
+	if err := os.WriteFile(served, servedScript(t, s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runServed := func(env []string, args ...string) (string, error) {
+		t.Helper()
+		cmd := exec.Command("/bin/sh", append([]string{served}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
 
 	for i, tool := range []string{"curl", "wget"} {
 		t.Run(tool, func(t *testing.T) {
 			h := s.createHost("dl-" + tool)
 			p := instLayout(t.TempDir())
-			out, err := runInstallSh(t, []string{"PATH=" + instPATH(t, tool)},
+			out, err := runServed([]string{"PATH=" + instPATH(t, tool)},
 				"--server", proxy.srv.URL, "--token", h.EnrollToken, "--ca-fingerprint", strings.ToUpper(s.CAFingerprint),
 				"--prefix", p.prefix, "--restic", testenv.Restic(t), "--no-service")
 			if err != nil {
@@ -261,21 +274,39 @@ func TestInstallScriptDownloads(t *testing.T) {
 	h := s.createHost("dl-refused")
 	p := instLayout(t.TempDir())
 	wrongFP := strings.Repeat("ab", 32)
-	out, err := runInstallSh(t, []string{"PATH=" + instPATH(t, "curl")},
+	out, err := runServed([]string{"PATH=" + instPATH(t, "curl")},
 		"--server", proxy.srv.URL, "--token", h.EnrollToken, "--ca-fingerprint", wrongFP, "--prefix", p.prefix, "--no-service")
 	if err == nil || !strings.Contains(out, "refusing to trust it") {
 		t.Errorf("a CA with another fingerprint was trusted: %v\n%s", err, out)
 	}
-	out, err = runInstallSh(t, []string{"PATH=" + instPATH(t)},
+	out, err = runServed([]string{"PATH=" + instPATH(t)},
 		"--server", proxy.srv.URL, "--token", h.EnrollToken, "--ca-fingerprint", s.CAFingerprint, "--prefix", p.prefix, "--no-service")
 	if err == nil || !strings.Contains(out, "neither curl nor wget") {
 		t.Errorf("without curl and wget: %v\n%s", err, out)
+	}
+	// The source tree's script, no CA given: curl refuses the private CA.
+	out, err = runInstallSh(t, []string{"PATH=" + instPATH(t, "curl")},
+		"--server", proxy.srv.URL, "--token", h.EnrollToken, "--ca-fingerprint", s.CAFingerprint, "--prefix", p.prefix, "--no-service")
+	if err == nil || !strings.Contains(out, "pass --ca-file") {
+		t.Errorf("the source tree's script without --ca-file: %v\n%s", err, out)
 	}
 	if _, err := os.Stat(p.agent); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("failed runs installed an agent: %v", err)
 	}
 	if n := proxy.downloads.Load(); n != 2 {
-		t.Errorf("%d downloads in all, want 2", n)
+		t.Errorf("%d downloads after the failed runs, want 2", n)
+	}
+	// With --ca-file it downloads through that CA.
+	hf := s.createHost("dl-ca-file")
+	pf := instLayout(t.TempDir())
+	out, err = runInstallSh(t, []string{"PATH=" + instPATH(t, "curl")},
+		"--server", proxy.srv.URL, "--token", hf.EnrollToken, "--ca-fingerprint", s.CAFingerprint,
+		"--ca-file", filepath.Join(s.Data, "tls", "ca.pem"), "--prefix", pf.prefix, "--no-service")
+	if err != nil {
+		t.Errorf("the source tree's script with --ca-file: %v\n%s", err, out)
+	}
+	if n := proxy.downloads.Load(); n != 3 {
+		t.Errorf("%d downloads in all, want 3", n)
 	}
 	// The token was not spent by the failed runs.
 	if _, err := runInstallSh(t, nil, "--server", s.URL(""), "--token", h.EnrollToken, "--ca-fingerprint", s.CAFingerprint,

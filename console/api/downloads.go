@@ -1,7 +1,6 @@
 package api
 
 import (
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -47,9 +46,17 @@ func (s *Server) mountDownloads(r chi.Router) {
 	})
 }
 
+// serveScript serves an install script; install.sh carries the console's
+// generated CA, so that it trusts that CA alone for its downloads.
 func (s *Server) serveScript(name, contentType string) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
-		b, err := fs.ReadFile(install.Scripts, name)
+		b, err := install.Script(name, s.opts.CAPEM)
+		if err != nil && len(s.opts.CAPEM) > 0 {
+			// Served without the CA, the script trusts the machine's CAs
+			// (or --ca-file) and fails closed on the private one.
+			s.log.Error("install script served without the console's CA", "script", name, "err", err)
+			b, err = install.Script(name, nil)
+		}
 		if err != nil {
 			httpx.WriteError(w, http.StatusNotFound, "not found")
 			return
@@ -59,35 +66,22 @@ func (s *Server) serveScript(name, contentType string) http.HandlerFunc {
 	}
 }
 
-// installCommands are the one-line installers for a new host's token.
+// installCommands are the one-line installers for a new host's token. When
+// the console serves HTTPS with its generated CA, they pin that CA (see
+// package install); otherwise the machine's trust store decides. No line
+// turns certificate verification off.
 func (s *Server) installCommands(r *http.Request, token string) map[string]string {
-	base := s.publicURL(r)
-	fp := ""
-	if s.opts.CAFingerprint != "" {
-		fp = " --ca-fingerprint " + s.opts.CAFingerprint
+	c := install.Console{URL: s.publicURL(r), CAFingerprint: s.opts.CAFingerprint}
+	if r.TLS != nil {
+		c.CAPEM = s.opts.CAPEM
 	}
-	insecure := ""
-	if r.TLS != nil && len(s.opts.CAPEM) > 0 {
-		insecure = "--insecure " // the script itself then pins the CA
+	cmds, err := install.Commands(c, token)
+	if err != nil {
+		// Without the pin rather than without the lines: they then fail
+		// closed against the private CA, and the log says why.
+		s.log.Error("install lines made without the CA pin", "err", err)
+		c.CAPEM = nil
+		cmds, _ = install.Commands(c, token)
 	}
-	return map[string]string{
-		"linux":   "curl -fsSL " + insecure + base + "/install.sh | sudo sh -s -- --server " + base + " --token " + token + fp,
-		"windows": winPrefix(insecure != "") + "& ([scriptblock]::Create((New-Object Net.WebClient).DownloadString('" + base + "/install.ps1'))) -Server " + base + " -Token " + token + pwshFP(s.opts.CAFingerprint),
-	}
-}
-
-func pwshFP(fp string) string {
-	if fp == "" {
-		return ""
-	}
-	return " -CaFingerprint " + fp
-}
-
-// winPrefix lets PowerShell fetch the script from a console whose CA it does
-// not know yet; the script then pins the CA by its fingerprint.
-func winPrefix(privateCA bool) string {
-	if !privateCA {
-		return ""
-	}
-	return "[Net.ServicePointManager]::SecurityProtocol = 'Tls12'; [Net.ServicePointManager]::ServerCertificateValidationCallback = { $true }; "
+	return cmds
 }

@@ -7,14 +7,16 @@ one-time token and installs and starts the agent's Windows service.
 The console's enrolment dialog shows the line to paste into Windows
 PowerShell 5.1 (built into Windows) started as administrator, for example:
 
-  [Net.ServicePointManager]::SecurityProtocol = 'Tls12'; [Net.ServicePointManager]::ServerCertificateValidationCallback = { $true }; & ([scriptblock]::Create((New-Object Net.WebClient).DownloadString('https://console:8080/install.ps1'))) -Server https://console:8080 -Token rme_... -CaFingerprint 3f9a...
+  [Net.ServicePointManager]::SecurityProtocol = 'Tls12'; [Net.ServicePointManager]::ServerCertificateValidationCallback = { param($request, $cert, $chain, $policyErrors) $root = $chain.ChainElements[$chain.ChainElements.Count - 1].Certificate; (([int]$policyErrors -band 3) -eq 0) -and -not ($chain.ChainStatus | Where-Object { @('NoError', 'UntrustedRoot', 'RevocationStatusUnknown', 'OfflineRevocation') -notcontains $_.Status }) -and ([BitConverter]::ToString([Security.Cryptography.SHA256]::Create().ComputeHash($root.RawData)).Replace('-', '') -eq '3f9a...') }; & ([scriptblock]::Create((New-Object Net.WebClient).DownloadString('https://console:8080/install.ps1'))) -Server https://console:8080 -Token rme_... -CaFingerprint 3f9a...
 
-Accepting any certificate on that line only fetches this script (the
-console's CA is private, Windows does not know it yet); to check the script
-too, download it, read it and run it from a file. The script itself then
-trusts nothing but the CA whose fingerprint is given: it replaces that
-callback before it downloads anything else, and the agent pins the CA for
-good at enrolment.
+The console's CA is private, so Windows does not know it: the callback on
+that line pins it for fetching this script. It accepts the server only if
+its certificate matches the name, its chain verifies (an unknown root and
+unknown revocation aside) and the chain's root has the CA's SHA-256
+fingerprint. This script then does the same in C# before it downloads
+anything else (Use-PinnedCA), and the agent pins the CA for good at
+enrolment. With a certificate from a public CA the line sets no callback
+and Windows' own trust decides.
 
 Steps: download SERVER/downloads/restic-manager-agent-windows-ARCH, check
 that it runs, install it as INSTALLDIR\restic-manager-agent.exe, restrict
@@ -169,7 +171,7 @@ if ($Server -like 'http://*') {
 if ($CaFingerprint) {
     Use-PinnedCA $CaFingerprint
 } else {
-    # Undo an accept-anything callback from the line that fetched this script.
+    # Windows' own trust, whatever callback an earlier line left behind.
     [Net.ServicePointManager]::ServerCertificateValidationCallback = $null
 }
 

@@ -3,8 +3,15 @@
 #
 # The console's enrolment dialog shows the line to paste, for example:
 #
-#   curl -fsSL --insecure https://console:8080/install.sh | sudo sh -s -- \
-#       --server https://console:8080 --token rme_... --ca-fingerprint 3f9a...
+#   printf '%s\n' '-----BEGIN CERTIFICATE-----' 'MIIB...' '-----END CERTIFICATE-----' |
+#       curl -fsSL --cacert /dev/stdin https://console:8080/install.sh |
+#       sudo sh -s -- --server https://console:8080 --token rme_... --ca-fingerprint 3f9a...
+#
+# The console's generated CA is written out in the line and is curl's CA
+# file for this script, so that nothing runs unless the server holds a
+# certificate from it (with a certificate from a public CA the line is just
+# curl URL | sudo sh). The console serves this script with that CA filled in
+# below (CONSOLE_CA).
 #
 # It downloads the agent for this machine's architecture from the console
 # (SERVER/downloads/restic-manager-agent-linux-ARCH), checks that it runs,
@@ -13,17 +20,22 @@
 # 0600, its state directory beside it) and installs and starts the service
 # (a systemd unit on systemd machines).
 #
-# With --ca-fingerprint (the console's generated CA), the CA is fetched
-# from SERVER/ca.pem, checked against the fingerprint and then the only CA
-# trusted for the download; the agent pins it for good at enrolment. The
-# --insecure on the curl line above only fetches this script; to check the
-# script too, download it, read it, then run it with sh.
+# With --ca-fingerprint (the console's generated CA), the CA this script
+# carries, or the one given with --ca-file, is checked against the
+# fingerprint and then the only CA trusted for the download; the agent pins
+# it for good at enrolment. Nothing is ever fetched without verification.
+# To read the script before running it:
+#
+#   curl -fsSL --cacert ca.pem -o install.sh https://console:8080/install.sh
 #
 # Options:
 #   --server URL          the console (required unless upgrading with --binary)
 #   --token TOKEN         one-time enrolment token (or RM_ENROLL_TOKEN); leave
 #                         it out to upgrade an enrolled machine's agent
 #   --ca-fingerprint FP   SHA-256 fingerprint of the console's CA
+#   --ca-file FILE        the console's CA (PEM, from SERVER/ca.pem), when this
+#                         script does not carry it (a copy not served by the
+#                         console); checked against --ca-fingerprint
 #   --prefix DIR          install below DIR instead of / (for tests, chroots)
 #   --restic PATH         restic binary the agent uses (default: restic on PATH)
 #   --binary FILE         install this agent binary instead of downloading it
@@ -33,6 +45,10 @@
 
 set -eu
 
+# The console's generated CA (PEM), written in by the console when it serves
+# this script; empty in the source tree (then --ca-file gives it).
+CONSOLE_CA=''
+
 log() { printf 'install.sh: %s\n' "$*" >&2; }
 die() {
 	printf 'install.sh: error: %s\n' "$*" >&2
@@ -41,8 +57,8 @@ die() {
 
 usage() {
 	cat <<'EOF'
-Usage: install.sh --server URL --token TOKEN [--ca-fingerprint FP] [--prefix DIR]
-                  [--restic PATH] [--binary FILE] [--no-service]
+Usage: install.sh --server URL --token TOKEN [--ca-fingerprint FP [--ca-file FILE]]
+                  [--prefix DIR] [--restic PATH] [--binary FILE] [--no-service]
 
 Installs the restic-manager agent, enrols this machine with the one-time
 token and installs and starts its service. Without --token, upgrades the
@@ -51,6 +67,8 @@ agent of an enrolled machine.
   --server URL          the console (required unless upgrading with --binary)
   --token TOKEN         one-time enrolment token (or RM_ENROLL_TOKEN)
   --ca-fingerprint FP   SHA-256 fingerprint of the console's CA
+  --ca-file FILE        the console's CA (PEM), checked against the fingerprint,
+                        for a copy of this script the console did not serve
   --prefix DIR          install below DIR instead of /
   --restic PATH         restic binary the agent uses (default: restic on PATH)
   --binary FILE         install this agent binary instead of downloading it
@@ -77,9 +95,11 @@ sha256_hex() {
 }
 
 # cert_fingerprint FILE: SHA-256 of the DER of the first certificate in a
-# PEM file, the form the console shows.
+# PEM file, the form the console shows; fails for a file that is not one.
 cert_fingerprint() {
+	awk '/^-----BEGIN CERTIFICATE-----/ { found = 1 } END { exit !found }' "$1" || return 1
 	if command -v openssl >/dev/null 2>&1; then
+		openssl x509 -in "$1" -noout 2>/dev/null || return 1
 		openssl x509 -in "$1" -outform DER | sha256_hex
 	elif command -v base64 >/dev/null 2>&1; then
 		awk '/-----BEGIN CERTIFICATE-----/ { on = 1; next }
@@ -90,22 +110,21 @@ cert_fingerprint() {
 	fi
 }
 
-# fetch URL FILE [CAFILE | --insecure]: download with curl, else wget,
-# trusting the system's CAs, or only CAFILE, or (--insecure, only for
-# ca.pem, which is checked against the fingerprint afterwards) anything.
+# fetch URL FILE [CAFILE]: download with curl, else wget, trusting the
+# system's CAs, or CAFILE (checked against the pinned fingerprint).
 fetch() {
 	if command -v curl >/dev/null 2>&1; then
-		case ${3:-} in
-		'') curl -fsSL --retry 3 -o "$2" "$1" ;;
-		--insecure) curl -fsSL --retry 3 --insecure -o "$2" "$1" ;;
-		*) curl -fsSL --retry 3 --cacert "$3" -o "$2" "$1" ;;
-		esac
+		if [ -n "${3:-}" ]; then
+			curl -fsSL --retry 3 --cacert "$3" -o "$2" "$1"
+		else
+			curl -fsSL --retry 3 -o "$2" "$1"
+		fi
 	elif command -v wget >/dev/null 2>&1; then
-		case ${3:-} in
-		'') wget -q -O "$2" "$1" ;;
-		--insecure) wget -q --no-check-certificate -O "$2" "$1" ;;
-		*) wget -q --ca-certificate="$3" -O "$2" "$1" ;;
-		esac
+		if [ -n "${3:-}" ]; then
+			wget -q --ca-certificate="$3" -O "$2" "$1"
+		else
+			wget -q -O "$2" "$1"
+		fi
 	else
 		die "neither curl nor wget is installed: install one of them, or download the agent yourself and pass --binary FILE"
 	fi
@@ -115,6 +134,7 @@ main() {
 	SERVER=
 	TOKEN=${RM_ENROLL_TOKEN:-}
 	CA_FP=
+	CA_FILE=
 	PREFIX=
 	RESTIC=
 	BINARY=
@@ -127,6 +147,8 @@ main() {
 		--token=*) TOKEN=${1#*=}; shift ;;
 		--ca-fingerprint) need_arg "$1" $#; CA_FP=$2; shift 2 ;;
 		--ca-fingerprint=*) CA_FP=${1#*=}; shift ;;
+		--ca-file) need_arg "$1" $#; CA_FILE=$2; shift 2 ;;
+		--ca-file=*) CA_FILE=${1#*=}; shift ;;
 		--prefix) need_arg "$1" $#; PREFIX=$2; shift 2 ;;
 		--prefix=*) PREFIX=${1#*=}; shift ;;
 		--restic) need_arg "$1" $#; RESTIC=$2; shift 2 ;;
@@ -185,6 +207,10 @@ main() {
 		esac
 		[ ${#CA_FP} -eq 64 ] || die "--ca-fingerprint must be 64 hex digits (SHA-256), got ${#CA_FP}"
 	fi
+	if [ -n "$CA_FILE" ]; then
+		[ -n "$CA_FP" ] || die "--ca-file needs --ca-fingerprint (the console shows it): a CA is trusted only once its fingerprint is checked"
+		[ -f "$CA_FILE" ] || die "--ca-file $CA_FILE: no such file"
+	fi
 
 	TMP=$(mktemp -d "${TMPDIR:-/tmp}/restic-manager-install.XXXXXX")
 	trap 'rm -rf "$TMP"' EXIT
@@ -194,11 +220,18 @@ main() {
 	if [ -n "$CA_FP" ] && [ -z "$BINARY" ]; then
 		case $SERVER in
 		https://*)
-			log "fetching the console's CA from $SERVER/ca.pem"
-			fetch "$SERVER/ca.pem" "$TMP/ca.pem" --insecure || die "could not download $SERVER/ca.pem"
-			got=$(cert_fingerprint "$TMP/ca.pem") || die "$SERVER/ca.pem is not a PEM certificate"
-			[ "$got" = "$CA_FP" ] || die "the console's CA has fingerprint $got, not $CA_FP: refusing to trust it (wrong server, or someone in between)"
-			CAFILE=$TMP/ca.pem
+			if [ -n "$CA_FILE" ]; then
+				cp "$CA_FILE" "$TMP/ca.pem"
+			elif [ -n "$CONSOLE_CA" ]; then
+				printf '%s\n' "$CONSOLE_CA" >"$TMP/ca.pem"
+			fi
+			if [ -f "$TMP/ca.pem" ]; then
+				got=$(cert_fingerprint "$TMP/ca.pem") || die "the console's CA is not a PEM certificate"
+				[ "$got" = "$CA_FP" ] || die "the console's CA has fingerprint $got, not $CA_FP: refusing to trust it (wrong server, or someone in between)"
+				CAFILE=$TMP/ca.pem
+			else
+				log "no CA to check against the fingerprint (this copy of the script was not served by the console, and no --ca-file): the download trusts this machine's CAs"
+			fi
 			;;
 		esac
 	fi
@@ -209,7 +242,10 @@ main() {
 	else
 		url=$SERVER/downloads/restic-manager-agent-$OS-$ARCH
 		log "downloading $url"
-		fetch "$url" "$TMP/agent" "$CAFILE" || die "could not download $url"
+		if ! fetch "$url" "$TMP/agent" "$CAFILE"; then
+			[ -n "$CAFILE" ] || [ -z "$CA_FP" ] || die "could not download $url (a console with its own CA: pass --ca-file with its ca.pem, or use the script the console serves at $SERVER/install.sh)"
+			die "could not download $url"
+		fi
 	fi
 	chmod 0755 "$TMP/agent"
 	# A download that is an error page, or a build for another machine,
