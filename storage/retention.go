@@ -259,7 +259,7 @@ func (s *Store) deleteJobs(idx [][]byte, cutoff time.Time, pins map[string]bool,
 			perHost, global := jobIndexKeys(j)
 			del := [][]byte{jobKey(id), perHost, global}
 			if j.ScheduleID != "" && !j.ScheduledAt.IsZero() {
-				fk := fireJobKey(j.HostID, j.ScheduleID, j.ScheduledAt)
+				fk := fireJobKey(j.fireHost(), j.ScheduleID, j.ScheduledAt)
 				// Only the key that names this job: a fire that made another
 				// job (cannot happen, but cheap to check) keeps its key.
 				if v, err := getRaw(txn, fk); err == nil && string(v) == id {

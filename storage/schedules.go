@@ -104,7 +104,7 @@ func (s *Store) CreateScheduledJob(j Job, scheduledAt time.Time, audit ...AuditE
 	if err := validID(j.HostID); err != nil {
 		return Job{}, false, fmt.Errorf("storage: create scheduled job: host: %w", err)
 	}
-	key := fireJobKey(j.HostID, j.ScheduleID, scheduledAt)
+	key := fireJobKey(j.fireHost(), j.ScheduleID, scheduledAt)
 	for i := range audit {
 		audit[i] = audit[i].keyed()
 	}

@@ -197,6 +197,18 @@ type Job struct {
 	// ApprovedBy: the admin who approved a forget its guard held; it runs
 	// again, unguarded.
 	ApprovedBy string `json:"approved_by,omitempty"`
+	// FiredBy is the host whose schedule fired the job, when the job runs
+	// elsewhere (a forget routed to the maintenance host); the fire's
+	// one-job-per-time key is that host's.
+	FiredBy string `json:"fired_by,omitempty"`
+}
+
+// fireHost is the host a scheduled job's fire key belongs to.
+func (j Job) fireHost() string {
+	if j.FiredBy != "" {
+		return j.FiredBy
+	}
+	return j.HostID
 }
 
 // Progress is the last progress report of a running job.

@@ -48,6 +48,7 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 	if !h.Enrolled {
 		return storage.Job{}, false, Invalid("host %s has not enrolled an agent yet", req.HostID)
 	}
+	firedBy := req.HostID // before a destructive job is routed elsewhere
 	kind, ok := wire.LookupKind(req.Kind)
 	if !ok || !kind.Operator {
 		return storage.Job{}, false, Invalid("job kind %q is not one of %s", req.Kind,
@@ -93,6 +94,9 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 		ActorKind: req.ActorKind, Actor: req.Actor, Status: storage.JobQueued,
 		CreatedAt: now, ExpiresAt: now.Add(f.opts.CommandExpiry), TimeoutS: req.TimeoutS,
 		ScheduleID: req.ScheduleID, ScheduledAt: req.ScheduledAt, CatchUp: req.CatchUp,
+	}
+	if req.ScheduleID != "" && firedBy != req.HostID {
+		j.FiredBy = firedBy
 	}
 	dispatchNow := f.gate.admit(&j)
 	created := true
