@@ -175,6 +175,7 @@ func TestBrowserRestoreWizardToAnotherHost(t *testing.T) {
 	f.run(t, "backup", map[string]any{"paths": []string{src}})
 
 	other := f.srv.createHost("restore-target")
+	f.srv.bindHosts(f.repoID, other.ID)
 	a2 := enrollAgent(t, f.srv, other.EnrollToken, testenv.Restic(t))
 	a2.start(t)
 	f.srv.waitOnline(other.ID, true)
@@ -292,7 +293,7 @@ func TestBrowserViewerSeesNoControls(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#user-form button[type=submit]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#user-error`)),
 	)
-	if msg := b.text("#user-error"); !strings.Contains(msg, "12 characters") {
+	if msg := b.text("#user-error"); !strings.Contains(msg, "12 to 1024 characters") {
 		t.Errorf("short password error: %q", msg)
 	}
 	b.step("add the viewer",

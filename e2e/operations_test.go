@@ -272,6 +272,7 @@ func TestExclusiveJobsDoNotOverlap(t *testing.T) {
 
 	// A second host on the same repository.
 	h2 := f.srv.createHost("web-2")
+	f.srv.bindHosts(f.repoID, h2.ID)
 	a2 := enrollAgent(t, f.srv, h2.EnrollToken, testenv.Restic(t))
 	a2.start(t)
 	f.srv.waitOnline(h2.ID, true)
@@ -434,6 +435,8 @@ func TestRestoreToAnotherHost(t *testing.T) {
 	b2 := f.run(t, "backup", map[string]any{"paths": []string{src}})
 
 	other := f.srv.createHost("restore-target")
+	// Restoring onto it sends it the repository's secrets: an admin binds it.
+	f.srv.bindHosts(f.repoID, other.ID)
 	a2 := enrollAgent(t, f.srv, other.EnrollToken, testenv.Restic(t))
 	a2.start(t)
 	f.srv.waitOnline(other.ID, true)
