@@ -78,21 +78,14 @@ func (f *Fleet) listAccess(ctx context.Context) error {
 			}
 		}
 	})
-	cursor := ""
-	for ctx.Err() == nil {
-		page, next, err := f.store.ListJobs(storage.JobQuery{Limit: 500, Cursor: cursor})
-		if err != nil {
-			return err
+	err = f.eachJob(ctx, storage.JobQuery{}, func(j storage.Job) bool {
+		if set, ok := todo[j.RepoID]; ok && !wire.Destructive(j.Kind, j.Args) {
+			set[j.HostID] = true
 		}
-		for _, j := range page {
-			if set, ok := todo[j.RepoID]; ok && !wire.Destructive(j.Kind, j.Args) {
-				set[j.HostID] = true
-			}
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
+		return true
+	})
+	if err != nil {
+		return err
 	}
 	for id, set := range todo {
 		_, err := f.store.UpdateRepo(id, func(r *storage.Repo) error {

@@ -87,10 +87,7 @@ type Fleet struct {
 	// lost holds what agents said they run, for endLostJobs.
 	lost lostJobs
 
-	endMu       sync.RWMutex
-	observers   []func(storage.Job)
-	heldObs     []func(storage.Job)
-	approvedObs []func(storage.Job)
+	obs observers
 
 	brokerSync brokerSync
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/restic-manager/restic-manager/console/input"
@@ -317,96 +318,72 @@ func (f *Fleet) endByConsole(jobID, status, why string, from ...string) (storage
 // endHostJobs ends every open job of a host that is gone or revoked: its
 // queued jobs will never run, its running ones will never report.
 func (f *Fleet) endHostJobs(ctx context.Context, hostID, why string) {
-	for _, status := range []string{storage.JobQueued, storage.JobRunning} {
-		cursor := ""
-		for ctx.Err() == nil {
-			page, next, err := f.store.ListJobs(storage.JobQuery{HostID: hostID, Status: status, Limit: 200, Cursor: cursor})
-			if err != nil {
-				f.log.Error("open jobs of a removed host not ended", "host_id", hostID, "error", err)
-				return
+	for _, status := range []string{storage.JobQueued, storage.JobRunning, storage.JobHeld} {
+		err := f.eachJob(ctx, storage.JobQuery{HostID: hostID, Status: status}, func(j storage.Job) bool {
+			end := storage.JobFailed
+			if j.Status != storage.JobRunning {
+				end = storage.JobCancelled
 			}
-			for _, j := range page {
-				end := storage.JobFailed
-				if j.Status == storage.JobQueued {
-					end = storage.JobCancelled
-				}
-				if _, err := f.endByConsole(j.ID, end, why, storage.JobQueued, storage.JobRunning); err != nil && !errors.Is(err, errNoChange) {
-					f.log.Error("open job of a removed host not ended", "job_id", j.ID, "error", err)
-				}
+			if _, err := f.endByConsole(j.ID, end, why, storage.JobQueued, storage.JobRunning, storage.JobHeld); err != nil && !errors.Is(err, errNoChange) {
+				f.log.Error("open job of a removed host not ended", "job_id", j.ID, "error", err)
 			}
-			if next == "" {
-				break
-			}
-			cursor = next
+			return true
+		})
+		if err != nil {
+			f.log.Error("open jobs of a removed host not ended", "host_id", hostID, "error", err)
 		}
 	}
 }
 
-// OnJobHeld registers fn to run when a guarded forget is held, and
-// OnJobApproved when an admin approves one (in the background, in order).
-func (f *Fleet) OnJobHeld(fn func(storage.Job)) {
-	f.endMu.Lock()
-	defer f.endMu.Unlock()
-	f.heldObs = append(f.heldObs, fn)
+// Observers of a job's life: each list runs in the background, in
+// registration order, after the change is stored and sent to watchers.
+type observers struct {
+	mu                    sync.RWMutex
+	ended, held, approved []func(storage.Job)
 }
 
-// OnJobApproved: see OnJobHeld.
-func (f *Fleet) OnJobApproved(fn func(storage.Job)) {
-	f.endMu.Lock()
-	defer f.endMu.Unlock()
-	f.approvedObs = append(f.approvedObs, fn)
-}
-
-// held runs when a guarded forget stopped: its agent is done with it, so
-// its repository is free; the job waits for an admin.
-func (f *Fleet) held(j storage.Job) {
-	f.events.publish(j)
-	f.endMu.RLock()
-	obs := f.heldObs
-	f.endMu.RUnlock()
-	f.goBG(func(context.Context) {
-		f.gate.jobEnded(j)
-		for _, fn := range obs {
-			fn(j)
-		}
-	})
-}
-
-func (f *Fleet) approved(j storage.Job) {
-	f.events.publish(j)
-	f.endMu.RLock()
-	obs := f.approvedObs
-	f.endMu.RUnlock()
-	f.goBG(func(context.Context) {
-		for _, fn := range obs {
-			fn(j)
-		}
-	})
+func (o *observers) add(list *[]func(storage.Job), fn func(storage.Job)) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	*list = append(*list, fn)
 }
 
 // OnJobEnd registers fn to run once for every job that ends (succeeded,
-// partial, failed, cancelled or expired), in the background and in
-// registration order. The fleet's gate and repository health register
-// first; the console adds alerts, metrics and MQTT health.
-func (f *Fleet) OnJobEnd(fn func(storage.Job)) {
-	f.endMu.Lock()
-	defer f.endMu.Unlock()
-	f.observers = append(f.observers, fn)
-}
+// partial, failed, cancelled or expired). The fleet's gate and repository
+// health register first; the console adds metrics and alerts.
+func (f *Fleet) OnJobEnd(fn func(storage.Job)) { f.obs.add(&f.obs.ended, fn) }
 
-// ended is the one end of every job, whoever ended it: the stored end is
-// sent to watchers at once, then the observers run.
-func (f *Fleet) ended(j storage.Job) {
+// OnJobHeld registers fn to run when a guarded forget is held.
+func (f *Fleet) OnJobHeld(fn func(storage.Job)) { f.obs.add(&f.obs.held, fn) }
+
+// OnJobApproved registers fn to run when an admin approves a held forget.
+func (f *Fleet) OnJobApproved(fn func(storage.Job)) { f.obs.add(&f.obs.approved, fn) }
+
+// notify sends j to watchers at once, then runs first (if any) and the
+// observers of list in the background.
+func (f *Fleet) notify(j storage.Job, list *[]func(storage.Job), first func(storage.Job)) {
 	f.events.publish(j)
-	f.endMu.RLock()
-	obs := f.observers
-	f.endMu.RUnlock()
+	f.obs.mu.RLock()
+	obs := *list
+	f.obs.mu.RUnlock()
 	f.goBG(func(context.Context) {
+		if first != nil {
+			first(j)
+		}
 		for _, fn := range obs {
 			fn(j)
 		}
 	})
 }
+
+// ended is the one end of every job, whoever ended it.
+func (f *Fleet) ended(j storage.Job) { f.notify(j, &f.obs.ended, nil) }
+
+// held runs when a guarded forget stopped: its agent is done with it, so
+// its repository is free (the gate's end of it); the job waits for an admin.
+func (f *Fleet) held(j storage.Job) { f.notify(j, &f.obs.held, f.gate.jobEnded) }
+
+func (f *Fleet) approved(j storage.Job) { f.notify(j, &f.obs.approved, nil) }
 
 // Subscribe returns a channel of a job's updates and its cancel function.
 func (f *Fleet) Subscribe(jobID string) (<-chan storage.Job, func()) {

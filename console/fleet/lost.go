@@ -61,26 +61,18 @@ func (l *lostJobs) due(now time.Time, grace time.Duration) map[string]runningRep
 // replaces this end.
 func (f *Fleet) endLostJobs(ctx context.Context, now time.Time) {
 	for host, r := range f.lost.due(now, f.opts.LostGrace) {
-		cursor := ""
-		for ctx.Err() == nil {
-			page, next, err := f.store.ListJobs(storage.JobQuery{HostID: host, Status: storage.JobRunning, Limit: 200, Cursor: cursor})
-			if err != nil {
-				f.log.Warn("lost jobs not checked", "host_id", host, "error", err)
-				break
+		err := f.eachJob(ctx, storage.JobQuery{HostID: host, Status: storage.JobRunning}, func(j storage.Job) bool {
+			if r.jobs[j.ID] || j.Progress != nil && j.Progress.UpdatedAt.After(r.at) {
+				return true
 			}
-			for _, j := range page {
-				if r.jobs[j.ID] || j.Progress != nil && j.Progress.UpdatedAt.After(r.at) {
-					continue
-				}
-				if _, err := f.endByConsole(j.ID, storage.JobFailed,
-					"the agent lost this job: it did not list it as running when it reconnected, and reported nothing since", storage.JobRunning); err == nil {
-					f.log.Warn("job lost by its agent", "job_id", j.ID, "host_id", host)
-				}
+			if _, err := f.endByConsole(j.ID, storage.JobFailed,
+				"the agent lost this job: it did not list it as running when it reconnected, and reported nothing since", storage.JobRunning); err == nil {
+				f.log.Warn("job lost by its agent", "job_id", j.ID, "host_id", host)
 			}
-			if next == "" {
-				break
-			}
-			cursor = next
+			return true
+		})
+		if err != nil {
+			f.log.Warn("lost jobs not checked", "host_id", host, "error", err)
 		}
 	}
 }

@@ -119,18 +119,13 @@ func (f *Fleet) redispatch(ctx context.Context, hostID string) {
 		return
 	}
 	var queued []storage.Job
-	cursor := ""
-	for ctx.Err() == nil {
-		page, next, err := f.store.ListJobs(storage.JobQuery{HostID: hostID, Status: storage.JobQueued, Limit: 200, Cursor: cursor})
-		if err != nil {
-			f.log.Error("redispatch: list jobs", "host_id", hostID, "error", err)
-			return
-		}
-		queued = append(queued, page...)
-		if next == "" {
-			break
-		}
-		cursor = next
+	err = f.eachJob(ctx, storage.JobQuery{HostID: hostID, Status: storage.JobQueued, Limit: 200}, func(j storage.Job) bool {
+		queued = append(queued, j)
+		return true
+	})
+	if err != nil {
+		f.log.Error("redispatch: list jobs", "host_id", hostID, "error", err)
+		return
 	}
 	now := time.Now()
 	for i := len(queued) - 1; i >= 0; i-- {

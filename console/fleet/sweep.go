@@ -8,29 +8,42 @@ import (
 	"github.com/restic-manager/restic-manager/storage"
 )
 
+// eachJob calls fn for every job q selects, newest first, a page at a
+// time, until fn returns false or ctx ends.
+func (f *Fleet) eachJob(ctx context.Context, q storage.JobQuery, fn func(storage.Job) bool) error {
+	if q.Limit == 0 {
+		q.Limit = 500
+	}
+	for ctx.Err() == nil {
+		page, next, err := f.store.ListJobs(q)
+		if err != nil {
+			return err
+		}
+		for _, j := range page {
+			if !fn(j) {
+				return nil
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		q.Cursor = next
+	}
+	return ctx.Err()
+}
+
 // eachOpenJob calls fn for every job young enough to be still open (created
 // within the command expiry, plus an hour), newest first: the job index is
 // time ordered, so the walk stops at the first older job.
 func (f *Fleet) eachOpenJob(ctx context.Context, fn func(storage.Job)) error {
 	horizon := time.Now().Add(-f.opts.CommandExpiry - time.Hour)
-	cursor := ""
-	for ctx.Err() == nil {
-		page, next, err := f.store.ListJobs(storage.JobQuery{Limit: 500, Cursor: cursor})
-		if err != nil {
-			return err
+	return f.eachJob(ctx, storage.JobQuery{}, func(j storage.Job) bool {
+		if j.CreatedAt.Before(horizon) {
+			return false
 		}
-		for _, j := range page {
-			if j.CreatedAt.Before(horizon) {
-				return nil
-			}
-			fn(j)
-		}
-		if next == "" {
-			return nil
-		}
-		cursor = next
-	}
-	return ctx.Err()
+		fn(j)
+		return true
+	})
 }
 
 // sweepLoop expires queued jobs whose agent never came back in time. Only
