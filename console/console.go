@@ -183,3 +183,7 @@ func (c *Console) AuthenticateIntegration(user string, password []byte) bool {
 
 // HomeAssistantOnline republishes discovery when Home Assistant (re)starts.
 func (c *Console) HomeAssistantOnline() { c.alerts.HomeAssistantOnline() }
+
+// RateLimited counts a client the embedded broker disconnected for going
+// past its rate limit (broker.Options.OnRateLimited).
+func (c *Console) RateLimited(role, limit string) { c.metrics.RateLimited(role, limit) }

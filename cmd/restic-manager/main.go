@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -75,6 +76,8 @@ type serverFlags struct {
 	insecure                         bool
 	enrollPerMinute                  int
 	jobRetention                     time.Duration
+	agentMsgRate                     float64
+	agentByteRate                    byteRate
 }
 
 // brokerConn is the embedded broker or the connection to an external one:
@@ -83,6 +86,43 @@ type brokerConn interface {
 	Publish(topic string, payload []byte, retain bool, expiry time.Duration) error
 	Disconnect(clientID string)
 	Close() error
+}
+
+// limits are the embedded broker's per-client limits from the flags.
+func (f serverFlags) limits() broker.Limits {
+	return broker.Limits{
+		AgentMessages: broker.Limit{Rate: f.agentMsgRate},
+		AgentBytes:    broker.Limit{Rate: float64(f.agentByteRate)},
+	}
+}
+
+// byteRate is a flag of bytes per second: a number, optionally with a
+// binary unit (KiB, MiB, GiB; K, M, G mean the same), or -1 for none.
+type byteRate float64
+
+func (b *byteRate) String() string { return strconv.FormatFloat(float64(*b), 'f', -1, 64) }
+
+func (b *byteRate) Set(s string) error {
+	s = strings.TrimSpace(s)
+	mult := 1.0
+	for _, u := range []struct {
+		suffix string
+		mult   float64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v != v || v == 0 || (v < 0 && v != -1) {
+		return fmt.Errorf("%q is not a positive number of bytes (16MiB, 500KiB, 1048576) or -1", s)
+	}
+	*b = byteRate(v * mult)
+	if v < 0 {
+		*b = -1
+	}
+	return nil
 }
 
 // certHosts lists the names the generated certificate must cover.
@@ -129,6 +169,9 @@ func runServer(args []string) error {
 	fs.DurationVar(&f.offline, "offline-after", time.Hour, "alert when a host has been offline this long")
 	fs.DurationVar(&f.jobRetention, "job-retention", 180*24*time.Hour, "delete finished jobs (and their output) older than this; a host's last jobs are always kept; negative keeps everything")
 	fs.IntVar(&f.enrollPerMinute, "enroll-rate", 30, "enrolments allowed per client IP and minute (-1: no limit), for large rollouts behind one address")
+	fs.Float64Var(&f.agentMsgRate, "agent-msg-rate", broker.DefaultAgentMsgRate, "MQTT packets each agent may send per second, with a burst of 20 s worth; past it the agent is disconnected (reason 0x96); -1: no limit (embedded broker only)")
+	f.agentByteRate = broker.DefaultAgentByteRate
+	fs.Var(&f.agentByteRate, "agent-byte-rate", "bytes each agent may send per second (e.g. 16MiB, 500KiB), with a burst of 8 s worth; past it the agent is disconnected (reason 0x97); -1: no limit (embedded broker only)")
 	fs.BoolVar(&f.insecure, "insecure", false, "plain TCP and HTTP: local development and tests only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -189,13 +232,17 @@ func runServer(args []string) error {
 	var conn brokerConn
 	var embedded *broker.Server
 	var ext *broker.External
+	var con *console.Console
 	if extCfg != nil {
 		if ext, err = extCfg.client(caPEM, log); err != nil {
 			return err
 		}
 		conn = ext
 	} else {
-		if embedded, err = broker.New(broker.Options{DataDir: f.data, Logger: log}); err != nil {
+		// The console counts the clients the broker cuts off; it is built
+		// next, before Serve starts the hooks that call this.
+		limited := func(role, limit string) { con.RateLimited(role, limit) }
+		if embedded, err = broker.New(broker.Options{DataDir: f.data, Logger: log, Limits: f.limits(), OnRateLimited: limited}); err != nil {
 			return err
 		}
 		if err := embedded.ListenTCP("mqtt", f.mqttAddr, tlsCfg); err != nil {
@@ -209,7 +256,7 @@ func runServer(args []string) error {
 		conn = embedded
 	}
 	defer conn.Close()
-	con, err := console.New(console.Options{
+	con, err = console.New(console.Options{
 		Store: store, Publisher: conn, Logger: log, PublicURL: f.publicURL,
 		BrokerURL: agentBrokerURL, MQTTPort: mqttPort, Version: cli.Version,
 		TLS: tlsCfg != nil, SecureCookies: tlsCfg != nil, CAFingerprint: caFingerprint,

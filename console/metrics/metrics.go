@@ -28,6 +28,7 @@ type Metrics struct {
 	ingested  *prometheus.CounterVec
 	rejected  prometheus.Counter
 	firesSeen *prometheus.CounterVec
+	limited   *prometheus.CounterVec
 }
 
 // New makes the instruments; Attach adds the fleet's gauges.
@@ -46,8 +47,10 @@ func New() *Metrics {
 			Help: "Agent messages refused (malformed, unknown job, foreign topic)."}),
 		firesSeen: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "restic_manager_schedule_fires_total",
 			Help: "Schedule fires, by outcome."}, []string{"outcome"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "restic_manager_mqtt_clients_rate_limited_total",
+			Help: "MQTT clients the embedded broker disconnected for going past a rate limit, by role (agent, integration) and limit (messages, bytes)."}, []string{"role", "limit"}),
 	}
-	m.reg.MustRegister(m.jobs, m.duration, m.added, m.ingested, m.rejected, m.firesSeen,
+	m.reg.MustRegister(m.jobs, m.duration, m.added, m.ingested, m.rejected, m.firesSeen, m.limited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -63,6 +66,9 @@ func (m *Metrics) Attach(f *fleet.Fleet) {
 func (m *Metrics) Ingested(kind string) { m.ingested.WithLabelValues(kind).Inc() }
 func (m *Metrics) Rejected()            { m.rejected.Inc() }
 func (m *Metrics) Fire(outcome string)  { m.firesSeen.WithLabelValues(outcome).Inc() }
+
+// RateLimited counts a client the broker cut off (broker.Options.OnRateLimited).
+func (m *Metrics) RateLimited(role, limit string) { m.limited.WithLabelValues(role, limit).Inc() }
 
 // jobEnded counts a finished job.
 func (m *Metrics) jobEnded(j storage.Job) {
