@@ -78,6 +78,8 @@ type serverFlags struct {
 	jobRetention                     time.Duration
 	agentMsgRate                     float64
 	agentByteRate                    byteRate
+	metricsTokenFile, metricsAddr    string
+	metricsRefresh                   time.Duration
 }
 
 // brokerConn is the embedded broker or the connection to an external one:
@@ -86,6 +88,44 @@ type brokerConn interface {
 	Publish(topic string, payload []byte, retain bool, expiry time.Duration) error
 	Disconnect(clientID string)
 	Close() error
+}
+
+// listen opens a TCP listener, with TLS when cfg is set.
+func listen(addr string, cfg *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
+	}
+	return ln, nil
+}
+
+// readToken reads a secret from a file (surrounding white space dropped);
+// an empty path is no token.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return tok, nil
+}
+
+// newHTTPServer is the server of the console's HTTP listeners.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
 }
 
 // limits are the embedded broker's per-client limits from the flags.
@@ -172,6 +212,9 @@ func runServer(args []string) error {
 	fs.Float64Var(&f.agentMsgRate, "agent-msg-rate", broker.DefaultAgentMsgRate, "MQTT packets each agent may send per second, with a burst of 20 s worth; past it the agent is disconnected (reason 0x96); -1: no limit (embedded broker only)")
 	f.agentByteRate = broker.DefaultAgentByteRate
 	fs.Var(&f.agentByteRate, "agent-byte-rate", "bytes each agent may send per second (e.g. 16MiB, 500KiB), with a burst of 8 s worth; past it the agent is disconnected (reason 0x97); -1: no limit (embedded broker only)")
+	fs.StringVar(&f.metricsTokenFile, "metrics-token-file", "", "file holding a bearer token that /metrics then requires (Authorization: Bearer TOKEN); without it and --metrics-addr, /metrics is open to anyone who reaches the console")
+	fs.DurationVar(&f.metricsRefresh, "metrics-refresh", 15*time.Second, "read the fleet's gauges (hosts, repositories, alerts) from the store at most this often for /metrics; negative: at every scrape")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics on this address only (HTTPS unless --insecure), not on --http")
 	fs.BoolVar(&f.insecure, "insecure", false, "plain TCP and HTTP: local development and tests only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -204,6 +247,10 @@ func runServer(args []string) error {
 		if f.tlsCert == "" {
 			caPEM, _ = os.ReadFile(filepath.Join(f.data, "tls", "ca.pem"))
 		}
+	}
+	metricsToken, err := readToken(f.metricsTokenFile)
+	if err != nil {
+		return fmt.Errorf("--metrics-token-file: %w", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -263,7 +310,8 @@ func runServer(args []string) error {
 		DownloadsDir: f.downloads, CAPEM: caPEM, HealthDelay: f.healthDelay,
 		AlertInterval: f.alertInterval, RenotifyEvery: f.renotify, OfflineAfter: f.offline,
 		EnrollPerMinute: f.enrollPerMinute, BrokerAccounts: extCfg.accountsWriter(log),
-		JobRetention: f.jobRetention,
+		JobRetention: f.jobRetention, MetricsToken: metricsToken, MetricsElsewhere: f.metricsAddr != "",
+		MetricsRefresh: f.metricsRefresh,
 	})
 	if err != nil {
 		return err
@@ -286,21 +334,28 @@ func runServer(args []string) error {
 		fmt.Printf("\nFirst start: created user admin with password %s\nChange it after logging in.\n\n", generated)
 	}
 
-	ln, err := net.Listen("tcp", f.httpAddr)
+	ln, err := listen(f.httpAddr, tlsCfg)
 	if err != nil {
 		return err
 	}
-	if tlsCfg != nil {
-		ln = tls.NewListener(ln, tlsCfg)
-	}
 	var ready atomic.Bool
-	srv := &http.Server{
-		Handler:           con.Handler(ready.Load),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
-	errc := make(chan error, 1)
+	srv := newHTTPServer(con.Handler(ready.Load))
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if f.metricsAddr != "" {
+		mln, err := listen(f.metricsAddr, tlsCfg)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", con.MetricsHandler())
+		msrv := newHTTPServer(mux)
+		go func() { errc <- msrv.Serve(mln) }()
+		defer msrv.Close()
+	}
+	if f.metricsAddr == "" && metricsToken == "" {
+		log.Info("/metrics is served without authentication on the HTTP address; see --metrics-token-file and --metrics-addr")
+	}
 	ready.Store(true)
 	log.Info("restic-manager started", "http", ln.Addr().String(), "mqtt", f.mqttAddr, "tls", tlsCfg != nil, "data", f.data, "version", cli.Version)
 

@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 func TestByteRateFlag(t *testing.T) {
 	for in, want := range map[string]float64{
@@ -21,5 +25,27 @@ func TestByteRateFlag(t *testing.T) {
 	l := f.limits()
 	if l.AgentMessages.Rate != 50 || l.AgentBytes.Rate != -1 {
 		t.Errorf("limits %+v", l)
+	}
+}
+
+func TestReadToken(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "token")
+	if err := os.WriteFile(p, []byte("  s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := readToken(p); err != nil || tok != "s3cret" {
+		t.Errorf("token %q %v", tok, err)
+	}
+	if tok, err := readToken(""); err != nil || tok != "" {
+		t.Errorf("no file: %q %v", tok, err)
+	}
+	empty := filepath.Join(dir, "empty")
+	_ = os.WriteFile(empty, []byte("\n"), 0o600)
+	if _, err := readToken(empty); err == nil {
+		t.Error("an empty token file was accepted: /metrics would need an empty token")
+	}
+	if _, err := readToken(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing token file was accepted")
 	}
 }

@@ -80,8 +80,9 @@ func (s *Server) Mount(r chi.Router, ready func() bool) {
 		}
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	// Prometheus scrapes without a session; the figures name hosts and
-	// repositories but hold no secret.
+	// Prometheus scrapes without a session: the handler checks its own
+	// bearer token when the server has one (--metrics-token-file). The
+	// figures name hosts and repositories but hold no secret.
 	if s.opts.Metrics != nil {
 		r.Handle("/metrics", s.opts.Metrics)
 	}

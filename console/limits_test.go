@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -102,5 +103,43 @@ func TestAgentFloodCountedInMetrics(t *testing.T) {
 	want := `restic_manager_mqtt_clients_rate_limited_total{limit="messages",role="agent"} 1`
 	if !strings.Contains(string(body), want) {
 		t.Errorf("/metrics lacks %q", want)
+	}
+}
+
+// /metrics with a token refuses a scrape without it; with the metrics on
+// their own listener, the console's router does not serve them at all.
+func TestMetricsTokenAndAddress(t *testing.T) {
+	c, _, _ := newTestConsole(t, func(o *Options) { o.MetricsToken = "tok-metrics-1" })
+	srv := httptest.NewServer(c.Handler(nil))
+	defer srv.Close()
+	get := func(url, auth string) int {
+		req, _ := http.NewRequest("GET", url, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(srv.URL+"/metrics", ""); code != http.StatusUnauthorized {
+		t.Errorf("/metrics without the token: %d, want 401", code)
+	}
+	if code := get(srv.URL+"/metrics", "Bearer tok-metrics-1"); code != http.StatusOK {
+		t.Errorf("/metrics with the token: %d, want 200", code)
+	}
+
+	c2, _, _ := newTestConsole(t, func(o *Options) { o.MetricsElsewhere = true })
+	srv2 := httptest.NewServer(c2.Handler(nil))
+	defer srv2.Close()
+	if code := get(srv2.URL+"/metrics", ""); code != http.StatusNotFound {
+		t.Errorf("/metrics on the console's address with --metrics-addr: %d, want 404", code)
+	}
+	msrv := httptest.NewServer(c2.MetricsHandler())
+	defer msrv.Close()
+	if code := get(msrv.URL+"/metrics", ""); code != http.StatusOK {
+		t.Errorf("/metrics on its own address: %d, want 200", code)
 	}
 }
