@@ -143,3 +143,28 @@ func TestMetricsTokenAndAddress(t *testing.T) {
 		t.Errorf("/metrics on its own address: %d, want 200", code)
 	}
 }
+
+// /healthz answers 503 with the reason once the store has failed.
+func TestHealthzReportsAFailedStore(t *testing.T) {
+	c, st, _ := newTestConsole(t)
+	srv := httptest.NewServer(c.Handler(func() bool { return true }))
+	defer srv.Close()
+	health := func() (int, string) {
+		resp, err := http.Get(srv.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := health(); code != http.StatusOK {
+		t.Fatalf("healthy store: %d %s", code, body)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := health(); code != http.StatusServiceUnavailable || !strings.Contains(body, "closed") {
+		t.Errorf("closed store: %d %s, want 503 saying the store is closed", code, body)
+	}
+}

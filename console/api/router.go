@@ -71,11 +71,17 @@ func New(opts Options) *Server {
 }
 
 // Mount adds the API, /healthz, /metrics and the downloads to r. ready
-// reports whether the broker and store are up (for /healthz).
+// reports whether the broker and HTTP are up (for /healthz).
 func (s *Server) Mount(r chi.Router, ready func() bool) {
+	// 503 while starting, and once the store has failed (closed, a failed
+	// sync, unreadable): the console can then neither ingest nor answer.
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if ready != nil && !ready() {
 			httpx.WriteError(w, http.StatusServiceUnavailable, "starting")
+			return
+		}
+		if err := s.store.Check(); err != nil {
+			httpx.WriteError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
