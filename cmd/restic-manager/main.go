@@ -254,6 +254,11 @@ func runServer(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if srvTLS != nil {
+		// The generated certificate is renewed before it expires, by the
+		// same CA (agents pin the CA); an operator's own is left alone.
+		go srvTLS.RenewLoop(ctx, log)
+	}
 
 	store, err := storage.Open(filepath.Join(f.data, "store"))
 	if err != nil {
