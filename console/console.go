@@ -34,6 +34,12 @@ import (
 	"github.com/restic-manager/restic-manager/wire"
 )
 
+// Defaults of Options.SSEPerUser and SSETotal.
+const (
+	DefaultSSEPerUser = api.DefaultSSEPerUser
+	DefaultSSETotal   = api.DefaultSSETotal
+)
+
 // Publisher sends console → agent messages: the embedded broker, or the
 // client of an external one.
 type Publisher = fleet.Publisher
@@ -92,7 +98,10 @@ type Options struct {
 	// MetricsElsewhere: /metrics is not on the console's own router; the
 	// caller serves MetricsHandler on a listener of its own.
 	MetricsElsewhere bool
-	Version          string
+	// SSEPerUser and SSETotal cap the job event streams open at once
+	// (defaults DefaultSSEPerUser, DefaultSSETotal).
+	SSEPerUser, SSETotal int
+	Version              string
 }
 
 // Console is the wired control plane: it serves HTTP and, for the broker,
@@ -146,7 +155,7 @@ func New(opts Options) (*Console, error) {
 		Fleet: f, Auth: c.auth, Alerts: c.alerts, Metrics: metricsOnRouter, Logger: opts.Logger, LoginLimit: loginLimit,
 		PublicURL: opts.PublicURL, BrokerURL: opts.BrokerURL, MQTTPort: opts.MQTTPort, TLS: opts.TLS,
 		CAFingerprint: opts.CAFingerprint, DownloadsDir: opts.DownloadsDir, CAPEM: opts.CAPEM,
-		EnrollPerMinute: opts.EnrollPerMinute,
+		EnrollPerMinute: opts.EnrollPerMinute, SSEPerUser: opts.SSEPerUser, SSETotal: opts.SSETotal,
 	})
 	c.ui = ui.New(ui.Options{Fleet: f, Auth: c.auth, Logger: opts.Logger, LoginLimit: loginLimit})
 	return c, nil

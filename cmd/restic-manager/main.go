@@ -80,6 +80,7 @@ type serverFlags struct {
 	agentByteRate                    byteRate
 	metricsTokenFile, metricsAddr    string
 	metricsRefresh                   time.Duration
+	ssePerUser, sseTotal             int
 }
 
 // brokerConn is the embedded broker or the connection to an external one:
@@ -119,12 +120,24 @@ func readToken(path string) (string, error) {
 	return tok, nil
 }
 
+// httpTimeouts are an HTTP server's timeouts.
+type httpTimeouts struct{ readHeader, read, write, idle time.Duration }
+
+// serverTimeouts: requests are small (JSON, forms, a login), so a client
+// gets a minute to send a whole one; a response must be written within two
+// minutes of its request. The long responses set their own deadlines
+// (console/api: the job event stream per event, the store backup and the
+// agent downloads per write), as net/http would otherwise cut them.
+var serverTimeouts = httpTimeouts{readHeader: 10 * time.Second, read: time.Minute, write: 2 * time.Minute, idle: 2 * time.Minute}
+
 // newHTTPServer is the server of the console's HTTP listeners.
-func newHTTPServer(h http.Handler) *http.Server {
+func newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: t.readHeader,
+		ReadTimeout:       t.read,
+		WriteTimeout:      t.write,
+		IdleTimeout:       t.idle,
 	}
 }
 
@@ -215,6 +228,8 @@ func runServer(args []string) error {
 	fs.StringVar(&f.metricsTokenFile, "metrics-token-file", "", "file holding a bearer token that /metrics then requires (Authorization: Bearer TOKEN); without it and --metrics-addr, /metrics is open to anyone who reaches the console")
 	fs.DurationVar(&f.metricsRefresh, "metrics-refresh", 15*time.Second, "read the fleet's gauges (hosts, repositories, alerts) from the store at most this often for /metrics; negative: at every scrape")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics on this address only (HTTPS unless --insecure), not on --http")
+	fs.IntVar(&f.ssePerUser, "sse-per-user", console.DefaultSSEPerUser, "job event streams (live job pages) one user may hold open; past it: 429")
+	fs.IntVar(&f.sseTotal, "sse-max", console.DefaultSSETotal, "job event streams open at once in all; past it: 429")
 	fs.BoolVar(&f.insecure, "insecure", false, "plain TCP and HTTP: local development and tests only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -316,7 +331,7 @@ func runServer(args []string) error {
 		AlertInterval: f.alertInterval, RenotifyEvery: f.renotify, OfflineAfter: f.offline,
 		EnrollPerMinute: f.enrollPerMinute, BrokerAccounts: extCfg.accountsWriter(log),
 		JobRetention: f.jobRetention, MetricsToken: metricsToken, MetricsElsewhere: f.metricsAddr != "",
-		MetricsRefresh: f.metricsRefresh,
+		MetricsRefresh: f.metricsRefresh, SSEPerUser: f.ssePerUser, SSETotal: f.sseTotal,
 	})
 	if err != nil {
 		return err
@@ -344,7 +359,7 @@ func runServer(args []string) error {
 		return err
 	}
 	var ready atomic.Bool
-	srv := newHTTPServer(con.Handler(ready.Load))
+	srv := newHTTPServer(con.Handler(ready.Load), serverTimeouts)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	if f.metricsAddr != "" {
@@ -354,7 +369,7 @@ func runServer(args []string) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", con.MetricsHandler())
-		msrv := newHTTPServer(mux)
+		msrv := newHTTPServer(mux, serverTimeouts)
 		go func() { errc <- msrv.Serve(mln) }()
 		defer msrv.Close()
 	}

@@ -46,6 +46,10 @@ type Options struct {
 	// EnrollPerMinute caps enrolments per client IP and minute (default 30;
 	// negative means no cap).
 	EnrollPerMinute int
+	// SSEPerUser and SSETotal cap the job event streams open at once, per
+	// user and in all (defaults DefaultSSEPerUser, DefaultSSETotal); past
+	// them a stream is refused with 429.
+	SSEPerUser, SSETotal int
 }
 
 // Server serves the API.
@@ -56,6 +60,7 @@ type Server struct {
 	alerts *alerts.Alerts
 	store  *storage.Store
 	log    *slog.Logger
+	sse    *sseSlots
 }
 
 // New builds the API.
@@ -66,8 +71,15 @@ func New(opts Options) *Server {
 	if opts.LoginLimit == nil {
 		opts.LoginLimit = httprate.LimitBy(10, time.Minute, httpx.RemoteIP)
 	}
+	if opts.SSEPerUser <= 0 {
+		opts.SSEPerUser = DefaultSSEPerUser
+	}
+	if opts.SSETotal <= 0 {
+		opts.SSETotal = DefaultSSETotal
+	}
 	return &Server{opts: opts, fleet: opts.Fleet, auth: opts.Auth, alerts: opts.Alerts, store: opts.Fleet.Store(),
-		log: opts.Logger.With("component", "api")}
+		log: opts.Logger.With("component", "api"),
+		sse: &sseSlots{perUser: opts.SSEPerUser, total: opts.SSETotal, users: map[string]int{}}}
 }
 
 // Mount adds the API, /healthz, /metrics and the downloads to r. ready
@@ -93,8 +105,37 @@ func (s *Server) Mount(r chi.Router, ready func() bool) {
 		r.Handle("/metrics", s.opts.Metrics)
 	}
 	r.Route("/api/v1", s.routes)
-	s.mountDownloads(r)
+	s.mountDownloads(r.With(streaming))
 }
+
+// streamIdle is how long a long response (the store backup, an agent
+// binary) may go without writing anything.
+const streamIdle = time.Minute
+
+// streaming lets a response take as long as it needs, as long as it keeps
+// moving: the server's write timeout (which bounds a whole response) is
+// replaced by a deadline of streamIdle renewed at every write.
+func streaming(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Now().Add(streamIdle))
+		next.ServeHTTP(&movingWriter{ResponseWriter: w, rc: rc}, r)
+	})
+}
+
+// movingWriter renews the write deadline before each write.
+type movingWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (m *movingWriter) Write(p []byte) (int, error) {
+	_ = m.rc.SetWriteDeadline(time.Now().Add(streamIdle))
+	return m.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (m *movingWriter) Unwrap() http.ResponseWriter { return m.ResponseWriter }
 
 // routes is the table: every API route and the least role it needs.
 func (s *Server) routes(r chi.Router) {
@@ -154,7 +195,7 @@ func (s *Server) routes(r chi.Router) {
 			r.Get("/users", s.listUsers)
 			r.Post("/users", s.createUser)
 			r.Get("/audit", s.listAudit)
-			r.Post("/admin/backup", s.backupStore)
+			r.With(streaming).Post("/admin/backup", s.backupStore)
 			r.Get("/channels", s.listChannels)
 			r.Post("/channels", s.createChannel)
 			r.Post("/channels/{id}/test", s.testChannel)
