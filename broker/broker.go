@@ -65,8 +65,9 @@ type Options struct {
 	// commands queued for it) is kept.
 	SessionExpiry time.Duration
 	// Limits bound the messages and bytes each client may send (see
-	// Limits; zero values take the defaults).
-	Limits Limits
+	// Limits; zero fields take the defaults). Nil means no limits at all,
+	// for a broker measured bare; the server always sets them.
+	Limits *Limits
 	// OnRateLimited, when set, hears every client disconnected for going
 	// past a limit: its role ("agent" or "integration") and the limit
 	// (LimitMessages or LimitBytes). The console counts them in /metrics.
@@ -112,7 +113,10 @@ func New(opts Options) (*Server, error) {
 	caps.ReceiveMaximum = 256
 	caps.MaximumPacketSize = wire.MaxPayload + 4<<10
 	caps.MinimumProtocolVersion = 5
-	opts.Limits = opts.Limits.withDefaults(float64(caps.MaximumPacketSize))
+	if opts.Limits != nil {
+		l := opts.Limits.withDefaults(float64(caps.MaximumPacketSize))
+		opts.Limits = &l
+	}
 
 	mq := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
@@ -135,8 +139,10 @@ func (s *Server) Serve(auth Authenticator, ingest Ingestor) error {
 	mq, log, opts := s.mq, s.log, s.opts
 	// First: a client past its limit is cut off before its packet costs
 	// anything more.
-	if err := mq.AddHook(newLimitHook(mq, opts.Limits, log, opts.OnRateLimited), nil); err != nil {
-		return fmt.Errorf("broker: limit hook: %w", err)
+	if opts.Limits != nil {
+		if err := mq.AddHook(newLimitHook(mq, *opts.Limits, log, opts.OnRateLimited), nil); err != nil {
+			return fmt.Errorf("broker: limit hook: %w", err)
+		}
 	}
 	if err := mq.AddHook(&authHook{auth: auth, log: log}, nil); err != nil {
 		return fmt.Errorf("broker: auth hook: %w", err)

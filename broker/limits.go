@@ -29,6 +29,7 @@ func (l Limit) off() bool { return l.Rate < 0 }
 // it left them.
 //
 // A zero Limit takes its default; a negative Rate turns that limit off.
+// Options.Limits nil turns them all off.
 type Limits struct {
 	AgentMessages       Limit
 	AgentBytes          Limit

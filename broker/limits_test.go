@@ -66,7 +66,7 @@ func (l *limitedEvents) list() []string {
 
 // startLimited runs the real broker (its hooks as the server has them) on
 // a loopback port with the given limits.
-func startLimited(t *testing.T, limits Limits) (addr string, ev *limitedEvents) {
+func startLimited(t *testing.T, limits *Limits) (addr string, ev *limitedEvents) {
 	t.Helper()
 	ev = &limitedEvents{}
 	s, err := New(Options{Logger: slog.New(slog.DiscardHandler), Limits: limits, OnRateLimited: ev.add})
@@ -157,7 +157,7 @@ func (r *rawClient) flood(t *testing.T, topic string, size, n int) *paho.Disconn
 // An agent that sends messages faster than its limit is disconnected
 // with 0x96 and counted; reconnecting at once is refused with 0x9F.
 func TestAgentFloodIsDisconnected(t *testing.T) {
-	addr, ev := startLimited(t, Limits{
+	addr, ev := startLimited(t, &Limits{
 		AgentMessages: Limit{Rate: 1, Burst: 20},
 		AgentBytes:    Limit{Rate: -1},
 	})
@@ -177,7 +177,7 @@ func TestAgentFloodIsDisconnected(t *testing.T) {
 }
 
 func TestAgentByteQuota(t *testing.T) {
-	addr, ev := startLimited(t, Limits{
+	addr, ev := startLimited(t, &Limits{
 		AgentMessages: Limit{Rate: -1},
 		// The burst is raised to the largest packet (about 2 MiB).
 		AgentBytes: Limit{Rate: 1024, Burst: 1},
@@ -196,7 +196,7 @@ func TestAgentByteQuota(t *testing.T) {
 // of anything (here the one topic it may publish, and pings of the
 // subscribe kind) ends with 0x96.
 func TestIntegrationFloodIsDisconnected(t *testing.T) {
-	addr, ev := startLimited(t, Limits{
+	addr, ev := startLimited(t, &Limits{
 		AgentBytes:          Limit{Rate: 1, Burst: 1},
 		IntegrationMessages: Limit{Rate: 1, Burst: 30},
 	})
@@ -227,7 +227,7 @@ func TestIntegrationFloodIsDisconnected(t *testing.T) {
 // 200,000-node snapshot (75 chunks of about 525 KiB, sent as fast as the
 // broker acknowledges them) with progress beside it.
 func TestDefaultLimitsAdmitAnIndexUpload(t *testing.T) {
-	addr, ev := startLimited(t, Limits{})
+	addr, ev := startLimited(t, &Limits{})
 	c, _ := dial(t, addr, testAgent, testAgent, testAgentPw)
 	chunk := bytes.Repeat([]byte("x"), 525<<10)
 	ctx := context.Background()
@@ -258,5 +258,23 @@ func TestLimitDefaults(t *testing.T) {
 	d := Limits{AgentBytes: Limit{Rate: 1000}}.withDefaults(2 << 20)
 	if d.AgentBytes.Burst != 2<<20 {
 		t.Errorf("byte burst %v, want the largest packet", d.AgentBytes.Burst)
+	}
+}
+
+// Without Options.Limits (a broker measured bare) nothing is limited.
+func TestNilLimitsLimitNothing(t *testing.T) {
+	addr, ev := startLimited(t, nil)
+	c, _ := dial(t, addr, testAgent, testAgent, testAgentPw)
+	ctx := context.Background()
+	for range 3000 {
+		if _, err := c.c.Publish(ctx, &paho.Publish{Topic: wire.ProgressTopic(testAgent, "job-1"), QoS: 0, Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.c.Publish(ctx, &paho.Publish{Topic: wire.ProgressTopic(testAgent, "job-1"), QoS: 1, Payload: []byte(`{}`)}); err != nil {
+		t.Fatalf("cut off without limits: %v", err)
+	}
+	if got := ev.list(); len(got) != 0 {
+		t.Errorf("rate-limited without limits: %v", got)
 	}
 }

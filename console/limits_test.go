@@ -43,7 +43,7 @@ func TestAgentFloodCountedInMetrics(t *testing.T) {
 	var c *Console
 	b, err := broker.New(broker.Options{
 		Logger:        slog.New(slog.DiscardHandler),
-		Limits:        broker.Limits{AgentMessages: broker.Limit{Rate: 1, Burst: 10}},
+		Limits:        &broker.Limits{AgentMessages: broker.Limit{Rate: 1, Burst: 10}},
 		OnRateLimited: func(role, limit string) { c.RateLimited(role, limit) },
 	})
 	if err != nil {

@@ -142,8 +142,8 @@ func newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
 }
 
 // limits are the embedded broker's per-client limits from the flags.
-func (f serverFlags) limits() broker.Limits {
-	return broker.Limits{
+func (f serverFlags) limits() *broker.Limits {
+	return &broker.Limits{
 		AgentMessages: broker.Limit{Rate: f.agentMsgRate},
 		AgentBytes:    broker.Limit{Rate: float64(f.agentByteRate)},
 	}
