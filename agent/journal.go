@@ -22,6 +22,13 @@ const (
 // journalEntry is what the agent remembers of a job it accepted. It makes
 // command delivery idempotent (QoS 1 may deliver twice) and lets a restarted
 // agent report jobs that were interrupted.
+//
+// Only a job still "received" keeps its whole command (a restart starts it
+// from here). Once it runs, the sealed repository (the repository's URL and
+// password, sealed to this agent) and the arguments are dropped: a done
+// entry is kept for 30 days only to recognise a late duplicate, and a
+// running one only to report it failed after a restart, and neither needs
+// them.
 type journalEntry struct {
 	Command    wire.Command `json:"command"`
 	State      string       `json:"state"`
@@ -111,6 +118,7 @@ func (j *journal) setState(id, state string, now time.Time) error {
 		return fmt.Errorf("journal: unknown job %s", id)
 	}
 	e.State = state
+	e.scrub()
 	switch state {
 	case jobRunning:
 		e.StartedAt = now
@@ -118,6 +126,16 @@ func (j *journal) setState(id, state string, now time.Time) error {
 		e.DoneAt = now
 	}
 	return j.put(e)
+}
+
+// scrub drops what only starting the job needs from an entry past
+// "received", and reports whether there was any.
+func (e *journalEntry) scrub() bool {
+	if e.State == jobReceived || e.Command.SealedRepo == "" && e.Command.Args == nil {
+		return false
+	}
+	e.Command.SealedRepo, e.Command.Args = "", nil
+	return true
 }
 
 // remove forgets a job.
@@ -147,6 +165,10 @@ func (j *journal) all(now time.Time) ([]journalEntry, error) {
 		if e.State == jobDone && now.Sub(e.DoneAt) > doneRetention {
 			_ = os.Remove(filepath.Join(j.dir, name))
 			continue
+		}
+		// Entries an older agent wrote kept their secrets to the end.
+		if e.scrub() {
+			_ = j.put(e)
 		}
 		out = append(out, e)
 	}

@@ -64,6 +64,14 @@ type Options struct {
 	// SessionExpiry caps how long a disconnected agent's session (and the
 	// commands queued for it) is kept.
 	SessionExpiry time.Duration
+	// Limits bound the messages and bytes each client may send (see
+	// Limits; zero fields take the defaults). Nil means no limits at all,
+	// for a broker measured bare; the server always sets them.
+	Limits *Limits
+	// OnRateLimited, when set, hears every client disconnected for going
+	// past a limit: its role ("agent" or "integration") and the limit
+	// (LimitMessages or LimitBytes). The console counts them in /metrics.
+	OnRateLimited func(role, limit string)
 }
 
 // Server is the embedded broker.
@@ -105,6 +113,10 @@ func New(opts Options) (*Server, error) {
 	caps.ReceiveMaximum = 256
 	caps.MaximumPacketSize = wire.MaxPayload + 4<<10
 	caps.MinimumProtocolVersion = 5
+	if opts.Limits != nil {
+		l := opts.Limits.withDefaults(float64(caps.MaximumPacketSize))
+		opts.Limits = &l
+	}
 
 	mq := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
@@ -117,14 +129,21 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Serve adds the hooks (authentication, ingest before the PUBACK, message
-// expiry, persistence, in that order), restores persisted state and starts
+// Serve adds the hooks (rate limits, authentication, ingest before the
+// PUBACK, message expiry, persistence, in that order), restores persisted state and starts
 // the listeners. It does not block.
 func (s *Server) Serve(auth Authenticator, ingest Ingestor) error {
 	if auth == nil || ingest == nil {
 		return errors.New("broker: Auth and Ingest are required")
 	}
 	mq, log, opts := s.mq, s.log, s.opts
+	// First: a client past its limit is cut off before its packet costs
+	// anything more.
+	if opts.Limits != nil {
+		if err := mq.AddHook(newLimitHook(mq, *opts.Limits, log, opts.OnRateLimited), nil); err != nil {
+			return fmt.Errorf("broker: limit hook: %w", err)
+		}
+	}
 	if err := mq.AddHook(&authHook{auth: auth, log: log}, nil); err != nil {
 		return fmt.Errorf("broker: auth hook: %w", err)
 	}

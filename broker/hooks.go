@@ -39,8 +39,11 @@ func (h *authHook) Provides(b byte) bool {
 // bound to it. It is not kept in memory: sessions restored from persistence
 // after a restart were authenticated by an earlier process, and their
 // queued commands must still pass the ACL.
-func roleOf(cl *mqtt.Client) string {
-	if strings.HasPrefix(string(cl.Properties.Username), wire.HostIDPrefix) {
+func roleOf(cl *mqtt.Client) string { return userRole(string(cl.Properties.Username)) }
+
+// userRole is the role of a username.
+func userRole(user string) string {
+	if strings.HasPrefix(user, wire.HostIDPrefix) {
 		return roleAgent
 	}
 	return roleIntegration

@@ -34,6 +34,12 @@ import (
 	"github.com/restic-manager/restic-manager/wire"
 )
 
+// Defaults of Options.SSEPerUser and SSETotal.
+const (
+	DefaultSSEPerUser = api.DefaultSSEPerUser
+	DefaultSSETotal   = api.DefaultSSETotal
+)
+
 // Publisher sends console → agent messages: the embedded broker, or the
 // client of an external one.
 type Publisher = fleet.Publisher
@@ -82,7 +88,20 @@ type Options struct {
 	// (default 180 days; negative keeps them forever). Unfinished jobs and
 	// each host's last job, backup and success are never deleted.
 	JobRetention time.Duration
-	Version      string
+	// MetricsRefresh: the fleet's gauges in /metrics are read from the
+	// store at most this often (default metrics.DefaultRefresh; negative:
+	// at every scrape).
+	MetricsRefresh time.Duration
+	// MetricsToken, when set, is the bearer token /metrics requires.
+	// Without it /metrics is open to anyone who reaches the console.
+	MetricsToken string
+	// MetricsElsewhere: /metrics is not on the console's own router; the
+	// caller serves MetricsHandler on a listener of its own.
+	MetricsElsewhere bool
+	// SSEPerUser and SSETotal cap the job event streams open at once
+	// (defaults DefaultSSEPerUser, DefaultSSETotal).
+	SSEPerUser, SSETotal int
+	Version              string
 }
 
 // Console is the wired control plane: it serves HTTP and, for the broker,
@@ -123,16 +142,20 @@ func New(opts Options) (*Console, error) {
 		return nil, err
 	}
 	c.fleet = f
-	c.metrics.Attach(f)
+	c.metrics.Attach(f, opts.MetricsRefresh)
 	c.alerts = alerts.New(alerts.Options{Fleet: f, Logger: opts.Logger, PublicURL: opts.PublicURL,
 		Interval: opts.AlertInterval, RenotifyEvery: opts.RenotifyEvery, Audit: c.auth.Record})
 	// One budget for both ways to log in: 10 a minute per address.
 	loginLimit := httprate.LimitBy(10, time.Minute, httpx.RemoteIP)
+	var metricsOnRouter http.Handler
+	if !opts.MetricsElsewhere {
+		metricsOnRouter = c.MetricsHandler()
+	}
 	c.api = api.New(api.Options{
-		Fleet: f, Auth: c.auth, Alerts: c.alerts, Metrics: c.metrics.Handler(), Logger: opts.Logger, LoginLimit: loginLimit,
+		Fleet: f, Auth: c.auth, Alerts: c.alerts, Metrics: metricsOnRouter, Logger: opts.Logger, LoginLimit: loginLimit,
 		PublicURL: opts.PublicURL, BrokerURL: opts.BrokerURL, MQTTPort: opts.MQTTPort, TLS: opts.TLS,
 		CAFingerprint: opts.CAFingerprint, DownloadsDir: opts.DownloadsDir, CAPEM: opts.CAPEM,
-		EnrollPerMinute: opts.EnrollPerMinute,
+		EnrollPerMinute: opts.EnrollPerMinute, SSEPerUser: opts.SSEPerUser, SSETotal: opts.SSETotal,
 	})
 	c.ui = ui.New(ui.Options{Fleet: f, Auth: c.auth, Logger: opts.Logger, LoginLimit: loginLimit})
 	return c, nil
@@ -183,3 +206,12 @@ func (c *Console) AuthenticateIntegration(user string, password []byte) bool {
 
 // HomeAssistantOnline republishes discovery when Home Assistant (re)starts.
 func (c *Console) HomeAssistantOnline() { c.alerts.HomeAssistantOnline() }
+
+// MetricsHandler serves /metrics, behind the bearer token when one is set.
+func (c *Console) MetricsHandler() http.Handler {
+	return metrics.RequireToken(c.opts.MetricsToken, c.metrics.Handler())
+}
+
+// RateLimited counts a client the embedded broker disconnected for going
+// past its rate limit (broker.Options.OnRateLimited).
+func (c *Console) RateLimited(role, limit string) { c.metrics.RateLimited(role, limit) }

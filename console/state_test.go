@@ -18,7 +18,10 @@ import (
 // the schedule, so a weekly host showed failing with no alert.) At each age
 // the dashboard's state and the firing backup_stale alert must agree.
 func TestDashboardAndAlertsAgreeOnAWeeklyHost(t *testing.T) {
-	c, st, _ := newTestConsole(t, func(o *Options) { o.AlertInterval = 20 * time.Millisecond })
+	c, st, _ := newTestConsole(t, func(o *Options) {
+		o.AlertInterval = 20 * time.Millisecond
+		o.MetricsRefresh = -1 // each age is scraped at once, without waiting for a refresh
+	})
 	enrolledHost(t, st, "host-w")
 	if _, err := st.UpdateSchedules("host-w", func(hs *storage.HostSchedules) error {
 		hs.Version, hs.AppliedVersion = 1, 1

@@ -23,6 +23,14 @@ type RetentionPolicy struct {
 	// ResolvedAlerts: resolved alerts are deleted this long after they
 	// resolved, unless a silence on them is still in force.
 	ResolvedAlerts time.Duration
+	// ExpiredSessions: login sessions are deleted this long after they
+	// expired. An expired session is refused (and deleted) when it is
+	// used, but one that is never used again would stay forever.
+	ExpiredSessions time.Duration
+	// ExpiredEnrollTokens: enrolment tokens never used are deleted this
+	// long after they expired. Until then an agent that tries one is told
+	// that it expired rather than that it is unknown.
+	ExpiredEnrollTokens time.Duration
 }
 
 // Default retention periods.
@@ -38,15 +46,22 @@ type RetentionPolicy struct {
 //   - Resolved alerts, 90 days: an alert record exists per (rule, subject)
 //     pair and is reused when it fires again, so these only accumulate for
 //     subjects that went away (deleted hosts and repositories).
+//   - Expired sessions, 1 day after expiry: they can never be used again;
+//     the day only keeps the sweep clear of clocks that disagree.
+//   - Expired enrolment tokens, 7 days after expiry: long enough for
+//     whoever runs a stale install command that week to be told why.
 const (
-	DefaultJobRetention   = 180 * 24 * time.Hour
-	DefaultAuditRetention = 365 * 24 * time.Hour
-	DefaultAlertRetention = 90 * 24 * time.Hour
+	DefaultJobRetention         = 180 * 24 * time.Hour
+	DefaultAuditRetention       = 365 * 24 * time.Hour
+	DefaultAlertRetention       = 90 * 24 * time.Hour
+	DefaultSessionRetention     = 24 * time.Hour
+	DefaultEnrollTokenRetention = 7 * 24 * time.Hour
 )
 
 // DefaultRetention returns the default policy.
 func DefaultRetention() RetentionPolicy {
-	return RetentionPolicy{Jobs: DefaultJobRetention, Audit: DefaultAuditRetention, ResolvedAlerts: DefaultAlertRetention}
+	return RetentionPolicy{Jobs: DefaultJobRetention, Audit: DefaultAuditRetention, ResolvedAlerts: DefaultAlertRetention,
+		ExpiredSessions: DefaultSessionRetention, ExpiredEnrollTokens: DefaultEnrollTokenRetention}
 }
 
 // RetentionStats reports what one ApplyRetention run did.
@@ -55,6 +70,8 @@ type RetentionStats struct {
 	Keys   int // keys deleted in all
 	Audit  int // audit entries deleted
 	Alerts int // resolved alerts deleted
+	// Sessions and EnrollTokens count expired ones deleted.
+	Sessions, EnrollTokens int
 	// Kept counts jobs past the age limit that stay: not terminal yet, or
 	// still a host's last job, backup or success, or a repository's last
 	// check.
@@ -105,6 +122,20 @@ func (s *Store) ApplyRetention(ctx context.Context, p RetentionPolicy, now time.
 	if p.ResolvedAlerts > 0 {
 		if err := s.expireAlerts(ctx, now.Add(-p.ResolvedAlerts), now, &st); err != nil {
 			return st, fmt.Errorf("storage: retention: alerts: %w", err)
+		}
+	}
+	if p.ExpiredSessions > 0 {
+		n, err := expireByDeadline(ctx, s, sessPrefix, func(v Session) time.Time { return v.ExpiresAt }, now.Add(-p.ExpiredSessions), &st)
+		st.Sessions += n
+		if err != nil {
+			return st, fmt.Errorf("storage: retention: sessions: %w", err)
+		}
+	}
+	if p.ExpiredEnrollTokens > 0 {
+		n, err := expireByDeadline(ctx, s, enrollPrefix, func(v EnrollToken) time.Time { return v.ExpiresAt }, now.Add(-p.ExpiredEnrollTokens), &st)
+		st.EnrollTokens += n
+		if err != nil {
+			return st, fmt.Errorf("storage: retention: enrolment tokens: %w", err)
 		}
 	}
 	st.Took = time.Since(start)
@@ -403,6 +434,85 @@ func (s *Store) expireAlerts(ctx context.Context, cutoff, now time.Time, st *Ret
 		st.Batches++
 	}
 	return nil
+}
+
+// expireByDeadline deletes the records under prefix whose deadline (their
+// expiry) lies before cutoff. A record that does not decode is left alone
+// (and logged): retention must never destroy what it cannot read.
+func expireByDeadline[T any](ctx context.Context, s *Store, prefix string, deadline func(T) time.Time, cutoff time.Time, st *RetentionStats) (int, error) {
+	expired := func(raw []byte) (bool, error) {
+		var v T
+		if err := decode(raw, &v); err != nil {
+			return false, err
+		}
+		return deadline(v).Before(cutoff), nil
+	}
+	var keys [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			err := it.Item().Value(func(raw []byte) error {
+				old, err := expired(raw)
+				if old {
+					keys = append(keys, it.Item().KeyCopy(nil))
+				}
+				return err
+			})
+			if err != nil {
+				s.log.Warn("retention: skipping a record that does not decode", "key", string(it.Item().Key()), "err", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for len(keys) > 0 {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		batch := keys[:min(len(keys), retentionBatch)]
+		keys = keys[len(batch):]
+		var n int
+		var size int64
+		err := s.update(func(txn *badger.Txn) error {
+			n, size = 0, 0
+			for _, k := range batch {
+				// Re-read: the record may have been replaced since the scan.
+				item, err := txn.Get(k)
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				var old bool
+				if err := item.Value(func(raw []byte) error {
+					var err error
+					old, err = expired(raw)
+					return err
+				}); err != nil || !old {
+					continue
+				}
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+				n++
+				size += item.EstimatedSize()
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		st.Keys += n
+		st.Bytes += size
+		st.Batches++
+	}
+	return total, nil
 }
 
 // requestCompaction asks the GC loop to flatten the tree once the purge

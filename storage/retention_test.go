@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"strings"
@@ -361,5 +362,79 @@ func TestRetentionLargePurgeInBatchesWithConcurrentWriters(t *testing.T) {
 	t.Logf("LSM size %d -> %d bytes after purging %d of %d jobs", before, after, st.Jobs, n)
 	if after > before*7/10 {
 		t.Errorf("compaction left %d of %d bytes after deleting half the jobs", after, before)
+	}
+}
+
+// Sessions and enrolment tokens that expired longer ago than the policy's
+// grace are swept; those within it, and live ones, stay; a record that
+// does not decode is left alone.
+func TestRetentionSweepsExpiredSessionsAndEnrollTokens(t *testing.T) {
+	s, _ := openTest(t)
+	now := time.Now().UTC()
+	hash := func(i int) []byte {
+		h := sha256.Sum256([]byte(fmt.Sprintf("token-%d", i)))
+		return h[:]
+	}
+	sessions := []struct {
+		expires time.Time
+		swept   bool
+	}{
+		{now.Add(-48 * time.Hour), true},
+		{time.Time{}, true}, // no expiry counts as expired
+		{now.Add(-time.Hour), false},
+		{now.Add(time.Hour), false},
+	}
+	for i, c := range sessions {
+		if err := s.PutSession(hash(i), Session{User: "u", CreatedAt: now.Add(-72 * time.Hour), ExpiresAt: c.expires}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tokens := []struct {
+		expires time.Time
+		swept   bool
+	}{
+		{now.Add(-8 * 24 * time.Hour), true},
+		{now.Add(-24 * time.Hour), false},
+		{now.Add(24 * time.Hour), false},
+	}
+	for i, c := range tokens {
+		if err := s.PutEnrollToken(hash(100+i), EnrollToken{HostID: "h1", CreatedAt: now.Add(-9 * 24 * time.Hour), ExpiresAt: c.expires}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	garbage := []byte(sessPrefix + strings.Repeat("ab", 32))
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(garbage, []byte("not json")) }); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := s.ApplyRetention(context.Background(), DefaultRetention(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Sessions != 2 || st.EnrollTokens != 1 {
+		t.Errorf("swept %d sessions and %d enrolment tokens, want 2 and 1", st.Sessions, st.EnrollTokens)
+	}
+	keys := allKeys(t, s)
+	for i, c := range sessions {
+		k, _ := hashKey(sessPrefix, hash(i))
+		if _, ok := keys[string(k)]; ok == c.swept {
+			t.Errorf("session %d (expires %v): stored %v, want swept %v", i, c.expires, ok, c.swept)
+		}
+	}
+	for i, c := range tokens {
+		k, _ := hashKey(enrollPrefix, hash(100+i))
+		if _, ok := keys[string(k)]; ok == c.swept {
+			t.Errorf("enrolment token %d (expires %v): stored %v, want swept %v", i, c.expires, ok, c.swept)
+		}
+	}
+	if _, ok := keys[string(garbage)]; !ok {
+		t.Error("a session record that does not decode was deleted")
+	}
+	if _, err := s.GetSession(hash(3), now); err != nil {
+		t.Errorf("the live session: %v", err)
+	}
+	st2, err := s.ApplyRetention(context.Background(), DefaultRetention(), now)
+	if err != nil || st2.Sessions != 0 || st2.EnrollTokens != 0 {
+		t.Errorf("second run: %+v %v, want nothing swept", st2, err)
 	}
 }

@@ -105,6 +105,43 @@ func checkArgs(lists ...[]string) error {
 	return nil
 }
 
+// checkBackupTags checks the tags a backup gives its snapshot: arguments,
+// and no commas. restic splits a --tag value at commas, so a tag "a,b"
+// would be two tags, and the runner refuses it: every run of the job (of
+// its schedule) would fail.
+func checkBackupTags(tags []string) error {
+	for _, t := range tags {
+		if err := CheckArg(t); err != nil {
+			return err
+		}
+		if strings.Contains(t, ",") {
+			return badArgs("tag %q contains a comma, which restic reads as a separator between tags: give each tag as its own entry", t)
+		}
+	}
+	return nil
+}
+
+// checkFilterTags checks the tag filters of forget and snapshots. There a
+// comma is restic's own syntax: "a,b" selects snapshots that carry both a
+// and b (separate entries select either). An empty tag in such a group
+// ("a,", "a,,b") is refused: restic would read it as "no tags at all".
+func checkFilterTags(tags []string) error {
+	for _, t := range tags {
+		if err := CheckArg(t); err != nil {
+			return err
+		}
+		if !strings.Contains(t, ",") {
+			continue
+		}
+		for _, part := range strings.Split(t, ",") {
+			if strings.TrimSpace(part) == "" {
+				return badArgs("tag filter %q has an empty tag between commas (\"a,b\" means snapshots with both a and b)", t)
+			}
+		}
+	}
+	return nil
+}
+
 // CheckTreePath checks a path inside a snapshot ("/home/x", "/C/Users/x"):
 // absolute, no "..".
 func CheckTreePath(p string) error {
@@ -210,14 +247,20 @@ func (a *BackupArgs) check() error {
 	if len(a.Paths) == 0 {
 		return badArgs("backup args: at least one path is required")
 	}
-	return checkArgs(a.Paths, a.Excludes, a.Tags, a.ExcludeFiles)
+	if err := checkBackupTags(a.Tags); err != nil {
+		return err
+	}
+	return checkArgs(a.Paths, a.Excludes, a.ExcludeFiles)
 }
 
 func (a *ForgetArgs) check() error {
 	if err := ValidateRetention(a.Retention); err != nil {
 		return err
 	}
-	return checkArgs(a.Tags, a.Hosts)
+	if err := checkFilterTags(a.Tags); err != nil {
+		return err
+	}
+	return checkArgs(a.Hosts)
 }
 
 func (a *PruneArgs) check() error { return ValidateMaxUnused(a.MaxUnused) }
@@ -229,7 +272,12 @@ func (a *UnlockArgs) check() error { return nil }
 // destructive: remove_all removes other clients' locks too.
 func (a *UnlockArgs) destructive() bool { return a.RemoveAll }
 
-func (a *SnapshotsArgs) check() error { return checkArgs(a.Hosts, a.Tags, a.Paths) }
+func (a *SnapshotsArgs) check() error {
+	if err := checkFilterTags(a.Tags); err != nil {
+		return err
+	}
+	return checkArgs(a.Hosts, a.Paths)
+}
 
 func (a *StatsArgs) check() error {
 	if a.Mode != "" && a.Mode != "restore-size" && a.Mode != "raw-data" {

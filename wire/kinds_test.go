@@ -136,6 +136,7 @@ func TestDecodeArgs(t *testing.T) {
 				{`{"paths":["/"],"tags":[""]}`, "empty value"},
 				{`{"paths":["/"],"exclude_files":["a\nb"]}`, `"a\nb" contains control characters`},
 				{`{"paths":"/"}`, "backup args: json: cannot unmarshal string into Go struct field BackupArgs.paths of type []string"},
+				{`{"paths":["/"],"tags":["daily,weekly"]}`, `tag "daily,weekly" contains a comma, which restic reads as a separator between tags: give each tag as its own entry`},
 			},
 		},
 		{
@@ -147,6 +148,7 @@ func TestDecodeArgs(t *testing.T) {
 				{`{"retention":{"keep_last":-1,"keep_daily":3}}`, "keep counts must not be negative"},
 				{`{"retention":{"keep_within":"a week"}}`, `keep_within "a week" is not a duration such as 30d or 1y6m`},
 				{`{"retention":{"keep_last":1},"hosts":["-h"]}`, `"-h" starts with '-' and would be read as an option`},
+				{`{"retention":{"keep_last":1},"tags":["a,"]}`, `tag filter "a," has an empty tag between commas ("a,b" means snapshots with both a and b)`},
 			},
 		},
 		{
@@ -163,7 +165,10 @@ func TestDecodeArgs(t *testing.T) {
 		},
 		{
 			kind: "snapshots", good: `{"hosts":["h1"],"tags":["a,b"],"paths":["/home"]}`, norm: `{"hosts":["h1"],"tags":["a,b"],"paths":["/home"]}`, wantType: &SnapshotsArgs{},
-			bad: []bad{{`{"paths":["--no-lock"]}`, `"--no-lock" starts with '-' and would be read as an option`}},
+			bad: []bad{
+				{`{"paths":["--no-lock"]}`, `"--no-lock" starts with '-' and would be read as an option`},
+				{`{"tags":["a,,b"]}`, `tag filter "a,,b" has an empty tag between commas ("a,b" means snapshots with both a and b)`},
+			},
 		},
 		{
 			kind: "stats", good: `{"mode":"raw-data","snapshot_ids":["latest","` + hex8 + `"]}`, norm: `{"mode":"raw-data","snapshot_ids":["latest","` + hex8 + `"]}`, wantType: &StatsArgs{},

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -75,6 +76,11 @@ type serverFlags struct {
 	insecure                         bool
 	enrollPerMinute                  int
 	jobRetention                     time.Duration
+	agentMsgRate                     float64
+	agentByteRate                    byteRate
+	metricsTokenFile, metricsAddr    string
+	metricsRefresh                   time.Duration
+	ssePerUser, sseTotal             int
 }
 
 // brokerConn is the embedded broker or the connection to an external one:
@@ -83,6 +89,93 @@ type brokerConn interface {
 	Publish(topic string, payload []byte, retain bool, expiry time.Duration) error
 	Disconnect(clientID string)
 	Close() error
+}
+
+// listen opens a TCP listener, with TLS when cfg is set.
+func listen(addr string, cfg *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
+	}
+	return ln, nil
+}
+
+// readToken reads a secret from a file (surrounding white space dropped);
+// an empty path is no token.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return tok, nil
+}
+
+// httpTimeouts are an HTTP server's timeouts.
+type httpTimeouts struct{ readHeader, read, write, idle time.Duration }
+
+// serverTimeouts: requests are small (JSON, forms, a login), so a client
+// gets a minute to send a whole one; a response must be written within two
+// minutes of its request. The long responses set their own deadlines
+// (console/api: the job event stream per event, the store backup and the
+// agent downloads per write), as net/http would otherwise cut them.
+var serverTimeouts = httpTimeouts{readHeader: 10 * time.Second, read: time.Minute, write: 2 * time.Minute, idle: 2 * time.Minute}
+
+// newHTTPServer is the server of the console's HTTP listeners.
+func newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.readHeader,
+		ReadTimeout:       t.read,
+		WriteTimeout:      t.write,
+		IdleTimeout:       t.idle,
+	}
+}
+
+// limits are the embedded broker's per-client limits from the flags.
+func (f serverFlags) limits() *broker.Limits {
+	return &broker.Limits{
+		AgentMessages: broker.Limit{Rate: f.agentMsgRate},
+		AgentBytes:    broker.Limit{Rate: float64(f.agentByteRate)},
+	}
+}
+
+// byteRate is a flag of bytes per second: a number, optionally with a
+// binary unit (KiB, MiB, GiB; K, M, G mean the same), or -1 for none.
+type byteRate float64
+
+func (b *byteRate) String() string { return strconv.FormatFloat(float64(*b), 'f', -1, 64) }
+
+func (b *byteRate) Set(s string) error {
+	s = strings.TrimSpace(s)
+	mult := 1.0
+	for _, u := range []struct {
+		suffix string
+		mult   float64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v != v || v == 0 || (v < 0 && v != -1) {
+		return fmt.Errorf("%q is not a positive number of bytes (16MiB, 500KiB, 1048576) or -1", s)
+	}
+	*b = byteRate(v * mult)
+	if v < 0 {
+		*b = -1
+	}
+	return nil
 }
 
 // certHosts lists the names the generated certificate must cover.
@@ -129,6 +222,14 @@ func runServer(args []string) error {
 	fs.DurationVar(&f.offline, "offline-after", time.Hour, "alert when a host has been offline this long")
 	fs.DurationVar(&f.jobRetention, "job-retention", 180*24*time.Hour, "delete finished jobs (and their output) older than this; a host's last jobs are always kept; negative keeps everything")
 	fs.IntVar(&f.enrollPerMinute, "enroll-rate", 30, "enrolments allowed per client IP and minute (-1: no limit), for large rollouts behind one address")
+	fs.Float64Var(&f.agentMsgRate, "agent-msg-rate", broker.DefaultAgentMsgRate, "MQTT packets each agent may send per second, with a burst of 20 s worth; past it the agent is disconnected (reason 0x96); -1: no limit (embedded broker only)")
+	f.agentByteRate = broker.DefaultAgentByteRate
+	fs.Var(&f.agentByteRate, "agent-byte-rate", "bytes each agent may send per second (e.g. 16MiB, 500KiB), with a burst of 8 s worth; past it the agent is disconnected (reason 0x97); -1: no limit (embedded broker only)")
+	fs.StringVar(&f.metricsTokenFile, "metrics-token-file", "", "file holding a bearer token that /metrics then requires (Authorization: Bearer TOKEN); without it and --metrics-addr, /metrics is open to anyone who reaches the console")
+	fs.DurationVar(&f.metricsRefresh, "metrics-refresh", 15*time.Second, "read the fleet's gauges (hosts, repositories, alerts) from the store at most this often for /metrics; negative: at every scrape")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics on this address only (HTTPS unless --insecure), not on --http")
+	fs.IntVar(&f.ssePerUser, "sse-per-user", console.DefaultSSEPerUser, "job event streams (live job pages) one user may hold open; past it: 429")
+	fs.IntVar(&f.sseTotal, "sse-max", console.DefaultSSETotal, "job event streams open at once in all; past it: 429")
 	fs.BoolVar(&f.insecure, "insecure", false, "plain TCP and HTTP: local development and tests only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -162,8 +263,17 @@ func runServer(args []string) error {
 			caPEM, _ = os.ReadFile(filepath.Join(f.data, "tls", "ca.pem"))
 		}
 	}
+	metricsToken, err := readToken(f.metricsTokenFile)
+	if err != nil {
+		return fmt.Errorf("--metrics-token-file: %w", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if srvTLS != nil {
+		// The generated certificate is renewed before it expires, by the
+		// same CA (agents pin the CA); an operator's own is left alone.
+		go srvTLS.RenewLoop(ctx, log)
+	}
 
 	store, err := storage.Open(filepath.Join(f.data, "store"))
 	if err != nil {
@@ -189,13 +299,17 @@ func runServer(args []string) error {
 	var conn brokerConn
 	var embedded *broker.Server
 	var ext *broker.External
+	var con *console.Console
 	if extCfg != nil {
 		if ext, err = extCfg.client(caPEM, log); err != nil {
 			return err
 		}
 		conn = ext
 	} else {
-		if embedded, err = broker.New(broker.Options{DataDir: f.data, Logger: log}); err != nil {
+		// The console counts the clients the broker cuts off; it is built
+		// next, before Serve starts the hooks that call this.
+		limited := func(role, limit string) { con.RateLimited(role, limit) }
+		if embedded, err = broker.New(broker.Options{DataDir: f.data, Logger: log, Limits: f.limits(), OnRateLimited: limited}); err != nil {
 			return err
 		}
 		if err := embedded.ListenTCP("mqtt", f.mqttAddr, tlsCfg); err != nil {
@@ -209,14 +323,15 @@ func runServer(args []string) error {
 		conn = embedded
 	}
 	defer conn.Close()
-	con, err := console.New(console.Options{
+	con, err = console.New(console.Options{
 		Store: store, Publisher: conn, Logger: log, PublicURL: f.publicURL,
 		BrokerURL: agentBrokerURL, MQTTPort: mqttPort, Version: cli.Version,
 		TLS: tlsCfg != nil, SecureCookies: tlsCfg != nil, CAFingerprint: caFingerprint,
 		DownloadsDir: f.downloads, CAPEM: caPEM, HealthDelay: f.healthDelay,
 		AlertInterval: f.alertInterval, RenotifyEvery: f.renotify, OfflineAfter: f.offline,
 		EnrollPerMinute: f.enrollPerMinute, BrokerAccounts: extCfg.accountsWriter(log),
-		JobRetention: f.jobRetention,
+		JobRetention: f.jobRetention, MetricsToken: metricsToken, MetricsElsewhere: f.metricsAddr != "",
+		MetricsRefresh: f.metricsRefresh, SSEPerUser: f.ssePerUser, SSETotal: f.sseTotal,
 	})
 	if err != nil {
 		return err
@@ -239,21 +354,28 @@ func runServer(args []string) error {
 		fmt.Printf("\nFirst start: created user admin with password %s\nChange it after logging in.\n\n", generated)
 	}
 
-	ln, err := net.Listen("tcp", f.httpAddr)
+	ln, err := listen(f.httpAddr, tlsCfg)
 	if err != nil {
 		return err
 	}
-	if tlsCfg != nil {
-		ln = tls.NewListener(ln, tlsCfg)
-	}
 	var ready atomic.Bool
-	srv := &http.Server{
-		Handler:           con.Handler(ready.Load),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
-	errc := make(chan error, 1)
+	srv := newHTTPServer(con.Handler(ready.Load), serverTimeouts)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if f.metricsAddr != "" {
+		mln, err := listen(f.metricsAddr, tlsCfg)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", con.MetricsHandler())
+		msrv := newHTTPServer(mux, serverTimeouts)
+		go func() { errc <- msrv.Serve(mln) }()
+		defer msrv.Close()
+	}
+	if f.metricsAddr == "" && metricsToken == "" {
+		log.Info("/metrics is served without authentication on the HTTP address; see --metrics-token-file and --metrics-addr")
+	}
 	ready.Store(true)
 	log.Info("restic-manager started", "http", ln.Addr().String(), "mqtt", f.mqttAddr, "tls", tlsCfg != nil, "data", f.data, "version", cli.Version)
 

@@ -67,6 +67,8 @@ type Alerts struct {
 	pub   fleet.Publisher
 	log   *slog.Logger
 	state alertState
+	// births debounces Home Assistant's birth messages (integrations.go).
+	births haBirths
 
 	bgCtx    context.Context
 	bgCancel context.CancelFunc

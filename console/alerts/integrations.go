@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
+	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
 	"github.com/restic-manager/restic-manager/storage"
@@ -12,8 +14,42 @@ import (
 
 var _ broker.BirthListener = (*Alerts)(nil)
 
-// HomeAssistantOnline republishes discovery when Home Assistant (re)starts.
+// haBirthInterval: Home Assistant's birth messages cause at most one full
+// republish of the discovery configs per interval. Each republish walks
+// every host and publishes four retained configs and a health message per
+// host, and any integration account may publish the birth message. A
+// birth within the interval needs nothing more: the configs are retained,
+// so a Home Assistant that (re)subscribes gets them from the broker.
+const haBirthInterval = 30 * time.Second
+
+// haBirths coalesces Home Assistant's birth messages.
+type haBirths struct {
+	mu   sync.Mutex
+	last time.Time        // when the last republish began
+	now  func() time.Time // time.Now; tests set it
+}
+
+// due reports whether a birth now starts a republish, and if so marks it.
+func (b *haBirths) due() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if b.now != nil {
+		now = b.now()
+	}
+	if !b.last.IsZero() && now.Sub(b.last) < haBirthInterval && !now.Before(b.last) {
+		return false
+	}
+	b.last = now
+	return true
+}
+
+// HomeAssistantOnline republishes discovery when Home Assistant (re)starts,
+// at most once per haBirthInterval however many births arrive.
 func (al *Alerts) HomeAssistantOnline() {
+	if !al.births.due() {
+		return
+	}
 	al.goBG(al.publishDiscovery)
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -144,14 +145,67 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, view.Jobs(jobs))
 }
 
+// SSE streams: the defaults of Options.SSEPerUser and SSETotal, and how
+// long one event may take to write. Each stream holds a connection, a
+// goroutine and a subscription for as long as its job runs. A browser
+// opens one per job page (and at most 6 connections to one origin over
+// HTTP/1.1); scripts watching many jobs get 64. The total bounds what
+// every user together can hold open.
+const (
+	DefaultSSEPerUser = 64
+	DefaultSSETotal   = 1024
+	sseWriteTimeout   = 30 * time.Second
+)
+
+// sseSlots counts the open event streams, per user and in all.
+type sseSlots struct {
+	perUser, total int
+
+	mu    sync.Mutex
+	n     int
+	users map[string]int
+}
+
+// take reserves a stream for user; release gives it back.
+func (l *sseSlots) take(user string) (release func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n >= l.total || l.users[user] >= l.perUser {
+		return nil, false
+	}
+	l.n++
+	l.users[user]++
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.n--
+		if l.users[user]--; l.users[user] <= 0 {
+			delete(l.users, user)
+		}
+	}, true
+}
+
 // jobEvents streams a job's updates as Server-Sent Events until it ends.
+// The stream lives as long as the job, past the server's write timeout:
+// the write deadline is set again before each event and keepalive, so a
+// client that stops reading is cut off while a long job's watcher is not.
 func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
-	fl, ok := w.(http.Flusher)
-	if !ok {
+	if _, ok := w.(http.Flusher); !ok {
 		httpx.WriteError(w, http.StatusInternalServerError, "streaming unsupported")
 		return
 	}
+	user := who(r).User
+	release, ok := s.sse.take(user)
+	if !ok {
+		w.Header().Set("Retry-After", "10")
+		httpx.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("too many event streams open (at most %d per user, %d in all): close some job pages", s.sse.perUser, s.sse.total))
+		return
+	}
+	defer release()
+	rc := http.NewResponseController(w)
+	writeDeadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout)) }
+	writeDeadline()
 	updates, cancel := s.fleet.Subscribe(id)
 	defer cancel()
 	j, err := s.store.GetJob(id)
@@ -164,6 +218,8 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	// An update queued between subscribe and the read above may be older
 	// than what was read: never send a job state older than the last sent.
+	// send reports whether the stream is over (the job ended, or the
+	// client does not take what is written).
 	var lastSeq int64 = -1
 	send := func(j storage.Job) bool {
 		seq := int64(0)
@@ -179,9 +235,9 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 			ev = "result"
 		}
 		b, _ := json.Marshal(view.JobOf(j))
+		writeDeadline()
 		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev, b)
-		fl.Flush()
-		return ev == "result"
+		return rc.Flush() != nil || ev == "result"
 	}
 	if send(j) {
 		return
@@ -197,8 +253,11 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-keepalive.C:
+			writeDeadline()
 			fmt.Fprint(w, ": keepalive\n\n")
-			fl.Flush()
+			if rc.Flush() != nil {
+				return
+			}
 		}
 	}
 }

@@ -46,6 +46,10 @@ type Options struct {
 	// EnrollPerMinute caps enrolments per client IP and minute (default 30;
 	// negative means no cap).
 	EnrollPerMinute int
+	// SSEPerUser and SSETotal cap the job event streams open at once, per
+	// user and in all (defaults DefaultSSEPerUser, DefaultSSETotal); past
+	// them a stream is refused with 429.
+	SSEPerUser, SSETotal int
 }
 
 // Server serves the API.
@@ -56,6 +60,7 @@ type Server struct {
 	alerts *alerts.Alerts
 	store  *storage.Store
 	log    *slog.Logger
+	sse    *sseSlots
 }
 
 // New builds the API.
@@ -66,28 +71,71 @@ func New(opts Options) *Server {
 	if opts.LoginLimit == nil {
 		opts.LoginLimit = httprate.LimitBy(10, time.Minute, httpx.RemoteIP)
 	}
+	if opts.SSEPerUser <= 0 {
+		opts.SSEPerUser = DefaultSSEPerUser
+	}
+	if opts.SSETotal <= 0 {
+		opts.SSETotal = DefaultSSETotal
+	}
 	return &Server{opts: opts, fleet: opts.Fleet, auth: opts.Auth, alerts: opts.Alerts, store: opts.Fleet.Store(),
-		log: opts.Logger.With("component", "api")}
+		log: opts.Logger.With("component", "api"),
+		sse: &sseSlots{perUser: opts.SSEPerUser, total: opts.SSETotal, users: map[string]int{}}}
 }
 
 // Mount adds the API, /healthz, /metrics and the downloads to r. ready
-// reports whether the broker and store are up (for /healthz).
+// reports whether the broker and HTTP are up (for /healthz).
 func (s *Server) Mount(r chi.Router, ready func() bool) {
+	// 503 while starting, and once the store has failed (closed, a failed
+	// sync, unreadable): the console can then neither ingest nor answer.
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if ready != nil && !ready() {
 			httpx.WriteError(w, http.StatusServiceUnavailable, "starting")
 			return
 		}
+		if err := s.store.Check(); err != nil {
+			httpx.WriteError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	// Prometheus scrapes without a session; the figures name hosts and
-	// repositories but hold no secret.
+	// Prometheus scrapes without a session: the handler checks its own
+	// bearer token when the server has one (--metrics-token-file). The
+	// figures name hosts and repositories but hold no secret.
 	if s.opts.Metrics != nil {
 		r.Handle("/metrics", s.opts.Metrics)
 	}
 	r.Route("/api/v1", s.routes)
-	s.mountDownloads(r)
+	s.mountDownloads(r.With(streaming))
 }
+
+// streamIdle is how long a long response (the store backup, an agent
+// binary) may go without writing anything.
+const streamIdle = time.Minute
+
+// streaming lets a response take as long as it needs, as long as it keeps
+// moving: the server's write timeout (which bounds a whole response) is
+// replaced by a deadline of streamIdle renewed at every write.
+func streaming(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Now().Add(streamIdle))
+		next.ServeHTTP(&movingWriter{ResponseWriter: w, rc: rc}, r)
+	})
+}
+
+// movingWriter renews the write deadline before each write.
+type movingWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (m *movingWriter) Write(p []byte) (int, error) {
+	_ = m.rc.SetWriteDeadline(time.Now().Add(streamIdle))
+	return m.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (m *movingWriter) Unwrap() http.ResponseWriter { return m.ResponseWriter }
 
 // routes is the table: every API route and the least role it needs.
 func (s *Server) routes(r chi.Router) {
@@ -155,7 +203,7 @@ func (s *Server) routes(r chi.Router) {
 			r.Patch("/users/{name}", s.patchUser)
 			r.Delete("/users/{name}", s.deleteUser)
 			r.Get("/audit", s.listAudit)
-			r.Post("/admin/backup", s.backupStore)
+			r.With(streaming).Post("/admin/backup", s.backupStore)
 			r.Get("/channels", s.listChannels)
 			r.Post("/channels", s.createChannel)
 			r.Patch("/channels/{id}", s.patchChannel)

@@ -1,12 +1,17 @@
 // Package metrics is the console's Prometheus endpoint: counters of what
 // ingest and the job lifecycle see, and gauges of the fleet read from the
-// store at scrape time.
+// store, at most once per refresh interval whatever the number of scrapes.
 package metrics
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +33,8 @@ type Metrics struct {
 	ingested  *prometheus.CounterVec
 	rejected  prometheus.Counter
 	firesSeen *prometheus.CounterVec
+	limited   *prometheus.CounterVec
+	fleet     *fleetCollector // set by Attach
 }
 
 // New makes the instruments; Attach adds the fleet's gauges.
@@ -46,16 +53,31 @@ func New() *Metrics {
 			Help: "Agent messages refused (malformed, unknown job, foreign topic)."}),
 		firesSeen: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "restic_manager_schedule_fires_total",
 			Help: "Schedule fires, by outcome."}, []string{"outcome"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "restic_manager_mqtt_clients_rate_limited_total",
+			Help: "MQTT clients the embedded broker disconnected for going past a rate limit, by role (agent, integration) and limit (messages, bytes)."}, []string{"role", "limit"}),
 	}
-	m.reg.MustRegister(m.jobs, m.duration, m.added, m.ingested, m.rejected, m.firesSeen,
+	m.reg.MustRegister(m.jobs, m.duration, m.added, m.ingested, m.rejected, m.firesSeen, m.limited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// Attach reads the fleet's gauges from f at scrape time and counts every
-// job that ends.
-func (m *Metrics) Attach(f *fleet.Fleet) {
-	m.reg.MustRegister(&fleetCollector{f: f})
+// DefaultRefresh is how long the fleet's gauges are served from the last
+// read of the store. Reading them walks every host, repository and alert,
+// and /metrics may be open to anyone who can reach the console: a scraper
+// (or anyone) asking in a loop must not turn into store scans in a loop.
+// Prometheus scrapes every 15 to 60 s, so its figures are at most one
+// refresh late.
+const DefaultRefresh = 15 * time.Second
+
+// Attach reads the fleet's gauges from f, at most once per refresh (zero
+// means DefaultRefresh, negative reads the store at every scrape), and
+// counts every job that ends.
+func (m *Metrics) Attach(f *fleet.Fleet, refresh time.Duration) {
+	if refresh == 0 {
+		refresh = DefaultRefresh
+	}
+	m.fleet = &fleetCollector{f: f, refresh: refresh, now: time.Now}
+	m.reg.MustRegister(m.fleet)
 	f.OnJobEnd(m.jobEnded)
 }
 
@@ -63,6 +85,9 @@ func (m *Metrics) Attach(f *fleet.Fleet) {
 func (m *Metrics) Ingested(kind string) { m.ingested.WithLabelValues(kind).Inc() }
 func (m *Metrics) Rejected()            { m.rejected.Inc() }
 func (m *Metrics) Fire(outcome string)  { m.firesSeen.WithLabelValues(outcome).Inc() }
+
+// RateLimited counts a client the broker cut off (broker.Options.OnRateLimited).
+func (m *Metrics) RateLimited(role, limit string) { m.limited.WithLabelValues(role, limit).Inc() }
 
 // jobEnded counts a finished job.
 func (m *Metrics) jobEnded(j storage.Job) {
@@ -83,6 +108,27 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Timeout: 30 * time.Second})
 }
 
+// RequireToken serves h only to requests that carry token as a bearer
+// token ("Authorization: Bearer TOKEN"); an empty token lets every request
+// through.
+func RequireToken(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// Compare digests: constant time whatever the lengths.
+		sum := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			http.Error(w, "metrics need the bearer token given to the server (--metrics-token-file)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 var (
 	descLastSuccess = prometheus.NewDesc("restic_manager_host_last_success_timestamp_seconds", "End of the host's last successful backup.", []string{"host_id", "host"}, nil)
 	descLastStatus  = prometheus.NewDesc("restic_manager_host_last_backup_status", "1 for the status of the host's last backup.", []string{"host_id", "status"}, nil)
@@ -95,8 +141,20 @@ var (
 	descHostState   = prometheus.NewDesc("restic_manager_hosts", "Hosts by state (ok, warning, failing, offline), as the dashboard counts them.", []string{"state"}, nil)
 )
 
-// fleetCollector reads the fleet's state from the store at scrape time.
-type fleetCollector struct{ f *fleet.Fleet }
+// fleetCollector reads the fleet's state from the store and keeps what it
+// read for refresh: scrapes within that time are answered from memory.
+type fleetCollector struct {
+	f       *fleet.Fleet
+	refresh time.Duration
+	now     func() time.Time
+
+	// mu is held during a read, so scrapes that arrive meanwhile wait for
+	// it and share its figures rather than each reading the store.
+	mu     sync.Mutex
+	cached []prometheus.Metric
+	at     time.Time
+	scans  atomic.Int64 // reads of the store, for tests
+}
 
 func (f *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLastSuccess, descLastStatus, descOnline, descConnected, descRepoSize, descRepoSnaps, descAlerts, descStoreSize, descHostState} {
@@ -105,6 +163,20 @@ func (f *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (f *fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if now := f.now(); f.cached == nil || f.refresh < 0 || now.Sub(f.at) >= f.refresh || now.Before(f.at) {
+		f.cached, f.at = f.read(), now
+	}
+	for _, m := range f.cached {
+		ch <- m
+	}
+}
+
+// read collects the fleet's gauges from the store.
+func (f *fleetCollector) read() []prometheus.Metric {
+	f.scans.Add(1)
+	out := make([]prometheus.Metric, 0, 64)
 	st := f.f.Store()
 	connected := 0
 	states := map[string]int{}
@@ -118,25 +190,25 @@ func (f *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 		if h.Online {
 			online, connected = 1, connected+1
 		}
-		ch <- prometheus.MustNewConstMetric(descOnline, prometheus.GaugeValue, online, h.ID)
+		out = append(out, prometheus.MustNewConstMetric(descOnline, prometheus.GaugeValue, online, h.ID))
 		if h.LastSuccess != nil {
-			ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(h.LastSuccess.EndedAt.Unix()), h.ID, h.Name)
+			out = append(out, prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(h.LastSuccess.EndedAt.Unix()), h.ID, h.Name))
 		}
 		if h.LastBackup != nil {
-			ch <- prometheus.MustNewConstMetric(descLastStatus, prometheus.GaugeValue, 1, h.ID, h.LastBackup.Status)
+			out = append(out, prometheus.MustNewConstMetric(descLastStatus, prometheus.GaugeValue, 1, h.ID, h.LastBackup.Status))
 		}
 	})
-	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, float64(connected))
+	out = append(out, prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, float64(connected)))
 	for state, n := range states {
-		ch <- prometheus.MustNewConstMetric(descHostState, prometheus.GaugeValue, float64(n), state)
+		out = append(out, prometheus.MustNewConstMetric(descHostState, prometheus.GaugeValue, float64(n), state))
 	}
 	if repos, err := st.ListRepos(); err == nil {
 		for _, r := range repos {
 			if r.Health == nil {
 				continue
 			}
-			ch <- prometheus.MustNewConstMetric(descRepoSize, prometheus.GaugeValue, float64(r.Health.SizeBytes), r.ID, r.Name)
-			ch <- prometheus.MustNewConstMetric(descRepoSnaps, prometheus.GaugeValue, float64(r.Health.SnapshotCount), r.ID, r.Name)
+			out = append(out, prometheus.MustNewConstMetric(descRepoSize, prometheus.GaugeValue, float64(r.Health.SizeBytes), r.ID, r.Name))
+			out = append(out, prometheus.MustNewConstMetric(descRepoSnaps, prometheus.GaugeValue, float64(r.Health.SnapshotCount), r.ID, r.Name))
 		}
 	}
 	counts := map[string]int{"warning": 0, "critical": 0}
@@ -146,7 +218,8 @@ func (f *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for sev, n := range counts {
-		ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.GaugeValue, float64(n), sev)
+		out = append(out, prometheus.MustNewConstMetric(descAlerts, prometheus.GaugeValue, float64(n), sev))
 	}
-	ch <- prometheus.MustNewConstMetric(descStoreSize, prometheus.GaugeValue, float64(st.Size()))
+	out = append(out, prometheus.MustNewConstMetric(descStoreSize, prometheus.GaugeValue, float64(st.Size())))
+	return out
 }

@@ -5,6 +5,7 @@
 package tlsutil
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,12 +17,16 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/restic-manager/restic-manager/internal/loop"
 )
 
 // Fingerprint is the lowercase hex SHA-256 of a certificate's DER bytes.
@@ -37,15 +42,37 @@ func NormalizeFingerprint(fp string) string {
 
 // Server is the TLS material a server presents.
 type Server struct {
+	// Config serves the current certificate (GetCertificate): a renewed
+	// one is used from the next handshake on, without a restart.
 	Config *tls.Config
 	// CAFingerprint pins the issuing CA; empty when the chain is issued by a
 	// public CA that clients verify with their system roots.
 	CAFingerprint string
+
+	cert  atomic.Pointer[tls.Certificate]
+	issue *issuer // nil for an operator's own certificate
 }
+
+// issuer is what renews a generated certificate: the CA and where the
+// certificate lives.
+type issuer struct {
+	ca                *x509.Certificate
+	caKey             *ecdsa.PrivateKey
+	hosts             []string
+	certPath, keyPath string
+}
+
+// Validity of generated server certificates, and how long before expiry
+// one is renewed (at start, or by RenewLoop while running).
+const (
+	certValidity = 2 * 365 * 24 * time.Hour
+	renewBefore  = 30 * 24 * time.Hour
+)
 
 // LoadOrCreate returns the server TLS configuration kept in dir, creating a
 // CA and a server certificate for hosts on first use. A certificate is
-// reissued (by the same CA) when hosts gain a name it does not cover.
+// reissued (by the same CA) when hosts gain a name it does not cover, and
+// when it expires within 30 days (see also RenewLoop).
 func LoadOrCreate(dir string, hosts []string) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
@@ -54,18 +81,67 @@ func LoadOrCreate(dir string, hosts []string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	certPath, keyPath := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
-	if pair, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
+	is := &issuer{ca: caCert, caKey: caKey, hosts: hosts,
+		certPath: filepath.Join(dir, "server.pem"), keyPath: filepath.Join(dir, "server.key")}
+	if pair, err := tls.LoadX509KeyPair(is.certPath, is.keyPath); err == nil {
 		leaf, err := x509.ParseCertificate(pair.Certificate[0])
-		if err == nil && covers(leaf, hosts) && time.Until(leaf.NotAfter) > 30*24*time.Hour {
-			return serverFrom(pair, caCert), nil
+		if err == nil && covers(leaf, hosts) && time.Until(leaf.NotAfter) > renewBefore {
+			return serverFrom(pair, caCert, is), nil
 		}
 	}
-	pair, err := issue(caCert, caKey, hosts, certPath, keyPath)
+	pair, err := is.issue(time.Now().Add(certValidity))
 	if err != nil {
 		return nil, err
 	}
-	return serverFrom(pair, caCert), nil
+	return serverFrom(pair, caCert, is), nil
+}
+
+// Renew reissues a generated certificate, by the same CA (agents pin the
+// CA, not the certificate), when it expires within 30 days of now. It
+// reports whether it did. An operator's own certificate (LoadFiles) is
+// never renewed here.
+func (s *Server) Renew(now time.Time) (bool, error) {
+	if s.issue == nil {
+		return false, nil
+	}
+	cur := s.cert.Load()
+	if leaf, err := x509.ParseCertificate(cur.Certificate[0]); err == nil && leaf.NotAfter.Sub(now) > renewBefore {
+		return false, nil
+	}
+	pair, err := s.issue.issue(now.Add(certValidity))
+	if err != nil {
+		return false, err
+	}
+	s.setCert(pair, s.issue.ca)
+	return true, nil
+}
+
+// RenewLoop checks the certificate twice a day until ctx ends and renews
+// it when due, so a server that runs for years never serves an expired
+// certificate.
+func (s *Server) RenewLoop(ctx context.Context, log *slog.Logger) {
+	if s.issue == nil {
+		return
+	}
+	const every = 12 * time.Hour
+	loop.Every(ctx, every, every, func(context.Context) {
+		renewed, err := s.Renew(time.Now())
+		switch {
+		case err != nil:
+			log.Error("the server certificate is due for renewal but could not be renewed", "error", err)
+		case renewed:
+			log.Info("server certificate renewed by the same CA", "not_after", s.NotAfter())
+		}
+	})
+}
+
+// NotAfter is when the certificate served now expires.
+func (s *Server) NotAfter() time.Time {
+	leaf, err := x509.ParseCertificate(s.cert.Load().Certificate[0])
+	if err != nil {
+		return time.Time{}
+	}
+	return leaf.NotAfter
 }
 
 // LoadFiles uses an operator's own certificate and key. When the chain file
@@ -76,7 +152,9 @@ func LoadFiles(certFile, keyFile string) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
-	s := &Server{Config: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}
+	s := &Server{}
+	s.cert.Store(&pair)
+	s.Config = s.config()
 	last, err := x509.ParseCertificate(pair.Certificate[len(pair.Certificate)-1])
 	if err == nil && last.IsCA && last.CheckSignatureFrom(last) == nil {
 		s.CAFingerprint = Fingerprint(last.Raw)
@@ -84,12 +162,26 @@ func LoadFiles(certFile, keyFile string) (*Server, error) {
 	return s, nil
 }
 
-func serverFrom(pair tls.Certificate, ca *x509.Certificate) *Server {
+func serverFrom(pair tls.Certificate, ca *x509.Certificate, is *issuer) *Server {
+	s := &Server{CAFingerprint: Fingerprint(ca.Raw), issue: is}
+	s.setCert(pair, ca)
+	s.Config = s.config()
+	return s
+}
+
+// setCert makes pair, issued by ca, the certificate served from now on.
+func (s *Server) setCert(pair tls.Certificate, ca *x509.Certificate) {
 	// Send the CA along so that a pinning client can find it in the chain.
 	pair.Certificate = append(pair.Certificate[:1:1], ca.Raw)
-	return &Server{
-		Config:        &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
-		CAFingerprint: Fingerprint(ca.Raw),
+	s.cert.Store(&pair)
+}
+
+func (s *Server) config() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.cert.Load(), nil
+		},
 	}
 }
 
@@ -141,7 +233,9 @@ func loadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	return cert, key, err
 }
 
-func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, certPath, keyPath string) (tls.Certificate, error) {
+// issue makes a server certificate valid until notAfter and writes it.
+func (is *issuer) issue(notAfter time.Time) (tls.Certificate, error) {
+	ca, caKey, hosts, certPath, keyPath := is.ca, is.caKey, is.hosts, is.certPath, is.keyPath
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
@@ -150,7 +244,7 @@ func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, certPa
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: "restic-manager server"},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(2, 0, 0),
+		NotAfter:     minTime(notAfter, ca.NotAfter),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -173,6 +267,13 @@ func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, certPa
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
