@@ -93,7 +93,9 @@ func startServer(ctx context.Context, bin, work string, pprof bool, extra, extra
 	var err error
 	s.Server, err = harness.StartServer(harness.ServerConfig{
 		Bin: bin, Data: filepath.Join(work, "data"), Insecure: true,
-		Args: append([]string{"--enroll-rate", "-1",
+		// The ceiling floods the console on purpose: it measures ingest, not
+		// the per-agent rate limits.
+		Args: append([]string{"--enroll-rate", "-1", "--agent-msg-rate", "-1", "--agent-byte-rate", "-1",
 			// Health refreshes would send extra jobs to the simulated agents in
 			// the middle of a scenario; they are not what is measured here.
 			"--health-delay", "1h"}, extra...),
