@@ -50,7 +50,7 @@ func queuedJob(t *testing.T, srv *httptest.Server, tok string) string {
 func TestEventStreamsCapped(t *testing.T) {
 	c, st, _ := newTestConsole(t, func(o *Options) { o.SSEPerUser, o.SSETotal = 2, 3 })
 	enrolledHost(t, st, "host-a")
-	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r", Hosts: []string{"host-a", "host-b"}}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
 	alice, bob := apiUser(t, st, "alice", auth.RoleOperator), apiUser(t, st, "bob", auth.RoleViewer)

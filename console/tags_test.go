@@ -20,7 +20,7 @@ import (
 func TestTagWithACommaRefused(t *testing.T) {
 	c, st, _ := newTestConsole(t)
 	enrolledHost(t, st, "host-a")
-	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r", Hosts: []string{"host-a", "host-b"}}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.CreateUser(storage.User{Name: "op", Role: auth.RoleOperator, CreatedAt: time.Now()}); err != nil {

@@ -373,7 +373,7 @@ func TestForgetPruneFails(t *testing.T) {
 	out.stdoutLine([]byte("loading indexes..."), false)
 	out.stderrLine([]byte("Fatal: failed to delete pack: 403 Forbidden"), false)
 	res := outcome(context.Background(), &Spec{}, opForget{}, out, 1, false, Result{})
-	want := `{"groups":[{"host":"h","paths":["/d"],"tags":[],"keep":["` + idA + `"],"remove":[],"reasons":[{"id":"` + idA + `","matches":["last snapshot"]}]}]}`
+	want := `{"groups":[{"host":"h","paths":["/d"],"tags":[],"keep":["` + idA + `"],"remove":[],"reasons":[{"id":"` + idA + `","matches":["last snapshot"]}],"times":{"` + idA + `":"t"}}]}`
 	if res.Status != StatusFailed || string(res.Output) != want || !strings.Contains(res.Error, "403 Forbidden") {
 		t.Errorf("%+v\n%s", res, res.Output)
 	}
