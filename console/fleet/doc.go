@@ -32,11 +32,16 @@
 //	           │                                         │
 //	queued ──CancelJob──▶ cancelled (no exit code)       │
 //	queued ──expiry (sweepLoop, redispatch)──▶ expired   │
+//	running ──lost (not in the agent's running_jobs)──▶ failed
+//	running ──held (a forget's guard stopped it)──▶ held ──ApproveJob──▶ queued
+//	                                                 └──CancelJob──▶ cancelled
 //	           │                                         ▼
 //	           └──────────────────────────────────▶ ended(j): events, then observers
 //
-// A result that arrives after a console-side end (cancelled while queued,
-// or expired) replaces it: what the agent reports really happened. Every
+// A result that arrives after a console-side end (EndedByConsole: cancelled
+// while queued or while its host was offline, expired, lost, its host
+// removed) replaces it: what the agent reports really happened. A held
+// forget is not ended: its repository is free (OnJobHeld), and it waits. Every
 // receiver is idempotent: a repeated progress (seq not newer), a repeated
 // result, or a repeated fire (one job per schedule and scheduled time)
 // changes nothing and ends nothing twice.
@@ -48,7 +53,9 @@
 // its repository), ingest.go (status, progress, results), schedules.go
 // (desired and reported schedules, fires), index.go (snapshot index and
 // browsing), health.go (repository health), online.go (what a host gets
-// when it comes online), sweep.go (expiry), hoststate.go (a host's state:
-// Assess), hosts.go (enrolment, credentials), repos.go, accounts.go (an
-// external broker's logins), events.go (job updates for SSE), retention.go.
+// when it comes online), sweep.go (expiry), lost.go (jobs an agent lost),
+// bindings.go (which hosts may receive a repository), hoststate.go (a
+// host's state: Assess), hosts.go (enrolment, credentials), repos.go,
+// accounts.go (an external broker's logins), events.go (job updates for
+// SSE), retention.go.
 package fleet
