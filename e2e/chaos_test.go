@@ -409,7 +409,11 @@ func (f *chaosFleet) faultDuplicates(sz chaosScale) {
 	contra.EndedAt = time.Now().UTC()
 	pub(wire.ResultTopic(a.host.ID, done.ID), contra)
 	pub(wire.ProgressTopic(a.host.ID, done.ID), wire.Progress{V: 1, JobID: done.ID, Seq: 1, Percent: 50})
-	scheduled := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
+	// The schedule's last real time (the console refuses any other).
+	scheduled := time.Date(time.Now().UTC().Year(), 1, 1, 3, 0, 0, 0, time.UTC)
+	if scheduled.After(time.Now()) {
+		scheduled = scheduled.AddDate(-1, 0, 0)
+	}
 	fire := wire.Fire{V: 1, FireID: "chaos-fire-1", ScheduleID: r.Schedules[0].ID, ScheduleVersion: r.Version, ScheduledAt: scheduled, FiredAt: time.Now().UTC()}
 	pub(wire.FiresTopic(a.host.ID), fire)
 	fire.FiredAt = time.Now().UTC()

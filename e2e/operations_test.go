@@ -199,7 +199,22 @@ func TestForgetThenPruneShrinksTheRepository(t *testing.T) {
 		f.run(t, "backup", map[string]any{"paths": []string{src}, "tags": []string{"round" + string(rune('0'+i))}})
 	}
 	before := dirSize(t, f.repoDir)
-	f.run(t, "forget", map[string]any{"retention": map[string]any{"keep_last": 1}})
+	// Forgetting 2 of 3 snapshots is more than the guard's half: it is
+	// held, deleting nothing, until an admin approves it.
+	id := f.srv.createJob(f.host.ID, map[string]any{"kind": "forget", "repo_id": f.repoID, "args": map[string]any{"retention": map[string]any{"keep_last": 1}}})
+	eventually(t, 3*time.Minute, "the forget held by its guard", func() error {
+		if j := f.srv.job(id); j.Status != "held" {
+			return errorf("status %s", j.Status)
+		}
+		return nil
+	})
+	if n := len(resticSnapshots(t, f.repoURL, f.password)); n != 3 {
+		t.Fatalf("%d snapshots while the forget is held, want 3", n)
+	}
+	f.srv.do("POST", "/api/v1/jobs/"+id+"/approve", nil, nil, 200)
+	if j := f.srv.waitJob(id, 3*time.Minute); j.Status != "succeeded" {
+		t.Fatalf("approved forget: %s %s", j.Status, j.Error)
+	}
 	f.run(t, "prune", map[string]any{"max_unused": "0%"})
 	after := dirSize(t, f.repoDir)
 	if after >= before-6<<20 {
