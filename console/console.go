@@ -4,6 +4,8 @@
 //
 //   - fleet: the job lifecycle, ingest of what agents send, repository
 //     health, schedules and enrolment (no HTTP);
+//   - repos: repository records and access lists, their health, snapshot
+//     lists and indexes, observing the fleet;
 //   - alerts: rules, notifications, MQTT health, Home Assistant discovery,
 //     observing the fleet;
 //   - auth: users, sessions, tokens, roles and the audit log;
@@ -29,6 +31,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/metrics"
+	"github.com/restic-manager/restic-manager/console/repos"
 	"github.com/restic-manager/restic-manager/console/ui"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
@@ -109,6 +112,7 @@ type Options struct {
 type Console struct {
 	opts    Options
 	fleet   *fleet.Fleet
+	repos   *repos.Repos
 	alerts  *alerts.Alerts
 	auth    *auth.Auth
 	metrics *metrics.Metrics
@@ -134,7 +138,7 @@ func New(opts Options) (*Console, error) {
 	c.auth = auth.New(auth.Options{Store: opts.Store, Logger: opts.Logger, SecureCookies: opts.SecureCookies})
 	f, err := fleet.New(fleet.Options{
 		Store: opts.Store, Publisher: opts.Publisher, Logger: opts.Logger,
-		CommandExpiry: opts.CommandExpiry, HealthDelay: opts.HealthDelay, OfflineAfter: opts.OfflineAfter,
+		CommandExpiry: opts.CommandExpiry, OfflineAfter: opts.OfflineAfter,
 		JobRetention: opts.JobRetention, Instruments: c.metrics,
 		BrokerAccounts: opts.BrokerAccounts,
 	})
@@ -142,6 +146,8 @@ func New(opts Options) (*Console, error) {
 		return nil, err
 	}
 	c.fleet = f
+	// Repositories observe a job's end right after the fleet's gate.
+	c.repos = repos.New(repos.Options{Fleet: f, Logger: opts.Logger, HealthDelay: opts.HealthDelay})
 	c.metrics.Attach(f, opts.MetricsRefresh)
 	c.alerts = alerts.New(alerts.Options{Fleet: f, Logger: opts.Logger, PublicURL: opts.PublicURL,
 		Interval: opts.AlertInterval, RenotifyEvery: opts.RenotifyEvery, Audit: c.auth.Record})
@@ -152,7 +158,7 @@ func New(opts Options) (*Console, error) {
 		metricsOnRouter = c.MetricsHandler()
 	}
 	c.api = api.New(api.Options{
-		Fleet: f, Auth: c.auth, Alerts: c.alerts, Metrics: metricsOnRouter, Logger: opts.Logger, LoginLimit: loginLimit,
+		Fleet: f, Repos: c.repos, Auth: c.auth, Alerts: c.alerts, Metrics: metricsOnRouter, Logger: opts.Logger, LoginLimit: loginLimit,
 		PublicURL: opts.PublicURL, BrokerURL: opts.BrokerURL, MQTTPort: opts.MQTTPort, TLS: opts.TLS,
 		CAFingerprint: opts.CAFingerprint, DownloadsDir: opts.DownloadsDir, CAPEM: opts.CAPEM,
 		EnrollPerMinute: opts.EnrollPerMinute, SSEPerUser: opts.SSEPerUser, SSETotal: opts.SSETotal,
@@ -164,6 +170,7 @@ func New(opts Options) (*Console, error) {
 // Close stops background work: the alerts first (they observe the fleet).
 func (c *Console) Close() {
 	c.alerts.Close()
+	c.repos.Close()
 	c.fleet.Close()
 }
 

@@ -81,7 +81,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 // credentials that may delete.
 func (s *Server) newEnrollToken(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
-	if m, err := s.fleet.IsMaintenanceHost(id); err != nil {
+	if m, err := s.repos.IsMaintenanceHost(id); err != nil {
 		s.fail(w, r, err)
 		return
 	} else if m && !who(r).Can(auth.RoleAdmin) {

@@ -10,18 +10,19 @@ import (
 
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/console/repos"
 	"github.com/restic-manager/restic-manager/console/view"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
 func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
-	var req fleet.RepoRequest
+	var req repos.RepoRequest
 	if err := httpx.Decode(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	rp, err := s.fleet.CreateRepo(req)
+	rp, err := s.repos.CreateRepo(req)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -30,12 +31,12 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) patchRepo(w http.ResponseWriter, r *http.Request) {
-	var req fleet.RepoChange
+	var req repos.RepoChange
 	if err := httpx.Decode(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	rp, err := s.fleet.UpdateRepo(chi.URLParam(r, "id"), req)
+	rp, err := s.repos.UpdateRepo(chi.URLParam(r, "id"), req)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -44,7 +45,7 @@ func (s *Server) patchRepo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteRepo(w http.ResponseWriter, r *http.Request) {
-	if err := s.fleet.DeleteRepo(chi.URLParam(r, "id")); err != nil {
+	if err := s.repos.DeleteRepo(chi.URLParam(r, "id")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -121,7 +122,7 @@ func (s *Server) snapshotLs(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	sid, err := s.fleet.ResolveSnapshot(rp.ID, chi.URLParam(r, "sid"))
+	sid, err := s.repos.ResolveSnapshot(rp.ID, chi.URLParam(r, "sid"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -155,7 +156,7 @@ func (s *Server) snapshotLs(w http.ResponseWriter, r *http.Request) {
 	// Reading never sends anything to a host: an operator starts the
 	// index (POST …/index), and the folder can be read once it is complete.
 	body := map[string]any{"error": "snapshot " + sid + " is not indexed yet: an operator starts its index (POST /api/v1/repos/" + rp.ID + "/snapshots/" + sid + "/index)", "indexed": false}
-	if j, ok := s.fleet.IndexJob(rp.ID, sid); ok {
+	if j, ok := s.repos.IndexJob(rp.ID, sid); ok {
 		body["job_id"], body["status"], body["progress"] = j.ID, j.Status, j.Progress
 	}
 	httpx.WriteJSON(w, http.StatusConflict, body)
@@ -178,12 +179,12 @@ func (s *Server) startIndex(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	sid, err := s.fleet.ResolveSnapshot(rp.ID, chi.URLParam(r, "sid"))
+	sid, err := s.repos.ResolveSnapshot(rp.ID, chi.URLParam(r, "sid"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	job, err := s.fleet.StartIndex(rp, sid, req.HostID, who(r).User)
+	job, err := s.repos.StartIndex(rp, sid, req.HostID, who(r).User)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -194,7 +195,7 @@ func (s *Server) startIndex(w http.ResponseWriter, r *http.Request) {
 // snapshotIndex describes a snapshot's index: complete, nodes, bytes.
 func (s *Server) snapshotIndex(w http.ResponseWriter, r *http.Request) {
 	repoID := chi.URLParam(r, "id")
-	sid, err := s.fleet.ResolveSnapshot(repoID, chi.URLParam(r, "sid"))
+	sid, err := s.repos.ResolveSnapshot(repoID, chi.URLParam(r, "sid"))
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -16,12 +16,14 @@ import (
 	"github.com/restic-manager/restic-manager/console/auth"
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/console/repos"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
 // Options configure the API.
 type Options struct {
 	Fleet   *fleet.Fleet
+	Repos   *repos.Repos
 	Auth    *auth.Auth
 	Alerts  *alerts.Alerts
 	Metrics http.Handler
@@ -56,6 +58,7 @@ type Options struct {
 type Server struct {
 	opts   Options
 	fleet  *fleet.Fleet
+	repos  *repos.Repos
 	auth   *auth.Auth
 	alerts *alerts.Alerts
 	store  *storage.Store
@@ -77,7 +80,7 @@ func New(opts Options) *Server {
 	if opts.SSETotal <= 0 {
 		opts.SSETotal = DefaultSSETotal
 	}
-	return &Server{opts: opts, fleet: opts.Fleet, auth: opts.Auth, alerts: opts.Alerts, store: opts.Fleet.Store(),
+	return &Server{opts: opts, fleet: opts.Fleet, repos: opts.Repos, auth: opts.Auth, alerts: opts.Alerts, store: opts.Fleet.Store(),
 		log: opts.Logger.With("component", "api"),
 		sse: &sseSlots{perUser: opts.SSEPerUser, total: opts.SSETotal, users: map[string]int{}}}
 }

@@ -1,9 +1,9 @@
 // Package fleet is the console's model of the fleet. It owns every job from
 // its creation to its end, ingests everything agents send (before the
-// broker acknowledges it), keeps each repository's health and snapshot
-// index, pushes schedules, enrols hosts and defines a host's state. It
-// speaks no HTTP: the API and the pages call it, alerts and metrics observe
-// it.
+// broker acknowledges it; index output goes to console/repos), pushes
+// schedules, enrols hosts, decides which hosts may receive a repository and
+// defines a host's state. It speaks no HTTP: the API and the pages call it;
+// repos, alerts and metrics observe it.
 //
 // # The job lifecycle
 //
@@ -12,9 +12,10 @@
 // its status is in lifecycle.go or ingest.go, and every end goes through
 // one function, ended, which sends the stored end to SSE watchers and then
 // runs the observers registered with OnJobEnd, in order, in the background:
-// the gate (frees the repository, releases the next job), repository health
-// (last check/prune, health refresh, snapshot index), then — registered by
-// the console — metrics, and alerts (job_failed, the host's MQTT health).
+// the gate (frees the repository, releases the next job), then — registered
+// by the console — repository health (console/repos: last check/prune,
+// health refresh, snapshot index), metrics, and alerts (job_failed, the
+// host's MQTT health).
 //
 //	               newJob: validate (wire.NormalizeArgs), route destructive
 //	               work to the maintenance host, store, gate.admit
@@ -51,11 +52,9 @@
 // fleet.go (the type, its options and background work), lifecycle.go
 // (create, dispatch, cancel, expire, end), gate.go (exclusive work alone on
 // its repository), ingest.go (status, progress, results), schedules.go
-// (desired and reported schedules, fires), index.go (snapshot index and
-// browsing), health.go (repository health), online.go (what a host gets
+// (desired and reported schedules, fires), online.go (what a host gets
 // when it comes online), sweep.go (expiry), lost.go (jobs an agent lost),
 // bindings.go (which hosts may receive a repository), hoststate.go (a
-// host's state: Assess), hosts.go (enrolment, credentials), repos.go,
-// accounts.go (an external broker's logins), events.go (job updates for
-// SSE), retention.go.
+// host's state: Assess), hosts.go (enrolment, credentials), accounts.go (an
+// external broker's logins), events.go (job updates for SSE), retention.go.
 package fleet

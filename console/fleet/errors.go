@@ -10,8 +10,10 @@ import (
 // Invalid makes an input error: the caller asked for something wrong.
 func Invalid(format string, a ...any) error { return input.Errorf(format, a...) }
 
-// argsInput turns wire's refusal of a job's arguments into an input error
+// ArgsInput turns wire's refusal of a job's arguments into an input error
 // (its message is already the caller's); other errors pass unchanged.
+func ArgsInput(err error) error { return argsInput(err) }
+
 func argsInput(err error) error {
 	if errors.Is(err, wire.ErrBadArgs) {
 		return &input.Error{Msg: err.Error()}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
@@ -38,9 +39,6 @@ type Options struct {
 	// CommandExpiry bounds how long a command waits for an offline agent
 	// (default 24h).
 	CommandExpiry time.Duration
-	// HealthDelay: a repository's health is refreshed once it has been
-	// quiet this long after a change (default 30s).
-	HealthDelay time.Duration
 	// OfflineAfter is how long a host may be offline before its state
 	// carries the host_offline condition (default 1h).
 	OfflineAfter time.Duration
@@ -74,13 +72,8 @@ type Fleet struct {
 
 	// gate keeps exclusive operations alone on their repository.
 	gate *gate
-	// health tracks the health job in flight per repository.
-	health healthJobs
-	// indexing maps repo/snapshot to its index job in flight.
-	indexMu  sync.Mutex
-	indexing map[string]string
-	// indexCount bounds what each index job may store.
-	indexCount nodeCounts
+	// output stores what index jobs send (repos.Repos registers it).
+	output atomic.Pointer[OutputHandler]
 	// events fans job updates out to SSE listeners.
 	events *hub
 	online onlineQueue
@@ -112,9 +105,6 @@ func New(opts Options) (*Fleet, error) {
 	if opts.CommandExpiry == 0 {
 		opts.CommandExpiry = 24 * time.Hour
 	}
-	if opts.HealthDelay == 0 {
-		opts.HealthDelay = 30 * time.Second
-	}
 	if opts.OfflineAfter == 0 {
 		opts.OfflineAfter = time.Hour
 	}
@@ -128,13 +118,12 @@ func New(opts Options) (*Fleet, error) {
 		opts.Instruments = noInstruments{}
 	}
 	f := &Fleet{
-		opts:     opts,
-		store:    opts.Store,
-		pub:      opts.Publisher,
-		log:      opts.Logger.With("component", "fleet"),
-		inst:     opts.Instruments,
-		events:   newHub(),
-		indexing: map[string]string{},
+		opts:   opts,
+		store:  opts.Store,
+		pub:    opts.Publisher,
+		log:    opts.Logger.With("component", "fleet"),
+		inst:   opts.Instruments,
+		events: newHub(),
 	}
 	f.gate = newGate(f)
 	f.bgCtx, f.bgCancel = context.WithCancel(context.Background())
@@ -144,7 +133,6 @@ func New(opts Options) (*Fleet, error) {
 	// The fleet's own observers of a job's end come first: the gate lets
 	// the next job of the repository go, health follows the repository.
 	f.OnJobEnd(f.gate.jobEnded)
-	f.OnJobEnd(f.repoJobEnded)
 	f.goBG(f.sweepLoop)
 	f.goBG(f.gate.loop)
 	f.goBG(f.retentionLoop)
@@ -157,7 +145,6 @@ func (f *Fleet) Close() {
 	f.bgMu.Lock()
 	f.closed = true
 	f.bgMu.Unlock()
-	f.health.stopTimers()
 	f.online.stop()
 	f.bgCancel()
 	f.bg.Wait()
@@ -207,6 +194,13 @@ func EachHost(ctx context.Context, st *storage.Store, fn func(storage.Host)) {
 		after = hosts[len(hosts)-1].ID
 	}
 }
+
+// OutputHandler stores the output an index job streams (a chunk of
+// nodes), once the fleet has checked the sender owns the job.
+type OutputHandler func(host string, j storage.Job, payload []byte) error
+
+// HandleOutput sets where index output goes (before the broker serves).
+func (f *Fleet) HandleOutput(h OutputHandler) { f.output.Store(&h) }
 
 type noInstruments struct{}
 

@@ -246,3 +246,17 @@ func clampTime(t, received time.Time) time.Time {
 	}
 	return t
 }
+
+// ingestOutput hands an index job's output to its handler, once the sender
+// is known to own the job.
+func (f *Fleet) ingestOutput(host, jobID string, payload []byte) error {
+	h := f.output.Load()
+	if h == nil {
+		return fmt.Errorf("%w: this console takes no job output", broker.ErrRejected)
+	}
+	j, err := f.jobOf(host, jobID)
+	if err != nil {
+		return err
+	}
+	return (*h)(host, j, payload)
+}

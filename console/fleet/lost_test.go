@@ -2,12 +2,10 @@ package fleet
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/restic-manager/restic-manager/broker"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
 )
@@ -202,39 +200,5 @@ func TestStatusFloodResendsOnce(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // room for any further (wrong) re-sends
 	if n := rec.Commands() - before; n != 1 {
 		t.Errorf("%d re-sends for 20 reconnections within a minute, want 1 (the rest deferred)", n)
-	}
-}
-
-// An index job may store only so many entries, and nothing once it ended.
-func TestIndexOutputIsBounded(t *testing.T) {
-	f, st, _ := newTestFleet(t)
-	enrolledHost(t, st, "host-a")
-	seedRepo(t, st, "repo-1")
-	old := maxIndexNodes
-	maxIndexNodes = 3
-	t.Cleanup(func() { maxIndexNodes = old })
-	rp, _ := st.GetRepo("repo-1")
-	sid := strings.Repeat("ab", 32)
-	j, err := f.StartIndex(rp, sid, "host-a", "u")
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := func(seq int64, names ...string) error {
-		c := &wire.IndexChunk{JobID: j.ID, SnapshotID: sid, Seq: seq}
-		for _, n := range names {
-			c.Nodes = append(c.Nodes, wire.IndexNode{Path: "/" + n, Name: n, Type: "file"})
-		}
-		return f.Ingest(context.Background(), "host-a", wire.Topic{Host: "host-a", Kind: wire.KindOutput, Job: j.ID}, mustEncode(t, c))
-	}
-	if err := chunk(1, "a", "b"); err != nil {
-		t.Fatal(err)
-	}
-	if err := chunk(2, "c", "d"); !errors.Is(err, broker.ErrRejected) {
-		t.Fatalf("index entries past the bound: %v, want refused", err)
-	}
-	ingestAs(t, f, "host-a", wire.KindResult, j.ID, &wire.Result{JobID: j.ID, Status: wire.StatusFailed, EndedAt: time.Now().UTC()})
-	waitStatus(t, st, j.ID, storage.JobFailed)
-	if err := chunk(3, "e"); !errors.Is(err, broker.ErrRejected) {
-		t.Fatalf("index entries after the job ended: %v, want refused", err)
 	}
 }

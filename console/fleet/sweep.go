@@ -53,7 +53,6 @@ func (f *Fleet) sweepLoop(ctx context.Context) {
 }
 
 func (f *Fleet) sweep(ctx context.Context) {
-	f.refreshStaleHealth(ctx)
 	f.endLostJobs(ctx, time.Now())
 	err := f.eachOpenJob(ctx, func(j storage.Job) {
 		if j.Status == storage.JobQueued && !j.ExpiresAt.IsZero() && time.Now().After(j.ExpiresAt) {

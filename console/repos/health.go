@@ -1,4 +1,4 @@
-package fleet
+package repos
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
 )
@@ -33,9 +34,9 @@ type healthJobs struct {
 // repoJobEnded keeps the repository's record current after one of its jobs
 // ended: who can reach it, last check and prune, and (after jobs that change
 // the repository) a health refresh.
-func (f *Fleet) repoJobEnded(j storage.Job) {
+func (rs *Repos) repoJobEnded(j storage.Job) {
 	ok := j.Status == storage.JobSucceeded || j.Status == storage.JobPartial
-	_, err := f.store.UpdateRepo(j.RepoID, func(r *storage.Repo) error {
+	_, err := rs.store.UpdateRepo(j.RepoID, func(r *storage.Repo) error {
 		// The host the console asks for health next: one that may read
 		// the repository (not the maintenance host after a prune).
 		if ok && slices.Contains(r.Hosts, j.HostID) {
@@ -69,49 +70,49 @@ func (f *Fleet) repoJobEnded(j storage.Job) {
 			}
 		case wire.JobHealth:
 			if ok {
-				f.applyHealth(r, j)
+				rs.applyHealth(r, j)
 			}
 		case wire.JobSnapshots:
 			var args wire.SnapshotsArgs
 			// Only an unfiltered list may replace the cache.
 			if ok && json.Unmarshal(j.Args, &args) == nil && len(args.Hosts)+len(args.Tags)+len(args.Paths) == 0 {
-				f.cacheSnapshots(r, j.Output)
+				rs.cacheSnapshots(r, j.Output)
 			}
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, errNoChange) {
-		f.log.Warn("repository record not updated", "repo_id", j.RepoID, "job_id", j.ID, "error", err)
+		rs.log.Warn("repository record not updated", "repo_id", j.RepoID, "job_id", j.ID, "error", err)
 	}
 	switch j.Kind {
 	case wire.JobIndex:
-		f.indexEnded(j)
+		rs.indexEnded(j)
 	case wire.JobForget:
 		if ok {
-			f.dropForgotten(j)
-			f.requestHealthSoon(j.RepoID, j.HostID)
+			rs.dropForgotten(j)
+			rs.requestHealthSoon(j.RepoID, j.HostID)
 		}
 	case wire.JobHealth:
-		f.health.mu.Lock()
+		rs.health.mu.Lock()
 		again := false
-		if f.health.m[j.RepoID] == j.ID {
-			delete(f.health.m, j.RepoID)
-			again = f.health.dirty[j.RepoID]
-			delete(f.health.dirty, j.RepoID)
+		if rs.health.m[j.RepoID] == j.ID {
+			delete(rs.health.m, j.RepoID)
+			again = rs.health.dirty[j.RepoID]
+			delete(rs.health.dirty, j.RepoID)
 		}
-		f.health.mu.Unlock()
+		rs.health.mu.Unlock()
 		if again {
-			f.requestHealth(j.RepoID, j.HostID)
+			rs.requestHealth(j.RepoID, j.HostID)
 		}
 	case wire.JobBackup, wire.JobPrune, wire.JobUnlock, wire.JobInit:
 		if ok {
-			f.requestHealthSoon(j.RepoID, j.HostID)
+			rs.requestHealthSoon(j.RepoID, j.HostID)
 		}
 	}
 }
 
 // applyHealth folds a health job's output into the repository's health.
-func (f *Fleet) applyHealth(r *storage.Repo, j storage.Job) {
+func (rs *Repos) applyHealth(r *storage.Repo, j storage.Job) {
 	var out wire.HealthOutput
 	if err := json.Unmarshal(j.Output, &out); err != nil {
 		return
@@ -160,12 +161,12 @@ func (f *Fleet) applyHealth(r *storage.Repo, j storage.Job) {
 		}
 	}
 	if len(out.Snapshots) > 0 {
-		f.cacheSnapshots(r, out.Snapshots)
+		rs.cacheSnapshots(r, out.Snapshots)
 	}
 	h.UpdatedAt = j.EndedAt
 }
 
-func (f *Fleet) cacheSnapshots(r *storage.Repo, list json.RawMessage) {
+func (rs *Repos) cacheSnapshots(r *storage.Repo, list json.RawMessage) {
 	var snaps []json.RawMessage
 	if err := json.Unmarshal(list, &snaps); err != nil {
 		return
@@ -174,67 +175,67 @@ func (f *Fleet) cacheSnapshots(r *storage.Repo, list json.RawMessage) {
 		r.Health = &storage.RepoHealth{}
 	}
 	r.Health.SnapshotCount = len(snaps)
-	if err := f.store.PutSnapshotCache(r.ID, list); err != nil {
-		f.log.Warn("snapshot cache not stored", "repo_id", r.ID, "error", err)
+	if err := rs.store.PutSnapshotCache(r.ID, list); err != nil {
+		rs.log.Warn("snapshot cache not stored", "repo_id", r.ID, "error", err)
 	}
 }
 
 // requestHealthSoon asks for a health report once the repository has been
 // quiet for HealthDelay.
-func (f *Fleet) requestHealthSoon(repoID, hostID string) {
-	f.health.mu.Lock()
-	defer f.health.mu.Unlock()
-	if f.health.timers == nil {
-		f.health.timers = map[string]*time.Timer{}
+func (rs *Repos) requestHealthSoon(repoID, hostID string) {
+	rs.health.mu.Lock()
+	defer rs.health.mu.Unlock()
+	if rs.health.timers == nil {
+		rs.health.timers = map[string]*time.Timer{}
 	}
-	if t, ok := f.health.timers[repoID]; ok {
+	if t, ok := rs.health.timers[repoID]; ok {
 		t.Stop()
 	}
-	f.health.timers[repoID] = time.AfterFunc(f.opts.HealthDelay, func() {
-		f.health.mu.Lock()
-		delete(f.health.timers, repoID)
-		f.health.mu.Unlock()
-		if f.bgCtx.Err() == nil {
-			f.requestHealth(repoID, hostID)
+	rs.health.timers[repoID] = time.AfterFunc(rs.opts.HealthDelay, func() {
+		rs.health.mu.Lock()
+		delete(rs.health.timers, repoID)
+		rs.health.mu.Unlock()
+		if rs.ctx.Err() == nil {
+			rs.requestHealth(repoID, hostID)
 		}
 	})
 }
 
 // requestHealth asks the host for a health report of the repository unless
 // one is already on its way.
-func (f *Fleet) requestHealth(repoID, hostID string) {
-	f.health.mu.Lock()
-	if f.health.m == nil {
-		f.health.m, f.health.dirty = map[string]string{}, map[string]bool{}
+func (rs *Repos) requestHealth(repoID, hostID string) {
+	rs.health.mu.Lock()
+	if rs.health.m == nil {
+		rs.health.m, rs.health.dirty = map[string]string{}, map[string]bool{}
 	}
-	if id, busy := f.health.m[repoID]; busy {
-		if j, err := f.store.GetJob(id); err == nil && !storage.TerminalStatus(j.Status) {
-			f.health.dirty[repoID] = true
-			f.health.mu.Unlock()
+	if id, busy := rs.health.m[repoID]; busy {
+		if j, err := rs.store.GetJob(id); err == nil && !storage.TerminalStatus(j.Status) {
+			rs.health.dirty[repoID] = true
+			rs.health.mu.Unlock()
 			return
 		}
 	}
-	f.health.mu.Unlock()
-	hostID = f.healthHost(repoID, hostID)
+	rs.health.mu.Unlock()
+	hostID = rs.healthHost(repoID, hostID)
 	if hostID == "" {
-		f.log.Debug("health refresh not requested: no online host bound to the repository", "repo_id", repoID)
+		rs.log.Debug("health refresh not requested: no online host bound to the repository", "repo_id", repoID)
 		return
 	}
-	j, _, err := f.newJob(JobRequest{HostID: hostID, RepoID: repoID, Kind: wire.JobHealth, ActorKind: "system", Actor: "health", TimeoutS: 3600})
+	j, err := rs.fleet.CreateJob(fleet.JobRequest{HostID: hostID, RepoID: repoID, Kind: wire.JobHealth, ActorKind: "system", Actor: "health", TimeoutS: 3600})
 	if err != nil {
-		f.log.Warn("health refresh not requested", "repo_id", repoID, "host_id", hostID, "error", err)
+		rs.log.Warn("health refresh not requested", "repo_id", repoID, "host_id", hostID, "error", err)
 		return
 	}
-	f.health.mu.Lock()
-	f.health.m[repoID] = j.ID
-	f.health.mu.Unlock()
+	rs.health.mu.Lock()
+	rs.health.m[repoID] = j.ID
+	rs.health.mu.Unlock()
 }
 
 // healthHost is the host to ask for a repository's health: the preferred
 // one if it is bound to the repository, else the last bound host that used
 // it, else any bound host online; "" if there is none.
-func (f *Fleet) healthHost(repoID, preferred string) string {
-	rp, err := f.store.GetRepo(repoID)
+func (rs *Repos) healthHost(repoID, preferred string) string {
+	rp, err := rs.store.GetRepo(repoID)
 	if err != nil {
 		return ""
 	}
@@ -244,7 +245,7 @@ func (f *Fleet) healthHost(repoID, preferred string) string {
 		}
 	}
 	for _, id := range rp.Hosts {
-		if h, err := f.store.GetHost(id); err == nil && h.Online {
+		if h, err := rs.store.GetHost(id); err == nil && h.Online {
 			return id
 		}
 	}
@@ -252,8 +253,8 @@ func (f *Fleet) healthHost(repoID, preferred string) string {
 }
 
 // refreshStaleHealth asks for health of repositories not refreshed lately.
-func (f *Fleet) refreshStaleHealth(ctx context.Context) {
-	repos, err := f.store.ListRepos()
+func (rs *Repos) refreshStaleHealth(ctx context.Context) {
+	repos, err := rs.store.ListRepos()
 	if err != nil {
 		return
 	}
@@ -264,10 +265,10 @@ func (f *Fleet) refreshStaleHealth(ctx context.Context) {
 		if r.Health != nil && time.Since(r.Health.UpdatedAt) < healthEvery {
 			continue
 		}
-		if h, err := f.store.GetHost(r.LastHostID); err == nil && h.Online {
-			f.requestHealth(r.ID, r.LastHostID)
+		if h, err := rs.store.GetHost(r.LastHostID); err == nil && h.Online {
+			rs.requestHealth(r.ID, r.LastHostID)
 		} else {
-			f.requestHealth(r.ID, "") // another bound host, if one is online
+			rs.requestHealth(r.ID, "") // another bound host, if one is online
 		}
 	}
 }

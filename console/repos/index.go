@@ -1,4 +1,4 @@
-package fleet
+package repos
 
 import (
 	"encoding/json"
@@ -8,23 +8,21 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
+	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
 // ingestOutput stores a chunk of a snapshot index. Chunks are idempotent
 // (the same nodes written again), so redelivery is harmless.
-func (f *Fleet) ingestOutput(host, jobID string, payload []byte) error {
+func (rs *Repos) ingestOutput(_ string, j storage.Job, payload []byte) error {
+	jobID := j.ID
 	ch, err := wire.DecodeIndexChunk(payload)
 	if err != nil {
 		return err
 	}
 	if ch.JobID != jobID {
 		return fmt.Errorf("%w: chunk for %s on the topic of %s", broker.ErrRejected, ch.JobID, jobID)
-	}
-	j, err := f.jobOf(host, jobID)
-	if err != nil {
-		return err
 	}
 	var args wire.IndexArgs
 	if j.Kind != wire.JobIndex || json.Unmarshal(j.Args, &args) != nil || args.SnapshotID != ch.SnapshotID {
@@ -33,14 +31,14 @@ func (f *Fleet) ingestOutput(host, jobID string, payload []byte) error {
 	if storage.TerminalStatus(j.Status) {
 		return fmt.Errorf("%w: output for job %s, which has ended", broker.ErrRejected, jobID)
 	}
-	if n := f.indexCount.add(jobID, len(ch.Nodes)); n > maxIndexNodes {
+	if n := rs.indexCount.add(jobID, len(ch.Nodes)); n > maxIndexNodes {
 		return fmt.Errorf("%w: job %s sent more than %d index entries", broker.ErrRejected, jobID, maxIndexNodes)
 	}
 	nodes := make([]storage.IndexNode, len(ch.Nodes))
 	for i, n := range ch.Nodes {
 		nodes[i] = storage.IndexNode{Name: n.Name, Type: n.Type, Path: n.Path, Size: n.Size, Mtime: n.Mtime, Mode: n.Mode}
 	}
-	return f.store.PutIndexNodes(j.RepoID, ch.SnapshotID, nodes)
+	return rs.store.PutIndexNodes(j.RepoID, ch.SnapshotID, nodes)
 }
 
 // maxIndexNodes bounds what one index job may store: a snapshot of ten
@@ -72,29 +70,29 @@ func (c *nodeCounts) drop(job string) {
 }
 
 // indexEnded marks a snapshot's index complete (or forgets a failed one).
-func (f *Fleet) indexEnded(j storage.Job) {
-	f.indexCount.drop(j.ID)
+func (rs *Repos) indexEnded(j storage.Job) {
+	rs.indexCount.drop(j.ID)
 	var args wire.IndexArgs
 	if json.Unmarshal(j.Args, &args) != nil {
 		return
 	}
 	if j.Status != storage.JobSucceeded {
-		_ = f.store.DropIndex(j.RepoID, args.SnapshotID)
+		_ = rs.store.DropIndex(j.RepoID, args.SnapshotID)
 		return
 	}
 	var out struct {
 		Nodes int `json:"nodes"`
 	}
 	_ = json.Unmarshal(j.Output, &out)
-	size, _ := f.store.IndexSize(j.RepoID, args.SnapshotID)
-	if err := f.store.PutIndexMeta(storage.IndexMeta{RepoID: j.RepoID, SnapshotID: args.SnapshotID, JobID: j.ID, Complete: true,
+	size, _ := rs.store.IndexSize(j.RepoID, args.SnapshotID)
+	if err := rs.store.PutIndexMeta(storage.IndexMeta{RepoID: j.RepoID, SnapshotID: args.SnapshotID, JobID: j.ID, Complete: true,
 		Nodes: out.Nodes, Bytes: size, IndexedIn: j.EndedAt.Sub(j.StartedAt).Seconds(), UpdatedAt: time.Now().UTC()}); err != nil {
-		f.log.Error("index not marked complete", "job_id", j.ID, "error", err)
+		rs.log.Error("index not marked complete", "job_id", j.ID, "error", err)
 	}
 }
 
 // dropForgotten removes the indexes of the snapshots a forget removed.
-func (f *Fleet) dropForgotten(j storage.Job) {
+func (rs *Repos) dropForgotten(j storage.Job) {
 	var out struct {
 		Groups []struct {
 			Remove []string `json:"remove"`
@@ -107,13 +105,13 @@ func (f *Fleet) dropForgotten(j storage.Job) {
 	for _, g := range out.Groups {
 		for _, id := range g.Remove {
 			removed[id] = true
-			if err := f.store.DropIndex(j.RepoID, id); err != nil {
-				f.log.Warn("index of a forgotten snapshot not dropped", "snapshot_id", id, "error", err)
+			if err := rs.store.DropIndex(j.RepoID, id); err != nil {
+				rs.log.Warn("index of a forgotten snapshot not dropped", "snapshot_id", id, "error", err)
 			}
 		}
 	}
 	// Take them out of the cached list now, before the next health report.
-	raw, err := f.store.SnapshotCache(j.RepoID)
+	raw, err := rs.store.SnapshotCache(j.RepoID)
 	if err != nil || len(removed) == 0 {
 		return
 	}
@@ -132,22 +130,22 @@ func (f *Fleet) dropForgotten(j storage.Job) {
 		kept = append(kept, s)
 	}
 	if b, err := json.Marshal(kept); err == nil {
-		_ = f.store.PutSnapshotCache(j.RepoID, b)
+		_ = rs.store.PutSnapshotCache(j.RepoID, b)
 	}
 }
 
 // ResolveSnapshot turns a short or full ID into the full ID, from the cached
 // snapshot list.
-func (f *Fleet) ResolveSnapshot(repoID, id string) (string, error) {
+func (rs *Repos) ResolveSnapshot(repoID, id string) (string, error) {
 	if !wire.ValidSnapshotRef(id) || id == "latest" {
-		return "", Invalid("snapshot id %q is not 8-64 hex characters", id)
+		return "", fleet.Invalid("snapshot id %q is not 8-64 hex characters", id)
 	}
-	raw, err := f.store.SnapshotCache(repoID)
+	raw, err := rs.store.SnapshotCache(repoID)
 	if err != nil {
 		if len(id) == 64 {
 			return id, nil // no list yet: trust a full ID
 		}
-		return "", Invalid("snapshot %s is not known yet; use its full ID", id)
+		return "", fleet.Invalid("snapshot %s is not known yet; use its full ID", id)
 	}
 	var snaps []struct {
 		ID string `json:"id"`
@@ -157,7 +155,7 @@ func (f *Fleet) ResolveSnapshot(repoID, id string) (string, error) {
 	for _, s := range snaps {
 		if strings.HasPrefix(s.ID, id) {
 			if found != "" {
-				return "", Invalid("snapshot id %q is ambiguous", id)
+				return "", fleet.Invalid("snapshot id %q is ambiguous", id)
 			}
 			found = s.ID
 		}
@@ -169,39 +167,39 @@ func (f *Fleet) ResolveSnapshot(repoID, id string) (string, error) {
 }
 
 // IndexJob returns the index job in flight for a snapshot, if any.
-func (f *Fleet) IndexJob(repoID, sid string) (storage.Job, bool) {
-	f.indexMu.Lock()
-	id, ok := f.indexing[repoID+"/"+sid]
-	f.indexMu.Unlock()
+func (rs *Repos) IndexJob(repoID, sid string) (storage.Job, bool) {
+	rs.indexMu.Lock()
+	id, ok := rs.indexing[repoID+"/"+sid]
+	rs.indexMu.Unlock()
 	if !ok {
 		return storage.Job{}, false
 	}
-	j, err := f.store.GetJob(id)
+	j, err := rs.store.GetJob(id)
 	return j, err == nil
 }
 
 // StartIndex returns the index job of a snapshot, starting one on host
 // (default: the host that last used the repository) if none runs.
-func (f *Fleet) StartIndex(rp storage.Repo, sid, host, actor string) (storage.Job, error) {
-	f.indexMu.Lock()
-	defer f.indexMu.Unlock()
+func (rs *Repos) StartIndex(rp storage.Repo, sid, host, actor string) (storage.Job, error) {
+	rs.indexMu.Lock()
+	defer rs.indexMu.Unlock()
 	key := rp.ID + "/" + sid
-	if id, ok := f.indexing[key]; ok {
-		if j, err := f.store.GetJob(id); err == nil && !storage.TerminalStatus(j.Status) {
+	if id, ok := rs.indexing[key]; ok {
+		if j, err := rs.store.GetJob(id); err == nil && !storage.TerminalStatus(j.Status) {
 			return j, nil
 		}
 	}
 	if host == "" {
-		host = f.healthHost(rp.ID, "")
+		host = rs.healthHost(rp.ID, "")
 	}
 	if host == "" {
-		return storage.Job{}, Invalid("no host bound to repository %s is online to index it; pass host_id", rp.ID)
+		return storage.Job{}, fleet.Invalid("no host bound to repository %s is online to index it; pass host_id", rp.ID)
 	}
 	args, _ := json.Marshal(wire.IndexArgs{SnapshotID: sid})
-	j, _, err := f.newJob(JobRequest{HostID: host, RepoID: rp.ID, Kind: wire.JobIndex, Args: args, ActorKind: "user", Actor: actor, TimeoutS: 6 * 3600})
+	j, err := rs.fleet.CreateJob(fleet.JobRequest{HostID: host, RepoID: rp.ID, Kind: wire.JobIndex, Args: args, ActorKind: "user", Actor: actor, TimeoutS: 6 * 3600})
 	if err != nil {
 		return storage.Job{}, err
 	}
-	f.indexing[key] = j.ID
+	rs.indexing[key] = j.ID
 	return j, nil
 }

@@ -1,4 +1,4 @@
-package fleet
+package repos
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/input"
 	"github.com/restic-manager/restic-manager/internal/token"
 	"github.com/restic-manager/restic-manager/storage"
@@ -46,38 +47,38 @@ type MaintenanceRequest struct {
 }
 
 // CreateRepo records a repository and seals its secrets.
-func (f *Fleet) CreateRepo(req RepoRequest) (storage.Repo, error) {
+func (rs *Repos) CreateRepo(req RepoRequest) (storage.Repo, error) {
 	req.Name, req.URL = strings.TrimSpace(req.Name), strings.TrimSpace(req.URL)
 	repo := storage.Repo{ID: token.NewID("repo"), Name: req.Name, DisplayURL: redactURL(req.URL), CreatedAt: time.Now().UTC(), HostsListed: true}
 	secrets := storage.RepoSecrets{URL: req.URL, Password: req.Password, Env: req.Env}
 	if err := checkRepoFields(req.Name, req.URL, req.Password, req.Env); err != nil {
 		return storage.Repo{}, err
 	}
-	if err := f.setMaintenance(&repo, &secrets, req.Maintenance); err != nil {
+	if err := rs.setMaintenance(&repo, &secrets, req.Maintenance); err != nil {
 		return storage.Repo{}, err
 	}
-	hosts, err := f.checkHosts(req.Hosts)
+	hosts, err := rs.checkHosts(req.Hosts)
 	if err != nil {
 		return storage.Repo{}, err
 	}
 	repo.Hosts = hosts
-	return f.store.CreateRepo(repo, secrets)
+	return rs.store.CreateRepo(repo, secrets)
 }
 
 // UpdateRepo changes a repository: its name, secrets, maintenance host or
 // access list. A host whose schedules use the repository stays on the list.
-func (f *Fleet) UpdateRepo(id string, ch RepoChange) (storage.Repo, error) {
+func (rs *Repos) UpdateRepo(id string, ch RepoChange) (storage.Repo, error) {
 	var hosts []string
 	if ch.Hosts != nil {
 		var err error
-		if hosts, err = f.checkHosts(*ch.Hosts); err != nil {
+		if hosts, err = rs.checkHosts(*ch.Hosts); err != nil {
 			return storage.Repo{}, err
 		}
-		if err := f.scheduledOff(id, hosts); err != nil {
+		if err := rs.scheduledOff(id, hosts); err != nil {
 			return storage.Repo{}, err
 		}
 	}
-	return f.store.UpdateRepoSecrets(id, func(r *storage.Repo, sec *storage.RepoSecrets) error {
+	return rs.store.UpdateRepoSecrets(id, func(r *storage.Repo, sec *storage.RepoSecrets) error {
 		if ch.Name != nil {
 			r.Name = strings.TrimSpace(*ch.Name)
 		}
@@ -97,7 +98,7 @@ func (f *Fleet) UpdateRepo(id string, ch RepoChange) (storage.Repo, error) {
 		if ch.Maintenance != nil {
 			if ch.Maintenance.HostID == "" {
 				r.MaintenanceHostID, r.MaintenanceDisplay, sec.Maintenance = "", "", nil
-			} else if err := f.setMaintenance(r, sec, ch.Maintenance); err != nil {
+			} else if err := rs.setMaintenance(r, sec, ch.Maintenance); err != nil {
 				return err
 			}
 		}
@@ -109,25 +110,25 @@ func (f *Fleet) UpdateRepo(id string, ch RepoChange) (storage.Repo, error) {
 }
 
 // DeleteRepo removes a repository that no schedule uses any more.
-func (f *Fleet) DeleteRepo(id string) error {
-	if _, err := f.store.GetRepo(id); err != nil {
+func (rs *Repos) DeleteRepo(id string) error {
+	if _, err := rs.store.GetRepo(id); err != nil {
 		return err
 	}
-	if err := f.scheduledOff(id, nil); err != nil {
+	if err := rs.scheduledOff(id, nil); err != nil {
 		return err
 	}
-	return f.store.DeleteRepo(id)
+	return rs.store.DeleteRepo(id)
 }
 
 // scheduledOff refuses an access list that leaves out a host whose
 // schedules use the repository (keep is the new list).
-func (f *Fleet) scheduledOff(repoID string, keep []string) error {
+func (rs *Repos) scheduledOff(repoID string, keep []string) error {
 	var inUse error
-	f.EachHost(f.bgCtx, func(h storage.Host) {
+	rs.fleet.EachHost(rs.ctx, func(h storage.Host) {
 		if inUse != nil || slices.Contains(keep, h.ID) {
 			return
 		}
-		hs, err := f.store.GetSchedules(h.ID)
+		hs, err := rs.store.GetSchedules(h.ID)
 		if err != nil {
 			return
 		}
@@ -143,8 +144,8 @@ func (f *Fleet) scheduledOff(repoID string, keep []string) error {
 
 // IsMaintenanceHost reports whether a host runs some repository's
 // destructive work (and so holds credentials that may delete).
-func (f *Fleet) IsMaintenanceHost(hostID string) (bool, error) {
-	repos, err := f.store.ListRepos()
+func (rs *Repos) IsMaintenanceHost(hostID string) (bool, error) {
+	repos, err := rs.store.ListRepos()
 	if err != nil {
 		return false, err
 	}
@@ -159,30 +160,30 @@ func (f *Fleet) IsMaintenanceHost(hostID string) (bool, error) {
 func checkRepoFields(name, url, password string, env map[string]string) error {
 	switch {
 	case name == "" || len(name) > 200:
-		return Invalid("name is required (at most 200 characters)")
+		return fleet.Invalid("name is required (at most 200 characters)")
 	case url == "" || strings.HasPrefix(url, "-") || strings.ContainsAny(url, "\x00\n\r"):
-		return Invalid("url is required and must not start with '-'")
+		return fleet.Invalid("url is required and must not start with '-'")
 	case password == "":
-		return Invalid("password is required")
+		return fleet.Invalid("password is required")
 	}
-	return argsInput(wire.CheckRepoEnv(env))
+	return fleet.ArgsInput(wire.CheckRepoEnv(env))
 }
 
-func (f *Fleet) setMaintenance(repo *storage.Repo, sec *storage.RepoSecrets, m *MaintenanceRequest) error {
+func (rs *Repos) setMaintenance(repo *storage.Repo, sec *storage.RepoSecrets, m *MaintenanceRequest) error {
 	if m == nil {
 		return nil
 	}
 	m.URL = strings.TrimSpace(m.URL)
 	if m.URL == "" || strings.HasPrefix(m.URL, "-") || strings.ContainsAny(m.URL, "\x00\n\r") || m.HostID == "" {
-		return Invalid("maintenance needs url and host_id")
+		return fleet.Invalid("maintenance needs url and host_id")
 	}
-	if _, err := f.store.GetHost(m.HostID); err != nil {
+	if _, err := rs.store.GetHost(m.HostID); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			return Invalid("maintenance host %q does not exist", m.HostID)
+			return fleet.Invalid("maintenance host %q does not exist", m.HostID)
 		}
 		return err
 	}
-	if err := argsInput(wire.CheckRepoEnv(m.Env)); err != nil {
+	if err := fleet.ArgsInput(wire.CheckRepoEnv(m.Env)); err != nil {
 		return err
 	}
 	if m.Password == "" {
@@ -194,15 +195,15 @@ func (f *Fleet) setMaintenance(repo *storage.Repo, sec *storage.RepoSecrets, m *
 }
 
 // checkHosts checks an access list: existing hosts, no repeats, sorted.
-func (f *Fleet) checkHosts(ids []string) ([]string, error) {
+func (rs *Repos) checkHosts(ids []string) ([]string, error) {
 	out := []string{}
 	for _, id := range ids {
 		if slices.Contains(out, id) {
 			continue
 		}
-		if _, err := f.store.GetHost(id); err != nil {
+		if _, err := rs.store.GetHost(id); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
-				return nil, Invalid("host %q does not exist", id)
+				return nil, fleet.Invalid("host %q does not exist", id)
 			}
 			return nil, err
 		}
