@@ -53,6 +53,10 @@ type Schedule struct {
 	MaxUnused string `json:"max_unused,omitempty"`
 	// check
 	ReadDataSubset string `json:"read_data_subset,omitempty"`
+
+	// PolicyID names the policy the schedule came from (empty: the host's
+	// own).
+	PolicyID string `json:"policy_id,omitempty"`
 }
 
 // Jitter returns the window width. "@every" schedules are not tied to a

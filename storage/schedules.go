@@ -15,10 +15,13 @@ import (
 // HostSchedules is a host's schedule set: the desired version the console
 // owns and the version the agent last reported applied.
 type HostSchedules struct {
-	HostID         string               `json:"host_id"`
-	Version        int64                `json:"version"`
-	UpdatedAt      time.Time            `json:"updated_at,omitzero"`
-	Schedules      []schedules.Schedule `json:"schedules"`
+	HostID    string               `json:"host_id"`
+	Version   int64                `json:"version"`
+	UpdatedAt time.Time            `json:"updated_at,omitzero"`
+	Schedules []schedules.Schedule `json:"schedules"`
+	// Policy are the schedules the host's matching policies give it, each
+	// with its PolicyID (recomputed when policies or labels change).
+	Policy         []schedules.Schedule `json:"policy,omitempty"`
 	AppliedVersion int64                `json:"applied_version"`
 	AppliedAt      time.Time            `json:"applied_at,omitzero"`
 	Skipped        []SkippedSchedule    `json:"skipped,omitempty"`

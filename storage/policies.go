@@ -1,0 +1,153 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/restic-manager/restic-manager/schedules"
+)
+
+// Policy is a named template of schedules for every host whose labels
+// match its selector.
+type Policy struct {
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Selector map[string]string `json:"selector"`
+	// RepoID is the repository the policy's schedules use (it binds the
+	// matching hosts to it).
+	RepoID    string               `json:"repo_id"`
+	Schedules []schedules.Schedule `json:"schedules"`
+	// RPO is the age past which a host's last good backup breaches the
+	// policy (0: none).
+	RPO time.Duration `json:"rpo,omitempty"`
+	// ForgetGuardPercent overrides the share of a host's snapshots a
+	// forget may remove without approval (0: the console's default).
+	ForgetGuardPercent int       `json:"forget_guard_percent,omitempty"`
+	CreatedAt          time.Time `json:"created_at"`
+	UpdatedAt          time.Time `json:"updated_at"`
+}
+
+const policyPrefix = "policy/"
+
+func policyKey(id string) []byte { return []byte(policyPrefix + id) }
+
+// PutPolicy stores a policy (created or replaced).
+func (s *Store) PutPolicy(p Policy) error {
+	if err := validID(p.ID); err != nil {
+		return fmt.Errorf("storage: put policy: %w", err)
+	}
+	return s.update(func(txn *badger.Txn) error { return setJSON(txn, policyKey(p.ID), p) })
+}
+
+// GetPolicy returns one policy.
+func (s *Store) GetPolicy(id string) (Policy, error) {
+	var p Policy
+	if err := s.get(policyKey(id), &p); err != nil {
+		return p, fmt.Errorf("storage: get policy %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// ListPolicies returns every policy, ordered by ID.
+func (s *Store) ListPolicies() ([]Policy, error) {
+	out := []Policy{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		return eachRecord(txn, policyPrefix, func(p *Policy) { out = append(out, *p) })
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: list policies: %w", err)
+	}
+	return out, nil
+}
+
+// DeletePolicy removes a policy.
+func (s *Store) DeletePolicy(id string) error {
+	err := s.update(func(txn *badger.Txn) error {
+		if err := present(txn, policyKey(id)); err != nil {
+			return err
+		}
+		return txn.Delete(policyKey(id))
+	})
+	if err != nil {
+		return fmt.Errorf("storage: delete policy %s: %w", id, err)
+	}
+	return nil
+}
+
+// schedulesBatch is how many hosts' schedule sets one transaction of
+// UpdateSchedulesMany changes: a policy rollout over 10,000 hosts is 40
+// commits, not 10,000.
+const schedulesBatch = 250
+
+// UpdateSchedulesMany is UpdateSchedules for many hosts in few
+// transactions: fn changes a host's set and reports whether it did; the
+// sets that changed are returned. Hosts that no longer exist are skipped.
+func (s *Store) UpdateSchedulesMany(hostIDs []string, fn func(*HostSchedules) (bool, error)) ([]HostSchedules, error) {
+	ids := slices.Clone(hostIDs)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	var out []HostSchedules
+	for start := 0; start < len(ids); start += schedulesBatch {
+		chunk := ids[start:min(start+schedulesBatch, len(ids))]
+		// The per-key locks, in key order (as every caller takes them),
+		// keep UpdateSchedules of the same hosts out meanwhile.
+		var unlocks []func()
+		for _, id := range chunk {
+			unlocks = append(unlocks, s.locks.lock(string(schedKey(id))))
+		}
+		var changed []HostSchedules
+		err := s.update(func(txn *badger.Txn) error {
+			changed = changed[:0]
+			for _, id := range chunk {
+				if err := validID(id); err != nil {
+					return err
+				}
+				if err := present(txn, hostKey(id)); errors.Is(err, ErrNotFound) {
+					continue
+				} else if err != nil {
+					return err
+				}
+				hs := HostSchedules{HostID: id}
+				if _, err := getJSONRaw(txn, schedKey(id), &hs); err != nil && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+				ok, err := fn(&hs)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+				hs.HostID = id
+				if err := setJSON(txn, schedKey(id), hs); err != nil {
+					return err
+				}
+				changed = append(changed, hs)
+			}
+			if len(changed) == 0 {
+				return errUnchanged
+			}
+			return nil
+		})
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+		if err != nil {
+			return out, fmt.Errorf("storage: update schedules of %d hosts: %w", len(chunk), err)
+		}
+		out = append(out, changed...)
+	}
+	return out, nil
+}
+
+// Effective is the host's schedule set as its agent gets it: its own
+// schedules, then those its policies give it.
+func (hs HostSchedules) Effective() []schedules.Schedule {
+	out := make([]schedules.Schedule, 0, len(hs.Schedules)+len(hs.Policy))
+	out = append(out, hs.Schedules...)
+	return append(out, hs.Policy...)
+}
