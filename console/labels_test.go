@@ -2,12 +2,15 @@ package console
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/restic-manager/restic-manager/storage"
 )
@@ -194,5 +197,128 @@ func TestListHostsByLabel(t *testing.T) {
 	if code := apiJSON(t, srv, "rmt_trust_viewer", "GET", "/api/v1/hosts?label=Role=web", "", &out); code != 400 ||
 		out.Error != `label filter: label key "Role": use 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit` {
 		t.Errorf("bad filter: %d %q", code, out.Error)
+	}
+}
+
+// The dashboard shows each host's labels as badges that filter by them,
+// filters by ?label= (repeatable, with the search and the state filter),
+// keeps the filter in its page links, and still counts the whole fleet.
+func TestDashboardLabelFilter(t *testing.T) {
+	c, st, _ := newTestConsole(t)
+	withRoles(t, st)
+	set := func(id string, labels map[string]string) {
+		t.Helper()
+		if _, err := st.UpdateHost(id, func(h *storage.Host) error { h.Labels, h.Online = labels, true; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// (Online and never backed up: warning.)
+	// 101 web hosts in production (two pages of them), a database, a
+	// host without labels and a web host not yet enrolled (offline).
+	for i := range 101 {
+		id := fmt.Sprintf("host-web%03d", i)
+		enrolledHost(t, st, id)
+		set(id, map[string]string{"role": "web", "env": "prod"})
+	}
+	enrolledHost(t, st, "host-db")
+	set("host-db", map[string]string{"role": "db", "env": "prod", "site": "berlin"})
+	enrolledHost(t, st, "host-bare")
+	set("host-bare", nil)
+	if err := st.CreateHost(storage.Host{ID: "host-new", Name: "new-web", CreatedAt: time.Now(), Labels: map[string]string{"role": "web", "env": "dev"}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler(nil))
+	defer srv.Close()
+	rows := func(body string) []string {
+		var ids []string
+		for _, m := range regexp.MustCompile(`<tr data-host="([^"]+)"`).FindAllStringSubmatch(body, -1) {
+			ids = append(ids, m[1])
+		}
+		return ids
+	}
+	page := func(path string) string {
+		t.Helper()
+		code, body := getPageWith(t, srv, "rmt_trust_viewer", path)
+		if code != 200 || !strings.Contains(body, "</html>") {
+			t.Fatalf("%s: %d, complete=%v", path, code, strings.Contains(body, "</html>"))
+		}
+		if !strings.Contains(body, `<strong id="count-hosts">104</strong>`) {
+			t.Errorf("%s: the counts do not cover the whole fleet (104 hosts)", path)
+		}
+		return body
+	}
+
+	// Unfiltered: the database's labels are badges, in key order, each a
+	// link to the dashboard filtered by it.
+	body := page("/")
+	for _, b := range []string{
+		`<a href="/?label=env%3Dprod" class="badge label" data-label="env=prod"`,
+		`<a href="/?label=role%3Ddb" class="badge label" data-label="role=db"`,
+		`<a href="/?label=site%3Dberlin" class="badge label" data-label="site=berlin"`,
+	} {
+		if !strings.Contains(body, b) {
+			t.Errorf("dashboard: no badge %s", b)
+		}
+	}
+	if i, j := strings.Index(body, `data-label="env=prod"`), strings.Index(body, `data-label="site=berlin"`); i < 0 || j < i {
+		t.Error("labels not in key order")
+	}
+
+	for _, tc := range []struct {
+		path string
+		want []string // nil: any 100 web hosts, checked by count
+		n    int
+	}{
+		{"/?label=role=db", []string{"host-db"}, 1},
+		{"/?label=site", []string{"host-db"}, 1},
+		{"/?label=env=prod&label=role=db", []string{"host-db"}, 1},
+		{"/?label=role=web&label=env=dev", []string{"host-new"}, 1},
+		{"/?label=role=web&state=offline", []string{"host-new"}, 1},
+		{"/?label=role=web&q=web050", []string{"host-web050"}, 1},
+		{"/?label=role=db&q=web050", nil, 0},
+		{"/?label=role=web", nil, 100},
+		{"/?label=role=web&page=2", []string{"host-web099", "host-web100"}, 2},
+		{"/?label=role=web&label=", nil, 100},
+	} {
+		body := page(tc.path)
+		got := rows(body)
+		if len(got) != tc.n || (tc.want != nil && !slices.Equal(got, tc.want)) {
+			t.Errorf("%s: rows %v, want %d %v", tc.path, got, tc.n, tc.want)
+		}
+		if tc.n == 0 && !strings.Contains(body, "No host matches this filter.") {
+			t.Errorf("%s: no word that the filter matches nothing", tc.path)
+		}
+	}
+
+	// Filtered by role=web: 102 hosts on two pages; the page link, the
+	// filter form and a badge keep the filter; the filter's terms link to
+	// the dashboard without them.
+	body = page("/?label=role=web")
+	for _, want := range []string{
+		`<span id="page-info">page 1 of 2 · 102 hosts</span>`,
+		`<a href="/?label=role%3Dweb&amp;page=2" rel="next" id="page-next">`,
+		`<input type="hidden" name="label" value="role=web">`,
+		`<a href="/?label=role%3Dweb&amp;label=env%3Dprod" class="badge label" data-label="env=prod"`,
+		`<a href="/?label=role%3Dweb" class="badge label" data-label="role=web"`,
+		`<a href="/" class="badge label sel" data-label="role=web"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/?label=role=web: missing %s", want)
+		}
+	}
+	body = page("/?q=web&state=warning&label=role=web&label=env=prod")
+	for _, want := range []string{
+		`<a href="/?label=env%3Dprod&amp;q=web&amp;state=warning" class="badge label sel" data-label="role=web"`,
+		`<a href="/?label=role%3Dweb&amp;label=env%3Dprod&amp;page=2&amp;q=web&amp;state=warning" rel="next"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("combined filter: missing %s", want)
+		}
+	}
+
+	// A bad filter is explained and matches nothing.
+	body = page("/?label=Role=web")
+	if got := rows(body); len(got) != 0 || !strings.Contains(body, `id="label-filter-error">label key &#34;Role&#34;: use 1-63`) {
+		t.Errorf("bad filter: rows %v, error shown %v", got, strings.Contains(body, "label-filter-error"))
 	}
 }
