@@ -322,3 +322,44 @@ func TestDashboardLabelFilter(t *testing.T) {
 		t.Errorf("bad filter: rows %v, error shown %v", got, strings.Contains(body, "label-filter-error"))
 	}
 }
+
+// The host page lists the labels (links to the dashboard filtered by
+// each) for everyone; only operators get the editor, filled with the set.
+func TestHostPageLabels(t *testing.T) {
+	c, st, _ := newTestConsole(t)
+	withRoles(t, st)
+	enrolledHost(t, st, "host-a")
+	if _, err := st.UpdateHost("host-a", func(h *storage.Host) error {
+		h.Labels = map[string]string{"role": "web", "env": "prod"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	enrolledHost(t, st, "host-b")
+	srv := httptest.NewServer(c.Handler(nil))
+	defer srv.Close()
+	for _, role := range []string{"viewer", "operator", "admin"} {
+		code, body := getPageWith(t, srv, "rmt_trust_"+role, "/hosts/host-a")
+		if code != 200 || !strings.Contains(body, "</html>") {
+			t.Fatalf("%s: host page %d", role, code)
+		}
+		for _, want := range []string{
+			`<dd id="labels"><a href="/?label=env%3Dprod" class="badge label" data-label="env=prod"`,
+			`<a href="/?label=role%3Dweb" class="badge label" data-label="role=web"`,
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s: host page lacks %s", role, want)
+			}
+		}
+		editor := strings.Contains(body, `id="labels-form"`)
+		if editor != (role != "viewer") {
+			t.Errorf("%s: labels editor shown %v", role, editor)
+		}
+		if editor && !strings.Contains(body, ">env=prod\nrole=web\n</textarea>") {
+			t.Errorf("%s: the editor does not hold the labels", role)
+		}
+	}
+	if _, body := getPageWith(t, srv, "rmt_trust_viewer", "/hosts/host-b"); !strings.Contains(body, `<dd id="labels">none</dd>`) {
+		t.Error("a host without labels does not say none")
+	}
+}
