@@ -73,7 +73,7 @@ lint: $(TOOLS)/staticcheck
 FUZZTIME ?= 20s
 FUZZ_TARGETS := wire:FuzzDecodeStatus wire:FuzzDecodeCommand wire:FuzzDecodeProgress wire:FuzzDecodeResult \
 	wire:FuzzDecodeSchedulesDesired wire:FuzzDecodeSchedulesReported wire:FuzzDecodeFire wire:FuzzDecodeIndexChunk \
-	wire:FuzzDecodeArgs wire:FuzzParseTopic runner:FuzzParseLine runner:FuzzParsers agent:FuzzWindowsPathToTree
+	wire:FuzzDecodeArgs wire:FuzzParseTopic wire:FuzzParseLabels runner:FuzzParseLine runner:FuzzParsers agent:FuzzWindowsPathToTree
 fuzz:
 	for t in $(FUZZ_TARGETS); do \
 		$(GO) test ./$${t%%:*}/ -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) || exit 1; done

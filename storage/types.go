@@ -69,6 +69,9 @@ type Host struct {
 	// (negative: behind) at its last connection, as measured from its
 	// status; zero when unknown.
 	ClockSkew time.Duration `json:"clock_skew,omitempty"`
+	// Labels are the host's key=value pairs (wire.ValidateLabels); a
+	// record from before labels has none.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // LastBackup summarises one finished job for host listings.

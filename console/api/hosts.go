@@ -120,19 +120,36 @@ func (s *Server) deleteHost(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// listHosts answers a page of hosts in ID order, after the ID given;
+// repeated ?label=key=value (or ?label=key: has the key) keeps the hosts
+// that meet every condition, and the page is filled from further on.
 func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	q := r.URL.Query()
+	limit, _ := strconv.Atoi(q.Get("limit"))
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
-	hosts, err := s.store.ListHosts(r.URL.Query().Get("after"), limit)
+	filter, err := wire.ParseLabelFilter(q["label"])
 	if err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, fleet.Invalid("label filter: %s", err))
 		return
 	}
-	out := make([]view.Host, 0, len(hosts))
-	for _, h := range hosts {
-		out = append(out, view.HostOf(s.store, h))
+	out := make([]view.Host, 0, min(limit, 100))
+	for after := q.Get("after"); ; {
+		hosts, err := s.store.ListHosts(after, limit)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		for _, h := range hosts {
+			if filter.Matches(h.Labels) && len(out) < limit {
+				out = append(out, view.HostOf(s.store, h))
+			}
+		}
+		if len(hosts) < limit || len(out) >= limit {
+			break
+		}
+		after = hosts[len(hosts)-1].ID
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
@@ -146,17 +163,19 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, view.HostOf(s.store, h))
 }
 
-// patchHost renames a host or sets its staleness threshold.
+// patchHost renames a host, sets its staleness threshold or replaces its
+// labels ({} clears them).
 func (s *Server) patchHost(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Name       *string `json:"name"`
-		StaleAfter *string `json:"stale_after"`
+		Name       *string           `json:"name"`
+		StaleAfter *string           `json:"stale_after"`
+		Labels     map[string]string `json:"labels"`
 	}
 	if err := httpx.Decode(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	h, err := s.fleet.UpdateHost(chi.URLParam(r, "id"), fleet.HostChange{Name: req.Name, StaleAfter: req.StaleAfter})
+	h, err := s.fleet.UpdateHost(chi.URLParam(r, "id"), fleet.HostChange{Name: req.Name, StaleAfter: req.StaleAfter, Labels: req.Labels})
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"maps"
 	"strings"
 	"time"
 
@@ -150,10 +151,16 @@ type HostChange struct {
 	// StaleAfter overrides the staleness threshold; "" derives it from the
 	// host's schedules again.
 	StaleAfter *string
+	// Labels replace the host's whole set (wire.ValidateLabels); nil
+	// leaves them, an empty map clears them.
+	Labels map[string]string
 }
 
-// UpdateHost renames a host or sets its staleness threshold.
+// UpdateHost renames a host, sets its staleness threshold or its labels.
 func (f *Fleet) UpdateHost(id string, ch HostChange) (storage.Host, error) {
+	if err := wire.ValidateLabels(ch.Labels); err != nil {
+		return storage.Host{}, Invalid("%s", err)
+	}
 	var stale time.Duration
 	if ch.StaleAfter != nil && *ch.StaleAfter != "" {
 		d, err := time.ParseDuration(*ch.StaleAfter)
@@ -172,6 +179,12 @@ func (f *Fleet) UpdateHost(id string, ch HostChange) (storage.Host, error) {
 		}
 		if ch.StaleAfter != nil {
 			h.StaleAfter = stale
+		}
+		if ch.Labels != nil {
+			h.Labels = nil
+			if len(ch.Labels) > 0 {
+				h.Labels = maps.Clone(ch.Labels)
+			}
 		}
 		return nil
 	})

@@ -2,8 +2,10 @@ package ui
 
 import (
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/view"
 	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
 )
 
 // The fleet dashboard: counts by state over the whole fleet, the hosts of
@@ -45,6 +48,15 @@ type dashRow struct {
 	State    string
 	AgeClass string
 	Repo     *repoBadge
+	// LabelLinks are the host's labels in key order, each a link to the
+	// dashboard filtered by it as well.
+	LabelLinks []labelLink
+}
+
+// labelLink is a label (or a filter term) and the dashboard address that
+// adds it to (or, for a term of the filter, removes it from) the filter.
+type labelLink struct {
+	Text, URL string
 }
 
 type stateCounts struct {
@@ -66,6 +78,13 @@ type dashboardData struct {
 	HostNames map[string]string
 	Repos     []view.Repo
 	Now       time.Time
+
+	// Labels is the label filter (?label=key=value or ?label=key, all
+	// must hold), LabelTerms the same with links that drop each term.
+	Labels     []string
+	LabelTerms []labelLink
+	LabelError string
+	Filtered   bool // by search, state or labels
 }
 
 // dashboardPageSize bounds what one page renders; the counts still cover
@@ -83,6 +102,7 @@ const hostScanBatch = 1000
 type fleetHost struct {
 	ID, name, hostname string // name and hostname lower-cased for search
 	state              string
+	labels             map[string]string // the record's own map, never modified
 }
 
 type fleetCache struct {
@@ -115,7 +135,7 @@ func (s *Server) summary(fc *fleetCache, now time.Time) ([]fleetHost, error) {
 		}
 		for _, h := range batch {
 			out = append(out, fleetHost{ID: h.ID, name: strings.ToLower(h.Name), hostname: strings.ToLower(h.Hostname),
-				state: s.fleet.AssessHost(h, now).State})
+				state: s.fleet.AssessHost(h, now).State, labels: h.Labels})
 		}
 		if len(batch) < hostScanBatch {
 			break
@@ -141,6 +161,20 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 	default:
 		d.State = ""
 	}
+	var terms []string
+	for _, t := range q["label"] {
+		if t = strings.TrimSpace(t); t != "" {
+			terms = append(terms, t) // the filter form's empty field adds none
+		}
+	}
+	labels, err := wire.ParseLabelFilter(terms)
+	if err != nil {
+		// Shown with the filter; nothing matches until it is fixed.
+		d.LabelError, d.Labels = err.Error(), terms
+	} else {
+		d.Labels = labels.Strings()
+	}
+	d.Filtered = d.Q != "" || d.State != "" || len(d.Labels) > 0
 	d.Page, _ = strconv.Atoi(q.Get("page"))
 	d.Page = max(d.Page, 1)
 	needle := strings.ToLower(d.Q)
@@ -171,6 +205,9 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 			continue
 		}
 		if needle != "" && !strings.Contains(h.name, needle) && !strings.Contains(h.hostname, needle) && !strings.Contains(h.ID, needle) {
+			continue
+		}
+		if d.LabelError != "" || !labels.Matches(h.labels) {
 			continue
 		}
 		if d.Matched >= offset && d.Matched < offset+dashboardPageSize {
@@ -206,6 +243,14 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 		hs, _ := s.store.GetSchedules(h.ID)
 		st := s.fleet.Assess(h, hs, now)
 		row := dashRow{Host: view.HostWith(h, hs, now), State: st.State, AgeClass: st.AgeClass}
+		for _, k := range slices.Sorted(maps.Keys(h.Labels)) {
+			term := k + "=" + h.Labels[k]
+			with := d.Labels
+			if !slices.Contains(with, term) {
+				with = append(slices.Clip(with), term)
+			}
+			row.LabelLinks = append(row.LabelLinks, labelLink{Text: term, URL: dashboardURL(d.Q, d.State, with, 0)})
+		}
 		// The repository a host backs up to: its last backup's.
 		if h.LastBackup != nil {
 			if j, err := s.store.GetJob(h.LastBackup.JobID); err == nil {
@@ -217,17 +262,11 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 		d.Rows = append(d.Rows, row)
 		d.HostNames[h.ID] = h.Name
 	}
-	link := func(pg int) string {
-		v := url.Values{}
-		if d.Q != "" {
-			v.Set("q", d.Q)
-		}
-		if d.State != "" {
-			v.Set("state", d.State)
-		}
-		v.Set("page", strconv.Itoa(pg))
-		return "/?" + v.Encode()
+	for i, t := range d.Labels {
+		without := slices.Delete(slices.Clone(d.Labels), i, i+1)
+		d.LabelTerms = append(d.LabelTerms, labelLink{Text: t, URL: dashboardURL(d.Q, d.State, without, 0)})
 	}
+	link := func(pg int) string { return dashboardURL(d.Q, d.State, d.Labels, pg) }
 	if d.Page > 1 {
 		d.PrevURL = link(d.Page - 1)
 	}
@@ -248,4 +287,26 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 		}
 	}
 	s.render(w, "dashboard.html", d)
+}
+
+// dashboardURL is the dashboard with a search, state and label filter, at
+// a page (0: the first, unnamed).
+func dashboardURL(q, state string, labels []string, page int) string {
+	v := url.Values{}
+	if q != "" {
+		v.Set("q", q)
+	}
+	if state != "" {
+		v.Set("state", state)
+	}
+	if len(labels) > 0 {
+		v["label"] = labels
+	}
+	if page > 0 {
+		v.Set("page", strconv.Itoa(page))
+	}
+	if len(v) == 0 {
+		return "/"
+	}
+	return "/?" + v.Encode()
 }

@@ -3,8 +3,10 @@ package ui
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +35,11 @@ type hostPageData struct {
 	NextURL   string
 	Kinds     []string
 	Statuses  []string
+
+	// The host's labels: links to the dashboard filtered by each, and the
+	// editor's text (key=value lines).
+	LabelLinks []labelLink
+	LabelText  string
 }
 
 // hostJobPage is the job history's page size on the host page.
@@ -63,6 +70,11 @@ func (s *Server) pageHost(w http.ResponseWriter, r *http.Request) {
 	}
 	b, _ := json.Marshal(set)
 	d.SchedJSON = string(b)
+	for _, k := range slices.Sorted(maps.Keys(h.Labels)) {
+		term := k + "=" + h.Labels[k]
+		d.LabelLinks = append(d.LabelLinks, labelLink{Text: term, URL: dashboardURL("", "", []string{term}, 0)})
+		d.LabelText += term + "\n"
+	}
 	repos, err := s.store.ListRepos()
 	if err != nil {
 		s.pageError(w, r, err)

@@ -7,6 +7,7 @@ package view
 
 import (
 	"encoding/json"
+	"maps"
 	"time"
 
 	"github.com/restic-manager/restic-manager/console/fleet"
@@ -42,6 +43,8 @@ type Host struct {
 	// ClockWarning: the skew is large enough to matter (schedules fire at
 	// the wrong time, times the agent reports are clamped).
 	ClockWarning bool `json:"clock_warning,omitempty"`
+	// Labels are the host's key=value pairs ({} when it has none).
+	Labels map[string]string `json:"labels"`
 }
 
 // clockWarnAt is the skew past which a host's clock is flagged.
@@ -81,6 +84,10 @@ func hostRecord(h storage.Host) Host {
 		AgentVersion: h.AgentVersion, ResticVersion: h.ResticVersion, CreatedAt: h.CreatedAt,
 		LastBackup: h.LastBackup, LastJob: h.LastJob,
 		ClockSkewS: h.ClockSkew.Seconds(), ClockWarning: h.ClockSkew > clockWarnAt || h.ClockSkew < -clockWarnAt,
+		Labels: maps.Clone(h.Labels),
+	}
+	if v.Labels == nil {
+		v.Labels = map[string]string{}
 	}
 	if !h.LastSeen.IsZero() {
 		t := h.LastSeen

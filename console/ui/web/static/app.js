@@ -118,6 +118,27 @@ function hostPage(main) {
     });
   }
 
+  // Labels: key=value lines (or commas) sent as the host's whole set; the
+  // console checks the rules and says what is wrong.
+  const lf = $("#labels-form");
+  if (lf) lf.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const labels = Object.create(null);
+    for (const item of lf.elements.labels.value.split(/[\n,]/).map(x => x.trim()).filter(Boolean)) {
+      const i = item.indexOf("=");
+      if (i < 0) { showError($("#labels-error"), new Error("Write each label as key=value: \"" + item + "\" has no '='.")); return; }
+      const k = item.slice(0, i).trim();
+      if (k in labels) { showError($("#labels-error"), new Error("The key \"" + k + "\" is given twice.")); return; }
+      labels[k] = item.slice(i + 1).trim();
+    }
+    showError($("#labels-error"));
+    $("#labels-save").disabled = true;
+    try {
+      await api("PATCH", "/api/v1/hosts/" + encodeURIComponent(hostID), { labels });
+      location.reload();
+    } catch (e) { showError($("#labels-error"), e); $("#labels-save").disabled = false; $("#labels-editor-box").open = true; }
+  });
+
   const ed = $("#schedule-editor");
   if (!ed) return;
   let set = [];
