@@ -17,16 +17,27 @@ import (
 // index jobs — is sent to any other host: newJob refuses it and dispatch,
 // where the secrets leave, checks again.
 
-// bound reports why hostID may not receive rp for a job of this kind, or
+// PolicyBinder reports whether a policy matching host h uses the
+// repository (console/policy sets it): such a host is bound to it too.
+type PolicyBinder func(h storage.Host, repoID string) bool
+
+// SetPolicyBinder sets the policies' part of binding (before the broker
+// serves).
+func (f *Fleet) SetPolicyBinder(b PolicyBinder) { f.binder.Store(&b) }
+
+// bound reports why host h may not receive rp for a job of this kind, or
 // nil when it may.
-func bound(rp storage.Repo, hostID, kind string, args json.RawMessage) error {
-	if rp.MaintenanceHostID != "" && hostID == rp.MaintenanceHostID && wire.Destructive(kind, args) {
+func (f *Fleet) bound(rp storage.Repo, h storage.Host, kind string, args json.RawMessage) error {
+	if rp.MaintenanceHostID != "" && h.ID == rp.MaintenanceHostID && wire.Destructive(kind, args) {
 		return nil
 	}
-	if slices.Contains(rp.Hosts, hostID) {
+	if slices.Contains(rp.Hosts, h.ID) {
 		return nil
 	}
-	return Invalid("host %s is not bound to repository %s (%s): an admin adds it to the repository's hosts", hostID, rp.Name, rp.ID)
+	if b := f.binder.Load(); b != nil && (*b)(h, rp.ID) {
+		return nil
+	}
+	return Invalid("host %s is not bound to repository %s (%s): an admin adds it to the repository's hosts, or a policy matching its labels uses it", h.ID, rp.Name, rp.ID)
 }
 
 // BindHost adds hostID to a repository's access list (an admin's action).

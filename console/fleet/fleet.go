@@ -74,6 +74,8 @@ type Fleet struct {
 	gate *gate
 	// output stores what index jobs send (repos.Repos registers it).
 	output atomic.Pointer[OutputHandler]
+	// binder binds hosts to repositories through policies (console/policy).
+	binder atomic.Pointer[PolicyBinder]
 	// events fans job updates out to SSE listeners.
 	events *hub
 	online onlineQueue

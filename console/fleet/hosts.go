@@ -102,6 +102,7 @@ func (f *Fleet) Enroll(ctx context.Context, req wire.EnrollRequest, remote strin
 		f.log.Error("enrolled host may not reach the external broker yet", "host_id", h.ID, "error", err)
 	}
 	f.log.Info("host enrolled", "host_id", h.ID, "hostname", req.Hostname, "remote", remote)
+	f.hostChanged(h)
 	return h, password, nil
 }
 
@@ -169,7 +170,7 @@ func (f *Fleet) UpdateHost(id string, ch HostChange) (storage.Host, error) {
 		}
 		stale = d
 	}
-	return f.store.UpdateHost(id, func(h *storage.Host) error {
+	h, err := f.store.UpdateHost(id, func(h *storage.Host) error {
 		if ch.Name != nil {
 			n := strings.TrimSpace(*ch.Name)
 			if n == "" || len(n) > 200 {
@@ -188,6 +189,10 @@ func (f *Fleet) UpdateHost(id string, ch HostChange) (storage.Host, error) {
 		}
 		return nil
 	})
+	if err == nil && ch.Labels != nil {
+		f.hostChanged(h)
+	}
+	return h, err
 }
 
 // CreateIntegrationUser makes a read-only MQTT account for an integration

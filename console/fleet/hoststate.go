@@ -66,7 +66,7 @@ type HostStatus struct {
 // after 26 hours), never after the threshold itself.
 func staleThreshold(h storage.Host, hs storage.HostSchedules, now time.Time) (limit, warn time.Duration, judged bool) {
 	var longest time.Duration
-	for _, s := range hs.Schedules {
+	for _, s := range hs.Effective() {
 		if !s.Enabled || s.Kind != wire.JobBackup {
 			continue
 		}

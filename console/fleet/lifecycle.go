@@ -83,7 +83,7 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 			return storage.Job{}, false, Invalid("maintenance host %s has not enrolled an agent yet", h.ID)
 		}
 	}
-	if err := bound(rp, req.HostID, req.Kind, norm); err != nil {
+	if err := f.bound(rp, h, req.Kind, norm); err != nil {
 		return storage.Job{}, false, err
 	}
 	if req.TimeoutS < 0 {
@@ -148,7 +148,7 @@ func (f *Fleet) dispatch(j storage.Job, h storage.Host) error {
 	// Where the secrets leave: whatever happened since the job was made
 	// (the host taken off the repository's list), only a bound host
 	// receives them.
-	if err := bound(rp, h.ID, j.Kind, j.Args); err != nil {
+	if err := f.bound(rp, h, j.Kind, j.Args); err != nil {
 		return fmt.Errorf("job %s not sent: %w", j.ID, err)
 	}
 	switch {
@@ -340,6 +340,26 @@ func (f *Fleet) endHostJobs(ctx context.Context, hostID, why string) {
 type observers struct {
 	mu                    sync.RWMutex
 	ended, held, approved []func(storage.Job)
+	hosts                 []func(storage.Host)
+}
+
+// OnHostChanged registers fn to run after a host is created, enrolled or
+// changed (its labels: the policies that match it may change).
+func (f *Fleet) OnHostChanged(fn func(storage.Host)) {
+	f.obs.mu.Lock()
+	defer f.obs.mu.Unlock()
+	f.obs.hosts = append(f.obs.hosts, fn)
+}
+
+// hostChanged runs the host observers, synchronously: a caller that
+// changed a host's labels sees its schedules follow when it returns.
+func (f *Fleet) hostChanged(h storage.Host) {
+	f.obs.mu.RLock()
+	obs := f.obs.hosts
+	f.obs.mu.RUnlock()
+	for _, fn := range obs {
+		fn(h)
+	}
 }
 
 func (o *observers) add(list *[]func(storage.Job), fn func(storage.Job)) {

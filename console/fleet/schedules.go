@@ -2,9 +2,11 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
@@ -25,9 +27,16 @@ const applyGrace = 3 * time.Minute
 // use only a repository the host is bound to; with bind (an admin's call)
 // the host is bound to the repositories its schedules name.
 func (f *Fleet) PutSchedules(hostID string, in []schedules.Schedule, bind bool) (storage.HostSchedules, error) {
-	if in == nil {
-		in = []schedules.Schedule{}
+	// Schedules a policy gives the host are the policy's to change: a set
+	// read from GET (own and policy-made together) and sent back keeps
+	// only the host's own.
+	own := []schedules.Schedule{}
+	for _, s := range in {
+		if s.PolicyID == "" {
+			own = append(own, s)
+		}
 	}
+	in = own
 	if _, err := f.store.GetHost(hostID); err != nil {
 		return storage.HostSchedules{}, err
 	}
@@ -93,7 +102,7 @@ func SchedulePending(hs storage.HostSchedules, online bool, now time.Time) bool 
 // needs to fire, no paths and no secrets.
 func (f *Fleet) publishDesired(hs storage.HostSchedules) error {
 	d := wire.SchedulesDesired{Version: hs.Version, Schedules: []wire.ScheduleEntry{}}
-	for _, s := range hs.Schedules {
+	for _, s := range hs.Effective() {
 		d.Schedules = append(d.Schedules, s.Entry())
 	}
 	b, err := wire.Encode(&d)
@@ -185,9 +194,9 @@ func (f *Fleet) ingestFire(host string, payload []byte) error {
 		return err
 	}
 	var sched *schedules.Schedule
-	for i := range hs.Schedules {
-		if hs.Schedules[i].ID == fr.ScheduleID {
-			sched = &hs.Schedules[i]
+	for _, s := range hs.Effective() {
+		if s.ID == fr.ScheduleID {
+			sched = &s
 		}
 	}
 	switch {
@@ -235,4 +244,63 @@ func (f *Fleet) republishDesired(_ context.Context, hostID string) {
 	if err := f.publishDesired(hs); err != nil {
 		f.log.Warn("republish desired schedules", "host_id", hostID, "error", err)
 	}
+}
+
+// ApplyPolicySchedules recomputes the policy-made schedules of the given
+// hosts in one pass (compute gives a host's set): the hosts whose set
+// changed get a new version, stored a few hundred per transaction, and
+// their desired state published by a few workers. It returns how many
+// changed. This is how a policy edit or a relabelling reaches thousands of
+// agents without a store transaction and an HTTP request per host.
+func (f *Fleet) ApplyPolicySchedules(ctx context.Context, hostIDs []string, compute func(storage.Host) []schedules.Schedule) (int, error) {
+	now := time.Now().UTC()
+	changed, err := f.store.UpdateSchedulesMany(hostIDs, func(hs *storage.HostSchedules) (bool, error) {
+		h, err := f.store.GetHost(hs.HostID)
+		if err != nil {
+			return false, nil
+		}
+		next := compute(h)
+		if schedulesEqual(hs.Policy, next) {
+			return false, nil
+		}
+		hs.Policy = next
+		hs.Version++
+		hs.UpdatedAt = now
+		return true, nil
+	})
+	if err != nil {
+		return len(changed), err
+	}
+	work := make(chan storage.HostSchedules)
+	var wg sync.WaitGroup
+	for range min(8, len(changed)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for hs := range work {
+				if err := f.publishDesired(hs); err != nil {
+					// Stored: it is published again when the host next comes online.
+					f.log.Warn("publish desired schedules", "host_id", hs.HostID, "version", hs.Version, "error", err)
+				}
+			}
+		}()
+	}
+	for _, hs := range changed {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- hs
+	}
+	close(work)
+	wg.Wait()
+	return len(changed), ctx.Err()
+}
+
+func schedulesEqual(a, b []schedules.Schedule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
 }

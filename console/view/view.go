@@ -64,7 +64,7 @@ func HostWith(h storage.Host, hs storage.HostSchedules, now time.Time) Host {
 	v := hostRecord(h)
 	v.ScheduleVersionDesired, v.ScheduleVersionApplied = hs.Version, hs.AppliedVersion
 	v.SchedulePending = fleet.SchedulePending(hs, h.Online, now)
-	for _, s := range hs.Schedules {
+	for _, s := range hs.Effective() {
 		if !s.Enabled {
 			continue
 		}
@@ -155,7 +155,7 @@ func SchedulesOf(hs storage.HostSchedules, online bool) Schedules {
 		t := hs.AppliedAt
 		v.AppliedAt = &t
 	}
-	for _, s := range hs.Schedules {
+	for _, s := range hs.Effective() {
 		sv := Schedule{Schedule: s, NextRuns: []time.Time{}}
 		if s.Enabled {
 			if runs, err := schedules.EntryNextRuns(hs.HostID, s.Entry(), now, 5); err == nil {
