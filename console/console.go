@@ -6,6 +6,8 @@
 //     health, schedules and enrolment (no HTTP);
 //   - repos: repository records and access lists, their health, snapshot
 //     lists and indexes, observing the fleet;
+//   - policy: policies (label selectors, schedules, a repository) and
+//     their rollout;
 //   - alerts: rules, notifications, MQTT health, Home Assistant discovery,
 //     observing the fleet;
 //   - auth: users, sessions, tokens, roles and the audit log;
@@ -31,6 +33,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/metrics"
+	"github.com/restic-manager/restic-manager/console/policy"
 	"github.com/restic-manager/restic-manager/console/repos"
 	"github.com/restic-manager/restic-manager/console/ui"
 	"github.com/restic-manager/restic-manager/storage"
@@ -110,14 +113,15 @@ type Options struct {
 // Console is the wired control plane: it serves HTTP and, for the broker,
 // authenticates agents and ingests their messages.
 type Console struct {
-	opts    Options
-	fleet   *fleet.Fleet
-	repos   *repos.Repos
-	alerts  *alerts.Alerts
-	auth    *auth.Auth
-	metrics *metrics.Metrics
-	api     *api.Server
-	ui      *ui.Server
+	opts     Options
+	fleet    *fleet.Fleet
+	repos    *repos.Repos
+	policies *policy.Policies
+	alerts   *alerts.Alerts
+	auth     *auth.Auth
+	metrics  *metrics.Metrics
+	api      *api.Server
+	ui       *ui.Server
 }
 
 var (
@@ -148,6 +152,11 @@ func New(opts Options) (*Console, error) {
 	c.fleet = f
 	// Repositories observe a job's end right after the fleet's gate.
 	c.repos = repos.New(repos.Options{Fleet: f, Logger: opts.Logger, HealthDelay: opts.HealthDelay})
+	if c.policies, err = policy.New(policy.Options{Fleet: f, Logger: opts.Logger}); err != nil {
+		c.repos.Close()
+		f.Close()
+		return nil, err
+	}
 	c.metrics.Attach(f, opts.MetricsRefresh)
 	c.alerts = alerts.New(alerts.Options{Fleet: f, Logger: opts.Logger, PublicURL: opts.PublicURL,
 		Interval: opts.AlertInterval, RenotifyEvery: opts.RenotifyEvery, Audit: c.auth.Record})
@@ -158,7 +167,7 @@ func New(opts Options) (*Console, error) {
 		metricsOnRouter = c.MetricsHandler()
 	}
 	c.api = api.New(api.Options{
-		Fleet: f, Repos: c.repos, Auth: c.auth, Alerts: c.alerts, Metrics: metricsOnRouter, Logger: opts.Logger, LoginLimit: loginLimit,
+		Fleet: f, Repos: c.repos, Policies: c.policies, Auth: c.auth, Alerts: c.alerts, Metrics: metricsOnRouter, Logger: opts.Logger, LoginLimit: loginLimit,
 		PublicURL: opts.PublicURL, BrokerURL: opts.BrokerURL, MQTTPort: opts.MQTTPort, TLS: opts.TLS,
 		CAFingerprint: opts.CAFingerprint, DownloadsDir: opts.DownloadsDir, CAPEM: opts.CAPEM,
 		EnrollPerMinute: opts.EnrollPerMinute, SSEPerUser: opts.SSEPerUser, SSETotal: opts.SSETotal,

@@ -179,3 +179,20 @@ func TestOperatorsCannotWidenTrust(t *testing.T) {
 		t.Errorf("PATCH with LD_PRELOAD: %d, want 400", code)
 	}
 }
+
+func mustReq(t *testing.T, srv *httptest.Server, tok, method, path string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return req
+}
+
+func decodeJSON(t *testing.T, resp *http.Response, v any) {
+	t.Helper()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", resp.Request.URL, err)
+	}
+}

@@ -16,18 +16,20 @@ import (
 	"github.com/restic-manager/restic-manager/console/auth"
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/console/policy"
 	"github.com/restic-manager/restic-manager/console/repos"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
 // Options configure the API.
 type Options struct {
-	Fleet   *fleet.Fleet
-	Repos   *repos.Repos
-	Auth    *auth.Auth
-	Alerts  *alerts.Alerts
-	Metrics http.Handler
-	Logger  *slog.Logger
+	Fleet    *fleet.Fleet
+	Repos    *repos.Repos
+	Policies *policy.Policies
+	Auth     *auth.Auth
+	Alerts   *alerts.Alerts
+	Metrics  http.Handler
+	Logger   *slog.Logger
 	// LoginLimit rate-limits logins (shared with the login form).
 	LoginLimit func(http.Handler) http.Handler
 	// PublicURL is how agents and browsers reach the console; empty means
@@ -56,14 +58,15 @@ type Options struct {
 
 // Server serves the API.
 type Server struct {
-	opts   Options
-	fleet  *fleet.Fleet
-	repos  *repos.Repos
-	auth   *auth.Auth
-	alerts *alerts.Alerts
-	store  *storage.Store
-	log    *slog.Logger
-	sse    *sseSlots
+	opts     Options
+	fleet    *fleet.Fleet
+	repos    *repos.Repos
+	policies *policy.Policies
+	auth     *auth.Auth
+	alerts   *alerts.Alerts
+	store    *storage.Store
+	log      *slog.Logger
+	sse      *sseSlots
 }
 
 // New builds the API.
@@ -80,7 +83,7 @@ func New(opts Options) *Server {
 	if opts.SSETotal <= 0 {
 		opts.SSETotal = DefaultSSETotal
 	}
-	return &Server{opts: opts, fleet: opts.Fleet, repos: opts.Repos, auth: opts.Auth, alerts: opts.Alerts, store: opts.Fleet.Store(),
+	return &Server{opts: opts, fleet: opts.Fleet, repos: opts.Repos, policies: opts.Policies, auth: opts.Auth, alerts: opts.Alerts, store: opts.Fleet.Store(),
 		log: opts.Logger.With("component", "api"),
 		sse: &sseSlots{perUser: opts.SSEPerUser, total: opts.SSETotal, users: map[string]int{}}}
 }
@@ -171,6 +174,9 @@ func (s *Server) routes(r chi.Router) {
 		r.Get("/jobs/{id}/events", s.jobEvents)
 		r.Get("/jobs/{id}/changes", s.jobChanges)
 		r.Get("/alerts", s.listAlerts)
+		r.Get("/policies", s.listPolicies)
+		r.Get("/policies/preview", s.previewPolicy)
+		r.Get("/policies/{id}", s.getPolicy)
 		r.Get("/tokens", s.listTokens)
 		r.Post("/tokens", s.createToken)
 		r.Delete("/tokens/{id}", s.deleteToken)
@@ -194,6 +200,10 @@ func (s *Server) routes(r chi.Router) {
 		r.Group(func(r chi.Router) {
 			r.Use(auth.RequireRole(auth.RoleAdmin))
 			r.Post("/hosts/{id}/revoke", s.revokeHost)
+			// Policies bind their hosts to a repository: an admin's.
+			r.Post("/policies", s.createPolicy)
+			r.Put("/policies/{id}", s.putPolicy)
+			r.Delete("/policies/{id}", s.deletePolicy)
 			// A forget its guard held deletes only with an admin's word.
 			r.Post("/jobs/{id}/approve", s.approveJob)
 			// Repository secrets and who may receive them widen trust.

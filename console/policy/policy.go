@@ -1,0 +1,304 @@
+// Package policy manages the fleet by policy: a policy is a named template
+// (a label selector, schedules, the repository they use, an RPO, a forget
+// guard) that applies to every host whose labels match. A host's schedules
+// are its own plus those of every matching policy; editing a policy, a
+// host's labels or deleting a policy recomputes the affected hosts in one
+// batched pass (fleet.ApplyPolicySchedules). Policies bind their hosts to
+// their repository. Policies bind repositories, so changing them is an
+// admin's action.
+package policy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/restic-manager/restic-manager/console/fleet"
+	"github.com/restic-manager/restic-manager/console/input"
+	"github.com/restic-manager/restic-manager/internal/token"
+	"github.com/restic-manager/restic-manager/schedules"
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+)
+
+// Options configure Policies.
+type Options struct {
+	Fleet  *fleet.Fleet
+	Logger *slog.Logger
+}
+
+// Policies keeps the policies (in memory too: every job's binding check
+// and every host change reads them) and applies them.
+type Policies struct {
+	f     *fleet.Fleet
+	store *storage.Store
+	log   *slog.Logger
+
+	// mu guards byID and orders changes: one policy change at a time is
+	// computed and applied, so two edits cannot interleave their rollouts.
+	mu   sync.RWMutex
+	byID map[string]storage.Policy
+	// apply serialises rollouts (a change, or a host's relabelling).
+	apply sync.Mutex
+}
+
+// New loads the policies and hooks them into the fleet: they bind their
+// hosts to their repository, and a host's changed labels re-apply them.
+func New(opts Options) (*Policies, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	p := &Policies{f: opts.Fleet, store: opts.Fleet.Store(), log: opts.Logger.With("component", "policy"), byID: map[string]storage.Policy{}}
+	list, err := p.store.ListPolicies()
+	if err != nil {
+		return nil, err
+	}
+	for _, pol := range list {
+		p.byID[pol.ID] = pol
+	}
+	opts.Fleet.SetPolicyBinder(p.binds)
+	opts.Fleet.OnHostChanged(func(h storage.Host) {
+		if _, err := p.applyTo(context.Background(), []string{h.ID}); err != nil {
+			p.log.Error("policies not applied to a changed host", "host_id", h.ID, "error", err)
+		}
+	})
+	return p, nil
+}
+
+// Request is a policy to create or replace.
+type Request struct {
+	Name      string               `json:"name"`
+	Selector  map[string]string    `json:"selector"`
+	RepoID    string               `json:"repo_id"`
+	Schedules []schedules.Schedule `json:"schedules"`
+	// RPO: the age past which a host's last good backup breaches the
+	// policy ("26h"; empty: none).
+	RPO         string `json:"rpo"`
+	ForgetGuard *struct {
+		MaxRemovePercent int `json:"max_remove_percent"`
+	} `json:"forget_guard"`
+}
+
+// Matches reports whether a host with these labels falls under selector:
+// every key=value of the selector is among its labels (an empty selector
+// matches every host).
+func Matches(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// List returns the policies, ordered by name.
+func (p *Policies) List() []storage.Policy {
+	p.mu.RLock()
+	out := slices.Collect(maps.Values(p.byID))
+	p.mu.RUnlock()
+	slices.SortFunc(out, func(a, b storage.Policy) int { return strings.Compare(a.Name+a.ID, b.Name+b.ID) })
+	return out
+}
+
+// Get returns one policy.
+func (p *Policies) Get(id string) (storage.Policy, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	pol, ok := p.byID[id]
+	if !ok {
+		return pol, fmt.Errorf("policy %s: %w", id, storage.ErrNotFound)
+	}
+	return pol, nil
+}
+
+// Create stores a policy and applies it to the hosts it matches; it
+// returns the policy and how many hosts' schedules changed.
+func (p *Policies) Create(ctx context.Context, req Request) (storage.Policy, int, error) {
+	pol, err := p.build(req, storage.Policy{ID: token.NewID("pol"), CreatedAt: time.Now().UTC()})
+	if err != nil {
+		return pol, 0, err
+	}
+	return p.put(ctx, pol, nil)
+}
+
+// Update replaces a policy and re-applies it to the hosts it matched and
+// those it matches now.
+func (p *Policies) Update(ctx context.Context, id string, req Request) (storage.Policy, int, error) {
+	old, err := p.Get(id)
+	if err != nil {
+		return old, 0, err
+	}
+	pol, err := p.build(req, old)
+	if err != nil {
+		return pol, 0, err
+	}
+	return p.put(ctx, pol, old.Selector)
+}
+
+// Delete removes a policy: its schedules leave every host it matched.
+func (p *Policies) Delete(ctx context.Context, id string) (int, error) {
+	p.apply.Lock()
+	defer p.apply.Unlock()
+	old, err := p.Get(id)
+	if err != nil {
+		return 0, err
+	}
+	if err := p.store.DeletePolicy(id); err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	delete(p.byID, id)
+	p.mu.Unlock()
+	p.log.Info("policy deleted", "policy_id", id, "name", old.Name)
+	return p.applyLocked(ctx, p.matching(old.Selector))
+}
+
+// MatchCount is how many hosts a selector matches now (the editor's
+// preview).
+func (p *Policies) MatchCount(selector map[string]string) int {
+	return len(p.matching(selector))
+}
+
+// put stores pol and applies the change to the hosts of its old selector
+// (nil for a new policy) and its new one.
+func (p *Policies) put(ctx context.Context, pol storage.Policy, oldSelector map[string]string) (storage.Policy, int, error) {
+	p.apply.Lock()
+	defer p.apply.Unlock()
+	if err := p.store.PutPolicy(pol); err != nil {
+		return pol, 0, err
+	}
+	p.mu.Lock()
+	p.byID[pol.ID] = pol
+	p.mu.Unlock()
+	hosts := p.matching(pol.Selector)
+	if oldSelector != nil {
+		hosts = append(hosts, p.matching(oldSelector)...)
+	}
+	start := time.Now()
+	n, err := p.applyLocked(ctx, hosts)
+	p.log.Info("policy applied", "policy_id", pol.ID, "name", pol.Name, "hosts", len(hosts), "changed", n, "took", time.Since(start).Round(time.Millisecond))
+	return pol, n, err
+}
+
+// build validates a request into a policy (base holds its ID and
+// creation; its schedules keep their IDs where the request names them).
+func (p *Policies) build(req Request, base storage.Policy) (storage.Policy, error) {
+	pol := base
+	pol.Name = strings.TrimSpace(req.Name)
+	if pol.Name == "" || len(pol.Name) > 200 {
+		return pol, input.Errorf("name is required (at most 200 characters)")
+	}
+	if err := wire.ValidateLabels(req.Selector); err != nil {
+		return pol, input.Errorf("selector: %s", err)
+	}
+	pol.Selector = maps.Clone(req.Selector)
+	if pol.Selector == nil {
+		pol.Selector = map[string]string{}
+	}
+	if _, err := p.store.GetRepo(req.RepoID); err != nil {
+		return pol, input.Errorf("repository %q does not exist", req.RepoID)
+	}
+	pol.RepoID = req.RepoID
+	known := map[string]bool{}
+	for _, s := range base.Schedules {
+		known[s.ID] = true
+	}
+	pol.Schedules = make([]schedules.Schedule, len(req.Schedules))
+	for i, s := range req.Schedules {
+		switch {
+		case s.ID == "":
+			s.ID = token.NewID("psch")
+		case !known[s.ID]:
+			return pol, input.Errorf("schedule %q: unknown id %q (omit the id to create a schedule)", s.Name, s.ID)
+		}
+		s.RepoID, s.PolicyID = pol.RepoID, pol.ID
+		pol.Schedules[i] = s
+	}
+	if err := schedules.ValidateSet(pol.Schedules); err != nil {
+		return pol, input.Errorf("%v", err)
+	}
+	pol.RPO = 0
+	if req.RPO != "" {
+		d, err := time.ParseDuration(req.RPO)
+		if err != nil || d <= 0 {
+			return pol, input.Errorf("rpo must be a duration such as \"26h\"")
+		}
+		pol.RPO = d
+	}
+	pol.ForgetGuardPercent = 0
+	if g := req.ForgetGuard; g != nil {
+		if g.MaxRemovePercent < 1 || g.MaxRemovePercent > 100 {
+			return pol, input.Errorf("forget_guard.max_remove_percent must be 1-100")
+		}
+		pol.ForgetGuardPercent = g.MaxRemovePercent
+	}
+	pol.UpdatedAt = time.Now().UTC()
+	return pol, nil
+}
+
+// matching lists the hosts whose labels a selector matches.
+func (p *Policies) matching(selector map[string]string) []string {
+	var ids []string
+	p.f.EachHost(context.Background(), func(h storage.Host) {
+		if Matches(selector, h.Labels) {
+			ids = append(ids, h.ID)
+		}
+	})
+	return ids
+}
+
+// applyTo recomputes the policy schedules of some hosts.
+func (p *Policies) applyTo(ctx context.Context, hostIDs []string) (int, error) {
+	p.apply.Lock()
+	defer p.apply.Unlock()
+	return p.applyLocked(ctx, hostIDs)
+}
+
+func (p *Policies) applyLocked(ctx context.Context, hostIDs []string) (int, error) {
+	return p.f.ApplyPolicySchedules(ctx, hostIDs, p.schedulesFor)
+}
+
+// schedulesFor is the set of schedules h's matching policies give it, in
+// policy ID order. Two policies that both match both apply: their
+// schedules run side by side, each marked with its policy.
+func (p *Policies) schedulesFor(h storage.Host) []schedules.Schedule {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	ids := slices.Sorted(maps.Keys(p.byID))
+	var out []schedules.Schedule
+	for _, id := range ids {
+		pol := p.byID[id]
+		if Matches(pol.Selector, h.Labels) {
+			out = append(out, pol.Schedules...)
+		}
+	}
+	return out
+}
+
+// binds reports whether a policy matching h uses the repository.
+func (p *Policies) binds(h storage.Host, repoID string) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for _, pol := range p.byID {
+		if pol.RepoID == repoID && Matches(pol.Selector, h.Labels) {
+			return true
+		}
+	}
+	return false
+}
+
+// UsingRepo lists the policies that use a repository.
+func (p *Policies) UsingRepo(repoID string) []storage.Policy {
+	var out []storage.Policy
+	for _, pol := range p.List() {
+		if pol.RepoID == repoID {
+			out = append(out, pol)
+		}
+	}
+	return out
+}

@@ -1,0 +1,122 @@
+package console
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
+
+	"net/http"
+	"net/http/httptest"
+)
+
+// Policies: the hosts whose labels match get the policy's schedules (marked
+// with it) and are bound to its repository; relabelling moves a host out;
+// editing re-applies; deleting removes the schedules from every host.
+func TestPoliciesApplyByLabel(t *testing.T) {
+	c, st, rec := newTestConsole(t)
+	withRoles(t, st)
+	for _, h := range []struct{ id, role string }{{"host-w1", "web"}, {"host-w2", "web"}, {"host-d1", "db"}} {
+		enrolledHost(t, st, h.id)
+		if _, err := st.UpdateHost(h.id, func(x *storage.Host) error { x.Labels = map[string]string{"role": h.role}; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r", HostsListed: true}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler(nil))
+	defer srv.Close()
+	api := caller{t, srv}
+	admin, operator := "rmt_trust_admin", "rmt_trust_operator"
+	own := func(host string) []map[string]any {
+		t.Helper()
+		var out struct {
+			Version   float64          `json:"version"`
+			Schedules []map[string]any `json:"schedules"`
+		}
+		resp, err := http.DefaultClient.Do(mustReq(t, srv, admin, "GET", "/api/v1/hosts/"+host+"/schedules"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		decodeJSON(t, resp, &out)
+		return out.Schedules
+	}
+
+	if code, _ := api.do(operator, "POST", "/api/v1/policies", `{}`); code != http.StatusForbidden {
+		t.Errorf("operator creating a policy: %d, want 403", code)
+	}
+	if code, out := api.do(admin, "POST", "/api/v1/policies", `{"name":"web","selector":{"Role":"web"},"repo_id":"repo-1","schedules":[]}`); code != http.StatusBadRequest || !strings.Contains(out["error"].(string), "selector") {
+		t.Errorf("bad selector: %d %v", code, out)
+	}
+	code, pol := api.do(admin, "POST", "/api/v1/policies", `{"name":"web nightly","selector":{"role":"web"},"repo_id":"repo-1","rpo":"26h",
+		"schedules":[{"name":"nightly","kind":"backup","cron":"0 2 * * *","enabled":true,"paths":["/srv"]}]}`)
+	if code != http.StatusCreated || pol["hosts"].(float64) != 2 || pol["changed"].(float64) != 2 {
+		t.Fatalf("create policy: %d %v", code, pol)
+	}
+	polID := pol["id"].(string)
+	for _, h := range []string{"host-w1", "host-w2"} {
+		s := own(h)
+		if len(s) != 1 || s[0]["policy_id"] != polID || s[0]["repo_id"] != "repo-1" {
+			t.Errorf("%s schedules: %v", h, s)
+		}
+		d, err := wire.DecodeSchedulesDesired(rec.Last(wire.SchedulesDesiredTopic(h)))
+		if err != nil || len(d.Schedules) != 1 {
+			t.Errorf("%s desired state: %+v %v", h, d, err)
+		}
+	}
+	if s := own("host-d1"); len(s) != 0 {
+		t.Errorf("db host got %v", s)
+	}
+	// The policy binds its hosts to its repository.
+	if code, _ := api.do(operator, "POST", "/api/v1/hosts/host-w1/jobs", `{"kind":"snapshots","repo_id":"repo-1"}`); code != http.StatusCreated {
+		t.Errorf("job on a host the policy binds: %d", code)
+	}
+	if code, _ := api.do(operator, "POST", "/api/v1/hosts/host-d1/jobs", `{"kind":"snapshots","repo_id":"repo-1"}`); code != http.StatusBadRequest {
+		t.Errorf("job on a host no policy binds: %d, want 400", code)
+	}
+	// A fire of the policy's schedule makes a job.
+	sched := own("host-w1")[0]
+	hs, _ := st.GetSchedules("host-w1")
+	at := time.Now().UTC().Truncate(24 * time.Hour).Add(-22 * time.Hour) // 02:00 yesterday
+	b, _ := wire.Encode(&wire.Fire{FireID: "f-policy", ScheduleID: sched["id"].(string), ScheduleVersion: hs.Version, ScheduledAt: at, FiredAt: at})
+	if err := c.Ingest(context.Background(), "host-w1", wire.Topic{Host: "host-w1", Kind: wire.KindFires}, b); err != nil {
+		t.Errorf("fire of a policy schedule: %v", err)
+	}
+	// Relabelling moves host-w2 out of the policy.
+	if code, _ := api.do(operator, "PATCH", "/api/v1/hosts/host-w2", `{"labels":{"role":"db"}}`); code != http.StatusOK {
+		t.Fatalf("relabel: %d", code)
+	}
+	if s := own("host-w2"); len(s) != 0 {
+		t.Errorf("relabelled host keeps %v", s)
+	}
+	// Editing re-applies to the hosts it matches.
+	if code, out := api.do(admin, "PUT", "/api/v1/policies/"+polID, `{"name":"web nightly","selector":{"role":"web"},"repo_id":"repo-1",
+		"schedules":[{"id":"`+sched["id"].(string)+`","name":"nightly","kind":"backup","cron":"30 3 * * *","enabled":true,"paths":["/srv"]}]}`); code != http.StatusOK || out["changed"].(float64) != 1 {
+		t.Errorf("edit: %d %v", code, out)
+	}
+	if s := own("host-w1"); len(s) != 1 || s[0]["cron"] != "30 3 * * *" {
+		t.Errorf("after the edit: %v", s)
+	}
+	// A PUT of the host's set (as read) keeps only its own schedules.
+	if code, _ := api.do(admin, "PUT", "/api/v1/hosts/host-w1/schedules", `[{"id":"`+sched["id"].(string)+`","policy_id":"`+polID+`","name":"nightly","kind":"backup","cron":"30 3 * * *","enabled":true,"repo_id":"repo-1","paths":["/srv"]}]`); code != http.StatusOK {
+		t.Errorf("PUT back of a set read from GET: %d", code)
+	}
+	if s := own("host-w1"); len(s) != 1 || s[0]["policy_id"] != polID {
+		t.Errorf("after a PUT back: %v", s)
+	}
+	// Deleting the policy removes its schedules from every host.
+	if code, _ := api.do(admin, "DELETE", "/api/v1/policies/"+polID, ""); code != http.StatusOK {
+		t.Fatalf("delete: %d", code)
+	}
+	if s := own("host-w1"); len(s) != 0 {
+		t.Errorf("after the delete: %v", s)
+	}
+	if code, _ := api.do(operator, "POST", "/api/v1/hosts/host-w1/jobs", `{"kind":"snapshots","repo_id":"repo-1"}`); code != http.StatusBadRequest {
+		t.Errorf("job after the binding policy was deleted: %d, want 400", code)
+	}
+}
