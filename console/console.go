@@ -152,7 +152,7 @@ func New(opts Options) (*Console, error) {
 	c.fleet = f
 	// Repositories observe a job's end right after the fleet's gate.
 	c.repos = repos.New(repos.Options{Fleet: f, Logger: opts.Logger, HealthDelay: opts.HealthDelay})
-	if c.policies, err = policy.New(policy.Options{Fleet: f, Logger: opts.Logger}); err != nil {
+	if c.policies, err = policy.New(policy.Options{Fleet: f, Repos: c.repos, Logger: opts.Logger}); err != nil {
 		c.repos.Close()
 		f.Close()
 		return nil, err

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -120,3 +121,77 @@ func TestPoliciesApplyByLabel(t *testing.T) {
 		t.Errorf("job after the binding policy was deleted: %d, want 400", code)
 	}
 }
+
+// A repository template makes one repository per matching host (its own
+// URL, a generated password, bound to it alone) and initialises it; applying
+// again makes no second one; the host's schedules use its repository.
+func TestPolicyRepositoryTemplate(t *testing.T) {
+	c, st, _ := newTestConsole(t)
+	withRoles(t, st)
+	for _, id := range []string{"host-w1", "host-w2"} {
+		enrolledHost(t, st, id)
+		if _, err := st.UpdateHost(id, func(x *storage.Host) error {
+			x.Labels = map[string]string{"role": "web"}
+			x.Name = "Web " + id
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(c.Handler(nil))
+	defer srv.Close()
+	api := caller{t, srv}
+	admin := "rmt_trust_admin"
+	if code, out := api.do(admin, "POST", "/api/v1/policies", `{"name":"web","selector":{"role":"web"},"repo_template":{"url":"rest:http://backup:8000/shared/","init":true},"schedules":[]}`); code != http.StatusBadRequest || !strings.Contains(out["error"].(string), "{host}") {
+		t.Errorf("a template without {host}: %d %v", code, out)
+	}
+	code, pol := api.do(admin, "POST", "/api/v1/policies", `{"name":"web","selector":{"role":"web"},
+		"repo_template":{"url":"rest:http://backup:8000/{host}/","env":{"RESTIC_REST_USERNAME":"u","RESTIC_REST_PASSWORD":"secret-p"},"init":true},
+		"schedules":[{"name":"nightly","kind":"backup","cron":"0 2 * * *","enabled":true,"paths":["/srv"]}]}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %v", code, pol)
+	}
+	if tpl := pol["repo_template"].(map[string]any); tpl["has_env"] != true || strings.Contains(fmtAny(pol), "secret-p") {
+		t.Errorf("the policy view: %v", pol)
+	}
+	repoOf := map[string]string{}
+	for _, h := range []string{"host-w1", "host-w2"} {
+		hs, _ := st.GetSchedules(h)
+		if len(hs.Policy) != 1 {
+			t.Fatalf("%s policy schedules: %+v", h, hs.Policy)
+		}
+		rp, err := st.GetRepo(hs.Policy[0].RepoID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		repoOf[h] = rp.ID
+		if want := "rest:http://backup:8000/web-" + h + "/"; rp.DisplayURL != want || len(rp.Hosts) != 1 || rp.Hosts[0] != h {
+			t.Errorf("%s repository %s: %s, hosts %v (want %s)", h, rp.ID, rp.DisplayURL, rp.Hosts, want)
+		}
+		sec, _ := st.RepoSecrets(rp.ID)
+		if len(sec.Password) < 24 || sec.Env["RESTIC_REST_PASSWORD"] != "secret-p" {
+			t.Errorf("%s secrets: password %d chars, env %v", h, len(sec.Password), sec.Env)
+		}
+		jobs, _, _ := st.ListJobs(storage.JobQuery{HostID: h})
+		if len(jobs) != 1 || jobs[0].Kind != wire.JobInit || jobs[0].RepoID != rp.ID {
+			t.Errorf("%s jobs: %+v", h, jobs)
+		}
+	}
+	if repoOf["host-w1"] == repoOf["host-w2"] {
+		t.Error("two hosts share a template's repository")
+	}
+	// Applying again (another label on the host) makes nothing new.
+	if code, _ := api.do(admin, "PATCH", "/api/v1/hosts/host-w1", `{"labels":{"role":"web","site":"berlin"}}`); code != http.StatusOK {
+		t.Fatal("relabel")
+	}
+	hs, _ := st.GetSchedules("host-w1")
+	repos, _ := st.ListRepos()
+	if len(repos) != 2 || hs.Policy[0].RepoID != repoOf["host-w1"] {
+		t.Errorf("after re-applying: %d repositories, host-w1 uses %s (was %s)", len(repos), hs.Policy[0].RepoID, repoOf["host-w1"])
+	}
+	if jobs, _, _ := st.ListJobs(storage.JobQuery{HostID: "host-w1"}); len(jobs) != 1 {
+		t.Errorf("a second init job: %d jobs", len(jobs))
+	}
+}
+
+func fmtAny(v any) string { b, _ := json.Marshal(v); return string(b) }

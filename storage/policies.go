@@ -18,9 +18,10 @@ type Policy struct {
 	Name     string            `json:"name"`
 	Selector map[string]string `json:"selector"`
 	// RepoID is the repository the policy's schedules use (it binds the
-	// matching hosts to it).
-	RepoID    string               `json:"repo_id"`
-	Schedules []schedules.Schedule `json:"schedules"`
+	// matching hosts to it); or RepoTemplate makes one per host.
+	RepoID       string               `json:"repo_id,omitempty"`
+	RepoTemplate *RepoTemplate        `json:"repo_template,omitempty"`
+	Schedules    []schedules.Schedule `json:"schedules"`
 	// RPO is the age past which a host's last good backup breaches the
 	// policy (0: none).
 	RPO time.Duration `json:"rpo,omitempty"`
@@ -31,16 +32,63 @@ type Policy struct {
 	UpdatedAt          time.Time `json:"updated_at"`
 }
 
+// RepoTemplate makes a repository per host: its URL with {host} (the
+// host's name) and {host_id} replaced, a generated password, the
+// environment as given (sealed with the repository), and an init job.
+type RepoTemplate struct {
+	URL string `json:"url"`
+	// Env is set by the caller of PutPolicy and sealed there (SealedEnv);
+	// read back, it is empty: TemplateEnv opens it.
+	Env       map[string]string `json:"-"`
+	SealedEnv []byte            `json:"sealed_env,omitempty"`
+	Init      bool              `json:"init"`
+}
+
 const policyPrefix = "policy/"
 
 func policyKey(id string) []byte { return []byte(policyPrefix + id) }
 
-// PutPolicy stores a policy (created or replaced).
+// PutPolicy stores a policy (created or replaced). A repository
+// template's environment (backend credentials) is sealed under the master
+// key like a repository's secrets.
 func (s *Store) PutPolicy(p Policy) error {
 	if err := validID(p.ID); err != nil {
 		return fmt.Errorf("storage: put policy: %w", err)
 	}
+	if t := p.RepoTemplate; t != nil {
+		tc := *t
+		if t.Env != nil { // nil keeps the sealed environment as it is
+			tc.SealedEnv = nil
+		}
+		if len(t.Env) > 0 {
+			plain, err := encode(t.Env)
+			if err != nil {
+				return fmt.Errorf("storage: put policy %s: %w", p.ID, err)
+			}
+			tc.SealedEnv = s.seal(plain, []byte("policy-env:"+p.ID))
+			clear(plain)
+		}
+		tc.Env = nil
+		p.RepoTemplate = &tc
+	}
 	return s.update(func(txn *badger.Txn) error { return setJSON(txn, policyKey(p.ID), p) })
+}
+
+// TemplateEnv opens a policy's repository template environment.
+func (s *Store) TemplateEnv(p Policy) (map[string]string, error) {
+	if p.RepoTemplate == nil || len(p.RepoTemplate.SealedEnv) == 0 {
+		return nil, nil
+	}
+	plain, err := s.open(p.RepoTemplate.SealedEnv, []byte("policy-env:"+p.ID))
+	if err != nil {
+		return nil, fmt.Errorf("storage: policy %s environment: cannot decrypt: %w", p.ID, err)
+	}
+	defer clear(plain)
+	var env map[string]string
+	if err := decode(plain, &env); err != nil {
+		return nil, fmt.Errorf("storage: policy %s environment: %w", p.ID, err)
+	}
+	return env, nil
 }
 
 // GetPolicy returns one policy.
@@ -150,4 +198,38 @@ func (hs HostSchedules) Effective() []schedules.Schedule {
 	out := make([]schedules.Schedule, 0, len(hs.Schedules)+len(hs.Policy))
 	out = append(out, hs.Schedules...)
 	return append(out, hs.Policy...)
+}
+
+// PolicyRepo is the repository a policy's repository template made for one
+// host, and the job that initialised it.
+type PolicyRepo struct {
+	RepoID    string `json:"repo_id"`
+	InitJobID string `json:"init_job_id,omitempty"`
+}
+
+const policyRepoPrefix = "polrepo/"
+
+func policyRepoKey(policyID, hostID string) []byte {
+	return []byte(policyRepoPrefix + policyID + "/" + hostID)
+}
+
+// GetPolicyRepo returns the repository a policy made for a host
+// (ErrNotFound: none yet).
+func (s *Store) GetPolicyRepo(policyID, hostID string) (PolicyRepo, error) {
+	var pr PolicyRepo
+	if err := s.get(policyRepoKey(policyID, hostID), &pr); err != nil {
+		return pr, fmt.Errorf("storage: policy repository %s/%s: %w", policyID, hostID, err)
+	}
+	return pr, nil
+}
+
+// PutPolicyRepo records the repository a policy made for a host.
+func (s *Store) PutPolicyRepo(policyID, hostID string, pr PolicyRepo) error {
+	if err := validID(policyID); err != nil {
+		return fmt.Errorf("storage: put policy repository: %w", err)
+	}
+	if err := validID(hostID); err != nil {
+		return fmt.Errorf("storage: put policy repository: %w", err)
+	}
+	return s.update(func(txn *badger.Txn) error { return setJSON(txn, policyRepoKey(policyID, hostID), pr) })
 }

@@ -16,18 +16,26 @@ import (
 
 // policyView is a policy with how many hosts it matches now.
 type policyView struct {
-	ID          string               `json:"id"`
-	Name        string               `json:"name"`
-	Selector    map[string]string    `json:"selector"`
-	RepoID      string               `json:"repo_id"`
-	Schedules   []schedules.Schedule `json:"schedules"`
-	RPO         string               `json:"rpo,omitempty"`
-	ForgetGuard *guardView           `json:"forget_guard,omitempty"`
-	Hosts       int                  `json:"hosts"`
-	CreatedAt   time.Time            `json:"created_at"`
-	UpdatedAt   time.Time            `json:"updated_at"`
+	ID           string               `json:"id"`
+	Name         string               `json:"name"`
+	Selector     map[string]string    `json:"selector"`
+	RepoID       string               `json:"repo_id,omitempty"`
+	RepoTemplate *templateView        `json:"repo_template,omitempty"`
+	Schedules    []schedules.Schedule `json:"schedules"`
+	RPO          string               `json:"rpo,omitempty"`
+	ForgetGuard  *guardView           `json:"forget_guard,omitempty"`
+	Hosts        int                  `json:"hosts"`
+	CreatedAt    time.Time            `json:"created_at"`
+	UpdatedAt    time.Time            `json:"updated_at"`
 	// Changed is how many hosts' schedules the last change rolled out to.
 	Changed *int `json:"changed,omitempty"`
+}
+
+// templateView is a repository template without its environment's values.
+type templateView struct {
+	URL    string `json:"url"`
+	Init   bool   `json:"init"`
+	HasEnv bool   `json:"has_env"`
 }
 
 type guardView struct {
@@ -39,6 +47,9 @@ func (s *Server) viewPolicy(p storage.Policy) policyView {
 		Hosts: s.policies.MatchCount(p.Selector), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 	if v.Schedules == nil {
 		v.Schedules = []schedules.Schedule{}
+	}
+	if t := p.RepoTemplate; t != nil {
+		v.RepoTemplate = &templateView{URL: t.URL, Init: t.Init, HasEnv: len(t.SealedEnv) > 0}
 	}
 	if p.RPO > 0 {
 		v.RPO = p.RPO.String()

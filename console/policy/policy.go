@@ -20,6 +20,7 @@ import (
 
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/input"
+	"github.com/restic-manager/restic-manager/console/repos"
 	"github.com/restic-manager/restic-manager/internal/token"
 	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/storage"
@@ -29,6 +30,7 @@ import (
 // Options configure Policies.
 type Options struct {
 	Fleet  *fleet.Fleet
+	Repos  *repos.Repos
 	Logger *slog.Logger
 }
 
@@ -36,6 +38,7 @@ type Options struct {
 // and every host change reads them) and applies them.
 type Policies struct {
 	f     *fleet.Fleet
+	repos *repos.Repos
 	store *storage.Store
 	log   *slog.Logger
 
@@ -53,7 +56,7 @@ func New(opts Options) (*Policies, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	p := &Policies{f: opts.Fleet, store: opts.Fleet.Store(), log: opts.Logger.With("component", "policy"), byID: map[string]storage.Policy{}}
+	p := &Policies{f: opts.Fleet, repos: opts.Repos, store: opts.Fleet.Store(), log: opts.Logger.With("component", "policy"), byID: map[string]storage.Policy{}}
 	list, err := p.store.ListPolicies()
 	if err != nil {
 		return nil, err
@@ -72,10 +75,12 @@ func New(opts Options) (*Policies, error) {
 
 // Request is a policy to create or replace.
 type Request struct {
-	Name      string               `json:"name"`
-	Selector  map[string]string    `json:"selector"`
-	RepoID    string               `json:"repo_id"`
-	Schedules []schedules.Schedule `json:"schedules"`
+	Name     string            `json:"name"`
+	Selector map[string]string `json:"selector"`
+	RepoID   string            `json:"repo_id"`
+	// RepoTemplate, instead of RepoID, makes a repository per host.
+	RepoTemplate *TemplateRequest     `json:"repo_template"`
+	Schedules    []schedules.Schedule `json:"schedules"`
 	// RPO: the age past which a host's last good backup breaches the
 	// policy ("26h"; empty: none).
 	RPO         string `json:"rpo"`
@@ -172,6 +177,11 @@ func (p *Policies) put(ctx context.Context, pol storage.Policy, oldSelector map[
 	if err := p.store.PutPolicy(pol); err != nil {
 		return pol, 0, err
 	}
+	// As stored: a template's environment sealed, not kept in the clear.
+	pol, err := p.store.GetPolicy(pol.ID)
+	if err != nil {
+		return pol, 0, err
+	}
 	p.mu.Lock()
 	p.byID[pol.ID] = pol
 	p.mu.Unlock()
@@ -200,10 +210,27 @@ func (p *Policies) build(req Request, base storage.Policy) (storage.Policy, erro
 	if pol.Selector == nil {
 		pol.Selector = map[string]string{}
 	}
-	if _, err := p.store.GetRepo(req.RepoID); err != nil {
-		return pol, input.Errorf("repository %q does not exist", req.RepoID)
+	pol.RepoID, pol.RepoTemplate = "", nil
+	switch {
+	case (req.RepoID == "") == (req.RepoTemplate == nil):
+		return pol, input.Errorf("give exactly one of repo_id and repo_template")
+	case req.RepoTemplate != nil:
+		t, err := checkTemplate(req.RepoTemplate)
+		if err != nil {
+			return pol, err
+		}
+		// An edit that does not repeat the environment (which is never
+		// shown) keeps it.
+		if req.RepoTemplate.Env == nil && base.RepoTemplate != nil {
+			t.SealedEnv = base.RepoTemplate.SealedEnv
+		}
+		pol.RepoTemplate = t
+	default:
+		if _, err := p.store.GetRepo(req.RepoID); err != nil {
+			return pol, input.Errorf("repository %q does not exist", req.RepoID)
+		}
+		pol.RepoID = req.RepoID
 	}
-	pol.RepoID = req.RepoID
 	known := map[string]bool{}
 	for _, s := range base.Schedules {
 		known[s.ID] = true
@@ -219,7 +246,14 @@ func (p *Policies) build(req Request, base storage.Policy) (storage.Policy, erro
 		s.RepoID, s.PolicyID = pol.RepoID, pol.ID
 		pol.Schedules[i] = s
 	}
-	if err := schedules.ValidateSet(pol.Schedules); err != nil {
+	// (A template's repositories do not exist yet: validate with a stand-in.)
+	check := slices.Clone(pol.Schedules)
+	for i := range check {
+		if check[i].RepoID == "" {
+			check[i].RepoID = "repo-template"
+		}
+	}
+	if err := schedules.ValidateSet(check); err != nil {
 		return pol, input.Errorf("%v", err)
 	}
 	pol.RPO = 0
@@ -260,6 +294,30 @@ func (p *Policies) applyTo(ctx context.Context, hostIDs []string) (int, error) {
 }
 
 func (p *Policies) applyLocked(ctx context.Context, hostIDs []string) (int, error) {
+	// First the repositories template policies make for their hosts.
+	p.mu.RLock()
+	var templated []storage.Policy
+	for _, pol := range p.byID {
+		if pol.RepoTemplate != nil {
+			templated = append(templated, pol)
+		}
+	}
+	p.mu.RUnlock()
+	if len(templated) > 0 {
+		for _, id := range hostIDs {
+			h, err := p.store.GetHost(id)
+			if err != nil {
+				continue
+			}
+			for _, pol := range templated {
+				if Matches(pol.Selector, h.Labels) {
+					if _, err := p.ensureRepo(pol, h); err != nil {
+						p.log.Error("policy repository not made", "policy_id", pol.ID, "host_id", h.ID, "error", err)
+					}
+				}
+			}
+		}
+	}
 	return p.f.ApplyPolicySchedules(ctx, hostIDs, p.schedulesFor)
 }
 
@@ -273,8 +331,16 @@ func (p *Policies) schedulesFor(h storage.Host) []schedules.Schedule {
 	var out []schedules.Schedule
 	for _, id := range ids {
 		pol := p.byID[id]
-		if Matches(pol.Selector, h.Labels) {
-			out = append(out, pol.Schedules...)
+		if !Matches(pol.Selector, h.Labels) {
+			continue
+		}
+		repo := p.repoFor(pol, h)
+		if repo == "" {
+			continue // its repository could not be made: nothing to run
+		}
+		for _, s := range pol.Schedules {
+			s.RepoID = repo
+			out = append(out, s)
 		}
 	}
 	return out
@@ -285,7 +351,7 @@ func (p *Policies) binds(h storage.Host, repoID string) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	for _, pol := range p.byID {
-		if pol.RepoID == repoID && Matches(pol.Selector, h.Labels) {
+		if Matches(pol.Selector, h.Labels) && p.repoFor(pol, h) == repoID {
 			return true
 		}
 	}
