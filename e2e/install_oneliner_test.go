@@ -261,7 +261,11 @@ func newRogueServer(t *testing.T, caPEM []byte, script string) *httptest.Server 
 	if blk == nil {
 		t.Fatal("the console's ca.pem holds no PEM block")
 	}
-	pair := own.Config.Certificates[0]
+	cur, err := own.Config.GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair := *cur
 	pair.Certificate = [][]byte{pair.Certificate[0], blk.Bytes}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, script)

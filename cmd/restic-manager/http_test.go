@@ -26,7 +26,7 @@ import (
 func TestEventStreamOutlivesServerTimeouts(t *testing.T) {
 	st := teststore.Open(t)
 	teststore.EnrolledHost(t, st, "host-a")
-	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r"}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r", Hosts: []string{"host-a"}}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.CreateUser(storage.User{Name: "op", Role: "operator", CreatedAt: time.Now()}); err != nil {
