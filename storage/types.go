@@ -65,6 +65,8 @@ type Host struct {
 	// StaleAfter overrides the staleness threshold derived from the host's
 	// schedules (for laptops that are often off, say). 0: derived.
 	StaleAfter time.Duration `json:"stale_after,omitempty"`
+	// Labels (key=value, wire.ValidateLabels) select the host for policies.
+	Labels map[string]string `json:"labels,omitempty"`
 	// ClockSkew is how far the agent's clock was ahead of the console's
 	// (negative: behind) at its last connection, as measured from its
 	// status; zero when unknown.
