@@ -25,6 +25,7 @@ type Host struct {
 	Hostname      string              `json:"hostname,omitempty"`
 	AgentVersion  string              `json:"agent_version,omitempty"`
 	ResticVersion string              `json:"restic_version,omitempty"`
+	Labels        map[string]string   `json:"labels,omitempty"`
 	LastSeen      *time.Time          `json:"last_seen"`
 	CreatedAt     time.Time           `json:"created_at"`
 	LastBackup    *storage.LastBackup `json:"last_backup"`
@@ -78,7 +79,7 @@ func HostWith(h storage.Host, hs storage.HostSchedules, now time.Time) Host {
 func hostRecord(h storage.Host) Host {
 	v := Host{
 		ID: h.ID, Name: h.Name, Enrolled: h.Enrolled, Online: h.Online, OS: h.OS, Arch: h.Arch, Hostname: h.Hostname,
-		AgentVersion: h.AgentVersion, ResticVersion: h.ResticVersion, CreatedAt: h.CreatedAt,
+		AgentVersion: h.AgentVersion, ResticVersion: h.ResticVersion, Labels: h.Labels, CreatedAt: h.CreatedAt,
 		LastBackup: h.LastBackup, LastJob: h.LastJob,
 		ClockSkewS: h.ClockSkew.Seconds(), ClockWarning: h.ClockSkew > clockWarnAt || h.ClockSkew < -clockWarnAt,
 	}
