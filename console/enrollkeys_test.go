@@ -390,3 +390,36 @@ func TestEnrollKeyRateLimited(t *testing.T) {
 		t.Errorf("%d hosts made, want 3", len(hosts))
 	}
 }
+
+// The settings page lists enrolment keys and offers the form to make one,
+// to admins only; names are escaped.
+func TestSettingsPageEnrollKeys(t *testing.T) {
+	srv, st := uiFixture(t)
+	now := time.Now()
+	if err := st.CreateEnrollKey(token.Hash("rmk_page"), storage.EnrollKey{ID: "ekey-page", Name: "web <Berlin>", Labels: map[string]string{"role": "web", "site": "berlin"},
+		MaxUses: 10, Uses: 3, CreatedBy: "admin-user", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	controls := []string{`id="enroll-key-form"`, `data-enroll-key="ekey-page"`, `class="small danger delete-enroll-key"`}
+	for _, role := range []string{"viewer", "operator", "admin"} {
+		code, body := getPage(t, srv, role, "/settings")
+		if code != http.StatusOK || !strings.Contains(body, "</html>") {
+			t.Fatalf("%s /settings: %d", role, code)
+		}
+		for _, c := range controls {
+			if strings.Contains(body, c) != (role == "admin") {
+				t.Errorf("%s on /settings: %s shown %v", role, c, strings.Contains(body, c))
+			}
+		}
+		if role == "admin" {
+			for _, want := range []string{"web &lt;Berlin&gt;", "<code>role=web</code>", "<code>site=berlin</code>", "3 / 10", "by admin-user", `name="allow_agent_labels"`} {
+				if !strings.Contains(body, want) {
+					t.Errorf("the admin's settings lack %q", want)
+				}
+			}
+			if strings.Contains(body, "rmk_page") {
+				t.Error("the page shows the key")
+			}
+		}
+	}
+}
