@@ -21,8 +21,15 @@ import (
 
 // EnrollOptions configure Enroll.
 type EnrollOptions struct {
-	ServerURL  string
+	ServerURL string
+	// Token is a one-time token for a host made in the console; Key is a
+	// reusable enrolment key with which the console makes the host, named
+	// Name (default: this machine's hostname) and labelled with the key's
+	// labels and, if the key allows, Labels. Exactly one of Token and Key.
 	Token      string
+	Key        string
+	Name       string
+	Labels     map[string]string
 	ConfigPath string
 	StateDir   string // default: "state" beside the config
 	Restic     string
@@ -32,12 +39,22 @@ type EnrollOptions struct {
 	HTTPClient    *http.Client
 }
 
-// Enroll exchanges a one-time token for this host's credential, makes the
-// agent's key pair and writes the config (0600). The private key never
-// leaves the machine; the console gets the public half.
+// Enroll exchanges a one-time token or an enrolment key for this host's
+// credential, makes the agent's key pair and writes the config (0600), the
+// same either way. The private key never leaves the machine; the console
+// gets the public half.
 func Enroll(ctx context.Context, o EnrollOptions) (Config, error) {
-	if o.ServerURL == "" || o.Token == "" || o.ConfigPath == "" {
-		return Config{}, fmt.Errorf("enroll: server URL, token and config path are required")
+	if o.ServerURL == "" || o.ConfigPath == "" {
+		return Config{}, fmt.Errorf("enroll: server URL and config path are required")
+	}
+	if (o.Token == "") == (o.Key == "") {
+		return Config{}, fmt.Errorf("enroll: give a one-time token or an enrolment key (exactly one)")
+	}
+	if o.Key == "" && (o.Name != "" || len(o.Labels) > 0) {
+		return Config{}, fmt.Errorf("enroll: a name and labels go with an enrolment key (a token's host is named and labelled in the console)")
+	}
+	if err := wire.ValidateLabels(o.Labels); err != nil {
+		return Config{}, fmt.Errorf("enroll: %s", strings.TrimPrefix(err.Error(), wire.ErrInvalid.Error()+": "))
 	}
 	stateDir := o.StateDir
 	if stateDir == "" {
@@ -51,7 +68,8 @@ func Enroll(ctx context.Context, o EnrollOptions) (Config, error) {
 		return Config{}, err
 	}
 	hostname, _ := os.Hostname()
-	body, _ := json.Marshal(wire.EnrollRequest{Token: o.Token, PublicKey: recipient, Hostname: hostname, OS: runtime.GOOS, Arch: runtime.GOARCH})
+	body, _ := json.Marshal(wire.EnrollRequest{Token: o.Token, Key: o.Key, Name: o.Name, Labels: o.Labels,
+		PublicKey: recipient, Hostname: hostname, OS: runtime.GOOS, Arch: runtime.GOARCH})
 	server := strings.TrimRight(o.ServerURL, "/")
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, server+"/api/v1/enroll", bytes.NewReader(body))
 	if err != nil {

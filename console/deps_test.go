@@ -57,6 +57,7 @@ var storeWrites = map[string]bool{
 	"CreateRepo": true, "UpdateRepo": true, "PutSnapshotCache": true, "PutIndexNodes": true, "PutIndexMeta": true, "DropIndex": true,
 	"CreateHost": true, "UpdateHost": true, "DeleteHost": true, "PutEnrollToken": true, "ConsumeEnrollToken": true,
 	"PutIntegrationUser": true, "DeleteIntegrationUser": true,
+	"CreateEnrollKey": true, "UseEnrollKey": true, "DeleteEnrollKey": true,
 }
 
 func TestWebSideWritesFleetRecordsOnlyThroughTheFleet(t *testing.T) {

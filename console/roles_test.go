@@ -75,6 +75,9 @@ var routeRoles = map[string]string{
 	"DELETE /api/v1/channels/{id}":                  auth.RoleAdmin,
 	"GET /api/v1/mqtt-users":                        auth.RoleAdmin,
 	"DELETE /api/v1/mqtt-users/{name}":              auth.RoleAdmin,
+	"GET /api/v1/enroll-keys":                       auth.RoleAdmin,
+	"POST /api/v1/enroll-keys":                      auth.RoleAdmin,
+	"DELETE /api/v1/enroll-keys/{id}":               auth.RoleAdmin,
 }
 
 func TestRoleMatrix(t *testing.T) {

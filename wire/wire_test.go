@@ -103,3 +103,28 @@ func TestEnrollRequestBounded(t *testing.T) {
 		}
 	}
 }
+
+// With an enrolment key: a name and labels may come along, bounded and
+// valid; never with a token, and never a token and a key at once.
+func TestEnrollRequestWithKey(t *testing.T) {
+	ok := EnrollRequest{Key: "rmk_x", Name: strings.Repeat("n", MaxEnrollName), Labels: map[string]string{"role": "web"}, PublicKey: "age1x", Hostname: "h"}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("a request with a key refused: %v", err)
+	}
+	for _, tc := range []struct {
+		set  func(*EnrollRequest)
+		want string
+	}{
+		{func(r *EnrollRequest) { r.Token = "rme_x" }, "a token or a key, not both"},
+		{func(r *EnrollRequest) { r.Key = strings.Repeat("k", MaxEnrollToken+1) }, "key: at most"},
+		{func(r *EnrollRequest) { r.Name = strings.Repeat("n", MaxEnrollName+1) }, "name: at most"},
+		{func(r *EnrollRequest) { r.Labels = map[string]string{"Role": "web"} }, `label key "Role"`},
+		{func(r *EnrollRequest) { r.Key, r.Token = "", "rme_x" }, "come with an enrolment key only"},
+	} {
+		r := ok
+		tc.set(&r)
+		if err := r.Validate(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", r, err, tc.want)
+		}
+	}
+}

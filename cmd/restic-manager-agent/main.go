@@ -10,16 +10,19 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/restic-manager/restic-manager/agent"
 	"github.com/restic-manager/restic-manager/internal/cli"
+	"github.com/restic-manager/restic-manager/wire"
 )
 
 const usage = `restic-manager-agent: the restic-manager endpoint agent
 
 Usage:
   restic-manager-agent enroll --server URL --token TOKEN [--config FILE] [--restic PATH]
+  restic-manager-agent enroll --server URL --key KEY [--name NAME] [--labels k=v,...] [--config FILE] [--restic PATH]
   restic-manager-agent run [--config FILE] [--restic PATH]
   restic-manager-agent service install|uninstall|start|stop|restart|status|unit [--config FILE]
   restic-manager-agent version
@@ -64,26 +67,60 @@ func main() {
 }
 
 func runEnroll(args []string) error {
+	opts, err := enrollOptions(args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := agent.Enroll(ctx, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("enrolled as host %s; config written to %s\n", cfg.HostID, opts.ConfigPath)
+	return nil
+}
+
+// enrollOptions reads enroll's flags: exactly one of --token and --key
+// (RM_ENROLL_TOKEN or RM_ENROLL_KEY when neither flag is given, so that a
+// variable left in the environment never adds a second credential), and
+// --name and --labels with a key only.
+func enrollOptions(args []string, getenv func(string) string) (agent.EnrollOptions, error) {
 	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
 	server := fs.String("server", "", "console URL, e.g. https://backup.example.com:8080")
-	token := fs.String("token", "", "one-time enrolment token from the console")
+	token := fs.String("token", "", "one-time enrolment token for a host made in the console (or RM_ENROLL_TOKEN)")
+	key := fs.String("key", "", "reusable enrolment key: the console makes a host for this machine (or RM_ENROLL_KEY)")
+	name := fs.String("name", "", "with --key: the host's name (default: this machine's hostname)")
+	labels := fs.String("labels", "", "with --key: this host's own labels, k=v,... (if the key allows; the key's win on a conflict)")
 	config := fs.String("config", defaultConfig(), "config file to write")
 	restic := fs.String("restic", "", "restic binary (default: RM_RESTIC, else restic on PATH)")
 	caFP := fs.String("ca-fingerprint", "", "SHA-256 fingerprint of the console's CA, from the enrolment command")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return agent.EnrollOptions{}, err
 	}
-	if *token == "" {
-		*token = os.Getenv("RM_ENROLL_TOKEN")
+	if fs.NArg() > 0 {
+		return agent.EnrollOptions{}, fmt.Errorf("enroll: unexpected argument %q", fs.Arg(0))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, err := agent.Enroll(ctx, agent.EnrollOptions{ServerURL: *server, Token: *token, ConfigPath: *config, Restic: *restic, CAFingerprint: *caFP})
+	if *token == "" && *key == "" {
+		*token, *key = getenv("RM_ENROLL_TOKEN"), getenv("RM_ENROLL_KEY")
+	}
+	switch {
+	case *token != "" && *key != "":
+		return agent.EnrollOptions{}, fmt.Errorf("enroll: give --token or --key, not both (a token enrols a host made in the console; a key makes a new one)")
+	case *token == "" && *key == "":
+		return agent.EnrollOptions{}, fmt.Errorf("enroll: --token or --key is required (the console shows it with the install line)")
+	case *token != "" && (*name != "" || *labels != ""):
+		return agent.EnrollOptions{}, fmt.Errorf("enroll: --name and --labels go with --key (a token's host is named and labelled in the console)")
+	}
+	lbl, err := wire.ParseLabels(*labels)
 	if err != nil {
-		return err
+		return agent.EnrollOptions{}, fmt.Errorf("enroll: --labels: %s", strings.TrimPrefix(err.Error(), wire.ErrInvalid.Error()+": "))
 	}
-	fmt.Printf("enrolled as host %s; config written to %s\n", cfg.HostID, *config)
-	return nil
+	if len(lbl) == 0 {
+		lbl = nil
+	}
+	return agent.EnrollOptions{ServerURL: *server, Token: *token, Key: *key, Name: *name, Labels: lbl,
+		ConfigPath: *config, Restic: *restic, CAFingerprint: *caFP}, nil
 }
 
 func runAgent(args []string) error {

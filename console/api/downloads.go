@@ -71,17 +71,27 @@ func (s *Server) serveScript(name, contentType string) http.HandlerFunc {
 // package install); otherwise the machine's trust store decides. No line
 // turns certificate verification off.
 func (s *Server) installCommands(r *http.Request, token string) map[string]string {
+	return s.installLines(r, func(c install.Console) (map[string]string, error) { return install.Commands(c, token) })
+}
+
+// keyInstallCommands are the one-line installers for an enrolment key,
+// pinned alike.
+func (s *Server) keyInstallCommands(r *http.Request, key string) map[string]string {
+	return s.installLines(r, func(c install.Console) (map[string]string, error) { return install.KeyCommands(c, key) })
+}
+
+func (s *Server) installLines(r *http.Request, build func(install.Console) (map[string]string, error)) map[string]string {
 	c := install.Console{URL: s.publicURL(r), CAFingerprint: s.opts.CAFingerprint}
 	if r.TLS != nil {
 		c.CAPEM = s.opts.CAPEM
 	}
-	cmds, err := install.Commands(c, token)
+	cmds, err := build(c)
 	if err != nil {
 		// Without the pin rather than without the lines: they then fail
 		// closed against the private CA, and the log says why.
 		s.log.Error("install lines made without the CA pin", "err", err)
 		c.CAPEM = nil
-		cmds, _ = install.Commands(c, token)
+		cmds, _ = build(c)
 	}
 	return cmds
 }

@@ -60,18 +60,27 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fleet.Invalid("%s", strings.TrimPrefix(err.Error(), wire.ErrInvalid.Error()+": ")))
 		return
 	}
-	h, password, err := s.fleet.Enroll(r.Context(), req, r.RemoteAddr)
-	if errors.Is(err, fleet.ErrEnrollRefused) {
+	e, err := s.fleet.Enroll(r.Context(), req, r.RemoteAddr)
+	switch {
+	case errors.Is(err, fleet.ErrEnrollRefused):
 		httpx.WriteError(w, http.StatusUnauthorized, err.Error())
 		return
-	}
-	if err != nil {
+	case errors.Is(err, fleet.ErrAgentLabelsForbidden):
+		httpx.WriteError(w, http.StatusForbidden, err.Error())
+		return
+	case err != nil:
 		s.fail(w, r, err)
 		return
 	}
-	s.auth.Record(storage.AuditEntry{Actor: "agent:" + h.ID, Kind: "agent", Action: "enroll", Target: h.ID, Remote: r.RemoteAddr, Status: http.StatusOK})
+	h := e.Host
+	audit := storage.AuditEntry{Actor: "agent:" + h.ID, Kind: "agent", Action: "enroll", Target: h.ID, Remote: r.RemoteAddr, Status: http.StatusOK}
+	if e.KeyID != "" {
+		// A host made by a key: the key is who let it in.
+		audit.Detail = "enrolment key " + e.KeyID
+	}
+	s.auth.Record(audit)
 	httpx.WriteJSON(w, http.StatusOK, wire.EnrollResponse{
-		HostID: h.ID, BrokerURL: s.brokerURL(r), Username: h.ID, Password: password,
+		HostID: h.ID, BrokerURL: s.brokerURL(r), Username: h.ID, Password: e.Password,
 		CAFingerprint: s.opts.CAFingerprint,
 	})
 }

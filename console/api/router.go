@@ -147,7 +147,8 @@ func (m *movingWriter) Unwrap() http.ResponseWriter { return m.ResponseWriter }
 func (s *Server) routes(r chi.Router) {
 	r.With(s.opts.LoginLimit).Post("/login", s.login)
 	r.Post("/logout", s.logout)
-	// Agents enrol with their one-time token, not a user login.
+	// Agents enrol with their one-time token or an enrolment key, not a
+	// user login.
 	enroll := r.With()
 	if n := s.opts.EnrollPerMinute; n >= 0 {
 		if n == 0 {
@@ -211,6 +212,10 @@ func (s *Server) routes(r chi.Router) {
 			r.Patch("/repos/{id}", s.patchRepo)
 			r.Delete("/repos/{id}", s.deleteRepo)
 			r.Delete("/hosts/{id}", s.deleteHost)
+			// An enrolment key adds hosts by itself: it widens the fleet.
+			r.Get("/enroll-keys", s.listEnrollKeys)
+			r.Post("/enroll-keys", s.createEnrollKey)
+			r.Delete("/enroll-keys/{id}", s.deleteEnrollKey)
 			r.Get("/users", s.listUsers)
 			r.Post("/users", s.createUser)
 			r.Patch("/users/{name}", s.patchUser)

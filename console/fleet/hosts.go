@@ -67,22 +67,34 @@ func (f *Fleet) issueEnrollToken(hostID string) (EnrollToken, error) {
 	return et, err
 }
 
+// Enrolled is what an enrolment gave: the host, its broker password (for
+// the agent, once) and the ID of the enrolment key used, if one was.
+type Enrolled struct {
+	Host     storage.Host
+	Password string
+	KeyID    string
+}
+
 // Enroll exchanges a one-time token for the host's broker credential (the
 // returned password, shown to the agent once) and registers the agent's
-// public key.
-func (f *Fleet) Enroll(ctx context.Context, req wire.EnrollRequest, remote string) (storage.Host, string, error) {
+// public key; with an enrolment key instead (req.Key), it makes the host
+// first (enrollWithKey).
+func (f *Fleet) Enroll(ctx context.Context, req wire.EnrollRequest, remote string) (Enrolled, error) {
 	if !seal.ValidRecipient(req.PublicKey) {
-		return storage.Host{}, "", Invalid("public_key is not an age X25519 recipient")
+		return Enrolled{}, Invalid("public_key is not an age X25519 recipient")
+	}
+	if req.Key != "" {
+		return f.enrollWithKey(ctx, req, remote)
 	}
 	et, err := f.store.ConsumeEnrollToken(token.Hash(req.Token), time.Now())
 	if err != nil {
 		f.log.Warn("enrolment refused: unknown, used or expired token", "remote", remote)
-		return storage.Host{}, "", ErrEnrollRefused
+		return Enrolled{}, ErrEnrollRefused
 	}
 	password := token.Random(32)
 	brokerHash, err := broker.MosquittoHash(password)
 	if err != nil {
-		return storage.Host{}, "", err
+		return Enrolled{}, err
 	}
 	h, err := f.store.UpdateHost(et.HostID, func(h *storage.Host) error {
 		h.CredentialHash = token.Hash(password)
@@ -93,7 +105,7 @@ func (f *Fleet) Enroll(ctx context.Context, req wire.EnrollRequest, remote strin
 		return nil
 	})
 	if err != nil {
-		return storage.Host{}, "", err
+		return Enrolled{}, err
 	}
 	// A re-enrolment replaces the credential: drop a session made with the old one.
 	f.disconnect(h.ID)
@@ -103,7 +115,7 @@ func (f *Fleet) Enroll(ctx context.Context, req wire.EnrollRequest, remote strin
 	}
 	f.log.Info("host enrolled", "host_id", h.ID, "hostname", req.Hostname, "remote", remote)
 	f.hostChanged(h)
-	return h, password, nil
+	return Enrolled{Host: h, Password: password}, nil
 }
 
 // RevokeHost removes a host's credential and drops its connection at once;

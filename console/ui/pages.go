@@ -266,8 +266,8 @@ func (s *Server) pageRestore(w http.ResponseWriter, r *http.Request) {
 		"RepoID": r.URL.Query().Get("repo"), "SnapshotID": r.URL.Query().Get("snapshot")})
 }
 
-// ---- settings: API tokens for everyone; users, channels and integration
-// accounts for admins
+// ---- settings: API tokens for everyone; users, enrolment keys, channels
+// and integration accounts for admins
 
 func (s *Server) pageSettings(w http.ResponseWriter, r *http.Request) {
 	p, _ := auth.From(r.Context())
@@ -299,6 +299,12 @@ func (s *Server) pageSettings(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		data["Users"], data["Channels"], data["MQTTUsers"] = uv, chans, view.IntegrationUsersOf(mqttUsers)
+		keys, err := s.store.ListEnrollKeys()
+		if err != nil {
+			s.pageError(w, r, err)
+			return
+		}
+		data["EnrollKeys"] = view.EnrollKeysOf(keys, time.Now())
 	}
 	s.render(w, "settings.html", data)
 }

@@ -2,8 +2,9 @@
 // at /install.sh (Linux, POSIX sh) and /install.ps1 (Windows PowerShell),
 // and the one-line installers that fetch and run them. Both scripts
 // download the agent from the console's /downloads/ route
-// (restic-manager-agent-OS-ARCH), enrol it with a one-time token and
-// install its service; see the comments at the top of each script.
+// (restic-manager-agent-OS-ARCH), enrol it with a one-time token or a
+// reusable enrolment key and install its service; see the comments at the
+// top of each script.
 //
 // Trust: a console with its generated (private) CA is pinned from the
 // first byte. The Linux line hands curl that CA (written out in the line)
@@ -77,6 +78,21 @@ type Console struct {
 // proves it holds a certificate issued by that CA; without one, the
 // machine's own trust store decides. No line turns verification off.
 func Commands(c Console, token string) (map[string]string, error) {
+	return commands(c, "--token "+token, "-Token "+token)
+}
+
+// KeyCommands returns the one-line installers that enrol a machine with a
+// reusable enrolment key: the same lines as Commands, pinning alike, with
+// --key (-Key) instead of --token. Each machine that runs one becomes a new
+// host with the key's labels; an operator may add --name and --labels
+// (-Name, -Labels) for one machine.
+func KeyCommands(c Console, key string) (map[string]string, error) {
+	return commands(c, "--key "+key, "-Key "+key)
+}
+
+// commands makes the lines with the script's credential option for Linux
+// and for Windows.
+func commands(c Console, linuxCred, windowsCred string) (map[string]string, error) {
 	base := strings.TrimRight(c.URL, "/")
 	fp := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(c.CAFingerprint), ":", ""))
 	linuxFetch := "curl -fsSL " + base + "/install.sh"
@@ -98,8 +114,8 @@ func Commands(c Console, token string) (map[string]string, error) {
 		linuxFetch = linuxCAPrinter(ca) + " | curl -fsSL --cacert /dev/stdin " + base + "/install.sh"
 		winPrefix = "[Net.ServicePointManager]::SecurityProtocol = 'Tls12'; [Net.ServicePointManager]::ServerCertificateValidationCallback = " + windowsPin(ca) + "; "
 	}
-	linux := linuxFetch + " | sudo sh -s -- --server " + base + " --token " + token
-	windows := winPrefix + "& ([scriptblock]::Create((New-Object Net.WebClient).DownloadString('" + base + "/install.ps1'))) -Server " + base + " -Token " + token
+	linux := linuxFetch + " | sudo sh -s -- --server " + base + " " + linuxCred
+	windows := winPrefix + "& ([scriptblock]::Create((New-Object Net.WebClient).DownloadString('" + base + "/install.ps1'))) -Server " + base + " " + windowsCred
 	if fp != "" {
 		linux += " --ca-fingerprint " + fp
 		windows += " -CaFingerprint " + fp

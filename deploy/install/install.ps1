@@ -1,7 +1,8 @@
 <#
 .SYNOPSIS
 Installs the restic-manager agent on Windows, enrols this machine with a
-one-time token and installs and starts the agent's Windows service.
+one-time token (or a reusable enrolment key) and installs and starts the
+agent's Windows service.
 
 .DESCRIPTION
 The console's enrolment dialog shows the line to paste into Windows
@@ -23,7 +24,7 @@ that it runs, install it as INSTALLDIR\restic-manager-agent.exe, restrict
 %ProgramData%\restic-manager to SYSTEM and Administrators, enrol (config:
 %ProgramData%\restic-manager\agent.yaml, state directory beside it), then
 "restic-manager-agent service install" and "service start". Run it again
-without -Token to upgrade the agent of an enrolled machine.
+without -Token or -Key to upgrade the agent of an enrolled machine.
 
 .PARAMETER Server
 The console's URL, e.g. https://console:8080.
@@ -31,6 +32,17 @@ The console's URL, e.g. https://console:8080.
 .PARAMETER Token
 The one-time enrolment token (default: $env:RM_ENROLL_TOKEN). Leave it out
 to upgrade an enrolled machine.
+
+.PARAMETER Key
+A reusable enrolment key, instead of a token (default: $env:RM_ENROLL_KEY):
+the console makes a new host for this machine, with the key's labels.
+
+.PARAMETER Name
+With -Key: the host's name (default: the computer's name).
+
+.PARAMETER Labels
+With -Key: this host's own labels, k=v,k2=v2 (if the key allows them; the
+key's labels win on a conflict).
 
 .PARAMETER CaFingerprint
 SHA-256 fingerprint of the console's CA, as the console shows it.
@@ -52,7 +64,12 @@ Do not install or start the Windows service.
 [CmdletBinding()]
 param(
     [string]$Server,
-    [string]$Token = $env:RM_ENROLL_TOKEN,
+    [string]$Token,
+    [string]$Key,
+    [string]$Name,
+    # An array too: unquoted, -Labels role=web,env=prod reaches the script
+    # as two strings.
+    [string[]]$Labels,
     [string]$CaFingerprint,
     [string]$InstallDir = (Join-Path $env:ProgramFiles 'restic-manager'),
     [string]$Restic,
@@ -144,6 +161,20 @@ switch ($arch) {
     'ARM64' { $arch = 'arm64' }
     default { Stop-Install "no agent build for this architecture ($arch); builds exist for amd64 and arm64" }
 }
+# The environment fills in only when neither is given, so that a variable
+# left in the session never adds a second credential.
+if (-not $Token -and -not $Key) {
+    $Token = $env:RM_ENROLL_TOKEN
+    $Key = $env:RM_ENROLL_KEY
+}
+if ($Token -and $Key) {
+    Stop-Install 'give -Token or -Key, not both (a token enrols a host made in the console; a key makes a new one)'
+}
+$labelText = (@($Labels) | Where-Object { $_ }) -join ','
+if (-not $Key -and ($Name -or $labelText)) {
+    Stop-Install "-Name and -Labels go with -Key (a token's host is named and labelled in the console)"
+}
+$credential = "$Token$Key"
 $Server = "$Server".TrimEnd('/')
 $CaFingerprint = "$CaFingerprint".Replace(':', '').Trim().ToLowerInvariant()
 if ($CaFingerprint -and $CaFingerprint -notmatch '^[0-9a-f]{64}$') {
@@ -153,13 +184,13 @@ $confDir = Join-Path $env:ProgramData 'restic-manager'
 $config = Join-Path $confDir 'agent.yaml'
 $exe = Join-Path $InstallDir 'restic-manager-agent.exe'
 
-if ((Test-Path -LiteralPath $config) -and $Token) {
-    Stop-Install "$config exists: this machine is already enrolled. To upgrade its agent, run again without -Token; to enrol it anew, uninstall the service and remove $confDir first."
+if ((Test-Path -LiteralPath $config) -and $credential) {
+    Stop-Install "$config exists: this machine is already enrolled. To upgrade its agent, run again without -Token or -Key; to enrol it anew, uninstall the service and remove $confDir first."
 }
-if (-not (Test-Path -LiteralPath $config) -and -not $Token) {
-    Stop-Install '-Token is required to enrol this machine (the console shows it with the install line)'
+if (-not (Test-Path -LiteralPath $config) -and -not $credential) {
+    Stop-Install '-Token is required to enrol this machine, or -Key (the console shows them with the install line)'
 }
-if (-not $Server -and (-not $Binary -or $Token)) { Stop-Install '-Server URL is required' }
+if (-not $Server -and (-not $Binary -or $credential)) { Stop-Install '-Server URL is required' }
 if ($Server -and $Server -notmatch '^https?://') { Stop-Install "-Server must be an http:// or https:// URL, not $Server" }
 if ($Server -like 'http://*') {
     Write-Warning "$Server is plain HTTP: the agent and its credential travel unencrypted (use this on a trusted network only)"
@@ -246,12 +277,22 @@ try {
         $enrollArgs = @('enroll', '--server', $Server, '--config', $config)
         if ($CaFingerprint) { $enrollArgs += @('--ca-fingerprint', $CaFingerprint) }
         if ($Restic) { $enrollArgs += @('--restic', $Restic) }
-        # The token goes through the environment, not the command line.
-        $env:RM_ENROLL_TOKEN = $Token
+        if ($Name) { $enrollArgs += @('--name', $Name) }
+        if ($labelText) { $enrollArgs += @('--labels', $labelText) }
+        # The token or key goes through the environment, not the command
+        # line; only the one given is set.
+        Remove-Item Env:RM_ENROLL_TOKEN, Env:RM_ENROLL_KEY -ErrorAction SilentlyContinue
+        if ($Key) {
+            $env:RM_ENROLL_KEY = $Key
+            $why = 'enrolment (an enrolment key works until it expires or is used up, and is refused once deleted: check it in the console''s settings)'
+        } else {
+            $env:RM_ENROLL_TOKEN = $Token
+            $why = 'enrolment (a token works once and for 24 hours: make a new one in the console if needed)'
+        }
         try {
-            Invoke-Native 'enrolment (a token works once and for 24 hours: make a new one in the console if needed)' $exe $enrollArgs
+            Invoke-Native $why $exe $enrollArgs
         } finally {
-            Remove-Item Env:RM_ENROLL_TOKEN -ErrorAction SilentlyContinue
+            Remove-Item Env:RM_ENROLL_TOKEN, Env:RM_ENROLL_KEY -ErrorAction SilentlyContinue
         }
     }
 

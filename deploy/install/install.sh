@@ -16,7 +16,8 @@
 # It downloads the agent for this machine's architecture from the console
 # (SERVER/downloads/restic-manager-agent-linux-ARCH), checks that it runs,
 # installs it as PREFIX/usr/local/bin/restic-manager-agent, enrols it with
-# the one-time token (config: PREFIX/etc/restic-manager/agent.yaml, mode
+# the one-time token, or with a reusable enrolment key that makes this
+# machine a new host (config: PREFIX/etc/restic-manager/agent.yaml, mode
 # 0600, its state directory beside it) and installs and starts the service
 # (a systemd unit on systemd machines).
 #
@@ -32,6 +33,11 @@
 #   --server URL          the console (required unless upgrading with --binary)
 #   --token TOKEN         one-time enrolment token (or RM_ENROLL_TOKEN); leave
 #                         it out to upgrade an enrolled machine's agent
+#   --key KEY             reusable enrolment key (or RM_ENROLL_KEY), instead
+#                         of a token: the console makes a host for this machine
+#   --name NAME           with --key: the host's name (default: the hostname)
+#   --labels k=v,...      with --key: labels of this host's own, if the key
+#                         allows them (the key's labels win on a conflict)
 #   --ca-fingerprint FP   SHA-256 fingerprint of the console's CA
 #   --ca-file FILE        the console's CA (PEM, from SERVER/ca.pem), when this
 #                         script does not carry it (a copy not served by the
@@ -59,13 +65,18 @@ usage() {
 	cat <<'EOF'
 Usage: install.sh --server URL --token TOKEN [--ca-fingerprint FP [--ca-file FILE]]
                   [--prefix DIR] [--restic PATH] [--binary FILE] [--no-service]
+       install.sh --server URL --key KEY [--name NAME] [--labels k=v,...] [...]
 
 Installs the restic-manager agent, enrols this machine with the one-time
-token and installs and starts its service. Without --token, upgrades the
-agent of an enrolled machine.
+token (or the enrolment key) and installs and starts its service. Without
+--token or --key, upgrades the agent of an enrolled machine.
 
   --server URL          the console (required unless upgrading with --binary)
   --token TOKEN         one-time enrolment token (or RM_ENROLL_TOKEN)
+  --key KEY             reusable enrolment key (or RM_ENROLL_KEY): the console
+                        makes a new host for this machine with the key's labels
+  --name NAME           with --key: the host's name (default: the hostname)
+  --labels k=v,...      with --key: this host's own labels, if the key allows
   --ca-fingerprint FP   SHA-256 fingerprint of the console's CA
   --ca-file FILE        the console's CA (PEM), checked against the fingerprint,
                         for a copy of this script the console did not serve
@@ -132,7 +143,12 @@ fetch() {
 
 main() {
 	SERVER=
-	TOKEN=${RM_ENROLL_TOKEN:-}
+	TOKEN=
+	KEY=
+	NAME=
+	LABELS=
+	NAME_SET=
+	LABELS_SET=
 	CA_FP=
 	CA_FILE=
 	PREFIX=
@@ -145,6 +161,12 @@ main() {
 		--server=*) SERVER=${1#*=}; shift ;;
 		--token) need_arg "$1" $#; TOKEN=$2; shift 2 ;;
 		--token=*) TOKEN=${1#*=}; shift ;;
+		--key) need_arg "$1" $#; KEY=$2; shift 2 ;;
+		--key=*) KEY=${1#*=}; shift ;;
+		--name) need_arg "$1" $#; NAME=$2; NAME_SET=1; shift 2 ;;
+		--name=*) NAME=${1#*=}; NAME_SET=1; shift ;;
+		--labels) need_arg "$1" $#; LABELS=$2; LABELS_SET=1; shift 2 ;;
+		--labels=*) LABELS=${1#*=}; LABELS_SET=1; shift ;;
 		--ca-fingerprint) need_arg "$1" $#; CA_FP=$2; shift 2 ;;
 		--ca-fingerprint=*) CA_FP=${1#*=}; shift ;;
 		--ca-file) need_arg "$1" $#; CA_FILE=$2; shift 2 ;;
@@ -160,6 +182,19 @@ main() {
 		*) die "unknown option $1 (see --help)" ;;
 		esac
 	done
+
+	# The environment fills in only when neither option is given, so that
+	# a variable left in the shell never adds a second credential.
+	if [ -z "$TOKEN" ] && [ -z "$KEY" ]; then
+		TOKEN=${RM_ENROLL_TOKEN:-}
+		KEY=${RM_ENROLL_KEY:-}
+	fi
+	[ -z "$TOKEN" ] || [ -z "$KEY" ] || die "give --token or --key, not both (a token enrols a host made in the console; a key makes a new one)"
+	if [ -z "$KEY" ] && { [ -n "$NAME_SET" ] || [ -n "$LABELS_SET" ]; }; then
+		die "--name and --labels go with --key (a token's host is named and labelled in the console)"
+	fi
+	# CRED is whichever was given: enrol with it, or upgrade without.
+	CRED=$TOKEN$KEY
 
 	SERVER=${SERVER%/}
 	PREFIX=${PREFIX%/}
@@ -187,13 +222,13 @@ main() {
 	if [ -z "$PREFIX" ] && [ "$(id -u)" -ne 0 ]; then
 		die "run as root (sudo sh ...) to install into /usr/local and /etc, or pass --prefix DIR"
 	fi
-	if [ -e "$CONFIG" ] && [ -n "$TOKEN" ]; then
-		die "$CONFIG exists: this machine is already enrolled. To upgrade its agent, run again without --token; to enrol it anew, stop the agent and remove $CONFIG and $CONF_DIR/state first."
+	if [ -e "$CONFIG" ] && [ -n "$CRED" ]; then
+		die "$CONFIG exists: this machine is already enrolled. To upgrade its agent, run again without --token or --key; to enrol it anew, stop the agent and remove $CONFIG and $CONF_DIR/state first."
 	fi
-	if [ ! -e "$CONFIG" ] && [ -z "$TOKEN" ]; then
-		die "--token is required to enrol this machine (the console shows it with the install line)"
+	if [ ! -e "$CONFIG" ] && [ -z "$CRED" ]; then
+		die "--token is required to enrol this machine, or --key (the console shows them with the install line)"
 	fi
-	if [ -z "$SERVER" ] && { [ -z "$BINARY" ] || [ -n "$TOKEN" ]; }; then
+	if [ -z "$SERVER" ] && { [ -z "$BINARY" ] || [ -n "$CRED" ]; }; then
 		die "--server URL is required"
 	fi
 	case $SERVER in
@@ -280,9 +315,15 @@ main() {
 		set -- enroll --server "$SERVER" --config "$CONFIG"
 		[ -z "$CA_FP" ] || set -- "$@" --ca-fingerprint "$CA_FP"
 		[ -z "$RESTIC" ] || set -- "$@" --restic "$RESTIC"
-		# The token goes through the environment, not the command line
-		# that every local user can read in ps.
-		RM_ENROLL_TOKEN=$TOKEN "$AGENT" "$@" || die "enrolment failed (a token works once and for 24 hours: make a new one in the console if needed)"
+		[ -z "$NAME_SET" ] || set -- "$@" --name "$NAME"
+		[ -z "$LABELS_SET" ] || set -- "$@" --labels "$LABELS"
+		# The token or key goes through the environment, not the command
+		# line that every local user can read in ps.
+		if [ -n "$KEY" ]; then
+			RM_ENROLL_TOKEN='' RM_ENROLL_KEY=$KEY "$AGENT" "$@" || die "enrolment failed (an enrolment key works until it expires or is used up, and is refused once deleted: check it in the console's settings)"
+		else
+			RM_ENROLL_KEY='' RM_ENROLL_TOKEN=$TOKEN "$AGENT" "$@" || die "enrolment failed (a token works once and for 24 hours: make a new one in the console if needed)"
+		fi
 	fi
 
 	if [ -n "$NO_SERVICE" ]; then

@@ -491,7 +491,7 @@ function restorePage(main) {
   if (repoSel.value) loadSnapshots();
 }
 
-// ---- settings: users, tokens, channels and integration accounts
+// ---- settings: users, tokens, enrolment keys, channels and integration accounts
 function settingsPage(main) {
   const uf = $("#user-form");
   if (uf) uf.addEventListener("submit", async ev => {
@@ -565,6 +565,42 @@ function settingsPage(main) {
     if (!confirm("Revoke this token? Scripts using it stop working.")) return;
     try { await api("DELETE", "/api/v1/tokens/" + encodeURIComponent(b.dataset.id)); location.reload(); }
     catch (e) { showError($("#token-error"), e); }
+  }));
+
+  // Enrolment keys (admins): the key and its lines are in the answer to
+  // POST only, so they are shown here and the page is not reloaded.
+  const kf = $("#enroll-key-form");
+  if (kf) kf.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const err = $("#enroll-key-error");
+    try {
+      const labels = {};
+      for (const item of commas(kf.elements.labels.value)) {
+        const i = item.indexOf("=");
+        if (i < 0) throw new Error("Labels: write key=value, separated by commas (e.g. role=web,site=berlin); \"" + item + "\" has no =.");
+        labels[item.slice(0, i).trim()] = item.slice(i + 1).trim();
+      }
+      const r = await api("POST", "/api/v1/enroll-keys", {
+        name: kf.elements.name.value.trim(), labels, max_uses: num(kf.elements.max_uses.value),
+        expires_in: kf.elements.expires_in.value, allow_agent_labels: kf.elements.allow_agent_labels.checked,
+      });
+      const k = r.data, ic = k.install_commands || {};
+      $("#enroll-key-value").textContent = k.key;
+      $("#enroll-key-linux").textContent = ic.linux || "";
+      $("#enroll-key-windows").textContent = ic.windows || "";
+      $("#enroll-key-command").textContent = k.enroll_command || "";
+      $("#enroll-key-new").hidden = false; showError(err);
+      const lbl = Object.keys(k.labels || {}).sort().map(n => n + "=" + k.labels[n]).join(" ") || "—";
+      $$("#enroll-keys tbody tr:not([data-enroll-key])").forEach(tr => tr.remove());
+      $("#enroll-keys tbody").prepend(el("tr", { "data-enroll-key": k.id }, el("td", {}, k.name), el("td", {}, lbl),
+        el("td", {}, "0 / " + (k.max_uses ? String(k.max_uses) : "no limit")), el("td", {}, fmtTime(k.expires_at)), el("td", {}, "just now"), el("td", {})));
+      kf.reset();
+    } catch (e) { showError(err, e); }
+  });
+  $$(".delete-enroll-key").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm("Delete the enrolment key " + b.dataset.name + "? Machines can no longer enrol with it; the hosts it made stay.")) return;
+    try { await api("DELETE", "/api/v1/enroll-keys/" + encodeURIComponent(b.dataset.id)); location.reload(); }
+    catch (e) { showError($("#enroll-keys-error"), e); }
   }));
 
   $$(".delete-channel").forEach(b => b.addEventListener("click", async () => {
