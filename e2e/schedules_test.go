@@ -20,6 +20,8 @@ type schedulesResp struct {
 	Schedules []struct {
 		ID       string      `json:"id"`
 		Name     string      `json:"name"`
+		Kind     string      `json:"kind"`
+		PolicyID string      `json:"policy_id"`
 		NextRuns []time.Time `json:"next_runs"`
 	} `json:"schedules"`
 }

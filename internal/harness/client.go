@@ -207,6 +207,7 @@ func (c *Client) BindHosts(ctx context.Context, repoID string, hosts ...string) 
 type Job struct {
 	ID          string          `json:"id"`
 	HostID      string          `json:"host_id"`
+	RepoID      string          `json:"repo_id"`
 	Kind        string          `json:"kind"`
 	Status      string          `json:"status"`
 	ActorKind   string          `json:"actor_kind"`
