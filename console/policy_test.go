@@ -195,3 +195,45 @@ func TestPolicyRepositoryTemplate(t *testing.T) {
 }
 
 func fmtAny(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+// A policy's forget guard threshold applies to the forgets its schedules
+// make; others keep the console's 50 %.
+func TestPolicyForgetGuardThreshold(t *testing.T) {
+	c, st, rec := newTestConsole(t)
+	withRoles(t, st)
+	enrolledHost(t, st, "host-w1")
+	if _, err := st.UpdateHost("host-w1", func(x *storage.Host) error { x.Labels = map[string]string{"role": "web"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r", HostsListed: true}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler(nil))
+	defer srv.Close()
+	api := caller{t, srv}
+	code, pol := api.do("rmt_trust_admin", "POST", "/api/v1/policies", `{"name":"web","selector":{"role":"web"},"repo_id":"repo-1","forget_guard":{"max_remove_percent":90},
+		"schedules":[{"name":"thin out","kind":"forget","cron":"0 5 * * *","enabled":true,"retention":{"keep_daily":7}}]}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %v", code, pol)
+	}
+	hs, _ := st.GetSchedules("host-w1")
+	at := time.Now().UTC().Truncate(24 * time.Hour).Add(-19 * time.Hour) // 05:00 yesterday
+	b, _ := wire.Encode(&wire.Fire{FireID: "f-guard", ScheduleID: hs.Policy[0].ID, ScheduleVersion: hs.Version, ScheduledAt: at, FiredAt: at})
+	if err := c.Ingest(context.Background(), "host-w1", wire.Topic{Host: "host-w1", Kind: wire.KindFires}, b); err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := wire.DecodeCommand(rec.Last(wire.CommandsTopic("host-w1")))
+	if err != nil || cmd.Guard == nil || cmd.Guard.MaxRemovePercent != 90 {
+		t.Fatalf("the policy's forget: %+v %v", cmd.Guard, err)
+	}
+	// (Another repository: the first forget holds repo-1's gate.)
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-2", Name: "r2", Hosts: []string{"host-w1"}, HostsListed: true}, storage.RepoSecrets{URL: "/srv/r2", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := api.do("rmt_trust_operator", "POST", "/api/v1/hosts/host-w1/jobs", `{"kind":"forget","repo_id":"repo-2","args":{"retention":{"keep_last":3}}}`); code != http.StatusCreated {
+		t.Fatalf("operator forget: %d", code)
+	}
+	if cmd, _ := wire.DecodeCommand(rec.Last(wire.CommandsTopic("host-w1"))); cmd.Guard == nil || cmd.Guard.MaxRemovePercent != 50 {
+		t.Errorf("an operator's forget: guard %+v, want the console's 50", cmd.Guard)
+	}
+}

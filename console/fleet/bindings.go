@@ -25,6 +25,21 @@ type PolicyBinder func(h storage.Host, repoID string) bool
 // serves).
 func (f *Fleet) SetPolicyBinder(b PolicyBinder) { f.binder.Store(&b) }
 
+// SetForgetGuard sets where a forget's guard threshold comes from (a
+// policy's, for the forgets its schedules make); 0 means the console's.
+func (f *Fleet) SetForgetGuard(fn func(storage.Job) int) { f.guard.Store(&fn) }
+
+// guardPercent is the share of its host's snapshots forget j may remove
+// without an admin's approval.
+func (f *Fleet) guardPercent(j storage.Job) int {
+	if g := f.guard.Load(); g != nil {
+		if p := (*g)(j); p > 0 {
+			return p
+		}
+	}
+	return f.opts.ForgetGuardPercent
+}
+
 // bound reports why host h may not receive rp for a job of this kind, or
 // nil when it may.
 func (f *Fleet) bound(rp storage.Repo, h storage.Host, kind string, args json.RawMessage) error {

@@ -76,6 +76,8 @@ type Fleet struct {
 	output atomic.Pointer[OutputHandler]
 	// binder binds hosts to repositories through policies (console/policy).
 	binder atomic.Pointer[PolicyBinder]
+	// guard gives a forget its policy's threshold (console/policy).
+	guard atomic.Pointer[func(storage.Job) int]
 	// events fans job updates out to SSE listeners.
 	events *hub
 	online onlineQueue

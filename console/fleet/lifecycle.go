@@ -178,7 +178,7 @@ func (f *Fleet) dispatch(j storage.Job, h storage.Host) error {
 		if j.ApprovedBy != "" {
 			cmd.Approved = true
 		} else {
-			cmd.Guard = &wire.ForgetGuard{MaxRemovePercent: f.opts.ForgetGuardPercent, NotAfter: time.Now().UTC().Add(maxSkew)}
+			cmd.Guard = &wire.ForgetGuard{MaxRemovePercent: f.guardPercent(j), NotAfter: time.Now().UTC().Add(maxSkew)}
 		}
 	}
 	b, err := wire.Encode(&cmd)

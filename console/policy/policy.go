@@ -65,6 +65,7 @@ func New(opts Options) (*Policies, error) {
 		p.byID[pol.ID] = pol
 	}
 	opts.Fleet.SetPolicyBinder(p.binds)
+	opts.Fleet.SetForgetGuard(p.guardFor)
 	opts.Fleet.OnHostChanged(func(h storage.Host) {
 		if _, err := p.applyTo(context.Background(), []string{h.ID}); err != nil {
 			p.log.Error("policies not applied to a changed host", "host_id", h.ID, "error", err)
@@ -367,4 +368,22 @@ func (p *Policies) UsingRepo(repoID string) []storage.Policy {
 		}
 	}
 	return out
+}
+
+// guardFor is the forget guard threshold of the policy whose schedule made
+// job j (0: the console's default).
+func (p *Policies) guardFor(j storage.Job) int {
+	if j.ScheduleID == "" {
+		return 0
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for _, pol := range p.byID {
+		for _, s := range pol.Schedules {
+			if s.ID == j.ScheduleID {
+				return pol.ForgetGuardPercent
+			}
+		}
+	}
+	return 0
 }
