@@ -39,6 +39,7 @@ var routeRoles = map[string]string{
 	"POST /api/v1/hosts":                            auth.RoleOperator,
 	"POST /api/v1/hosts/{id}/enroll-token":          auth.RoleOperator,
 	"POST /api/v1/hosts/{id}/jobs":                  auth.RoleOperator,
+	"POST /api/v1/jobs/bulk":                        auth.RoleOperator,
 	"POST /api/v1/jobs/{id}/cancel":                 auth.RoleOperator,
 	"POST /api/v1/restores":                         auth.RoleOperator,
 	"PUT /api/v1/hosts/{id}/schedules":              auth.RoleOperator,

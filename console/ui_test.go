@@ -2,9 +2,11 @@ package console
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -244,5 +246,53 @@ func TestHostPageShowsClockSkew(t *testing.T) {
 	}
 	if _, body := getPage(t, srv, auth.RoleViewer, "/hosts/host-a"); !strings.Contains(body, `id="clock-warning">off by -300 s<`) {
 		t.Error("the host page does not show the agent's clock skew")
+	}
+}
+
+// While a filter is active, an operator gets "Run on these N hosts…" with
+// every matching host's ID (all pages, not only the one shown) and the
+// repositories to pick; a viewer gets no such control, nor does anyone on
+// the unfiltered dashboard.
+func TestDashboardBulkRunControl(t *testing.T) {
+	srv, st := uiFixture(t)
+	for i := range 103 {
+		id := fmt.Sprintf("host-web%03d", i)
+		enrolledHost(t, st, id)
+		if _, err := st.UpdateHost(id, func(h *storage.Host) error { h.Labels = map[string]string{"role": "web"}; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hostsAttr := regexp.MustCompile(`<details id="bulk-run" data-hosts="([^"]*)" data-count="(\d+)">`)
+	for _, role := range []string{auth.RoleOperator, auth.RoleAdmin} {
+		_, body := getPage(t, srv, role, "/?label=role=web")
+		if !strings.Contains(body, `<summary id="bulk-summary">Run on these 103 hosts…</summary>`) || !strings.Contains(body, `id="bulk-form"`) {
+			t.Fatalf("%s on /?label=role=web: no bulk control with the count", role)
+		}
+		m := hostsAttr.FindStringSubmatch(body)
+		if m == nil || m[2] != "103" {
+			t.Fatalf("%s: bulk control attributes %v", role, m)
+		}
+		if ids := strings.Fields(m[1]); len(ids) != 103 || ids[0] != "host-web000" || ids[102] != "host-web102" {
+			t.Errorf("%s: bulk control names %d hosts (%v…), want all 103 matching", role, len(ids), ids[:min(len(ids), 2)])
+		}
+		if !strings.Contains(body, `<select name="repo_id" id="bulk-repo"><option value="repo-1">main</option>`) {
+			t.Errorf("%s: the bulk control does not offer the repository", role)
+		}
+	}
+	_, body := getPage(t, srv, auth.RoleOperator, "/?state=warning")
+	if !strings.Contains(body, "Run on this host…") || !strings.Contains(body, `data-hosts="host-a"`) {
+		t.Error("state filter with one match: no \"Run on this host…\"")
+	}
+	for _, tc := range []struct{ role, path string }{
+		{auth.RoleViewer, "/?label=role=web"},
+		{auth.RoleViewer, "/?state=warning"},
+		{auth.RoleOperator, "/"},
+		{auth.RoleOperator, "/?label=role=db"},  // matches nothing
+		{auth.RoleOperator, "/?label=Role=web"}, // a bad filter
+	} {
+		_, body := getPage(t, srv, tc.role, tc.path)
+		if !strings.Contains(body, "</html>") || strings.Contains(body, `id="bulk-run"`) || strings.Contains(body, "Run on these") {
+			t.Errorf("%s on %s: bulk control shown (or page incomplete)", tc.role, tc.path)
+		}
 	}
 }

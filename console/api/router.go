@@ -188,6 +188,7 @@ func (s *Server) routes(r chi.Router) {
 			r.Post("/hosts", s.createHost)
 			r.Post("/hosts/{id}/enroll-token", s.newEnrollToken)
 			r.Post("/hosts/{id}/jobs", s.createJob)
+			r.Post("/jobs/bulk", s.createBulkJobs)
 			r.Post("/jobs/{id}/cancel", s.cancelJob)
 			r.Post("/restores", s.restore)
 			r.Put("/hosts/{id}/schedules", s.putSchedules)

@@ -85,6 +85,20 @@ type dashboardData struct {
 	LabelTerms []labelLink
 	LabelError string
 	Filtered   bool // by search, state or labels
+
+	// Bulk is the "run on these hosts" control: shown to operators while
+	// a filter is active (see bulkRun).
+	Bulk *bulkRun
+}
+
+// bulkRun is what the dashboard's bulk control needs: every host the
+// filter matches (not only the page shown), sent as host_ids so that the
+// hosts the person confirmed are the ones that get a job.
+type bulkRun struct {
+	Hosts   string // the matching host IDs, space-separated
+	Count   int
+	TooMany bool // more than one run takes: narrow the filter
+	Max     int
 }
 
 // dashboardPageSize bounds what one page renders; the counts still cover
@@ -187,7 +201,8 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 		s.pageError(w, r, err)
 		return
 	}
-	var pageIDs []string
+	var pageIDs, bulkIDs []string
+	bulk := d.Filtered && d.LabelError == "" && p.Can(auth.RoleOperator)
 	for _, h := range all {
 		st := h.state
 		d.Counts.Total++
@@ -213,7 +228,16 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 		if d.Matched >= offset && d.Matched < offset+dashboardPageSize {
 			pageIDs = append(pageIDs, h.ID)
 		}
+		if bulk && d.Matched < fleet.MaxBulkHosts {
+			bulkIDs = append(bulkIDs, h.ID)
+		}
 		d.Matched++
+	}
+	if bulk && d.Matched > 0 {
+		d.Bulk = &bulkRun{Count: d.Matched, TooMany: d.Matched > fleet.MaxBulkHosts, Max: fleet.MaxBulkHosts}
+		if !d.Bulk.TooMany {
+			d.Bulk.Hosts = strings.Join(bulkIDs, " ")
+		}
 	}
 	var page []storage.Host
 	for _, id := range pageIDs {

@@ -615,8 +615,10 @@ function settingsPage(main) {
   }));
 }
 
-// ---- dashboard: add a host and show its install line
+// ---- dashboard: add a host and show its install line; run a job on the
+// hosts the filter matches
 function dashboardPage() {
+  bulkRun();
   const f = $("#add-host-form");
   if (!f) return;
   f.addEventListener("submit", async ev => {
@@ -630,6 +632,62 @@ function dashboardPage() {
       $("#add-host-result").hidden = false;
       showError($("#add-host-error"));
     } catch (e) { showError($("#add-host-error"), e); }
+  });
+}
+
+// bulkRun: pick an operation and a repository, confirm with the count,
+// then one POST /api/v1/jobs/bulk with the matching hosts' IDs (the page
+// lists every one, not only those shown), so what runs is what was
+// confirmed. The answer lists the jobs made and each refused host's reason.
+function bulkRun() {
+  const box = $("#bulk-run"), f = $("#bulk-form");
+  if (!box || !f) return;
+  const hosts = (box.dataset.hosts || "").split(" ").filter(Boolean);
+  const n = hosts.length, many = n === 1 ? "1 host" : n + " hosts";
+  const verbs = { backup: "Back up " + many, check: "Check the repository from " + many, snapshots: "List the snapshots from " + many,
+    unlock: "Remove stale locks from " + many, init: "Initialise the repository from " + many };
+  const err = $("#bulk-error"), confirmBox = $("#bulk-confirm"), yes = $("#bulk-yes");
+  let request = null;
+  wireKind(f);
+  f.addEventListener("submit", ev => {
+    ev.preventDefault();
+    const kind = f.elements.kind.value, repo = f.elements.repo_id;
+    const body = { host_ids: hosts, kind, repo_id: repo.value };
+    if (kind === "backup") {
+      body.args = { paths: lines(f.elements.paths.value) };
+      if (body.args.paths.length === 0) { showError(err, new Error("Give at least one path to back up.")); return; }
+    }
+    showError(err);
+    request = body;
+    $("#bulk-question").textContent = (verbs[kind] || "Run " + kind + " on " + many) + " now?";
+    $("#bulk-detail").textContent = "Repository " + repo.options[repo.selectedIndex].text + ". Each host gets its own job.";
+    f.hidden = true;
+    confirmBox.hidden = false;
+    yes.disabled = false;
+    yes.focus();
+  });
+  $("#bulk-back").addEventListener("click", () => { confirmBox.hidden = true; f.hidden = false; });
+  yes.addEventListener("click", async () => {
+    if (!request) return;
+    yes.disabled = true;
+    try {
+      const r = await api("POST", "/api/v1/jobs/bulk", request);
+      const ids = r.data.job_ids || [], refused = r.data.refused || [];
+      confirmBox.hidden = true;
+      $("#bulk-made").textContent = ids.length === 1 ? "1 job made." : ids.length + " jobs made.";
+      const jobs = $("#bulk-jobs");
+      jobs.replaceChildren(...ids.slice(0, 20).map(id => el("li", {}, el("a", { href: "/jobs/" + encodeURIComponent(id) }, id))));
+      if (ids.length > 20) jobs.append(el("li", {}, "and " + (ids.length - 20) + " more (see Recent jobs)"));
+      const head = $("#bulk-refused-head");
+      head.hidden = refused.length === 0;
+      head.textContent = (refused.length === 1 ? "1 host" : refused.length + " hosts") + " refused:";
+      // A host of the page shown is named; the others by their ID.
+      const name = id => { const a = $$("tr[data-host] .host-link").find(a => a.closest("tr").dataset.host === id); return a ? a.textContent : id; };
+      $("#bulk-refused").replaceChildren(...refused.map(x => el("li", { "data-host": x.host_id },
+        el("a", { href: "/hosts/" + encodeURIComponent(x.host_id) }, name(x.host_id)), ": " + x.error)));
+      $("#bulk-result").hidden = false;
+      showError(err);
+    } catch (e) { showError(err, e); yes.disabled = false; }
   });
 }
 
