@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/internal/harness"
+	"github.com/restic-manager/restic-manager/internal/seal"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -285,6 +286,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		{"enrol", s.enrol},
 		{"connect", s.connectStorm},
 		{"rollout", s.rollout},
+		{"policy", s.policyRollout},
 		{"fire", s.fireStorm},
 		{"stream", s.stream},
 		{"ceiling", s.ceiling},
@@ -351,9 +353,18 @@ func (s *sim) enrol(ctx context.Context) error {
 		s.repos = append(s.repos, id)
 	}
 	s.agents = make([]*simAgent, s.cfg.Agents)
+	// Zero-touch enrolment: one key carrying the fleet's label, used by
+	// every agent (the policy scenario selects them by it).
+	var key struct {
+		Key string `json:"key"`
+	}
+	if err := api.Expect(ctx, "POST", "/api/v1/enroll-keys", map[string]any{"name": "fleetsim", "labels": map[string]string{"fleet": "sim"},
+		"max_uses": s.cfg.Agents, "expires_in": "24h"}, &key, 201); err != nil {
+		return fmt.Errorf("enrolment key: %w", err)
+	}
 	t0 := time.Now()
 	n, err := parallel(ctx, s.cfg.Agents, s.cfg.HTTPParallel, func(i int) error {
-		_, er, err := api.EnrollHost(ctx, fmt.Sprintf("sim-%05d", i))
+		er, err := enrollWithKey(ctx, api.Client, key.Key, fmt.Sprintf("sim-%05d", i))
 		if err != nil {
 			return err
 		}
@@ -376,6 +387,76 @@ func (s *sim) enrol(ctx context.Context) error {
 		if err := api.BindHosts(ctx, repo, hosts...); err != nil {
 			return fmt.Errorf("bind hosts to %s: %w", repo, err)
 		}
+	}
+	return nil
+}
+
+// enrollWithKey enrols one simulated agent with an enrolment key, as
+// `restic-manager-agent enroll --key` does.
+func enrollWithKey(ctx context.Context, api *harness.Client, key, name string) (wire.EnrollResponse, error) {
+	var er wire.EnrollResponse
+	_, recipient, err := seal.NewIdentity()
+	if err != nil {
+		return er, err
+	}
+	err = api.Expect(ctx, "POST", "/api/v1/enroll", wire.EnrollRequest{Key: key, Name: name, PublicKey: recipient, Hostname: name, OS: "linux", Arch: "amd64"}, &er, 200)
+	if err == nil && (er.HostID == "" || er.Password == "") {
+		err = fmt.Errorf("enrol %s: unexpected answer", name)
+	}
+	return er, err
+}
+
+// policyRollout makes a policy for every host (selected by the label the
+// key gave them), then edits its schedule once and times that edit until
+// every agent's applied report is stored: one fleet-wide change, not a PUT
+// per host.
+func (s *sim) policyRollout(ctx context.Context) error {
+	api := s.srv.api
+	body := func(cron string) map[string]any {
+		return map[string]any{"name": "fleet nightly", "selector": map[string]string{"fleet": "sim"}, "repo_id": s.repos[0],
+			"schedules": []map[string]any{{"name": "policy nightly", "kind": "backup", "cron": cron, "enabled": true, "paths": []string{"/data"}}}}
+	}
+	var pol struct {
+		ID        string `json:"id"`
+		Changed   int    `json:"changed"`
+		Schedules []struct {
+			ID string `json:"id"`
+		} `json:"schedules"`
+	}
+	if err := api.Expect(ctx, "POST", "/api/v1/policies", body("0 4 * * *"), &pol, 201); err != nil {
+		return fmt.Errorf("create policy: %w", err)
+	}
+	n := int64(len(s.agents))
+	if _, err := s.waitFor(ctx, "every agent to apply the new policy", 2*time.Millisecond, func() bool { return s.acks.Load() >= n }); err != nil {
+		return err
+	}
+	s.desiredSeen.Store(0)
+	s.acks.Store(0)
+	f := &s.rep.Policy
+	f.Hosts = len(s.agents)
+	before := harness.ReadStats(s.srv.Proc.Pid())
+	edit := body("30 4 * * *")
+	edit["schedules"].([]map[string]any)[0]["id"] = pol.Schedules[0].ID
+	t0 := time.Now()
+	if err := api.Expect(ctx, "PUT", "/api/v1/policies/"+pol.ID, edit, &pol, 200); err != nil {
+		return fmt.Errorf("edit policy: %w", err)
+	}
+	f.EditS, f.Changed = secs(time.Since(t0)), pol.Changed
+	at, err := s.waitFor(ctx, "every agent to receive the edited policy", 2*time.Millisecond, func() bool { return s.desiredSeen.Load() >= n })
+	f.Desired = int(s.desiredSeen.Load())
+	if err != nil {
+		return err
+	}
+	f.DesiredAllS = secs(at.Sub(t0))
+	at, err = s.waitFor(ctx, "every applied report of the edited policy to be stored", 2*time.Millisecond, func() bool { return s.acks.Load() >= n })
+	f.Acked = int(s.acks.Load())
+	if err != nil {
+		return err
+	}
+	f.AckAllS = secs(at.Sub(t0))
+	after := harness.ReadStats(s.srv.Proc.Pid())
+	if f.Hosts > 0 {
+		f.CPUMsPerHost = (after.CPUSecs - before.CPUSecs) * 1000 / float64(f.Hosts)
 	}
 	return nil
 }
