@@ -8,6 +8,8 @@
 //     lists and indexes, observing the fleet;
 //   - policy: policies (label selectors, schedules, a repository) and
 //     their rollout;
+//   - enrol: hosts joining (token or key) and leaving, credentials,
+//     integration accounts, an external broker's accounts;
 //   - alerts: rules, notifications, MQTT health, Home Assistant discovery,
 //     observing the fleet;
 //   - auth: users, sessions, tokens, roles and the audit log;
@@ -30,6 +32,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/alerts"
 	"github.com/restic-manager/restic-manager/console/api"
 	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/enrol"
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/metrics"
@@ -116,6 +119,7 @@ type Console struct {
 	opts     Options
 	fleet    *fleet.Fleet
 	repos    *repos.Repos
+	enrol    *enrol.Enrol
 	policies *policy.Policies
 	alerts   *alerts.Alerts
 	auth     *auth.Auth
@@ -144,16 +148,17 @@ func New(opts Options) (*Console, error) {
 		Store: opts.Store, Publisher: opts.Publisher, Logger: opts.Logger,
 		CommandExpiry: opts.CommandExpiry, OfflineAfter: opts.OfflineAfter,
 		JobRetention: opts.JobRetention, Instruments: c.metrics,
-		BrokerAccounts: opts.BrokerAccounts,
 	})
 	if err != nil {
 		return nil, err
 	}
 	c.fleet = f
+	c.enrol = enrol.New(enrol.Options{Fleet: f, Logger: opts.Logger, BrokerAccounts: opts.BrokerAccounts})
 	// Repositories observe a job's end right after the fleet's gate.
 	c.repos = repos.New(repos.Options{Fleet: f, Logger: opts.Logger, HealthDelay: opts.HealthDelay})
 	if c.policies, err = policy.New(policy.Options{Fleet: f, Repos: c.repos, Logger: opts.Logger}); err != nil {
 		c.repos.Close()
+		c.enrol.Close()
 		f.Close()
 		return nil, err
 	}
@@ -167,7 +172,7 @@ func New(opts Options) (*Console, error) {
 		metricsOnRouter = c.MetricsHandler()
 	}
 	c.api = api.New(api.Options{
-		Fleet: f, Repos: c.repos, Policies: c.policies, Auth: c.auth, Alerts: c.alerts, Metrics: metricsOnRouter, Logger: opts.Logger, LoginLimit: loginLimit,
+		Fleet: f, Repos: c.repos, Enrol: c.enrol, Policies: c.policies, Auth: c.auth, Alerts: c.alerts, Metrics: metricsOnRouter, Logger: opts.Logger, LoginLimit: loginLimit,
 		PublicURL: opts.PublicURL, BrokerURL: opts.BrokerURL, MQTTPort: opts.MQTTPort, TLS: opts.TLS,
 		CAFingerprint: opts.CAFingerprint, DownloadsDir: opts.DownloadsDir, CAPEM: opts.CAPEM,
 		EnrollPerMinute: opts.EnrollPerMinute, SSEPerUser: opts.SSEPerUser, SSETotal: opts.SSETotal,
@@ -180,6 +185,7 @@ func New(opts Options) (*Console, error) {
 func (c *Console) Close() {
 	c.alerts.Close()
 	c.repos.Close()
+	c.enrol.Close()
 	c.fleet.Close()
 }
 
@@ -212,12 +218,12 @@ func (c *Console) Ingest(ctx context.Context, host string, t wire.Topic, payload
 
 // AuthenticateHost checks an agent's MQTT credential.
 func (c *Console) AuthenticateHost(hostID string, password []byte) bool {
-	return c.fleet.AuthenticateHost(hostID, password)
+	return c.enrol.AuthenticateHost(hostID, password)
 }
 
 // AuthenticateIntegration checks a read-only MQTT account.
 func (c *Console) AuthenticateIntegration(user string, password []byte) bool {
-	return c.fleet.AuthenticateIntegration(user, password)
+	return c.enrol.AuthenticateIntegration(user, password)
 }
 
 // HomeAssistantOnline republishes discovery when Home Assistant (re)starts.

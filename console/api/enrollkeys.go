@@ -7,7 +7,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/restic-manager/restic-manager/console/fleet"
+	"github.com/restic-manager/restic-manager/console/enrol"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/view"
 )
@@ -27,7 +27,7 @@ func (s *Server) createEnrollKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	k, key, err := s.fleet.CreateEnrollKey(fleet.EnrollKeySpec{
+	k, key, err := s.enrol.CreateEnrollKey(enrol.EnrollKeySpec{
 		Name: req.Name, Labels: req.Labels, MaxUses: req.MaxUses, ExpiresIn: req.ExpiresIn, AllowAgentLabels: req.AllowAgentLabels,
 	}, who(r).User)
 	if err != nil {
@@ -62,7 +62,7 @@ func (s *Server) listEnrollKeys(w http.ResponseWriter, r *http.Request) {
 
 // deleteEnrollKey ends an enrolment key; the hosts it made stay.
 func (s *Server) deleteEnrollKey(w http.ResponseWriter, r *http.Request) {
-	if err := s.fleet.DeleteEnrollKey(chi.URLParam(r, "id"), who(r).User); err != nil {
+	if err := s.enrol.DeleteEnrollKey(chi.URLParam(r, "id"), who(r).User); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/enrol"
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/view"
@@ -26,7 +27,7 @@ func (s *Server) createHost(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	h, et, err := s.fleet.CreateHost(req.Name)
+	h, et, err := s.enrol.CreateHost(req.Name)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -60,12 +61,12 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fleet.Invalid("%s", strings.TrimPrefix(err.Error(), wire.ErrInvalid.Error()+": ")))
 		return
 	}
-	e, err := s.fleet.Enroll(r.Context(), req, r.RemoteAddr)
+	e, err := s.enrol.Enroll(r.Context(), req, r.RemoteAddr)
 	switch {
-	case errors.Is(err, fleet.ErrEnrollRefused):
+	case errors.Is(err, enrol.ErrEnrollRefused):
 		httpx.WriteError(w, http.StatusUnauthorized, err.Error())
 		return
-	case errors.Is(err, fleet.ErrAgentLabelsForbidden):
+	case errors.Is(err, enrol.ErrAgentLabelsForbidden):
 		httpx.WriteError(w, http.StatusForbidden, err.Error())
 		return
 	case err != nil:
@@ -97,7 +98,7 @@ func (s *Server) newEnrollToken(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusForbidden, "host "+id+" is a repository's maintenance host: only an admin issues its enrolment token")
 		return
 	}
-	h, et, err := s.fleet.NewEnrollToken(id)
+	h, et, err := s.enrol.NewEnrollToken(id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -108,7 +109,7 @@ func (s *Server) newEnrollToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) revokeHost(w http.ResponseWriter, r *http.Request) {
-	h, err := s.fleet.RevokeHost(r.Context(), chi.URLParam(r, "id"), who(r).User)
+	h, err := s.enrol.RevokeHost(r.Context(), chi.URLParam(r, "id"), who(r).User)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -121,7 +122,7 @@ func (s *Server) revokeHost(w http.ResponseWriter, r *http.Request) {
 // stays.
 func (s *Server) deleteHost(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
-	if err := s.fleet.DeleteHost(r.Context(), id, who(r).User); err != nil {
+	if err := s.enrol.DeleteHost(r.Context(), id, who(r).User); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -203,7 +204,7 @@ func (s *Server) createMQTTUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	password, err := s.fleet.CreateIntegrationUser(r.Context(), req.Name)
+	password, err := s.enrol.CreateIntegrationUser(r.Context(), req.Name)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -22,7 +22,7 @@ func (s *Server) listMQTTUsers(w http.ResponseWriter, r *http.Request) {
 // deleteMQTTUser removes an integration's MQTT account; it cannot log in
 // from now on and its live connection is dropped.
 func (s *Server) deleteMQTTUser(w http.ResponseWriter, r *http.Request) {
-	if err := s.fleet.DeleteIntegrationUser(r.Context(), chi.URLParam(r, "name"), who(r).User); err != nil {
+	if err := s.enrol.DeleteIntegrationUser(r.Context(), chi.URLParam(r, "name"), who(r).User); err != nil {
 		s.fail(w, r, err)
 		return
 	}

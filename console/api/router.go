@@ -14,6 +14,7 @@ import (
 
 	"github.com/restic-manager/restic-manager/console/alerts"
 	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/enrol"
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/policy"
@@ -25,6 +26,7 @@ import (
 type Options struct {
 	Fleet    *fleet.Fleet
 	Repos    *repos.Repos
+	Enrol    *enrol.Enrol
 	Policies *policy.Policies
 	Auth     *auth.Auth
 	Alerts   *alerts.Alerts
@@ -61,6 +63,7 @@ type Server struct {
 	opts     Options
 	fleet    *fleet.Fleet
 	repos    *repos.Repos
+	enrol    *enrol.Enrol
 	policies *policy.Policies
 	auth     *auth.Auth
 	alerts   *alerts.Alerts
@@ -83,7 +86,7 @@ func New(opts Options) *Server {
 	if opts.SSETotal <= 0 {
 		opts.SSETotal = DefaultSSETotal
 	}
-	return &Server{opts: opts, fleet: opts.Fleet, repos: opts.Repos, policies: opts.Policies, auth: opts.Auth, alerts: opts.Alerts, store: opts.Fleet.Store(),
+	return &Server{opts: opts, fleet: opts.Fleet, repos: opts.Repos, enrol: opts.Enrol, policies: opts.Policies, auth: opts.Auth, alerts: opts.Alerts, store: opts.Fleet.Store(),
 		log: opts.Logger.With("component", "api"),
 		sse: &sseSlots{perUser: opts.SSEPerUser, total: opts.SSETotal, users: map[string]int{}}}
 }

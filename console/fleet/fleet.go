@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/restic-manager/restic-manager/broker"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -55,9 +54,6 @@ type Options struct {
 	LostGrace time.Duration
 	// Instruments, when set, counts ingest.
 	Instruments Instruments
-	// BrokerAccounts, when set (external broker mode), receives every
-	// broker login after each credential change.
-	BrokerAccounts func([]broker.Account) error
 }
 
 // Fleet is the console's model of the fleet: it owns every job from its
@@ -85,8 +81,6 @@ type Fleet struct {
 	lost lostJobs
 
 	obs observers
-
-	brokerSync brokerSync
 
 	// bg owns background work (end-of-job observers, sweeps, re-dispatch).
 	// bgMu orders goBG against Close: nothing starts once Close began
@@ -140,7 +134,6 @@ func New(opts Options) (*Fleet, error) {
 	f.goBG(f.sweepLoop)
 	f.goBG(f.gate.loop)
 	f.goBG(f.retentionLoop)
-	f.startBrokerSync()
 	return f, nil
 }
 

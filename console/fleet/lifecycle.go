@@ -315,6 +315,9 @@ func (f *Fleet) endByConsole(jobID, status, why string, from ...string) (storage
 	return j, nil
 }
 
+// EndHostJobs ends every open job of a host that is deleted or revoked.
+func (f *Fleet) EndHostJobs(ctx context.Context, hostID, why string) { f.endHostJobs(ctx, hostID, why) }
+
 // endHostJobs ends every open job of a host that is gone or revoked: its
 // queued jobs will never run, its running ones will never report.
 func (f *Fleet) endHostJobs(ctx context.Context, hostID, why string) {
@@ -350,6 +353,9 @@ func (f *Fleet) OnHostChanged(fn func(storage.Host)) {
 	defer f.obs.mu.Unlock()
 	f.obs.hosts = append(f.obs.hosts, fn)
 }
+
+// HostChanged tells the host observers that h was made or changed.
+func (f *Fleet) HostChanged(h storage.Host) { f.hostChanged(h) }
 
 // hostChanged runs the host observers, synchronously: a caller that
 // changed a host's labels sees its schedules follow when it returns.

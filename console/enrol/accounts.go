@@ -1,4 +1,4 @@
-package fleet
+package enrol
 
 import (
 	"context"
@@ -23,14 +23,14 @@ type brokerSync struct {
 	kick    chan struct{}
 }
 
-func (f *Fleet) startBrokerSync() {
-	if f.opts.BrokerAccounts == nil {
+func (e *Enrol) startBrokerSync() {
+	if e.opts.BrokerAccounts == nil {
 		return
 	}
-	bs := &f.brokerSync
+	bs := &e.brokerSync
 	bs.cond = sync.NewCond(&bs.mu)
 	bs.kick = make(chan struct{}, 1)
-	f.goBG(func(ctx context.Context) {
+	e.goBG(func(ctx context.Context) {
 		for {
 			select {
 			case <-ctx.Done():
@@ -45,9 +45,9 @@ func (f *Fleet) startBrokerSync() {
 			bs.mu.Lock()
 			gen := bs.wanted
 			bs.mu.Unlock()
-			err := f.writeBrokerAccounts()
+			err := e.writeBrokerAccounts()
 			if err != nil {
-				f.log.Error("external broker accounts not written", "error", err)
+				e.log.Error("external broker accounts not written", "error", err)
 			}
 			bs.mu.Lock()
 			bs.done, bs.lastErr = gen, err
@@ -56,18 +56,18 @@ func (f *Fleet) startBrokerSync() {
 		}
 	})
 	// The accounts at start: the console's own login among them.
-	if err := f.SyncBrokerAccounts(context.Background()); err != nil {
-		f.log.Error("external broker accounts at start", "error", err)
+	if err := e.SyncBrokerAccounts(context.Background()); err != nil {
+		e.log.Error("external broker accounts at start", "error", err)
 	}
 }
 
 // SyncBrokerAccounts asks for a regeneration and waits for it (or ctx).
 // Without an external broker it does nothing.
-func (f *Fleet) SyncBrokerAccounts(ctx context.Context) error {
-	if f.opts.BrokerAccounts == nil {
+func (e *Enrol) SyncBrokerAccounts(ctx context.Context) error {
+	if e.opts.BrokerAccounts == nil {
 		return nil
 	}
-	bs := &f.brokerSync
+	bs := &e.brokerSync
 	bs.mu.Lock()
 	bs.wanted++
 	gen := bs.wanted
@@ -99,12 +99,12 @@ func (f *Fleet) SyncBrokerAccounts(ctx context.Context) error {
 // users whose broker hash is known. Hosts enrolled before this console
 // version have none and need a new enrolment token to reach an external
 // broker.
-func (f *Fleet) writeBrokerAccounts() error {
+func (e *Enrol) writeBrokerAccounts() error {
 	var accounts []broker.Account
 	missing := 0
 	after := ""
 	for {
-		hosts, err := f.store.ListHosts(after, 0)
+		hosts, err := e.store.ListHosts(after, 0)
 		if err != nil {
 			return err
 		}
@@ -122,7 +122,7 @@ func (f *Fleet) writeBrokerAccounts() error {
 		}
 		after = hosts[len(hosts)-1].ID
 	}
-	users, err := f.store.ListIntegrationUsers()
+	users, err := e.store.ListIntegrationUsers()
 	if err != nil {
 		return err
 	}
@@ -132,9 +132,9 @@ func (f *Fleet) writeBrokerAccounts() error {
 		}
 	}
 	if missing > 0 {
-		f.log.Warn("enrolled hosts without an external-broker password hash cannot log in there; issue each a new enrolment token", "hosts", missing)
+		e.log.Warn("enrolled hosts without an external-broker password hash cannot log in there; issue each a new enrolment token", "hosts", missing)
 	}
-	if err := f.opts.BrokerAccounts(accounts); err != nil {
+	if err := e.opts.BrokerAccounts(accounts); err != nil {
 		return errors.Join(errors.New("write external broker accounts"), err)
 	}
 	return nil

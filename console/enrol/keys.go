@@ -1,4 +1,4 @@
-package fleet
+package enrol
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
+	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/internal/token"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
@@ -53,23 +54,23 @@ type EnrollKeySpec struct {
 
 // CreateEnrollKey makes a reusable enrolment key and returns its record and
 // the key itself, shown once: only its hash is kept.
-func (f *Fleet) CreateEnrollKey(spec EnrollKeySpec, by string) (storage.EnrollKey, string, error) {
+func (e *Enrol) CreateEnrollKey(spec EnrollKeySpec, by string) (storage.EnrollKey, string, error) {
 	name := strings.TrimSpace(spec.Name)
 	if name == "" || len(name) > 200 {
-		return storage.EnrollKey{}, "", Invalid("name is required (at most 200 characters)")
+		return storage.EnrollKey{}, "", fleet.Invalid("name is required (at most 200 characters)")
 	}
 	if err := wire.ValidateLabels(spec.Labels); err != nil {
 		return storage.EnrollKey{}, "", wireInput(err)
 	}
 	if spec.MaxUses < 0 || spec.MaxUses > MaxEnrollKeyUses {
-		return storage.EnrollKey{}, "", Invalid("max_uses must be 0 (no limit) to %d", MaxEnrollKeyUses)
+		return storage.EnrollKey{}, "", fleet.Invalid("max_uses must be 0 (no limit) to %d", MaxEnrollKeyUses)
 	}
 	if strings.TrimSpace(spec.ExpiresIn) == "" {
-		return storage.EnrollKey{}, "", Invalid("expires_in is required: a duration such as \"720h\" (at most %s): an enrolment key must end", fmtHours(MaxEnrollKeyTTL))
+		return storage.EnrollKey{}, "", fleet.Invalid("expires_in is required: a duration such as \"720h\" (at most %s): an enrolment key must end", fmtHours(MaxEnrollKeyTTL))
 	}
 	ttl, err := time.ParseDuration(strings.TrimSpace(spec.ExpiresIn))
 	if err != nil || ttl <= 0 || ttl > MaxEnrollKeyTTL {
-		return storage.EnrollKey{}, "", Invalid("expires_in must be a duration such as \"720h\", more than 0 and at most %s", fmtHours(MaxEnrollKeyTTL))
+		return storage.EnrollKey{}, "", fleet.Invalid("expires_in must be a duration such as \"720h\", more than 0 and at most %s", fmtHours(MaxEnrollKeyTTL))
 	}
 	now := time.Now().UTC()
 	k := storage.EnrollKey{
@@ -80,20 +81,20 @@ func (f *Fleet) CreateEnrollKey(spec EnrollKeySpec, by string) (storage.EnrollKe
 		k.Labels = nil
 	}
 	key := EnrollKeyPrefix + token.Random(32)
-	if err := f.store.CreateEnrollKey(token.Hash(key), k); err != nil {
+	if err := e.store.CreateEnrollKey(token.Hash(key), k); err != nil {
 		return storage.EnrollKey{}, "", err
 	}
-	f.log.Info("enrolment key created", "key_id", k.ID, "name", k.Name, "max_uses", k.MaxUses, "expires_at", k.ExpiresAt, "by", by)
+	e.log.Info("enrolment key created", "key_id", k.ID, "name", k.Name, "max_uses", k.MaxUses, "expires_at", k.ExpiresAt, "by", by)
 	return k, key, nil
 }
 
 // DeleteEnrollKey removes an enrolment key: from now on it makes no host.
 // The hosts it made stay enrolled.
-func (f *Fleet) DeleteEnrollKey(id, by string) error {
-	if err := f.store.DeleteEnrollKey(id); err != nil {
+func (e *Enrol) DeleteEnrollKey(id, by string) error {
+	if err := e.store.DeleteEnrollKey(id); err != nil {
 		return err
 	}
-	f.log.Warn("enrolment key deleted", "key_id", id, "by", by)
+	e.log.Warn("enrolment key deleted", "key_id", id, "by", by)
 	return nil
 }
 
@@ -101,7 +102,7 @@ func (f *Fleet) DeleteEnrollKey(id, by string) error {
 // the agent's hostname), labelled with the key's labels and the agent's
 // own (the key's win on a conflict) unless the key forbids them. The use
 // is counted in the transaction that stores the host.
-func (f *Fleet) enrollWithKey(ctx context.Context, req wire.EnrollRequest, remote string) (Enrolled, error) {
+func (e *Enrol) enrollWithKey(ctx context.Context, req wire.EnrollRequest, remote string) (Enrolled, error) {
 	name := strings.TrimSpace(req.Name)
 	if name == "" {
 		name = strings.TrimSpace(req.Hostname)
@@ -110,25 +111,25 @@ func (f *Fleet) enrollWithKey(ctx context.Context, req wire.EnrollRequest, remot
 		}
 	}
 	if name == "" || len(name) > wire.MaxEnrollName {
-		return Enrolled{}, Invalid("name: 1 to %d characters (the agent sent no hostname: give it --name)", wire.MaxEnrollName)
+		return Enrolled{}, fleet.Invalid("name: 1 to %d characters (the agent sent no hostname: give it --name)", wire.MaxEnrollName)
 	}
 	hash := token.Hash(req.Key)
 	now := time.Now()
 	// Checked once before the password is hashed, so that a stale or
 	// unknown key costs the console no work; UseEnrollKey checks again.
-	k, err := f.store.GetEnrollKey(hash, now)
+	k, err := e.store.GetEnrollKey(hash, now)
 	if err == nil {
 		_, err = hostLabels(k, req.Labels)
 	}
 	if err != nil {
-		return Enrolled{}, f.keyRefused(k, err, remote)
+		return Enrolled{}, e.keyRefused(k, err, remote)
 	}
 	password := token.Random(32)
 	brokerHash, err := broker.MosquittoHash(password)
 	if err != nil {
 		return Enrolled{}, err
 	}
-	k, h, err := f.store.UseEnrollKey(hash, now, func(k storage.EnrollKey) (storage.Host, error) {
+	k, h, err := e.store.UseEnrollKey(hash, now, func(k storage.EnrollKey) (storage.Host, error) {
 		labels, err := hostLabels(k, req.Labels)
 		if err != nil {
 			return storage.Host{}, err
@@ -140,15 +141,15 @@ func (f *Fleet) enrollWithKey(ctx context.Context, req wire.EnrollRequest, remot
 		}, nil
 	})
 	if err != nil {
-		return Enrolled{}, f.keyRefused(k, err, remote)
+		return Enrolled{}, e.keyRefused(k, err, remote)
 	}
 	// An external broker learns the new login before the agent tries it.
-	if err := f.SyncBrokerAccounts(ctx); err != nil {
-		f.log.Error("enrolled host may not reach the external broker yet", "host_id", h.ID, "error", err)
+	if err := e.SyncBrokerAccounts(ctx); err != nil {
+		e.log.Error("enrolled host may not reach the external broker yet", "host_id", h.ID, "error", err)
 	}
-	f.log.Info("host enrolled with a key", "host_id", h.ID, "name", h.Name, "key_id", k.ID, "uses", k.Uses, "hostname", req.Hostname, "remote", remote)
+	e.log.Info("host enrolled with a key", "host_id", h.ID, "name", h.Name, "key_id", k.ID, "uses", k.Uses, "hostname", req.Hostname, "remote", remote)
 	// Its labels bring its policies (schedules, a repository) at once.
-	f.hostChanged(h)
+	e.f.HostChanged(h)
 	return Enrolled{Host: h, Password: password, KeyID: k.ID}, nil
 }
 
@@ -173,7 +174,7 @@ func hostLabels(k storage.EnrollKey, agent map[string]string) (map[string]string
 }
 
 // keyRefused turns a refused key into what the agent is told, and logs it.
-func (f *Fleet) keyRefused(k storage.EnrollKey, err error, remote string) error {
+func (e *Enrol) keyRefused(k storage.EnrollKey, err error, remote string) error {
 	var out error
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -185,7 +186,7 @@ func (f *Fleet) keyRefused(k storage.EnrollKey, err error, remote string) error 
 	default:
 		return err
 	}
-	f.log.Warn("enrolment refused", "key_id", k.ID, "reason", out.Error(), "remote", remote)
+	e.log.Warn("enrolment refused", "key_id", k.ID, "reason", out.Error(), "remote", remote)
 	return out
 }
 
@@ -204,10 +205,10 @@ func labelText(labels map[string]string) string {
 // alone.
 func wireInput(err error) error {
 	if errors.Is(err, wire.ErrBadLabels) {
-		return Invalid("%s", err)
+		return fleet.Invalid("%s", err)
 	}
 	if errors.Is(err, wire.ErrInvalid) {
-		return Invalid("%s", strings.TrimPrefix(err.Error(), wire.ErrInvalid.Error()+": "))
+		return fleet.Invalid("%s", strings.TrimPrefix(err.Error(), wire.ErrInvalid.Error()+": "))
 	}
 	return err
 }
