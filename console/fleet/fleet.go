@@ -86,6 +86,9 @@ type Fleet struct {
 
 	brokerSync brokerSync
 
+	// rpo finds the RPO a host's policies set (SetRPO, rpo.go).
+	rpo atomic.Pointer[RPOFunc]
+
 	// bg owns background work (end-of-job observers, sweeps, re-dispatch).
 	// bgMu orders goBG against Close: nothing starts once Close began
 	// (timers may fire during it).
