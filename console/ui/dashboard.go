@@ -85,6 +85,9 @@ type dashboardData struct {
 	LabelTerms []labelLink
 	LabelError string
 	Filtered   bool // by search, state or labels
+
+	// Compliance: the fleet's RPO totals (nil: no policy sets an RPO).
+	Compliance *complianceView
 }
 
 // dashboardPageSize bounds what one page renders; the counts still cover
@@ -274,6 +277,7 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 		d.NextURL = link(d.Page + 1)
 	}
 
+	d.Compliance = s.complianceTotals(r.Context(), now)
 	d.Jobs, _, err = s.store.ListJobs(storage.JobQuery{Limit: 25})
 	if err != nil {
 		s.pageError(w, r, err)
