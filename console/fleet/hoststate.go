@@ -54,9 +54,9 @@ type HostStatus struct {
 	Conditions []Condition
 	// StaleAfter: no successful backup for this long is a breach (the
 	// backup_stale condition, or rpo_breach under a policy's RPO; state
-	// failing); 0 when the host is not judged
-	// (no backup schedule and never a success). WarnAfter: this long is late
-	// (state warning): one schedule interval and a little.
+	// failing); 0 when the host is not judged (no backup schedule, no RPO
+	// and never a success). WarnAfter: this long is late (state warning):
+	// one schedule interval and a little.
 	StaleAfter, WarnAfter time.Duration
 	// AgeClass colours the last backup's age: age-ok, age-warn, age-bad or
 	// age-none.
