@@ -95,6 +95,7 @@ clean:
 bench: tools
 	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkJobStart|BenchmarkScheduleApply|BenchmarkSnapshotBrowse' -benchtime 1x -timeout 40m
 	$(GO) test ./storage/ -run '^$$' -bench 'BenchmarkListJobsPerHost' -benchtime 20x
+	$(GO) test ./console/report/ -run '^$$' -bench 'BenchmarkComplianceReport' -benchtime 20x
 	RM_BENCH_NORACE=1 RM_STORE_JOBS=100000 $(GO) test -p 1 ./storage/ ./e2e/ -run '^$$' -bench 'BenchmarkStoreGrowth|BenchmarkAgentOverhead' -benchtime 1x -timeout 60m
 	$(GO) run ./cmd/fleetsim -agents 1000 -jobs 200 -duration 20s -flood 10s -publishers 100 -json bench-out/fleetsim.json
 

@@ -10,6 +10,8 @@
 //     their rollout;
 //   - enrol: hosts joining (token or key) and leaving, credentials,
 //     integration accounts, an external broker's accounts;
+//   - report: the RPO compliance report (and the RPO each host's state is
+//     judged by);
 //   - alerts: rules, notifications, MQTT health, Home Assistant discovery,
 //     observing the fleet;
 //   - auth: users, sessions, tokens, roles and the audit log;
@@ -37,6 +39,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/metrics"
 	"github.com/restic-manager/restic-manager/console/policy"
+	"github.com/restic-manager/restic-manager/console/report"
 	"github.com/restic-manager/restic-manager/console/repos"
 	"github.com/restic-manager/restic-manager/console/ui"
 	"github.com/restic-manager/restic-manager/storage"
@@ -162,6 +165,10 @@ func New(opts Options) (*Console, error) {
 		f.Close()
 		return nil, err
 	}
+	// A policy's RPO is the host's staleness threshold (rpo_breach), judged
+	// as the compliance report judges it.
+	reports := report.New(opts.Store, c.policies.List)
+	f.SetRPO(reports.HostRPO)
 	c.metrics.Attach(f, opts.MetricsRefresh)
 	c.alerts = alerts.New(alerts.Options{Fleet: f, Logger: opts.Logger, PublicURL: opts.PublicURL,
 		Interval: opts.AlertInterval, RenotifyEvery: opts.RenotifyEvery, Audit: c.auth.Record})
@@ -176,8 +183,9 @@ func New(opts Options) (*Console, error) {
 		PublicURL: opts.PublicURL, BrokerURL: opts.BrokerURL, MQTTPort: opts.MQTTPort, TLS: opts.TLS,
 		CAFingerprint: opts.CAFingerprint, DownloadsDir: opts.DownloadsDir, CAPEM: opts.CAPEM,
 		EnrollPerMinute: opts.EnrollPerMinute, SSEPerUser: opts.SSEPerUser, SSETotal: opts.SSETotal,
+		Reports: reports,
 	})
-	c.ui = ui.New(ui.Options{Fleet: f, Auth: c.auth, Logger: opts.Logger, LoginLimit: loginLimit})
+	c.ui = ui.New(ui.Options{Fleet: f, Auth: c.auth, Logger: opts.Logger, LoginLimit: loginLimit, Compliance: reports.Totals})
 	return c, nil
 }
 

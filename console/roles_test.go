@@ -52,6 +52,7 @@ var routeRoles = map[string]string{
 	"GET /api/v1/policies":                          auth.RoleViewer,
 	"GET /api/v1/policies/preview":                  auth.RoleViewer,
 	"GET /api/v1/policies/{id}":                     auth.RoleViewer,
+	"GET /api/v1/reports/compliance":                auth.RoleViewer,
 	"POST /api/v1/policies":                         auth.RoleAdmin,
 	"PUT /api/v1/policies/{id}":                     auth.RoleAdmin,
 	"DELETE /api/v1/policies/{id}":                  auth.RoleAdmin,

@@ -30,6 +30,7 @@ const (
 	RuleBackupStale     = fleet.RuleBackupStale
 	RuleHostOffline     = fleet.RuleHostOffline
 	RuleScheduleApplied = fleet.RuleScheduleApplied
+	RuleRPOBreach       = fleet.RuleRPOBreach
 	RuleCheckErrors     = "check_errors"
 	RuleLockAge         = "lock_age"
 	// RuleForgetHeld: a forget's guard stopped it (subject: the job).
@@ -37,7 +38,7 @@ const (
 )
 
 // hostRules are the rules evaluated per host from its state.
-var hostRules = []string{RuleBackupStale, RuleHostOffline, RuleScheduleApplied}
+var hostRules = []string{RuleBackupStale, RuleHostOffline, RuleScheduleApplied, RuleRPOBreach}
 
 // Defaults of the rules, overridable through Options.
 const (
@@ -361,7 +362,10 @@ type hostHealth struct {
 // hostAlertIDs are the IDs every alert about host h can have: the host
 // rules have the host as subject, job_failed has host.kind.
 func hostAlertIDs(hostID string) []string {
-	ids := []string{alertID(RuleBackupStale, hostID), alertID(RuleHostOffline, hostID), alertID(RuleScheduleApplied, hostID)}
+	ids := make([]string, 0, len(hostRules)+len(wire.Kinds()))
+	for _, rule := range hostRules {
+		ids = append(ids, alertID(rule, hostID))
+	}
 	for _, k := range wire.Kinds() {
 		if alerting(k.Name) {
 			ids = append(ids, alertID(RuleJobFailed, hostID+"."+k.Name))

@@ -18,6 +18,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/policy"
+	"github.com/restic-manager/restic-manager/console/report"
 	"github.com/restic-manager/restic-manager/console/repos"
 	"github.com/restic-manager/restic-manager/storage"
 )
@@ -56,6 +57,9 @@ type Options struct {
 	// user and in all (defaults DefaultSSEPerUser, DefaultSSETotal); past
 	// them a stream is refused with 429.
 	SSEPerUser, SSETotal int
+	// Reports makes the compliance report (console wiring shares it with
+	// the pages' totals).
+	Reports *report.Reporter
 }
 
 // Server serves the API.
@@ -181,6 +185,7 @@ func (s *Server) routes(r chi.Router) {
 		r.Get("/policies", s.listPolicies)
 		r.Get("/policies/preview", s.previewPolicy)
 		r.Get("/policies/{id}", s.getPolicy)
+		r.Get("/reports/compliance", s.complianceReport)
 		r.Get("/tokens", s.listTokens)
 		r.Post("/tokens", s.createToken)
 		r.Delete("/tokens/{id}", s.deleteToken)

@@ -82,6 +82,9 @@ type Fleet struct {
 
 	obs observers
 
+	// rpo finds the RPO a host's policies set (SetRPO, rpo.go).
+	rpo atomic.Pointer[RPOFunc]
+
 	// bg owns background work (end-of-job observers, sweeps, re-dispatch).
 	// bgMu orders goBG against Close: nothing starts once Close began
 	// (timers may fire during it).

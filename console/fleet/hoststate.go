@@ -27,6 +27,9 @@ const (
 	RuleBackupStale     = "backup_stale"
 	RuleHostOffline     = "host_offline"
 	RuleScheduleApplied = "schedule_not_applied"
+	// RuleRPOBreach: the last good backup is older than the RPO the
+	// host's policies set (rpo.go); it takes backup_stale's place there.
+	RuleRPOBreach = "rpo_breach"
 )
 
 // Severities of conditions and alerts.
@@ -50,21 +53,23 @@ type HostStatus struct {
 	// Conditions hold now; each is an alert that should be firing.
 	Conditions []Condition
 	// StaleAfter: no successful backup for this long is a breach (the
-	// backup_stale condition, state failing); 0 when the host is not judged
-	// (no backup schedule and never a success). WarnAfter: this long is late
-	// (state warning): one schedule interval and a little.
+	// backup_stale condition, or rpo_breach under a policy's RPO; state
+	// failing); 0 when the host is not judged (no backup schedule, no RPO
+	// and never a success). WarnAfter: this long is late (state warning):
+	// one schedule interval and a little.
 	StaleAfter, WarnAfter time.Duration
 	// AgeClass colours the last backup's age: age-ok, age-warn, age-bad or
 	// age-none.
 	AgeClass string
 }
 
-// staleThreshold is how long a host may go without a successful backup: the
-// override if set, else one schedule interval plus half of it (at least 30
-// minutes of slack), else a day and two hours. warn is when a backup is late:
-// one interval plus a twelfth (at least 30 minutes: a daily backup is late
-// after 26 hours), never after the threshold itself.
-func staleThreshold(h storage.Host, hs storage.HostSchedules, now time.Time) (limit, warn time.Duration, judged bool) {
+// staleThreshold is how long a host may go without a successful backup:
+// the smallest RPO of its policies (rpo, 0 for none) if one sets it, else
+// the override if set, else one schedule interval plus half of it (at least
+// 30 minutes of slack), else a day and two hours. warn is when a backup is
+// late: one interval plus a twelfth (at least 30 minutes: a daily backup is
+// late after 26 hours), never after the threshold itself.
+func staleThreshold(h storage.Host, hs storage.HostSchedules, now time.Time, rpo time.Duration) (limit, warn time.Duration, judged bool) {
 	var longest time.Duration
 	for _, s := range hs.Effective() {
 		if !s.Enabled || s.Kind != wire.JobBackup {
@@ -86,6 +91,14 @@ func staleThreshold(h storage.Host, hs storage.HostSchedules, now time.Time) (li
 	if h.StaleAfter > 0 {
 		limit, judged = h.StaleAfter, true
 	}
+	// A policy's RPO is a promise about the host's backups: it is the
+	// breach, whatever the schedule or the override say.
+	if rpo > 0 {
+		if longest == 0 {
+			warn = rpo
+		}
+		limit, judged = rpo, true
+	}
 	return limit, min(warn, limit), judged
 }
 
@@ -103,10 +116,16 @@ func (f *Fleet) Assess(h storage.Host, hs storage.HostSchedules, now time.Time) 
 			st.State = s
 		}
 	}
-	limit, warn, judged := staleThreshold(h, hs, now)
+	rpo, firstDue, underRPO := f.rpoOf(h)
+	limit, warn, judged := staleThreshold(h, hs, now, rpo)
 	since := h.CreatedAt
 	if !hs.UpdatedAt.IsZero() && hs.UpdatedAt.After(since) {
 		since = hs.UpdatedAt
+	}
+	if underRPO {
+		// Never backed up: the first backup is due by firstDue (the
+		// compliance report says the same).
+		since = firstDue.Add(-rpo)
 	}
 	if h.LastSuccess != nil {
 		since = h.LastSuccess.EndedAt
@@ -115,6 +134,13 @@ func (f *Fleet) Assess(h storage.Host, hs storage.HostSchedules, now time.Time) 
 	if judged {
 		st.StaleAfter, st.WarnAfter = limit, warn
 		switch {
+		case age > limit && underRPO:
+			msg := fmt.Sprintf("last good backup of %s is %s old, past its policy's RPO of %s", h.Name, age.Round(time.Second), limit)
+			if h.LastSuccess == nil {
+				msg = fmt.Sprintf("%s has had no successful backup within its policy's RPO of %s", h.Name, limit)
+			}
+			st.Conditions = append(st.Conditions, Condition{RuleRPOBreach, SeverityCritical, msg})
+			worst(StateFailing)
 		case age > limit:
 			msg := fmt.Sprintf("no successful backup of %s for %s (threshold %s)", h.Name, age.Round(time.Second), limit)
 			if h.LastSuccess == nil {

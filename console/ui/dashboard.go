@@ -89,6 +89,8 @@ type dashboardData struct {
 	// Bulk is the "run on these hosts" control: shown to operators while
 	// a filter is active (see bulkRun).
 	Bulk *bulkRun
+	// Compliance: the fleet's RPO totals (nil: no policy sets an RPO).
+	Compliance *complianceView
 }
 
 // bulkRun is what the dashboard's bulk control needs: every host the
@@ -298,6 +300,7 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 		d.NextURL = link(d.Page + 1)
 	}
 
+	d.Compliance = s.complianceTotals(r.Context(), now)
 	d.Jobs, _, err = s.store.ListJobs(storage.JobQuery{Limit: 25})
 	if err != nil {
 		s.pageError(w, r, err)

@@ -92,6 +92,9 @@ type Options struct {
 	Logger *slog.Logger
 	// LoginLimit rate-limits the login form (shared with the API's login).
 	LoginLimit func(http.Handler) http.Handler
+	// Compliance gives the dashboard the fleet's RPO totals (ok false:
+	// no policy sets an RPO); nil shows none.
+	Compliance ComplianceTotals
 }
 
 // Server serves the pages.
@@ -101,6 +104,8 @@ type Server struct {
 	store *storage.Store
 	log   *slog.Logger
 	limit func(http.Handler) http.Handler
+
+	compliance ComplianceTotals
 }
 
 // New builds the pages.
@@ -111,7 +116,8 @@ func New(opts Options) *Server {
 	if opts.LoginLimit == nil {
 		opts.LoginLimit = func(h http.Handler) http.Handler { return h }
 	}
-	return &Server{fleet: opts.Fleet, auth: opts.Auth, store: opts.Fleet.Store(), log: opts.Logger.With("component", "ui"), limit: opts.LoginLimit}
+	return &Server{fleet: opts.Fleet, auth: opts.Auth, store: opts.Fleet.Store(), log: opts.Logger.With("component", "ui"), limit: opts.LoginLimit,
+		compliance: opts.Compliance}
 }
 
 // Mount adds the pages and their assets to r. Every page needs a login;
