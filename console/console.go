@@ -172,7 +172,7 @@ func New(opts Options) (*Console, error) {
 		CAFingerprint: opts.CAFingerprint, DownloadsDir: opts.DownloadsDir, CAPEM: opts.CAPEM,
 		EnrollPerMinute: opts.EnrollPerMinute, SSEPerUser: opts.SSEPerUser, SSETotal: opts.SSETotal,
 	})
-	c.ui = ui.New(ui.Options{Fleet: f, Auth: c.auth, Logger: opts.Logger, LoginLimit: loginLimit})
+	c.ui = ui.New(ui.Options{Fleet: f, Auth: c.auth, Policies: c.policies, Logger: opts.Logger, LoginLimit: loginLimit})
 	return c, nil
 }
 
