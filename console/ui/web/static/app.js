@@ -738,8 +738,8 @@ function policyPage(main) {
   // Repository: an existing one, or a template making one per host.
   const syncRepo = () => {
     const tpl = form.querySelector("input[name=repo_mode]:checked").value === "template";
-    $(".repo-existing", form).hidden = tpl;
-    $(".repo-template", form).hidden = !tpl;
+    $$(".repo-existing", form).forEach(x => { x.hidden = tpl; });
+    $$(".repo-template", form).forEach(x => { x.hidden = !tpl; });
   };
   $$("input[name=repo_mode]", form).forEach(r => r.addEventListener("change", syncRepo));
   syncRepo();
