@@ -185,7 +185,7 @@ func New(opts Options) (*Console, error) {
 		EnrollPerMinute: opts.EnrollPerMinute, SSEPerUser: opts.SSEPerUser, SSETotal: opts.SSETotal,
 		Reports: reports,
 	})
-	c.ui = ui.New(ui.Options{Fleet: f, Auth: c.auth, Logger: opts.Logger, LoginLimit: loginLimit, Compliance: reports.Totals})
+	c.ui = ui.New(ui.Options{Fleet: f, Auth: c.auth, Policies: c.policies, Logger: opts.Logger, LoginLimit: loginLimit, Compliance: reports.Totals})
 	return c, nil
 }
 

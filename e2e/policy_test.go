@@ -30,7 +30,7 @@ func TestZeroTouchPolicyEnrolment(t *testing.T) {
 	var web struct{ ID string }
 	s.do("POST", "/api/v1/policies", map[string]any{"name": "web", "selector": map[string]string{"role": "web"},
 		"repo_template": map[string]any{"url": "rest:http://" + rs + "/{host}/", "init": true},
-		"schedules": []map[string]any{{"name": "every minute", "kind": "backup", "cron": "* * * * *", "jitter_s": 0, "enabled": true, "paths": []string{src}}},
+		"schedules":     []map[string]any{{"name": "every minute", "kind": "backup", "cron": "* * * * *", "jitter_s": 0, "enabled": true, "paths": []string{src}}},
 	}, &web, 201)
 	k := s.createEnrollKey(map[string]any{"name": "web machines", "labels": map[string]string{"role": "web"}, "max_uses": 5, "expires_in": "1h"})
 

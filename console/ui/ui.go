@@ -18,6 +18,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/input"
+	"github.com/restic-manager/restic-manager/console/policy"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -90,6 +91,8 @@ type Options struct {
 	Fleet  *fleet.Fleet
 	Auth   *auth.Auth
 	Logger *slog.Logger
+	// Policies are read for the policy pages (changed through the API).
+	Policies *policy.Policies
 	// LoginLimit rate-limits the login form (shared with the API's login).
 	LoginLimit func(http.Handler) http.Handler
 	// Compliance gives the dashboard the fleet's RPO totals (ok false:
@@ -99,11 +102,12 @@ type Options struct {
 
 // Server serves the pages.
 type Server struct {
-	fleet *fleet.Fleet
-	auth  *auth.Auth
-	store *storage.Store
-	log   *slog.Logger
-	limit func(http.Handler) http.Handler
+	fleet    *fleet.Fleet
+	auth     *auth.Auth
+	store    *storage.Store
+	policies *policy.Policies
+	log      *slog.Logger
+	limit    func(http.Handler) http.Handler
 
 	compliance ComplianceTotals
 }
@@ -116,7 +120,7 @@ func New(opts Options) *Server {
 	if opts.LoginLimit == nil {
 		opts.LoginLimit = func(h http.Handler) http.Handler { return h }
 	}
-	return &Server{fleet: opts.Fleet, auth: opts.Auth, store: opts.Fleet.Store(), log: opts.Logger.With("component", "ui"), limit: opts.LoginLimit,
+	return &Server{fleet: opts.Fleet, auth: opts.Auth, store: opts.Fleet.Store(), policies: opts.Policies, log: opts.Logger.With("component", "ui"), limit: opts.LoginLimit,
 		compliance: opts.Compliance}
 }
 
@@ -141,6 +145,9 @@ func (s *Server) Mount(r chi.Router) {
 		r.Get("/restore", s.pageRestore)
 		r.Get("/settings", s.pageSettings)
 		r.Get("/alerts", s.pageAlerts)
+		r.Get("/policies", s.pagePolicies)
+		r.Get("/policies/new", s.pagePolicyNew)
+		r.Get("/policies/{id}", s.pagePolicy)
 		// A read-only helper for the schedule editor's live preview; it
 		// changes nothing, so every role may call it.
 		r.Get("/ui/cron", s.uiCronPreview)

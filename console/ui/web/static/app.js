@@ -701,10 +701,186 @@ function alertsPage() {
   act(".silence-alert", "/silence", { for: "8h" });
 }
 
+// ---- policies: the editor (admins). The policy goes whole to
+// POST /api/v1/policies or PUT /api/v1/policies/{id}; the page then shows
+// how many hosts' schedules changed.
+
+// parseKV reads key=value lines (or commas) into an object; what names
+// the kind of item ("label", "variable") for the error.
+function parseKV(text, what, sep) {
+  const out = Object.create(null);
+  for (const item of text.split(sep || /[\n,]/).map(x => x.trim()).filter(Boolean)) {
+    const i = item.indexOf("=");
+    if (i < 0) throw new Error("Write each " + what + " as key=value: \"" + item + "\" has no '='.");
+    const k = item.slice(0, i).trim();
+    if (k in out) throw new Error("The key \"" + k + "\" is given twice.");
+    out[k] = item.slice(i + 1).trim();
+  }
+  return out;
+}
+
+// cronPreviewer shows what a cron field means and its next runs (the
+// console's /ui/cron helper), debounced.
+function cronPreviewer(f, preview) {
+  let timer;
+  const update = () => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      if (!f.cron.value.trim()) { preview.textContent = ""; return; }
+      try {
+        const r = await api("GET", "/ui/cron?cron=" + encodeURIComponent(f.cron.value) + "&timezone=" + encodeURIComponent(f.timezone.value));
+        preview.replaceChildren(el("strong", {}, r.data.description), el("div", { class: "sub" }, "next: " + r.data.next_runs.map(fmtTime).join(" · ") + " (before each host's jitter)"));
+      } catch (e) { preview.replaceChildren(el("span", { class: "error" }, e.message)); }
+    }, 250);
+  };
+  f.cron.addEventListener("input", update);
+  f.timezone.addEventListener("input", update);
+  return update;
+}
+
+// scheduleFromForm reads a schedule editor's fields (old keeps the ID and
+// jitter of an edited schedule).
+function scheduleFromForm(form, old) {
+  const f = form.elements;
+  const s = { name: f.name.value.trim(), kind: f.kind.value, cron: f.cron.value.trim(), timezone: f.timezone.value.trim(), enabled: f.enabled.checked };
+  if (old && old.id) s.id = old.id;
+  if (old && old.jitter_s !== undefined) s.jitter_s = old.jitter_s;
+  switch (s.kind) {
+    case "backup": s.paths = lines(f.paths.value); s.excludes = lines(f.excludes.value); s.tags = commas(f.tags.value); break;
+    case "forget": s.retention = retention(form); s.prune = f.prune.checked; break;
+    case "prune": if (f.max_unused.value) s.max_unused = f.max_unused.value; break;
+    case "check": if (f.read_data_subset.value) s.read_data_subset = f.read_data_subset.value; break;
+  }
+  return s;
+}
+
+function scheduleToForm(form, s) {
+  const f = form.elements;
+  f.name.value = s.name || ""; f.kind.value = s.kind; f.cron.value = s.cron || ""; f.timezone.value = s.timezone || "";
+  f.enabled.checked = !!s.enabled;
+  f.paths.value = (s.paths || []).join("\n"); f.excludes.value = (s.excludes || []).join("\n"); f.tags.value = (s.tags || []).join(", ");
+  const r = s.retention || {};
+  for (const k of ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"]) f[k].value = r[k] || "";
+  f.prune.checked = !!s.prune; f.max_unused.value = s.max_unused || ""; f.read_data_subset.value = s.read_data_subset || "";
+}
+
+function plural(n, unit) { return n + " " + unit + (n === 1 ? "" : "s"); }
+
+function policyPage(main) {
+  const form = $("#policy-form");
+  if (!form) return; // read-only: not an admin
+  const id = main.dataset.policyId;
+  const f = form.elements;
+
+  // Selector: a live "matches N hosts" while the admin types.
+  const preview = $("#policy-preview");
+  let ptimer, pseq = 0;
+  const updateMatch = () => {
+    clearTimeout(ptimer);
+    ptimer = setTimeout(async () => {
+      const seq = ++pseq;
+      let sel;
+      try { sel = parseKV(f.selector.value, "label"); } catch (e) { preview.replaceChildren(el("span", { class: "error" }, e.message)); return; }
+      const q = Object.keys(sel).map(k => k + "=" + sel[k]).join(",");
+      try {
+        const r = await api("GET", "/api/v1/policies/preview?selector=" + encodeURIComponent(q));
+        if (seq !== pseq) return; // a later keystroke asked again
+        preview.dataset.hosts = String(r.data.hosts);
+        preview.replaceChildren(el("strong", {}, "matches " + plural(r.data.hosts, "host")), q ? "" : " (no selector: every host)");
+      } catch (e) { if (seq === pseq) preview.replaceChildren(el("span", { class: "error" }, e.message)); }
+    }, 300);
+  };
+  f.selector.addEventListener("input", updateMatch);
+  updateMatch();
+
+  // Repository: an existing one, or a template making one per host.
+  const syncRepo = () => {
+    const tpl = form.querySelector("input[name=repo_mode]:checked").value === "template";
+    $$(".repo-existing", form).forEach(x => { x.hidden = tpl; });
+    $$(".repo-template", form).forEach(x => { x.hidden = !tpl; });
+  };
+  $$("input[name=repo_mode]", form).forEach(r => r.addEventListener("change", syncRepo));
+  syncRepo();
+
+  // Schedules: a list kept here, edited through the small form, saved with
+  // the policy.
+  let set = [];
+  try { set = JSON.parse(main.dataset.schedules || "[]") || []; } catch (e) { set = []; }
+  const ed = $("#policy-schedule-editor"), box = $("#policy-schedule-box");
+  const syncKind = wireKind(ed);
+  const cron = cronPreviewer(ed.elements, $("#policy-cron-preview"));
+  const render = () => {
+    const tb = $("#policy-sched-list tbody");
+    if (set.length === 0) { tb.replaceChildren(el("tr", {}, el("td", { colSpan: 4 }, "No schedules yet: add one below."))); return; }
+    tb.replaceChildren(...set.map((s, i) => {
+      const edit = el("button", { type: "button", class: "small policy-edit-schedule" }, "Edit");
+      edit.addEventListener("click", () => {
+        scheduleToForm(ed, s); ed.elements.index.value = String(i);
+        syncKind(); cron(); box.open = true; ed.elements.name.focus();
+      });
+      const del = el("button", { type: "button", class: "small danger policy-remove-schedule" }, "Remove");
+      del.addEventListener("click", () => { set.splice(i, 1); render(); });
+      const detail = s.kind === "backup" ? (s.paths || []).join(", ") : "";
+      return el("tr", { "data-index": String(i) }, el("td", {}, s.name, s.enabled ? null : el("span", { class: "badge st-queued" }, " disabled")),
+        el("td", {}, s.kind, detail ? el("div", { class: "sub" }, detail) : null), el("td", {}, el("code", {}, s.cron)), el("td", {}, edit, " ", del));
+    }));
+  };
+  render();
+  ed.addEventListener("reset", () => setTimeout(() => { ed.elements.index.value = ""; syncKind(); $("#policy-cron-preview").textContent = ""; }));
+  ed.addEventListener("submit", ev => {
+    ev.preventDefault();
+    const i = ed.elements.index.value === "" ? -1 : num(ed.elements.index.value);
+    const s = scheduleFromForm(ed, i >= 0 ? set[i] : null);
+    if (!s.name || !s.cron) { showError($("#policy-schedule-error"), new Error("A schedule needs a name and a cron expression.")); return; }
+    if (s.kind === "backup" && s.paths.length === 0) { showError($("#policy-schedule-error"), new Error("Give at least one path to back up.")); return; }
+    showError($("#policy-schedule-error"));
+    if (i >= 0) set[i] = s; else set.push(s);
+    render();
+    ed.reset();
+    box.open = false;
+  });
+
+  form.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const err = $("#policy-error");
+    const body = { name: f.name.value.trim(), schedules: set.map(s => { const c = Object.assign({}, s); delete c.repo_id; delete c.policy_id; return c; }), rpo: f.rpo.value.trim() };
+    try {
+      if (ed.elements.name.value.trim() || ed.elements.cron.value.trim()) throw new Error("The schedule editor holds a schedule not put in the list: put it in the list, or clear it.");
+      body.selector = parseKV(f.selector.value, "label");
+      if (form.querySelector("input[name=repo_mode]:checked").value === "template") {
+        body.repo_template = { url: f.template_url.value.trim(), init: f.template_init.checked };
+        // The environment is never shown: empty keeps the stored one.
+        if (f.template_env.value.trim()) body.repo_template.env = parseKV(f.template_env.value, "variable", /\n/);
+      } else {
+        if (!f.repo_id.value) throw new Error("There is no repository yet: add one, or use a template.");
+        body.repo_id = f.repo_id.value;
+      }
+      if (f.guard.value !== "") body.forget_guard = { max_remove_percent: num(f.guard.value) };
+    } catch (e) { showError(err, e); return; }
+    showError(err);
+    $("#policy-save").disabled = true;
+    try {
+      const r = id ? await api("PUT", "/api/v1/policies/" + encodeURIComponent(id), body) : await api("POST", "/api/v1/policies", body);
+      location.href = "/policies/" + encodeURIComponent(r.data.id) + "?changed=" + encodeURIComponent(r.data.changed || 0);
+    } catch (e) { showError(err, e); $("#policy-save").disabled = false; }
+  });
+
+  const del = $("#policy-delete");
+  if (del) del.addEventListener("click", async () => {
+    const n = num(main.dataset.hosts);
+    if (!confirm("Delete the policy " + main.dataset.name + "? Its schedules leave the " + plural(n, "host") + " it matches. This cannot be undone.")) return;
+    del.disabled = true;
+    try {
+      const r = await api("DELETE", "/api/v1/policies/" + encodeURIComponent(id));
+      location.href = "/policies?deleted=" + encodeURIComponent(r.data.changed || 0);
+    } catch (e) { showError($("#policy-error"), e); del.disabled = false; }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const main = $("main[data-page]");
   if (!main) return;
-  const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage, alerts: alertsPage, dashboard: dashboardPage };
+  const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage, alerts: alertsPage, dashboard: dashboardPage, policy: policyPage };
   const fn = pages[main.dataset.page];
   if (fn) fn(main);
 });
