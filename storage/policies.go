@@ -132,9 +132,10 @@ func (s *Store) DeletePolicy(id string) error {
 const schedulesBatch = 250
 
 // UpdateSchedulesMany is UpdateSchedules for many hosts in few
-// transactions: fn changes a host's set and reports whether it did; the
-// sets that changed are returned. Hosts that no longer exist are skipped.
-func (s *Store) UpdateSchedulesMany(hostIDs []string, fn func(*HostSchedules) (bool, error)) ([]HostSchedules, error) {
+// transactions: fn gets a host's set and the host itself (read in the same
+// transaction), changes the set and reports whether it did; the sets that
+// changed are returned. Hosts that no longer exist are skipped.
+func (s *Store) UpdateSchedulesMany(hostIDs []string, fn func(*HostSchedules, Host) (bool, error)) ([]HostSchedules, error) {
 	ids := slices.Clone(hostIDs)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
@@ -154,7 +155,8 @@ func (s *Store) UpdateSchedulesMany(hostIDs []string, fn func(*HostSchedules) (b
 				if err := validID(id); err != nil {
 					return err
 				}
-				if err := present(txn, hostKey(id)); errors.Is(err, ErrNotFound) {
+				var h Host
+				if _, err := getJSONRaw(txn, hostKey(id), &h); errors.Is(err, ErrNotFound) {
 					continue
 				} else if err != nil {
 					return err
@@ -163,7 +165,7 @@ func (s *Store) UpdateSchedulesMany(hostIDs []string, fn func(*HostSchedules) (b
 				if _, err := getJSONRaw(txn, schedKey(id), &hs); err != nil && !errors.Is(err, ErrNotFound) {
 					return err
 				}
-				ok, err := fn(&hs)
+				ok, err := fn(&hs, h)
 				if err != nil {
 					return err
 				}

@@ -36,3 +36,35 @@ func TestPolicyTemplateEnvSealed(t *testing.T) {
 		t.Fatalf("opened env %v %v", env, err)
 	}
 }
+
+// Many hosts' schedule sets change in few transactions: fn sees each
+// host's set and record, what it changed is stored and returned, a host
+// that does not exist is skipped.
+func TestUpdateSchedulesMany(t *testing.T) {
+	s, _ := openTest(t)
+	ids := []string{"host-c", "host-a", "host-b"}
+	for _, id := range ids[1:] {
+		if err := s.CreateHost(Host{ID: id, Name: id, Labels: map[string]string{"role": id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	changed, err := s.UpdateSchedulesMany(append(ids, "host-a"), func(hs *HostSchedules, h Host) (bool, error) {
+		if h.Labels["role"] != hs.HostID {
+			t.Errorf("fn got host %s for the set of %s", h.ID, hs.HostID)
+		}
+		if h.ID == "host-b" {
+			return false, nil
+		}
+		hs.Version++
+		return true, nil
+	})
+	if err != nil || len(changed) != 1 || changed[0].HostID != "host-a" || changed[0].Version != 1 {
+		t.Fatalf("changed %+v, %v", changed, err)
+	}
+	if hs, _ := s.GetSchedules("host-a"); hs.Version != 1 {
+		t.Errorf("stored version %d", hs.Version)
+	}
+	if hs, _ := s.GetSchedules("host-b"); hs.Version != 0 {
+		t.Errorf("host-b changed: %d", hs.Version)
+	}
+}

@@ -254,11 +254,7 @@ func (f *Fleet) republishDesired(_ context.Context, hostID string) {
 // agents without a store transaction and an HTTP request per host.
 func (f *Fleet) ApplyPolicySchedules(ctx context.Context, hostIDs []string, compute func(storage.Host) []schedules.Schedule) (int, error) {
 	now := time.Now().UTC()
-	changed, err := f.store.UpdateSchedulesMany(hostIDs, func(hs *storage.HostSchedules) (bool, error) {
-		h, err := f.store.GetHost(hs.HostID)
-		if err != nil {
-			return false, nil
-		}
+	changed, err := f.store.UpdateSchedulesMany(hostIDs, func(hs *storage.HostSchedules, h storage.Host) (bool, error) {
 		next := compute(h)
 		if schedulesEqual(hs.Policy, next) {
 			return false, nil

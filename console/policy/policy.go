@@ -186,10 +186,14 @@ func (p *Policies) put(ctx context.Context, pol storage.Policy, oldSelector map[
 	p.mu.Lock()
 	p.byID[pol.ID] = pol
 	p.mu.Unlock()
-	hosts := p.matching(pol.Selector)
-	if oldSelector != nil {
-		hosts = append(hosts, p.matching(oldSelector)...)
-	}
+	// One walk of the fleet: the hosts it matches now, and those it
+	// matched before (whose schedules it must take back).
+	var hosts []string
+	p.f.EachHost(ctx, func(h storage.Host) {
+		if Matches(pol.Selector, h.Labels) || oldSelector != nil && Matches(oldSelector, h.Labels) {
+			hosts = append(hosts, h.ID)
+		}
+	})
 	start := time.Now()
 	n, err := p.applyLocked(ctx, hosts)
 	p.log.Info("policy applied", "policy_id", pol.ID, "name", pol.Name, "hosts", len(hosts), "changed", n, "took", time.Since(start).Round(time.Millisecond))
