@@ -392,7 +392,8 @@ func TestEnrollKeyRateLimited(t *testing.T) {
 }
 
 // The settings page lists enrolment keys and offers the form to make one,
-// to admins only; names are escaped.
+// to admins only; names are escaped. The dashboard's "Add hosts" offers
+// the same form, to admins only.
 func TestSettingsPageEnrollKeys(t *testing.T) {
 	srv, st := uiFixture(t)
 	now := time.Now()
@@ -420,6 +421,13 @@ func TestSettingsPageEnrollKeys(t *testing.T) {
 			if strings.Contains(body, "rmk_page") {
 				t.Error("the page shows the key")
 			}
+		}
+		code, body = getPage(t, srv, role, "/")
+		if code != http.StatusOK {
+			t.Fatalf("%s /: %d", role, code)
+		}
+		if got := strings.Contains(body, `id="enroll-key-form"`); got != (role == "admin") {
+			t.Errorf("%s on the dashboard: the enrolment key form shown %v", role, got)
 		}
 	}
 }

@@ -59,6 +59,19 @@ func TestBrowserDashboardAndLiveBackup(t *testing.T) {
 	if line := b.text("#install-linux"); !strings.Contains(line, "install.sh") || !strings.Contains(line, "--token rme_") || !strings.Contains(line, "--ca-fingerprint "+f.srv.CAFingerprint) {
 		t.Errorf("install line %q", line)
 	}
+	// "Add hosts" also makes an enrolment key, with the line that enrols
+	// any number of machines under the key's labels.
+	b.step("make an enrolment key",
+		chromedp.SendKeys(chromedp.CSS(`#enroll-key-form input[name=name]`), "web rollout"),
+		chromedp.SendKeys(chromedp.CSS(`#enroll-key-form input[name=labels]`), "role=web"),
+		chromedp.Click(chromedp.CSS(`#enroll-key-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#enroll-key-new`)))
+	if line := b.text("#enroll-key-linux"); !strings.Contains(line, "--key rmk_") || !strings.Contains(line, "--ca-fingerprint "+f.srv.CAFingerprint) {
+		t.Errorf("key install line %q", line)
+	}
+	if w := b.text("#enroll-key-windows"); !strings.Contains(w, "rmk_") {
+		t.Errorf("key install line for Windows %q", w)
+	}
 
 	// Start a backup from the host page. restic's percentage counts files
 	// read, and 40,000 small files take it a few seconds: several progress

@@ -567,10 +567,32 @@ function settingsPage(main) {
     catch (e) { showError($("#token-error"), e); }
   }));
 
-  // Enrolment keys (admins): the key and its lines are in the answer to
-  // POST only, so they are shown here and the page is not reloaded.
+  enrollKeyForm();
+  $$(".delete-enroll-key").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm("Delete the enrolment key " + b.dataset.name + "? Machines can no longer enrol with it; the hosts it made stay.")) return;
+    try { await api("DELETE", "/api/v1/enroll-keys/" + encodeURIComponent(b.dataset.id)); location.reload(); }
+    catch (e) { showError($("#enroll-keys-error"), e); }
+  }));
+
+  $$(".delete-channel").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm("Delete the channel " + b.dataset.name + "? Alerts are no longer sent through it.")) return;
+    try { await api("DELETE", "/api/v1/channels/" + encodeURIComponent(b.dataset.id)); location.reload(); }
+    catch (e) { showError($("#channels-error"), e); }
+  }));
+  $$(".delete-mqtt-user").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm("Delete the MQTT account " + b.dataset.name + "? The integration using it is disconnected and cannot log in again.")) return;
+    try { await api("DELETE", "/api/v1/mqtt-users/" + encodeURIComponent(b.dataset.name)); location.reload(); }
+    catch (e) { showError($("#mqtt-users-error"), e); }
+  }));
+}
+
+// enrollKeyForm: making an enrolment key (admins), on the settings page and
+// in the dashboard's "Add hosts". The key and its lines are in the answer to
+// POST only, so they are shown here and the page is not reloaded.
+function enrollKeyForm() {
   const kf = $("#enroll-key-form");
-  if (kf) kf.addEventListener("submit", async ev => {
+  if (!kf) return;
+  kf.addEventListener("submit", async ev => {
     ev.preventDefault();
     const err = $("#enroll-key-error");
     try {
@@ -590,35 +612,23 @@ function settingsPage(main) {
       $("#enroll-key-windows").textContent = ic.windows || "";
       $("#enroll-key-command").textContent = k.enroll_command || "";
       $("#enroll-key-new").hidden = false; showError(err);
-      const lbl = Object.keys(k.labels || {}).sort().map(n => n + "=" + k.labels[n]).join(" ") || "—";
-      $$("#enroll-keys tbody tr:not([data-enroll-key])").forEach(tr => tr.remove());
-      $("#enroll-keys tbody").prepend(el("tr", { "data-enroll-key": k.id }, el("td", {}, k.name), el("td", {}, lbl),
-        el("td", {}, "0 / " + (k.max_uses ? String(k.max_uses) : "no limit")), el("td", {}, fmtTime(k.expires_at)), el("td", {}, "just now"), el("td", {})));
+      const tb = $("#enroll-keys tbody"); // the list, on the settings page only
+      if (tb) {
+        const lbl = Object.keys(k.labels || {}).sort().map(n => n + "=" + k.labels[n]).join(" ") || "—";
+        $$("#enroll-keys tbody tr:not([data-enroll-key])").forEach(tr => tr.remove());
+        tb.prepend(el("tr", { "data-enroll-key": k.id }, el("td", {}, k.name), el("td", {}, lbl),
+          el("td", {}, "0 / " + (k.max_uses ? String(k.max_uses) : "no limit")), el("td", {}, fmtTime(k.expires_at)), el("td", {}, "just now"), el("td", {})));
+      }
       kf.reset();
     } catch (e) { showError(err, e); }
   });
-  $$(".delete-enroll-key").forEach(b => b.addEventListener("click", async () => {
-    if (!confirm("Delete the enrolment key " + b.dataset.name + "? Machines can no longer enrol with it; the hosts it made stay.")) return;
-    try { await api("DELETE", "/api/v1/enroll-keys/" + encodeURIComponent(b.dataset.id)); location.reload(); }
-    catch (e) { showError($("#enroll-keys-error"), e); }
-  }));
-
-  $$(".delete-channel").forEach(b => b.addEventListener("click", async () => {
-    if (!confirm("Delete the channel " + b.dataset.name + "? Alerts are no longer sent through it.")) return;
-    try { await api("DELETE", "/api/v1/channels/" + encodeURIComponent(b.dataset.id)); location.reload(); }
-    catch (e) { showError($("#channels-error"), e); }
-  }));
-  $$(".delete-mqtt-user").forEach(b => b.addEventListener("click", async () => {
-    if (!confirm("Delete the MQTT account " + b.dataset.name + "? The integration using it is disconnected and cannot log in again.")) return;
-    try { await api("DELETE", "/api/v1/mqtt-users/" + encodeURIComponent(b.dataset.name)); location.reload(); }
-    catch (e) { showError($("#mqtt-users-error"), e); }
-  }));
 }
 
 // ---- dashboard: add a host and show its install line; run a job on the
 // hosts the filter matches
 function dashboardPage() {
   bulkRun();
+  enrollKeyForm();
   const f = $("#add-host-form");
   if (!f) return;
   f.addEventListener("submit", async ev => {
