@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"strings"
 	"testing"
 	"time"
@@ -110,9 +111,30 @@ func TestPoliciesApplyByLabel(t *testing.T) {
 	if s := own("host-w1"); len(s) != 1 || s[0]["policy_id"] != polID {
 		t.Errorf("after a PUT back: %v", s)
 	}
+	// The policy's page shows its history: what each change did, by whom.
+	code, page := getPageWith(t, srv, operator, "/policies/"+polID)
+	if code != http.StatusOK {
+		t.Fatalf("policy page: %d", code)
+	}
+	hist := page[strings.Index(page, `id="policy-history"`)+1:]
+	for _, want := range []string{"created: selector role=web; repository repo-1; nightly (backup 0 2 * * *); RPO 26h; schedules of 2 hosts changed",
+		"changed: schedules: nightly (backup 0 2 * * *) → nightly (backup 30 3 * * *); RPO 26h → none; schedules of 1 host changed"} {
+		if !strings.Contains(hist, html.EscapeString(want)) {
+			t.Errorf("the policy's history lacks %q", want)
+		}
+	}
+	if strings.Index(hist, "changed: schedules") > strings.Index(hist, "created:") {
+		t.Error("the history is not newest first")
+	}
 	// Deleting the policy removes its schedules from every host.
 	if code, _ := api.do(admin, "DELETE", "/api/v1/policies/"+polID, ""); code != http.StatusOK {
 		t.Fatalf("delete: %d", code)
+	}
+	// The deletion is the last entry of its history, which stays in the
+	// audit log.
+	if entries, _, err := st.ListAudit(storage.AuditQuery{Target: "/api/v1/policies/" + polID}); err != nil || len(entries) != 3 ||
+		!strings.HasPrefix(entries[0].Detail, `deleted "web nightly" (selector role=web); its schedules removed from 1 host`) || entries[0].Actor == "" {
+		t.Errorf("the policy's audit history: %+v %v", entries, err)
 	}
 	if s := own("host-w1"); len(s) != 0 {
 		t.Errorf("after the delete: %v", s)

@@ -83,9 +83,12 @@ func putAudit(txn *badger.Txn, e AuditEntry) error {
 	return setJSON(txn, []byte(auditPrefix+e.ID), e)
 }
 
-// AuditQuery selects audit entries newest first; Actor filters when set.
+// AuditQuery selects audit entries newest first; Actor and Target filter
+// when set (Target: exactly, e.g. "/api/v1/policies/pol-1", an object's
+// history).
 type AuditQuery struct {
 	Actor  string
+	Target string
 	Limit  int
 	Cursor string
 }
@@ -122,7 +125,7 @@ func (s *Store) ListAudit(q AuditQuery) ([]AuditEntry, string, error) {
 			if err := it.Item().Value(func(b []byte) error { return decode(b, &e) }); err != nil {
 				return err
 			}
-			if q.Actor != "" && e.Actor != q.Actor {
+			if q.Actor != "" && e.Actor != q.Actor || q.Target != "" && e.Target != q.Target {
 				continue
 			}
 			if len(out) == limit {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/restic-manager/restic-manager/console/auth"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/input"
 	"github.com/restic-manager/restic-manager/console/policy"
@@ -88,6 +89,7 @@ func (s *Server) createPolicy(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	auth.NoteAudit(r.Context(), policy.Target(p.ID), policy.Describe(p, n))
 	v := s.viewPolicy(p)
 	v.Changed = &n
 	httpx.WriteJSON(w, http.StatusCreated, v)
@@ -99,22 +101,29 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	// The policy before the edit, for the audit entry's account of it
+	// (changes are one at a time in the policy service; one landing between
+	// this read and the update would show in its own entry).
+	old, _ := s.policies.Get(chi.URLParam(r, "id"))
 	p, n, err := s.policies.Update(r.Context(), chi.URLParam(r, "id"), req)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	auth.NoteAudit(r.Context(), "", policy.Diff(old, p, n))
 	v := s.viewPolicy(p)
 	v.Changed = &n
 	httpx.WriteJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
+	old, _ := s.policies.Get(chi.URLParam(r, "id"))
 	n, err := s.policies.Delete(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	auth.NoteAudit(r.Context(), "", policy.Deleted(old, n))
 	httpx.WriteJSON(w, http.StatusOK, map[string]int{"changed": n})
 }
 

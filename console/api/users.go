@@ -176,7 +176,7 @@ func (s *Server) failUser(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, _ := strconv.Atoi(q.Get("limit"))
-	entries, next, err := s.store.ListAudit(storage.AuditQuery{Actor: q.Get("actor"), Limit: limit, Cursor: q.Get("cursor")})
+	entries, next, err := s.store.ListAudit(storage.AuditQuery{Actor: q.Get("actor"), Target: q.Get("target"), Limit: limit, Cursor: q.Get("cursor")})
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/policy"
 	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
@@ -183,7 +184,13 @@ type policyPageData struct {
 	// Changed says how many hosts' schedules the save the page follows
 	// changed.
 	Changed string
+	// History is the policy's audit entries, newest first.
+	History []storage.AuditEntry
 }
+
+// historyShown is how many changes a policy's page lists; the rest are in
+// GET /api/v1/audit?target=/api/v1/policies/{id}.
+const historyShown = 20
 
 type repoOption struct{ ID, Name string }
 
@@ -224,7 +231,12 @@ func (s *Server) pagePolicy(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
-	s.policyPage(w, r, policyPageData{User: p, Policy: s.policyRowOf(pol, names)}, pol.Schedules)
+	hist, _, err := s.store.ListAudit(storage.AuditQuery{Target: policy.Target(pol.ID), Limit: historyShown})
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	s.policyPage(w, r, policyPageData{User: p, Policy: s.policyRowOf(pol, names), History: hist}, pol.Schedules)
 }
 
 // pagePolicyNew is the editor for a new policy (admins).
