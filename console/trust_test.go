@@ -15,7 +15,7 @@ import (
 )
 
 type caller struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 }
 

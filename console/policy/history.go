@@ -24,7 +24,7 @@ func Describe(pol storage.Policy, hosts int) string {
 	if pol.ForgetGuardPercent > 0 {
 		parts = append(parts, fmt.Sprintf("forget guard %d%%", pol.ForgetGuardPercent))
 	}
-	return "created: " + strings.Join(parts, "; ") + "; schedules of "+hostsText(hosts)+" changed"
+	return "created: " + strings.Join(parts, "; ") + "; schedules of " + hostsText(hosts) + " changed"
 }
 
 // Diff says in words what an edit changed, for its audit entry.
@@ -53,7 +53,7 @@ func Diff(old, pol storage.Policy, hosts int) string {
 	if len(parts) == 0 {
 		parts = append(parts, "nothing")
 	}
-	return "changed: " + strings.Join(parts, "; ") + "; schedules of "+hostsText(hosts)+" changed"
+	return "changed: " + strings.Join(parts, "; ") + "; schedules of " + hostsText(hosts) + " changed"
 }
 
 // Deleted is the audit detail of a policy's deletion.
