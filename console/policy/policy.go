@@ -41,6 +41,10 @@ type Policies struct {
 	repos *repos.Repos
 	store *storage.Store
 	log   *slog.Logger
+	// hosts is what finds the hosts a selector matches: a walk of 10,000
+	// host records decodes each (about 0.6 s of CPU measured in the fleet
+	// simulator's policy edit); the cache decodes only those written since.
+	hosts *storage.HostCache
 
 	// mu guards byID and orders changes: one policy change at a time is
 	// computed and applied, so two edits cannot interleave their rollouts.
@@ -57,6 +61,7 @@ func New(opts Options) (*Policies, error) {
 		opts.Logger = slog.Default()
 	}
 	p := &Policies{f: opts.Fleet, repos: opts.Repos, store: opts.Fleet.Store(), log: opts.Logger.With("component", "policy"), byID: map[string]storage.Policy{}}
+	p.hosts = p.store.NewHostCache()
 	list, err := p.store.ListPolicies()
 	if err != nil {
 		return nil, err
@@ -161,13 +166,21 @@ func (p *Policies) Delete(ctx context.Context, id string) (int, error) {
 	delete(p.byID, id)
 	p.mu.Unlock()
 	p.log.Info("policy deleted", "policy_id", id, "name", old.Name)
-	return p.applyLocked(ctx, p.matching(old.Selector))
+	hosts, err := p.matching(old.Selector)
+	if err != nil {
+		return 0, err
+	}
+	return p.applyLocked(ctx, hosts)
 }
 
 // MatchCount is how many hosts a selector matches now (the editor's
 // preview).
 func (p *Policies) MatchCount(selector map[string]string) int {
-	return len(p.matching(selector))
+	ids, err := p.matching(selector)
+	if err != nil {
+		p.log.Error("hosts not read", "error", err)
+	}
+	return len(ids)
 }
 
 // put stores pol and applies the change to the hosts of its old selector
@@ -188,12 +201,16 @@ func (p *Policies) put(ctx context.Context, pol storage.Policy, oldSelector map[
 	p.mu.Unlock()
 	// One walk of the fleet: the hosts it matches now, and those it
 	// matched before (whose schedules it must take back).
+	all, err := p.hosts.Hosts()
+	if err != nil {
+		return pol, 0, err
+	}
 	var hosts []string
-	p.f.EachHost(ctx, func(h storage.Host) {
+	for _, h := range all {
 		if Matches(pol.Selector, h.Labels) || oldSelector != nil && Matches(oldSelector, h.Labels) {
 			hosts = append(hosts, h.ID)
 		}
-	})
+	}
 	start := time.Now()
 	n, err := p.applyLocked(ctx, hosts)
 	p.log.Info("policy applied", "policy_id", pol.ID, "name", pol.Name, "hosts", len(hosts), "changed", n, "took", time.Since(start).Round(time.Millisecond))
@@ -281,14 +298,18 @@ func (p *Policies) build(req Request, base storage.Policy) (storage.Policy, erro
 }
 
 // matching lists the hosts whose labels a selector matches.
-func (p *Policies) matching(selector map[string]string) []string {
+func (p *Policies) matching(selector map[string]string) ([]string, error) {
+	all, err := p.hosts.Hosts()
+	if err != nil {
+		return nil, err
+	}
 	var ids []string
-	p.f.EachHost(context.Background(), func(h storage.Host) {
+	for _, h := range all {
 		if Matches(selector, h.Labels) {
 			ids = append(ids, h.ID)
 		}
-	})
-	return ids
+	}
+	return ids, nil
 }
 
 // applyTo recomputes the policy schedules of some hosts.
