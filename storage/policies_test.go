@@ -2,8 +2,6 @@ package storage
 
 import (
 	"bytes"
-	"errors"
-	"sync"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -68,57 +66,5 @@ func TestUpdateSchedulesMany(t *testing.T) {
 	}
 	if hs, _ := s.GetSchedules("host-b"); hs.Version != 0 {
 		t.Errorf("host-b changed: %d", hs.Version)
-	}
-}
-
-// Reports written through the shared batch and rollouts through
-// UpdateSchedulesMany, at once on the same hosts, lose no change of either;
-// a host without a set gets one, and an unknown host is refused.
-func TestUpdateSchedulesSharedLosesNothing(t *testing.T) {
-	s, _ := openTest(t)
-	ids := []string{"host-a", "host-b", "host-c"}
-	for _, id := range ids {
-		if err := s.CreateHost(Host{ID: id, Name: id}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := s.UpdateSchedulesShared("host-a", func(hs *HostSchedules) error { hs.AppliedVersion = 1; return nil }); err != nil {
-		t.Fatalf("first set made through the shared path: %v", err)
-	}
-	if _, err := s.UpdateSchedulesShared("host-nope", func(hs *HostSchedules) error { return nil }); !errors.Is(err, ErrNotFound) {
-		t.Errorf("unknown host: %v, want ErrNotFound", err)
-	}
-	const rounds = 30
-	var wg sync.WaitGroup
-	for _, id := range ids {
-		for range rounds {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := s.UpdateSchedulesShared(id, func(hs *HostSchedules) error { hs.AppliedVersion++; return nil }); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-	}
-	for range rounds {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := s.UpdateSchedulesMany(ids, func(hs *HostSchedules, _ Host) (bool, error) { hs.Version++; return true, nil }); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	for _, id := range ids {
-		hs, err := s.GetSchedules(id)
-		want := uint64(rounds)
-		if id == "host-a" {
-			want++
-		}
-		if err != nil || uint64(hs.AppliedVersion) != want || uint64(hs.Version) != rounds {
-			t.Errorf("%s: applied %d (want %d), version %d (want %d), %v", id, hs.AppliedVersion, want, hs.Version, rounds, err)
-		}
 	}
 }

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -169,80 +168,4 @@ func (s *Store) LatestFire(hostID, scheduleID string) (time.Time, bool, error) {
 		return time.Time{}, false, fmt.Errorf("storage: latest fire of %s/%s: %w", hostID, scheduleID, err)
 	}
 	return out, ok, nil
-}
-
-// UpdateSchedulesShared is UpdateSchedules for the many small changes
-// agents report at once (the applied version after a rollout: 10,000 in a
-// few seconds): the set is read, changed and encoded by the caller, and the
-// write joins the batch of concurrent writes that share one transaction
-// (as job updates do), instead of a transaction each. A set that changed
-// since it was read is read again. fn returning an error writes nothing.
-func (s *Store) UpdateSchedulesShared(hostID string, fn func(*HostSchedules) error) (HostSchedules, error) {
-	if err := validID(hostID); err != nil {
-		return HostSchedules{}, fmt.Errorf("storage: update schedules: %w", err)
-	}
-	hs, err := s.updateSchedulesShared(hostID, fn)
-	if errors.Is(err, ErrNotFound) {
-		// No set yet (or no host): the transaction of its own says which.
-		return s.UpdateSchedules(hostID, fn)
-	}
-	if err != nil {
-		return HostSchedules{}, fmt.Errorf("storage: update schedules of %s: %w", hostID, err)
-	}
-	if err := s.durable.wait(); err != nil {
-		return HostSchedules{}, fmt.Errorf("storage: update schedules of %s: %w", hostID, err)
-	}
-	return hs, nil
-}
-
-// updateSchedulesShared reads, changes and writes a set through the shared
-// batch, under the set's key lock (the lock UpdateSchedules and
-// UpdateSchedulesMany take): writers of one host's set go one at a time,
-// different hosts' writes share transactions.
-func (s *Store) updateSchedulesShared(hostID string, fn func(*HostSchedules) error) (HostSchedules, error) {
-	key := schedKey(hostID)
-	unlock := s.locks.lock(string(key))
-	defer unlock()
-	for range maxStaleRounds {
-		var (
-			hs  HostSchedules
-			raw []byte
-			ver uint64
-		)
-		err := s.db.View(func(txn *badger.Txn) error {
-			item, err := txn.Get(key)
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return ErrNotFound
-			}
-			if err != nil {
-				return err
-			}
-			ver = item.Version()
-			if raw, err = item.ValueCopy(nil); err != nil {
-				return err
-			}
-			return decode(raw, &hs)
-		})
-		if err != nil {
-			return HostSchedules{}, err
-		}
-		if err := fn(&hs); err != nil {
-			return HostSchedules{}, err
-		}
-		hs.HostID = hostID
-		if val, err := encode(hs); err != nil {
-			return HostSchedules{}, err
-		} else if !bytes.Equal(val, raw) {
-			op := &jobOp{key: key, ver: ver, val: val, done: make(chan struct{})}
-			s.commitJob(op)
-			if op.err != nil {
-				return HostSchedules{}, op.err
-			}
-			if op.stale {
-				continue // written meanwhile (by a path without the lock)
-			}
-		}
-		return hs, nil
-	}
-	return HostSchedules{}, fmt.Errorf("changed %d times while being written: %w", maxStaleRounds, badger.ErrConflict)
 }

@@ -117,7 +117,7 @@ func (f *Fleet) ingestReported(host string, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.store.UpdateSchedulesShared(host, func(hs *storage.HostSchedules) error {
+	_, err = f.store.UpdateSchedules(host, func(hs *storage.HostSchedules) error {
 		if r.Version <= hs.AppliedVersion && hs.AppliedVersion != 0 {
 			return errNoChange // stale or repeated report
 		}
