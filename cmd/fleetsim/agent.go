@@ -33,7 +33,10 @@ type simAgent struct {
 	desiredVersion atomic.Int64
 	desiredAt      atomic.Int64 // unix nanoseconds
 	scheduleID     string       // from the API's answer to PUT
-	scheduleVer    int64
+	// policy scenario: this agent's first desired state carrying the
+	// edited policy's schedule was counted (a late or repeated one is not).
+	policySeen, policyAcked atomic.Bool
+	scheduleVer             int64
 
 	commands atomic.Int64 // non-cancel commands received
 }

@@ -35,6 +35,10 @@ type sim struct {
 	// Rollout: acks of reported schedules (PUBACK received, so stored).
 	desiredSeen atomic.Int64
 	acks        atomic.Int64
+	// Policy edit: the cron it sets (the sign of the edited state), and the
+	// agents that received it and whose report of it was stored.
+	policyCron                 atomic.Pointer[string]
+	policyDesired, policyAcked atomic.Int64
 
 	// cmdHandler handles received commands for the scenario in progress.
 	cmdMu      sync.Mutex
@@ -74,6 +78,17 @@ func (s *sim) onCommand(ev cmdEvent) {
 // after applying it; the PUBACK means the console stored it.
 func (s *sim) onDesired(a *simAgent, d wire.SchedulesDesired, at time.Time) {
 	s.desiredSeen.Add(1)
+	edited := false
+	if c := s.policyCron.Load(); c != nil {
+		for _, e := range d.Schedules {
+			if e.Cron == *c {
+				edited = true
+			}
+		}
+	}
+	if edited && a.policySeen.CompareAndSwap(false, true) {
+		s.policyDesired.Add(1)
+	}
 	_ = s.pool.submit(context.Background(), func() {
 		err := a.publish(context.Background(), wire.SchedulesReportedTopic(a.id), &wire.SchedulesReported{
 			Version: d.Version, AppliedAt: at.UTC(),
@@ -83,6 +98,9 @@ func (s *sim) onDesired(a *simAgent, d wire.SchedulesDesired, at time.Time) {
 			return
 		}
 		s.acks.Add(1)
+		if edited && a.policyAcked.CompareAndSwap(false, true) {
+			s.policyAcked.Add(1)
+		}
 	})
 }
 
@@ -435,21 +453,23 @@ func (s *sim) policyRollout(ctx context.Context) error {
 	f := &s.rep.Policy
 	f.Hosts = len(s.agents)
 	before := harness.ReadStats(s.srv.Proc.Pid())
-	edit := body("30 4 * * *")
+	cron := "30 4 * * *"
+	s.policyCron.Store(&cron)
+	edit := body(cron)
 	edit["schedules"].([]map[string]any)[0]["id"] = pol.Schedules[0].ID
 	t0 := time.Now()
 	if err := api.Expect(ctx, "PUT", "/api/v1/policies/"+pol.ID, edit, &pol, 200); err != nil {
 		return fmt.Errorf("edit policy: %w", err)
 	}
 	f.EditS, f.Changed = secs(time.Since(t0)), pol.Changed
-	at, err := s.waitFor(ctx, "every agent to receive the edited policy", 2*time.Millisecond, func() bool { return s.desiredSeen.Load() >= n })
-	f.Desired = int(s.desiredSeen.Load())
+	at, err := s.waitFor(ctx, "every agent to receive the edited policy", 2*time.Millisecond, func() bool { return s.policyDesired.Load() >= n })
+	f.Desired = int(s.policyDesired.Load())
 	if err != nil {
 		return err
 	}
 	f.DesiredAllS = secs(at.Sub(t0))
-	at, err = s.waitFor(ctx, "every applied report of the edited policy to be stored", 2*time.Millisecond, func() bool { return s.acks.Load() >= n })
-	f.Acked = int(s.acks.Load())
+	at, err = s.waitFor(ctx, "every applied report of the edited policy to be stored", 2*time.Millisecond, func() bool { return s.policyAcked.Load() >= n })
+	f.Acked = int(s.policyAcked.Load())
 	if err != nil {
 		return err
 	}
