@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/restic-manager/restic-manager/runner"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -78,7 +79,8 @@ func selectorText(sel map[string]string) string {
 
 func repoText(pol storage.Policy) string {
 	if t := pol.RepoTemplate; t != nil {
-		s := "per host " + t.URL
+		// Without user information: a rest-server URL may carry a password.
+		s := "per host " + runner.RedactURL(t.URL)
 		if t.Init {
 			s += " (init)"
 		}

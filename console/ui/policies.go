@@ -14,6 +14,7 @@ import (
 
 	"github.com/restic-manager/restic-manager/console/auth"
 	"github.com/restic-manager/restic-manager/console/policy"
+	"github.com/restic-manager/restic-manager/runner"
 	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
@@ -30,18 +31,19 @@ type policyRow struct {
 	ID, Name string
 	Selector []labelLink // as dashboard links, sorted by key
 	// SelectorText is the editor's text: key=value lines.
-	SelectorText string
-	RepoID       string
-	RepoName     string // the existing repository's name (or its ID if gone)
-	TemplateURL  string // one repository per host, from this URL
-	TemplateInit bool
-	TemplateEnv  bool // the template has an environment (never shown)
-	Schedules    []policySchedule
-	Kinds        string // the schedules' kinds, in order, each once
-	RPO          string
-	GuardPercent int
-	Hosts        int    // matched now
-	HostsText    string // "1 host", "3 hosts"
+	SelectorText  string
+	RepoID        string
+	RepoName      string // the existing repository's name (or its ID if gone)
+	TemplateURL   string // one repository per host, from this URL
+	TemplateShown string // the URL without user information (a password), as shown
+	TemplateInit  bool
+	TemplateEnv   bool // the template has an environment (never shown)
+	Schedules     []policySchedule
+	Kinds         string // the schedules' kinds, in order, each once
+	RPO           string
+	GuardPercent  int
+	Hosts         int    // matched now
+	HostsText     string // "1 host", "3 hosts"
 }
 
 // policySchedule is a policy's schedule as the page lists it.
@@ -66,6 +68,7 @@ func (s *Server) policyRowOf(p storage.Policy, repoNames map[string]string) poli
 	}
 	if t := p.RepoTemplate; t != nil {
 		row.TemplateURL, row.TemplateInit, row.TemplateEnv = t.URL, t.Init, len(t.SealedEnv) > 0
+		row.TemplateShown = runner.RedactURL(t.URL)
 	}
 	var kinds []string
 	for _, sc := range p.Schedules {
