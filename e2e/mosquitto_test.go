@@ -67,7 +67,7 @@ func startMosquitto(t testing.TB, data string) *mosquitto {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	m := &mosquitto{addr: testenv.FreePort(t), authDir: filepath.Join(dir, "auth"), pidFile: filepath.Join(dir, "mosquitto.pid")}
+	m := &mosquitto{authDir: filepath.Join(dir, "auth"), pidFile: filepath.Join(dir, "mosquitto.pid")}
 	if err := os.MkdirAll(m.authDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +87,26 @@ func startMosquitto(t testing.TB, data string) *mosquitto {
 	if err := os.WriteFile(chain, append(append(leaf, '\n'), ca...), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// FreePort releases the port before Mosquitto binds it, so a package
+	// running in parallel can take it in between (seen once in CI as
+	// "Address already in use"): try again on a new port then.
+	for attempt := 1; ; attempt++ {
+		m.addr = testenv.FreePort(t)
+		err := m.start(t, bin, dir, tlsDir, chain)
+		if err == nil {
+			return m
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "Address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("mosquitto attempt %d: %v", attempt, err)
+	}
+}
+
+// start writes the configuration for m.addr and runs Mosquitto until it
+// listens; an error carries Mosquitto's output when it exited.
+func (m *mosquitto) start(t testing.TB, bin, dir, tlsDir, chain string) error {
+	t.Helper()
 	host, port, _ := net.SplitHostPort(m.addr)
 	conf := fmt.Sprintf(`per_listener_settings false
 allow_anonymous false
@@ -111,26 +131,29 @@ keyfile %[6]s
 	}
 	confPath := filepath.Join(dir, "mosquitto.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	m.proc = start(t, "mosquitto", nil, bin, "-c", confPath)
 	if err := os.WriteFile(m.pidFile, []byte(fmt.Sprint(m.proc.Pid())), 0o600); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	// Mosquitto must have its SIGHUP handler before the console reloads it.
-	eventually(t, 20*time.Second, "mosquitto listening", func() error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
 		select {
 		case <-m.proc.Done():
-			t.Fatalf("mosquitto exited:\n%s", m.proc.Output())
+			return fmt.Errorf("mosquitto exited:\n%s", m.proc.Output())
 		default:
 		}
 		c, err := net.DialTimeout("tcp", m.addr, time.Second)
-		if err != nil {
-			return err
+		if err == nil {
+			return c.Close()
 		}
-		return c.Close()
-	})
-	return m
+		if time.Now().After(deadline) {
+			return fmt.Errorf("mosquitto not listening on %s after 20s: %w", m.addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // newMosquittoServer starts Mosquitto and a console that uses it as its
