@@ -76,7 +76,7 @@ func TestDecodeArgs(t *testing.T) {
 	for _, tc := range []struct{ kind, args, want string }{
 		{wire.JobBackup, `{"paths":["/d"],"bogus":1}`, `backup args: json: unknown field "bogus"`},
 		{wire.JobInit, `{"bogus":1}`, `init args: json: unknown field "bogus"`},
-		{wire.JobBackup, `{}`, "backup args: at least one path is required"},
+		{wire.JobBackup, `{}`, "backup args: at least one path or source is required"},
 		{wire.JobIndex, `{"snapshot_id":"0123abcd"}`, "index needs the full 64-hex snapshot_id"},
 		{wire.JobCancel, ``, `this agent cannot run "cancel" jobs`},
 		{"copy", `{}`, `this agent cannot run "copy" jobs`},

@@ -244,11 +244,25 @@ func ValidateSubset(v string) error {
 // The check methods of the argument types, called by DecodeArgs.
 
 func (a *BackupArgs) check() error {
-	if len(a.Paths) == 0 {
-		return badArgs("backup args: at least one path is required")
+	if len(a.Paths) == 0 && len(a.Sources) == 0 {
+		return badArgs("backup args: at least one path or source is required")
 	}
 	if err := checkBackupTags(a.Tags); err != nil {
 		return err
+	}
+	if err := CheckCommandNames("hook", a.Hooks); err != nil {
+		return err
+	}
+	if err := CheckCommandNames("source", a.Sources); err != nil {
+		return err
+	}
+	for _, t := range a.Tags {
+		if SourceOfTags([]string{t}) != "" {
+			return badArgs("tag %q refused: tags starting with %q mark source snapshots", t, sourceTagLabel)
+		}
+	}
+	if a.LimitUploadKiB < 0 || a.LimitUploadKiB > MaxLimitKiB || a.LimitDownloadKiB < 0 || a.LimitDownloadKiB > MaxLimitKiB {
+		return badArgs("bandwidth limits must be 0 (none) to %d KiB/s", MaxLimitKiB)
 	}
 	return checkArgs(a.Paths, a.Excludes, a.ExcludeFiles)
 }
@@ -302,7 +316,14 @@ func (a *RestoreArgs) check() error {
 	if !ValidSnapshotRef(a.SnapshotID) {
 		return badArgs("restore needs a snapshot_id (8-64 hex characters or \"latest\")")
 	}
-	if a.InPlace == (a.TargetPath != "") {
+	if a.ToSource != "" {
+		if !ValidCommandName(a.ToSource) {
+			return badArgs("to_source %q is not a source name", a.ToSource)
+		}
+		if a.InPlace || a.TargetPath != "" || len(a.Include) > 1 {
+			return badArgs("a restore to a source takes no target_path, in_place or more than one include")
+		}
+	} else if a.InPlace == (a.TargetPath != "") {
 		return badArgs("restore needs exactly one of target_path and in_place")
 	}
 	if a.TargetPath != "" {

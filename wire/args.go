@@ -68,6 +68,9 @@ type RestoreArgs struct {
 	InPlace    bool     `json:"in_place,omitempty"`
 	Overwrite  string   `json:"overwrite,omitempty"`
 	Verify     bool     `json:"verify,omitempty"`
+	// ToSource streams a source snapshot's dump into that source's restore
+	// command on the agent (e.g. psql) instead of writing files.
+	ToSource string `json:"to_source,omitempty"`
 }
 
 // LsArgs: ls {snapshot_id, path}: one directory's entries.

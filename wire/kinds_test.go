@@ -130,8 +130,8 @@ func TestDecodeArgs(t *testing.T) {
 			norm:     `{"paths":["/home","/etc"],"excludes":["*.tmp"],"tags":["daily"],"one_file_system":true}`,
 			wantType: &BackupArgs{},
 			bad: []bad{
-				{`{}`, "backup args: at least one path is required"},
-				{``, "backup args: at least one path is required"},
+				{`{}`, "backup args: at least one path or source is required"},
+				{``, "backup args: at least one path or source is required"},
 				{`{"paths":["/","--password-command=sh"]}`, `"--password-command=sh" starts with '-' and would be read as an option`},
 				{`{"paths":["/"],"tags":[""]}`, "empty value"},
 				{`{"paths":["/"],"exclude_files":["a\nb"]}`, `"a\nb" contains control characters`},

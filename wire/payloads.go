@@ -83,6 +83,12 @@ type Status struct {
 	ResticVersion string    `json:"restic_version,omitempty"`
 	StartedAt     time.Time `json:"started_at,omitzero"`
 	RunningJobs   []string  `json:"running_jobs,omitempty"`
+	// Hooks and Sources are the names the agent's configuration defines
+	// (never the commands); RestoreSources are the sources that have a
+	// restore command.
+	Hooks          []string `json:"hooks,omitempty"`
+	Sources        []string `json:"sources,omitempty"`
+	RestoreSources []string `json:"restore_sources,omitempty"`
 	// SentAt is the agent's clock when it published this status (at each
 	// connection): the console compares it with its own to show a host
 	// whose clock is off.
@@ -96,6 +102,14 @@ func (s *Status) Validate() error {
 	for _, j := range s.RunningJobs {
 		if !ValidID(j) {
 			return fmt.Errorf("%w: status: bad job id %q", ErrInvalid, j)
+		}
+	}
+	for _, l := range []struct {
+		what  string
+		names []string
+	}{{"hook", s.Hooks}, {"source", s.Sources}, {"restore source", s.RestoreSources}} {
+		if err := CheckCommandNames(l.what, l.names); err != nil {
+			return fmt.Errorf("%w: status: %v", ErrInvalid, err)
 		}
 	}
 	return nil
@@ -170,6 +184,13 @@ type BackupArgs struct {
 	ExcludeCaches bool     `json:"exclude_caches,omitempty"`
 	// UseFSSnapshot is VSS on Windows (--use-fs-snapshot).
 	UseFSSnapshot bool `json:"use_fs_snapshot,omitempty"`
+	// Hooks and Sources name commands of the agent's configuration: the
+	// hooks run around restic, each source's output becomes a snapshot.
+	Hooks   []string `json:"hooks,omitempty"`
+	Sources []string `json:"sources,omitempty"`
+	// Bandwidth limits in KiB/s (restic's --limit-upload/--limit-download).
+	LimitUploadKiB   int `json:"limit_upload_kib,omitempty"`
+	LimitDownloadKiB int `json:"limit_download_kib,omitempty"`
 }
 
 // Progress is sent on hosts/{host}/jobs/{job}/progress. The first message
@@ -218,6 +239,8 @@ type Result struct {
 	StderrTail string          `json:"stderr_tail,omitempty"`
 	// Waited: the run had to wait for another run on the same repository.
 	Waited bool `json:"waited,omitempty"`
+	// Hooks are the runs of the backup's hooks, in order.
+	Hooks []HookRun `json:"hooks,omitempty"`
 }
 
 func (r *Result) Validate() error {
@@ -232,6 +255,14 @@ func (r *Result) Validate() error {
 	}
 	if r.SnapshotID != "" && !validSnapshotID(r.SnapshotID) {
 		return fmt.Errorf("%w: result: bad snapshot_id %q", ErrInvalid, r.SnapshotID)
+	}
+	if len(r.Hooks) > MaxHookRuns {
+		return fmt.Errorf("%w: result: %d hook runs, at most %d", ErrInvalid, len(r.Hooks), MaxHookRuns)
+	}
+	for i := range r.Hooks {
+		if err := r.Hooks[i].validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
