@@ -161,4 +161,3 @@ func TestNewSetValidates(t *testing.T) {
 		}
 	}
 }
-
