@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -44,6 +45,12 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, v restic
 		args = append(args, "--cache-dir", r.CacheDir)
 	}
 	args = append(args, r.lockArgs(op, v)...)
+	if spec.LimitUploadKiB > 0 {
+		args = append(args, "--limit-upload", fmt.Sprint(spec.LimitUploadKiB))
+	}
+	if spec.LimitDownloadKiB > 0 {
+		args = append(args, "--limit-download", fmt.Sprint(spec.LimitDownloadKiB))
+	}
 	args = append(args, argv...)
 
 	out := newOutput(sec)
@@ -75,7 +82,14 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, v restic
 		fps = progressFPS(r.progressInterval())
 	}
 	cmd.Env = buildEnv(fps, spec.Repo.Env)
+	for k, val := range spec.proc.env {
+		cmd.Env = append(cmd.Env, k+"="+val)
+	}
+	cmd.Dir = spec.proc.dir
 	cmd.Stdin = nil // /dev/null: restic never waits for a password
+	if spec.proc.stdin != nil {
+		cmd.Stdin = spec.proc.stdin
+	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	setProcAttr(cmd)
 	var cancelSent atomic.Bool
@@ -117,6 +131,9 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, v restic
 
 	waitErr := cmd.Wait()
 	waited = true
+	if spec.proc.killGroup {
+		killGroup(pid)
+	}
 	res.EndedAt = time.Now()
 	// The copying goroutines are done: hand over unterminated last lines.
 	stdout.flush()

@@ -15,25 +15,12 @@ type opBackup struct{}
 
 func (opBackup) argv(spec *Spec, _ resticVersion) ([]string, error) {
 	b := &spec.Backup
-	if len(b.Paths) == 0 {
-		return nil, errors.New("backup needs at least one path")
+	if len(b.Paths) == 0 && len(b.Sources) == 0 {
+		return nil, errors.New("backup needs at least one path or source")
 	}
-	args := []string{"backup", "--json"}
-	if b.Hostname != "" {
-		if err := checkArg("hostname", b.Hostname); err != nil {
-			return nil, err
-		}
-		args = append(args, "--host="+b.Hostname)
-	}
-	for _, t := range b.Tags {
-		if err := checkArg("tag", t); err != nil {
-			return nil, err
-		}
-		if strings.Contains(t, ",") {
-			// restic splits --tag values at commas.
-			return nil, fmt.Errorf("tag %q refused: contains a comma", t)
-		}
-		args = append(args, "--tag="+t)
+	args, err := backupCommonArgs(b)
+	if err != nil {
+		return nil, err
 	}
 	for _, e := range b.Excludes {
 		if err := checkArg("exclude", e); err != nil {
@@ -59,12 +46,38 @@ func (opBackup) argv(spec *Spec, _ resticVersion) ([]string, error) {
 		}
 		args = append(args, "--use-fs-snapshot")
 	}
+	if len(b.Paths) == 0 {
+		return nil, nil // sources only: runAll builds each source's argv
+	}
 	args = append(args, "--")
 	for _, p := range b.Paths {
 		if err := checkArg("path", p); err != nil {
 			return nil, err
 		}
 		args = append(args, p)
+	}
+	return args, nil
+}
+
+// backupCommonArgs are the options of every snapshot of a backup, of its
+// paths and of its sources: host name and tags.
+func backupCommonArgs(b *BackupArgs) ([]string, error) {
+	args := []string{"backup", "--json"}
+	if b.Hostname != "" {
+		if err := checkArg("hostname", b.Hostname); err != nil {
+			return nil, err
+		}
+		args = append(args, "--host="+b.Hostname)
+	}
+	for _, t := range b.Tags {
+		if err := checkArg("tag", t); err != nil {
+			return nil, err
+		}
+		if strings.Contains(t, ",") {
+			// restic splits --tag values at commas.
+			return nil, fmt.Errorf("tag %q refused: contains a comma", t)
+		}
+		args = append(args, "--tag="+t)
 	}
 	return args, nil
 }

@@ -21,8 +21,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
+	"github.com/restic-manager/restic-manager/agentcmd"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -87,6 +89,17 @@ type BackupArgs struct {
 	OneFileSystem         bool     // --one-file-system
 	ExcludeCaches         bool     // --exclude-caches (directories with a CACHEDIR.TAG)
 	UseFSSnapshot         bool     // --use-fs-snapshot (VSS): Windows only, refused elsewhere
+	// Sources are backed up after Paths, one snapshot each, under the same
+	// repository lock (op_backup_source.go). Paths may then be empty.
+	Sources []Source
+}
+
+// Source is a source of the agent's configuration: the dump command whose
+// standard output restic backs up as one file.
+type Source struct {
+	Name     string
+	Filename string
+	Cmd      agentcmd.Spec
 }
 
 // Spec describes one run of restic. Only the arguments of Kind are used.
@@ -111,6 +124,21 @@ type Spec struct {
 	// its repository's queue, taken when the job arrived; without it the
 	// run queues when it reaches the lock.
 	Reservation *Reservation
+	// LimitUploadKiB and LimitDownloadKiB cap restic's bandwidth in KiB/s
+	// (--limit-upload, --limit-download; 0: none).
+	LimitUploadKiB, LimitDownloadKiB int
+
+	// proc adjusts the one restic process of a source run (unexported:
+	// set by the backup's runAll only).
+	proc procExtras
+}
+
+// procExtras are what a source run changes in restic's process.
+type procExtras struct {
+	env       map[string]string // the source's environment (--stdin-from-command runs it as restic's child)
+	dir       string
+	stdin     *os.File // the read end of the dump's pipe (--stdin)
+	killGroup bool     // kill restic's process group when it ends: the dump's children go with it
 }
 
 // Progress is one of restic's status messages, throttled.

@@ -53,3 +53,7 @@ func processExists(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || err == syscall.EPERM
 }
+
+// killGroup kills what is left of restic's process group (restic leads
+// it): the children of a source's dump command that restic started.
+func killGroup(pgid int) { _ = syscall.Kill(-pgid, syscall.SIGKILL) }

@@ -56,3 +56,7 @@ func processExists(pid int) bool {
 	_ = p.Release()
 	return true
 }
+
+// killGroup: on Windows restic kills its command itself; a dump's own
+// children are left to it (process groups do not outlive their leader).
+func killGroup(int) {}
