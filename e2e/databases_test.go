@@ -263,7 +263,8 @@ func serverUser(t testing.TB, name string) (string, *syscall.Credential) {
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	return name, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
+	// No Groups: the child drops root's supplementary groups.
+	return name, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 }
 
 // chownTo gives paths to cred's user (nothing to do without cred).
