@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X github.com/restic-manager/restic-manager/internal/cli.Versio
 # The whole suite must stay well under CI's limit; this bounds a hung test.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all build tools test lint demo fuzz clean cross bench browser mosquitto
+.PHONY: all build tools test lint demo fuzz clean cross bench browser mosquitto databases
 
 all: build
 
@@ -56,8 +56,29 @@ mosquitto:
 		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y --no-install-recommends mosquitto=$(MOSQUITTO_VERSION); \
 		else echo "Mosquitto is missing and installing it needs root: run 'sudo apt-get install -y mosquitto=$(MOSQUITTO_VERSION)'"; exit 1; fi; }
 
+# Debian's PostgreSQL 15, MariaDB 10.11 and SQLite 3, pinned, for the
+# database dump recipes' tests (e2e/databases_test.go, docs/databases.md),
+# which fail without them; the tests run private servers of their own, never
+# the system's service. Installing needs root.
+# The versions are bookworm's main suite. For PostgreSQL and MariaDB the
+# programs' packages are pinned as well as the top ones: the top packages
+# only ask for ">=" of them, so apt would otherwise take newer programs from
+# bookworm-security. Libraries (libpq5, libmariadb3) are left to apt: pinning
+# them would mean a downgrade, which apt refuses, on a machine that already
+# has the security version.
+POSTGRES_VERSION := 15.18-0+deb12u1
+MARIADB_VERSION := 1:10.11.18-0+deb12u1
+SQLITE_VERSION := 3.40.1-2+deb12u2
+DATABASE_PACKAGES := postgresql-15=$(POSTGRES_VERSION) postgresql-client-15=$(POSTGRES_VERSION) \
+	mariadb-server=$(MARIADB_VERSION) mariadb-server-core=$(MARIADB_VERSION) \
+	mariadb-client=$(MARIADB_VERSION) mariadb-client-core=$(MARIADB_VERSION) sqlite3=$(SQLITE_VERSION)
+databases:
+	@{ ls /usr/lib/postgresql/*/bin/postgres && { command -v mariadbd || test -x /usr/sbin/mariadbd; } && command -v mariadb-dump && command -v sqlite3; } >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y --no-install-recommends $(DATABASE_PACKAGES); \
+		else echo "PostgreSQL, MariaDB or SQLite is missing and installing them needs root: run 'sudo apt-get install -y --no-install-recommends $(DATABASE_PACKAGES)'"; exit 1; fi; }
+
 # Every test, with the race detector, against the real tools.
-test: tools browser mosquitto
+test: tools browser mosquitto databases
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	GOOS=windows $(GO) vet ./agent/... ./runner/... ./wire/... ./cmd/restic-manager-agent/...
