@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
 
+	"github.com/restic-manager/restic-manager/agentcmd"
 	"github.com/restic-manager/restic-manager/runner"
 	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/wire"
@@ -20,6 +22,9 @@ type Options struct {
 	Config  Config
 	Logger  *slog.Logger
 	Version string // the agent's own version, reported in its status
+	// ConfigPath is the file Config came from: SIGHUP reloads its hooks
+	// and sources (empty: no reload).
+	ConfigPath string
 }
 
 // Agent is one running endpoint agent.
@@ -60,6 +65,10 @@ type Agent struct {
 	gather gathering
 	jobs   jobTable
 	restic resticVersion
+	// cmds is the hooks and sources of the configuration, replaced whole
+	// by a reload (hooks.go).
+	cmds       atomic.Pointer[agentcmd.Set]
+	configPath string
 }
 
 // Run runs the agent until ctx is cancelled.
@@ -124,6 +133,12 @@ func newAgent(opts Options) (*Agent, error) {
 		gather:  gathering{window: gatherWindow},
 		jobs:    jobTable{running: map[string]context.CancelFunc{}, refused: map[string]bool{}},
 	}
+	set, err := agentcmd.NewSet(cfg.Hooks, cfg.Sources)
+	if err != nil {
+		return nil, err
+	}
+	a.cmds.Store(set)
+	a.configPath = opts.ConfigPath
 	fl, err := openFireLog(filepath.Join(cfg.StateDir, "fires.json"))
 	if err != nil {
 		return nil, err
@@ -180,11 +195,18 @@ func (a *Agent) run(ctx context.Context) error {
 		defer close(applyDone)
 		a.applyLoop(applyStop)
 	}()
+	reloadStop, reloadDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(reloadDone)
+		a.watchReload(reloadStop)
+	}()
 
 	<-ctx.Done()
 	a.log.Info("agent stopping")
 	close(applyStop)
 	<-applyDone
+	close(reloadStop)
+	<-reloadDone
 	a.sched.Stop()
 	// Stop running restic cleanly (SIGINT, lock removed); each job reports
 	// "cancelled" through the outbox.

@@ -8,6 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/restic-manager/restic-manager/agentcmd"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -25,6 +26,11 @@ type Config struct {
 	StateDir string `yaml:"state_dir,omitempty"`
 	// Restic is the restic binary; default RM_RESTIC, else "restic" on PATH.
 	Restic string `yaml:"restic,omitempty"`
+	// Hooks and Sources are the commands this endpoint lets the console
+	// name (agentcmd): defined here, by whoever administers the machine,
+	// and nowhere else. SIGHUP reloads them.
+	Hooks   map[string]agentcmd.Hook   `yaml:"hooks,omitempty"`
+	Sources map[string]agentcmd.Source `yaml:"sources,omitempty"`
 }
 
 // LoadConfig reads and checks a config file.
@@ -43,7 +49,20 @@ func LoadConfig(path string) (Config, error) {
 	if c.StateDir == "" {
 		c.StateDir = filepath.Join(filepath.Dir(path), "state")
 	}
+	if _, err := agentcmd.NewSet(c.Hooks, c.Sources); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
 	return c, nil
+}
+
+// readConfigFile parses a config file without checking it.
+func readConfigFile(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, err
+	}
+	return c, yaml.Unmarshal(b, &c)
 }
 
 // Save writes the config with mode 0600, replacing any earlier file

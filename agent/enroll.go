@@ -123,6 +123,11 @@ func Enroll(ctx context.Context, o EnrollOptions) (Config, error) {
 		HostID: er.HostID, ServerURL: server, BrokerURL: er.BrokerURL, Username: er.Username, Password: er.Password,
 		CAFingerprint: fp, StateDir: stateDir, Restic: o.Restic,
 	}
+	// A re-enrolment keeps the machine's own hooks and sources: they are
+	// its administrator's, not the console's.
+	if old, err := readConfigFile(o.ConfigPath); err == nil {
+		cfg.Hooks, cfg.Sources = old.Hooks, old.Sources
+	}
 	if err := cfg.Save(o.ConfigPath); err != nil {
 		return Config{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -52,7 +53,7 @@ func TestEnrollWithKey(t *testing.T) {
 		t.Errorf("with a key the agent sent %+v", got)
 	}
 	tokCfg.StateDir, keyCfg.StateDir = "", ""
-	if tokCfg != keyCfg {
+	if !reflect.DeepEqual(tokCfg, keyCfg) {
 		t.Errorf("configs differ:\n%+v\n%+v", tokCfg, keyCfg)
 	}
 	a, _ := os.ReadFile(filepath.Join(dir, "a", "agent.yaml"))

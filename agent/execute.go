@@ -69,6 +69,10 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reserv
 		return failed(cmd.JobID, time.Time{}, err.Error())
 	}
 	spec, err := a.buildSpec(cmd)
+	var jh *jobHooks
+	if err == nil && cmd.Kind == wire.JobBackup {
+		jh, err = a.planBackup(cmd, &spec)
+	}
 	if err != nil {
 		log.Warn("job refused", "error", err)
 		return failed(cmd.JobID, time.Time{}, err.Error())
@@ -81,6 +85,11 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reserv
 			return fmt.Errorf("the agent could not record the job as running: %w", err)
 		}
 		log.Info("job starting")
+		if jh != nil {
+			// Hooks run once the job holds its repository: a database is
+			// not frozen while the job waits behind another.
+			return jh.before(ctx)
+		}
 		return nil
 	}
 	if cmd.Kind == wire.JobHealth || cmd.Kind == wire.JobIndex {
@@ -104,11 +113,17 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reserv
 	if ctx.Err() != nil && a.jobs.stopping() && r.Status == wire.StatusCancelled {
 		r.Error = "the agent was stopped while this job was running"
 	}
+	var hookRuns []wire.HookRun
+	if jh != nil {
+		jh.after(ctx, r)
+		hookRuns = jh.runs
+		r.EndedAt = time.Now()
+	}
 	log.Info("job finished", "status", r.Status, "exit_code", r.ExitCode, "snapshot_id", r.SnapshotID)
 	return wire.Result{
 		JobID: cmd.JobID, Status: r.Status, ExitCode: r.ExitCode,
 		StartedAt: r.StartedAt.UTC(), EndedAt: r.EndedAt.UTC(), SnapshotID: r.SnapshotID,
-		Summary: r.Summary, Output: r.Output, Error: r.Error, StderrTail: r.StderrTail, Waited: r.Waited,
+		Summary: r.Summary, Output: r.Output, Error: r.Error, StderrTail: r.StderrTail, Waited: r.Waited, Hooks: hookRuns,
 	}
 }
 

@@ -107,6 +107,7 @@ func (a *Agent) publishStatus(ctx context.Context, cm *autopaho.ConnectionManage
 	b, err := wire.Encode(&wire.Status{
 		Online: true, AgentVersion: a.version, OS: runtime.GOOS, Arch: runtime.GOARCH,
 		Hostname: hostname, ResticVersion: a.restic.get(), StartedAt: a.startedAt, RunningJobs: a.jobs.ids(), SentAt: time.Now().UTC(),
+		Hooks: a.commands().HookNames(), Sources: a.commands().SourceNames(), RestoreSources: a.commands().RestoreNames(),
 	})
 	if err != nil {
 		a.log.Error("encode status", "error", err)

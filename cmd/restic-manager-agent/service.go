@@ -336,7 +336,7 @@ func (p *program) Start(service.Service) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	go func() {
-		err := agent.Run(ctx, agent.Options{Config: cfg, Logger: p.log, Version: cli.Version})
+		err := agent.Run(ctx, agent.Options{Config: cfg, Logger: p.log, Version: cli.Version, ConfigPath: p.configPath})
 		failed := !p.stopping.Load()
 		if failed {
 			if err == nil {
