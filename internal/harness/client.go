@@ -223,6 +223,8 @@ type Job struct {
 	SnapshotID  string          `json:"snapshot_id"`
 	Summary     json.RawMessage `json:"summary"`
 	Held        bool            `json:"held"`
+	Output      json.RawMessage `json:"output"`
+	Hooks       []wire.HookRun  `json:"hooks"`
 	Progress    *struct {
 		Seq int64 `json:"seq"`
 	} `json:"progress"`
