@@ -46,6 +46,12 @@ type Schedule struct {
 	Paths    []string `json:"paths,omitempty"`
 	Excludes []string `json:"excludes,omitempty"`
 	Tags     []string `json:"tags,omitempty"`
+	// Hooks and Sources name commands of the agent's own configuration
+	// (never a command: see wire.BackupArgs); the limits are KiB/s, 0 none.
+	Hooks            []string `json:"hooks,omitempty"`
+	Sources          []string `json:"sources,omitempty"`
+	LimitUploadKiB   int      `json:"limit_upload_kib,omitempty"`
+	LimitDownloadKiB int      `json:"limit_download_kib,omitempty"`
 	// forget
 	Retention *Retention `json:"retention,omitempty"`
 	Prune     bool       `json:"prune,omitempty"`
@@ -123,7 +129,8 @@ func (s Schedule) JobArgs() (json.RawMessage, error) {
 	var v any
 	switch s.Kind {
 	case wire.JobBackup:
-		v = wire.BackupArgs{Paths: s.Paths, Excludes: s.Excludes, Tags: s.Tags}
+		v = wire.BackupArgs{Paths: s.Paths, Excludes: s.Excludes, Tags: s.Tags, Hooks: s.Hooks, Sources: s.Sources,
+			LimitUploadKiB: s.LimitUploadKiB, LimitDownloadKiB: s.LimitDownloadKiB}
 	case wire.JobForget:
 		if s.Retention == nil {
 			return nil, fmt.Errorf("forget schedule without retention")

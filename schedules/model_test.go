@@ -20,6 +20,9 @@ func TestValidate(t *testing.T) {
 		"time zone":              func(s *Schedule) { s.Timezone = "Nowhere/City" },
 		"repo_id is required":    func(s *Schedule) { s.RepoID = "" },
 		"at least one path":      func(s *Schedule) { s.Paths = nil },
+		"hook name":              func(s *Schedule) { s.Hooks = []string{"sh -c id"} },
+		"source \"pg\" named":    func(s *Schedule) { s.Sources = []string{"pg", "pg"} },
+		"bandwidth limits":       func(s *Schedule) { s.LimitUploadKiB = -5 },
 		"would be read as an op": func(s *Schedule) { s.Paths = []string{"--password-command=x"} },
 		"control characters":     func(s *Schedule) { s.Tags = []string{"a\nb"} },
 		"jitter_s":               func(s *Schedule) { s.JitterS = intp(-1) },
@@ -42,6 +45,7 @@ func TestValidate(t *testing.T) {
 		{Name: "c", Kind: "check", Cron: "@monthly", RepoID: "r", ReadDataSubset: "1/10"},
 		{Name: "c2", Kind: "check", Cron: "@monthly", RepoID: "r", ReadDataSubset: "2.5%"},
 		{Name: "p", Kind: "prune", Cron: "@monthly", RepoID: "r", MaxUnused: "unlimited"},
+		{Name: "dump", Kind: "backup", Cron: "@daily", RepoID: "r", Sources: []string{"pg"}, Hooks: []string{"notify"}},
 	} {
 		if err := s.Validate(); err != nil {
 			t.Errorf("%s: %v", s.Name, err)
@@ -91,6 +95,8 @@ func TestJobArgs(t *testing.T) {
 			`{"paths":["/home"],"excludes":["*.tmp"],"tags":["daily"]}`},
 		{Schedule{Kind: "forget", Retention: &Retention{KeepDaily: 7}, Prune: true, Tags: []string{"daily"}, Paths: []string{"/x"}},
 			`{"retention":{"keep_daily":7},"tags":["daily"],"prune":true}`},
+		{Schedule{Kind: "backup", Sources: []string{"pg"}, Hooks: []string{"freeze"}, LimitUploadKiB: 512, LimitDownloadKiB: 2048},
+			`{"paths":null,"hooks":["freeze"],"sources":["pg"],"limit_upload_kib":512,"limit_download_kib":2048}`},
 		{Schedule{Kind: "prune", MaxUnused: "5%"}, `{"max_unused":"5%"}`},
 		{Schedule{Kind: "check", ReadDataSubset: "1/10"}, `{"read_data_subset":"1/10"}`},
 		{Schedule{Kind: "check"}, `{}`},

@@ -72,6 +72,13 @@ type Host struct {
 	// Labels are the host's key=value pairs (wire.ValidateLabels); a
 	// record from before labels has none.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Hooks and Sources are the names the agent's own configuration
+	// defines, as its last status reported them (never the commands: the
+	// console cannot see or change those); RestoreSources are the sources
+	// that also have a restore command. Each replaces the earlier list.
+	Hooks          []string `json:"hooks,omitempty"`
+	Sources        []string `json:"sources,omitempty"`
+	RestoreSources []string `json:"restore_sources,omitempty"`
 }
 
 // LastBackup summarises one finished job for host listings.
@@ -204,6 +211,8 @@ type Job struct {
 	// elsewhere (a forget routed to the maintenance host); the fire's
 	// one-job-per-time key is that host's.
 	FiredBy string `json:"fired_by,omitempty"`
+	// Hooks are the runs of a backup's hooks, as its result reported them.
+	Hooks []wire.HookRun `json:"hooks,omitempty"`
 }
 
 // fireHost is the host a scheduled job's fire key belongs to.

@@ -51,13 +51,16 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 		InPlace      bool     `json:"in_place"`
 		Overwrite    string   `json:"overwrite"`
 		Verify       bool     `json:"verify"`
+		// ToSource restores a source snapshot into that source's restore
+		// command on the target host (a name its agent defines).
+		ToSource string `json:"to_source"`
 	}
 	if err := httpx.Decode(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	args, _ := json.Marshal(wire.RestoreArgs{SnapshotID: req.SnapshotID, Include: req.Include, TargetPath: req.TargetPath,
-		InPlace: req.InPlace, Overwrite: req.Overwrite, Verify: req.Verify})
+		InPlace: req.InPlace, Overwrite: req.Overwrite, Verify: req.Verify, ToSource: req.ToSource})
 	j, err := s.fleet.CreateJob(fleet.JobRequest{HostID: req.TargetHostID, RepoID: req.RepoID, Kind: wire.JobRestore, Args: args,
 		ActorKind: "user", Actor: who(r).User})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/hooks"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/input"
 	"github.com/restic-manager/restic-manager/console/policy"
@@ -28,6 +29,9 @@ type policyView struct {
 	Hosts        int                  `json:"hosts"`
 	CreatedAt    time.Time            `json:"created_at"`
 	UpdatedAt    time.Time            `json:"updated_at"`
+	// Missing: each hook and source the schedules name that some matching
+	// hosts' agents do not report (their fires make failed jobs).
+	Missing []hooks.Missing `json:"missing"`
 	// Changed is how many hosts' schedules the last change rolled out to.
 	Changed *int `json:"changed,omitempty"`
 }
@@ -45,7 +49,7 @@ type guardView struct {
 
 func (s *Server) viewPolicy(p storage.Policy) policyView {
 	v := policyView{ID: p.ID, Name: p.Name, Selector: p.Selector, RepoID: p.RepoID, Schedules: p.Schedules,
-		Hosts: s.policies.MatchCount(p.Selector), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+		Hosts: s.policies.MatchCount(p.Selector), Missing: s.policies.Missing(p), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 	if v.Schedules == nil {
 		v.Schedules = []schedules.Schedule{}
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/hooks"
 	"github.com/restic-manager/restic-manager/console/httpx"
 	"github.com/restic-manager/restic-manager/console/view"
 	"github.com/restic-manager/restic-manager/schedules"
@@ -17,6 +18,22 @@ func (s *Server) putSchedules(w http.ResponseWriter, r *http.Request) {
 	if err := httpx.Decode(r, &in); err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	// A host's own backup schedule may name only the hooks and sources its
+	// agent reports (a policy's may name any: its hosts enrol later).
+	h, err := s.store.GetHost(hostID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	for _, sc := range in {
+		if sc.PolicyID != "" {
+			continue
+		}
+		if err := hooks.CheckSchedule(h, sc); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 	// An admin's schedules bind the host to their repositories; an
 	// operator's may use only those it is bound to.

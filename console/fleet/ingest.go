@@ -64,6 +64,7 @@ func (f *Fleet) ingestStatus(host string, payload []byte) error {
 			h.OS, h.Arch, h.Hostname = st.OS, st.Arch, st.Hostname
 			h.AgentVersion, h.ResticVersion = st.AgentVersion, st.ResticVersion
 			h.StartedAt = st.StartedAt
+			h.Hooks, h.Sources, h.RestoreSources = st.Hooks, st.Sources, st.RestoreSources
 			if !st.SentAt.IsZero() {
 				h.ClockSkew = st.SentAt.Sub(now).Round(time.Second)
 			}
@@ -192,7 +193,7 @@ func (f *Fleet) ingestResult(host, jobID string, payload []byte) error {
 		j.StderrTail = r.StderrTail
 		j.SnapshotID = r.SnapshotID
 		j.Summary = r.Summary
-		j.Output = r.Output
+		j.Output, j.Hooks = r.Output, r.Hooks
 		j.Waited = j.Waited || r.Waited
 		return nil
 	})

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/restic-manager/restic-manager/console/hooks"
 	"github.com/restic-manager/restic-manager/console/input"
 	"github.com/restic-manager/restic-manager/internal/seal"
 	"github.com/restic-manager/restic-manager/internal/token"
@@ -89,6 +90,10 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 	if req.TimeoutS < 0 {
 		return storage.Job{}, false, Invalid("timeout_s must not be negative")
 	}
+	refused := hooks.Check(h, req.Kind, norm) // a name h never reported: a fire makes a failed job (console/hooks: why)
+	if refused != nil && req.ScheduleID == "" {
+		return storage.Job{}, false, refused
+	}
 	now := time.Now().UTC()
 	j := storage.Job{
 		ID: token.NewID("job"), HostID: req.HostID, RepoID: req.RepoID, Kind: req.Kind, Args: norm,
@@ -99,7 +104,10 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 	if req.ScheduleID != "" && firedBy != req.HostID {
 		j.FiredBy = firedBy
 	}
-	dispatchNow := f.gate.admit(&j)
+	if refused != nil {
+		j.Status, j.EndedAt, j.Error, j.EndedByConsole = storage.JobFailed, now, refused.Error(), true
+	}
+	dispatchNow := refused == nil && f.gate.admit(&j)
 	created := true
 	// (Stored below; a held job then waits in the gate, the rest go out.)
 	if req.ScheduleID != "" {
@@ -121,8 +129,12 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 		}
 		return j, false, nil
 	}
-	if !dispatchNow {
+	if refused != nil {
+		f.ended(j)
+	} else if !dispatchNow {
 		f.gate.hold(j)
+	}
+	if !dispatchNow {
 		return j, true, nil
 	}
 	if err := f.dispatch(j, h); err != nil {

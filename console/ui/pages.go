@@ -42,6 +42,12 @@ type hostPageData struct {
 	LabelText  string
 }
 
+// RestoreSource reports whether the host's agent can restore into source
+// name (it has a restore command for it).
+func (d hostPageData) RestoreSource(name string) bool {
+	return slices.Contains(d.Host.RestoreSources, name)
+}
+
 // hostJobPage is the job history's page size on the host page.
 const hostJobPage = 25
 
@@ -111,6 +117,8 @@ type jobPageData struct {
 	RepoName string
 	Result   jobResult
 	Args     string
+	// Sources are a backup's snapshots, per source, when it named sources.
+	Sources []wire.SourceSnapshot
 }
 
 // jobResult is what the page shows of a finished job's outcome.
@@ -151,7 +159,7 @@ func (s *Server) pageJob(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
-	d := jobPageData{User: p, Job: j, HostName: j.HostID, RepoName: j.RepoID, Result: summarize(j)}
+	d := jobPageData{User: p, Job: j, HostName: j.HostID, RepoName: j.RepoID, Result: summarize(j), Sources: view.SourceSnapshots(j)}
 	if h, err := s.store.GetHost(j.HostID); err == nil {
 		d.HostName = h.Name
 	}
@@ -230,6 +238,8 @@ func (s *Server) pageRepo(w http.ResponseWriter, r *http.Request) {
 type hostOption struct {
 	ID, Name, Hostname string
 	Online             bool
+	// RestoreSources: the sources the host's agent can restore into.
+	RestoreSources []string
 }
 
 // restoreHostsShown bounds the target host list; a fleet larger than this
@@ -255,7 +265,7 @@ func (s *Server) pageRestore(w http.ResponseWriter, r *http.Request) {
 	var opts []hostOption
 	for _, h := range hosts {
 		if h.Enrolled {
-			opts = append(opts, hostOption{ID: h.ID, Name: h.Name, Hostname: h.Hostname, Online: h.Online})
+			opts = append(opts, hostOption{ID: h.ID, Name: h.Name, Hostname: h.Hostname, Online: h.Online, RestoreSources: h.RestoreSources})
 		}
 	}
 	var rv []view.Repo

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/hooks"
 	"github.com/restic-manager/restic-manager/console/policy"
 	"github.com/restic-manager/restic-manager/runner"
 	"github.com/restic-manager/restic-manager/schedules"
@@ -189,6 +190,11 @@ type policyPageData struct {
 	Changed string
 	// History is the policy's audit entries, newest first.
 	History []storage.AuditEntry
+	// Missing: the names the policy uses that some matching hosts lack;
+	// KnownHooks and KnownSources: every name some host reports (the
+	// editor's suggestions).
+	Missing                  []hooks.Missing
+	KnownHooks, KnownSources []string
 }
 
 // historyShown is how many changes a policy's page lists; the rest are in
@@ -209,6 +215,7 @@ func (s *Server) policyPage(w http.ResponseWriter, r *http.Request, d policyPage
 	if sched == nil {
 		sched = []schedules.Schedule{}
 	}
+	d.KnownHooks, d.KnownSources = s.policies.KnownNames()
 	b, _ := json.Marshal(sched)
 	d.SchedJSON = string(b)
 	if n, err := strconv.Atoi(r.URL.Query().Get("changed")); err == nil && n >= 0 {
@@ -239,7 +246,7 @@ func (s *Server) pagePolicy(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
-	s.policyPage(w, r, policyPageData{User: p, Policy: s.policyRowOf(pol, names), History: hist}, pol.Schedules)
+	s.policyPage(w, r, policyPageData{User: p, Policy: s.policyRowOf(pol, names), History: hist, Missing: s.policies.Missing(pol)}, pol.Schedules)
 }
 
 // pagePolicyNew is the editor for a new policy (admins).

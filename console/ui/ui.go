@@ -20,6 +20,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/input"
 	"github.com/restic-manager/restic-manager/console/policy"
 	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
 )
 
 // The web console: server-rendered pages (html/template escapes every
@@ -53,6 +54,8 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	},
 	"cronText": describeCron,
 	"join":     strings.Join,
+	// sourceOf names the source a snapshot's tags mark it a dump of.
+	"sourceOf": wire.SourceOfTags,
 	"list":     func(s ...string) []string { return s },
 	"duration": func(a, b time.Time) string {
 		if a.IsZero() || b.IsZero() {

@@ -8,11 +8,13 @@ package view
 import (
 	"encoding/json"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/storage"
+	"github.com/restic-manager/restic-manager/wire"
 )
 
 // Host is a host as the API shows it: never its credential hash.
@@ -45,6 +47,12 @@ type Host struct {
 	ClockWarning bool `json:"clock_warning,omitempty"`
 	// Labels are the host's key=value pairs ({} when it has none).
 	Labels map[string]string `json:"labels"`
+	// Hooks and Sources are the names the agent's own configuration
+	// defines (the console cannot see or change the commands);
+	// RestoreSources are the sources with a restore command. [] when none.
+	Hooks          []string `json:"hooks"`
+	Sources        []string `json:"sources"`
+	RestoreSources []string `json:"restore_sources"`
 }
 
 // clockWarnAt is the skew past which a host's clock is flagged.
@@ -85,6 +93,7 @@ func hostRecord(h storage.Host) Host {
 		LastBackup: h.LastBackup, LastJob: h.LastJob,
 		ClockSkewS: h.ClockSkew.Seconds(), ClockWarning: h.ClockSkew > clockWarnAt || h.ClockSkew < -clockWarnAt,
 		Labels: maps.Clone(h.Labels),
+		Hooks:  orEmpty(h.Hooks), Sources: orEmpty(h.Sources), RestoreSources: orEmpty(h.RestoreSources),
 	}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}
@@ -94,6 +103,13 @@ func hostRecord(h storage.Host) Host {
 		v.LastSeen = &t
 	}
 	return v
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return slices.Clone(s)
 }
 
 // Repo is a repository without its secrets.
@@ -195,6 +211,12 @@ type Job struct {
 	Held        bool              `json:"held,omitempty"`
 	Waited      bool              `json:"waited,omitempty"`
 	ApprovedBy  string            `json:"approved_by,omitempty"`
+	// Hooks are the runs of a backup's hooks (name, phase, exit code,
+	// duration, output tail); a failed before-hook skipped restic.
+	Hooks []wire.HookRun `json:"hooks,omitempty"`
+	// SourceSnapshots are a backup's snapshots, one per source and one
+	// for its paths (source ""), when it named sources.
+	SourceSnapshots []wire.SourceSnapshot `json:"source_snapshots,omitempty"`
 }
 
 // JobOf is the view of a job.
@@ -205,7 +227,21 @@ func JobOf(j storage.Job) Job {
 		CreatedAt: j.CreatedAt, ExpiresAt: j.ExpiresAt, StartedAt: j.StartedAt, EndedAt: j.EndedAt,
 		ExitCode: j.ExitCode, Error: j.Error, StderrTail: j.StderrTail, SnapshotID: j.SnapshotID,
 		Summary: j.Summary, Output: j.Output, Progress: j.Progress, TimeoutS: j.TimeoutS, Held: j.Held, Waited: j.Waited, ApprovedBy: j.ApprovedBy,
+		Hooks: j.Hooks, SourceSnapshots: SourceSnapshots(j),
 	}
+}
+
+// SourceSnapshots are the per-source snapshots of a backup's output (nil
+// for any other job, or a backup of paths alone).
+func SourceSnapshots(j storage.Job) []wire.SourceSnapshot {
+	if j.Kind != wire.JobBackup || len(j.Output) == 0 {
+		return nil
+	}
+	var out wire.BackupOutput
+	if json.Unmarshal(j.Output, &out) != nil {
+		return nil
+	}
+	return out.Snapshots
 }
 
 // Jobs is the view of a list of jobs (never null).

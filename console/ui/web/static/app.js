@@ -81,6 +81,39 @@ function wireKind(form) {
   return sync;
 }
 
+// Hook and source names: ticked checkboxes (the host's own, on its page)
+// or a comma-separated field (a policy's, free names). Never a command:
+// the agent's configuration defines what a name runs.
+function pickNames(form, name) {
+  const boxes = $$("input[type=checkbox][name=" + name + "]", form);
+  if (boxes.length) return boxes.filter(b => b.checked).map(b => b.value);
+  const t = form.elements[name];
+  return t && typeof t.value === "string" ? commas(t.value) : [];
+}
+function setNames(form, name, list) {
+  const boxes = $$("input[type=checkbox][name=" + name + "]", form);
+  if (boxes.length) { boxes.forEach(b => { b.checked = (list || []).includes(b.value); }); return; }
+  const t = form.elements[name];
+  if (t && typeof t.value === "string") t.value = (list || []).join(", ");
+}
+// backupExtras adds a backup's hooks, sources and bandwidth limits to o.
+function backupExtras(form, o) {
+  const f = form.elements;
+  const hooks = pickNames(form, "hooks"), sources = pickNames(form, "sources");
+  if (hooks.length) o.hooks = hooks;
+  if (sources.length) o.sources = sources;
+  if (f.limit_upload_kib && f.limit_upload_kib.value !== "") o.limit_upload_kib = num(f.limit_upload_kib.value);
+  if (f.limit_download_kib && f.limit_download_kib.value !== "") o.limit_download_kib = num(f.limit_download_kib.value);
+  return o;
+}
+function backupExtrasToForm(form, s) {
+  const f = form.elements;
+  setNames(form, "hooks", s.hooks); setNames(form, "sources", s.sources);
+  if (f.limit_upload_kib) f.limit_upload_kib.value = s.limit_upload_kib || "";
+  if (f.limit_download_kib) f.limit_download_kib.value = s.limit_download_kib || "";
+}
+const sourceOf = tags => { const t = (tags || []).find(x => x.startsWith("source:")); return t ? t.slice(7) : ""; };
+
 function retention(f) {
   const r = {};
   for (const k of ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]) {
@@ -101,14 +134,14 @@ function hostPage(main) {
       const f = run.elements, kind = f.kind.value;
       let args = {};
       switch (kind) {
-        case "backup": args = { paths: lines(f.paths.value), excludes: lines(f.excludes.value), tags: commas(f.tags.value) }; break;
+        case "backup": args = backupExtras(run, { paths: lines(f.paths.value), excludes: lines(f.excludes.value), tags: commas(f.tags.value) }); break;
         case "forget": args = { retention: retention(run), prune: f.prune.checked }; break;
         case "prune": if (f.max_unused.value) args.max_unused = f.max_unused.value; break;
         case "check": if (f.read_data_subset.value) args.read_data_subset = f.read_data_subset.value; break;
         case "unlock": args.remove_all = f.remove_all.checked; break;
         case "stats": args.mode = f.mode.value; break;
       }
-      if (kind === "backup" && args.paths.length === 0) { showError($("#run-error"), new Error("Give at least one path to back up.")); return; }
+      if (kind === "backup" && args.paths.length === 0 && !args.sources) { showError($("#run-error"), new Error("Give at least one path to back up, or tick a source.")); return; }
       showError($("#run-error"));
       $("#run-submit").disabled = true;
       try {
@@ -176,6 +209,7 @@ function hostPage(main) {
     const r = s.retention || {};
     for (const k of ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"]) f[k].value = r[k] || "";
     f.prune.checked = !!s.prune; f.max_unused.value = s.max_unused || ""; f.read_data_subset.value = s.read_data_subset || "";
+    backupExtrasToForm(ed, s);
     syncKind(); updatePreview();
     $("#schedule-editor-box").open = true; f.name.focus();
   }));
@@ -191,7 +225,7 @@ function hostPage(main) {
     const old = set.find(x => x.id === s.id);
     if (old && old.jitter_s !== undefined) s.jitter_s = old.jitter_s;
     switch (s.kind) {
-      case "backup": s.paths = lines(f.paths.value); s.excludes = lines(f.excludes.value); s.tags = commas(f.tags.value); break;
+      case "backup": s.paths = lines(f.paths.value); s.excludes = lines(f.excludes.value); s.tags = commas(f.tags.value); backupExtras(ed, s); break;
       case "forget": s.retention = retention(ed); s.prune = f.prune.checked; break;
       case "prune": if (f.max_unused.value) s.max_unused = f.max_unused.value; break;
       case "check": if (f.read_data_subset.value) s.read_data_subset = f.read_data_subset.value; break;
@@ -285,6 +319,29 @@ function renderJob(j) {
   $("#job-error").textContent = j.error || "";
   $("#row-error").hidden = !j.error;
   if (j.stderr_tail) $("#log-tail").textContent = j.stderr_tail;
+  renderHooks(j);
+}
+
+// renderHooks draws a job's hook runs (a failed one marked: a failed
+// before-hook skipped restic) and a backup's per-source snapshots. Text
+// goes in as text: an output tail is whatever the command printed.
+function renderHooks(j) {
+  if (j.hooks && j.hooks.length) {
+    $("#hook-runs tbody").replaceChildren(...j.hooks.map(h => {
+      const ok = h.exit_code === 0 && !h.error;
+      return el("tr", { class: ok ? "hook-ok" : "hook-failed", "data-hook": h.name, "data-phase": h.phase },
+        el("td", {}, el("code", {}, h.name), ok ? null : " ", ok ? null : el("span", { class: "badge st-failed" }, "failed")),
+        el("td", {}, h.phase), el("td", {}, String(h.exit_code)), el("td", {}, (h.duration_ms || 0) + " ms"),
+        el("td", {}, h.error ? el("div", { class: "error" }, h.error) : null, el("pre", { class: "hook-output" }, h.output_tail || "")));
+    }));
+    $("#hooks").hidden = false;
+  }
+  if (j.source_snapshots && j.source_snapshots.length) {
+    $("#source-snapshot-list tbody").replaceChildren(...j.source_snapshots.map(x => el("tr", { "data-source": x.source || "" },
+      el("td", {}, x.source ? el("code", {}, x.source) : "the paths"), el("td", {}, el("span", { class: "badge st-" + x.status }, x.status)),
+      el("td", {}, el("code", {}, (x.snapshot_id || "").slice(0, 8))), el("td", {}, x.bytes ? fmtBytes(x.bytes) : ""), el("td", { class: "error" }, x.error || ""))));
+    $("#source-snapshots").hidden = false;
+  }
 }
 
 async function loadChanges(id) {
@@ -355,7 +412,8 @@ function restorePage(main) {
       for (const s of st.snaps) {
         const b = el("button", { type: "button", class: "small pick-snapshot", "data-id": s.id }, "Browse");
         b.addEventListener("click", () => pickSnapshot(s));
-        tb.append(el("tr", { "data-snapshot": s.id }, el("td", {}, el("code", {}, s.short_id || s.id.slice(0, 8))), el("td", {}, fmtTime(s.time)), el("td", {}, s.hostname || ""), el("td", { class: "sub" }, (s.paths || []).join(", ")), el("td", {}, b)));
+        const src = sourceOf(s.tags);
+        tb.append(el("tr", { "data-snapshot": s.id }, el("td", {}, el("code", {}, s.short_id || s.id.slice(0, 8)), src ? " " : null, src ? el("span", { class: "badge source-marker" }, "source " + src) : null), el("td", {}, fmtTime(s.time)), el("td", {}, s.hostname || ""), el("td", { class: "sub" }, (s.paths || []).join(", ")), el("td", {}, b)));
       }
       box.append(el("div", { class: "table-wrap" }, el("table", { id: "w-snapshot-list" }, el("thead", {}, el("tr", {}, ...["ID", "Time", "Host", "Paths", ""].map(h => el("th", {}, h)))), tb)));
       if (main.dataset.snapshot) {
@@ -433,17 +491,22 @@ function restorePage(main) {
       return el("li", { "data-path": p }, p + (st.sel.get(p) === "dir" ? "/ " : " "), x);
     }));
     $("#w-sel-count").textContent = String(st.sel.size);
-    $("#w-to-3").disabled = st.sel.size === 0;
+    // A source snapshot may go whole into the agent's restore command.
+    $("#w-to-3").disabled = st.sel.size === 0 && !sourceOf(st.snap && st.snap.tags);
   }
 
   // The original host: the enrolled host whose hostname took the snapshot.
   const origHost = () => $$("#w-host option").find(o => st.snap && o.dataset.hostname === st.snap.hostname);
   const target = () => $$("input[name=w-target]").find(r => r.checked).value;
   function syncTarget() {
+    const src = sourceOf(st.snap && st.snap.tags);
+    $("#w-tosource-box").hidden = !src;
+    $("#w-source-name").textContent = src;
+    if (!src && target() === "tosource") $$("input[name=w-target]").find(r => r.value === "samehost").checked = true;
     const t = target();
     $("#w-inplace-box").hidden = t !== "inplace";
-    $("#w-host-box").hidden = t !== "otherhost";
-    $("#w-path-box").hidden = t === "inplace";
+    $("#w-host-box").hidden = t !== "otherhost" && t !== "tosource";
+    $("#w-path-box").hidden = t === "inplace" || t === "tosource";
     const o = origHost();
     $("#w-orig-host").textContent = o ? "Original host: " + o.textContent : "The host that made this snapshot is not enrolled here: restore to another host.";
   }
@@ -452,6 +515,11 @@ function restorePage(main) {
   function request() {
     const t = target(), o = origHost();
     const req = { repo_id: st.repo, snapshot_id: st.snap.id, include: [...st.sel.keys()].sort() };
+    if (t === "tosource") {
+      const src = sourceOf(st.snap.tags), h = $("#w-host").selectedOptions[0];
+      if (!h || !(h.dataset.restoreSources || "").split(",").includes(src)) throw new Error("The chosen host's agent has no restore command for source " + src + ": choose a host that defines one, or restore the file to a folder.");
+      return { repo_id: st.repo, snapshot_id: st.snap.id, target_host_id: h.value, to_source: src };
+    }
     if (t === "otherhost") req.target_host_id = $("#w-host").value;
     else if (o) req.target_host_id = o.value;
     else throw new Error("The host that made this snapshot is not enrolled here; choose \"Another host\".");
@@ -466,7 +534,11 @@ function restorePage(main) {
   }
 
   $("#w-back-1").addEventListener("click", () => step(1));
-  $("#w-to-3").addEventListener("click", () => { syncTarget(); step(3); });
+  $("#w-to-3").addEventListener("click", () => {
+    const o = origHost();
+    if (sourceOf(st.snap.tags) && o) $("#w-host").value = o.value;
+    syncTarget(); step(3);
+  });
   $("#w-back-2").addEventListener("click", () => step(2));
   $("#w-back-3").addEventListener("click", () => step(3));
   $("#w-to-4").addEventListener("click", () => {
@@ -474,8 +546,8 @@ function restorePage(main) {
     try { req = request(); } catch (e) { err(e); return; }
     const hostName = (id) => { const o = $$("#w-host option").find(x => x.value === id); return o ? o.textContent : id; };
     const rows = [["Repository", repoSel.selectedOptions[0].textContent], ["Snapshot", $("#w-snap-label").textContent],
-      ["Paths", req.include.join("\n")], ["Target host", hostName(req.target_host_id)],
-      ["Target", req.in_place ? "original location (overwrite)" : req.target_path + " (files keep their full path under it)"]];
+      ["Paths", (req.include || []).join("\n") || "the whole dump"], ["Target host", hostName(req.target_host_id)],
+      ["Target", req.to_source ? "the agent's restore command for source " + req.to_source : req.in_place ? "original location (overwrite)" : req.target_path + " (files keep their full path under it)"]];
     $("#w-review").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { class: k === "Paths" ? "files" : "" }, v)]));
     step(4);
   });
@@ -756,7 +828,7 @@ function scheduleFromForm(form, old) {
   if (old && old.id) s.id = old.id;
   if (old && old.jitter_s !== undefined) s.jitter_s = old.jitter_s;
   switch (s.kind) {
-    case "backup": s.paths = lines(f.paths.value); s.excludes = lines(f.excludes.value); s.tags = commas(f.tags.value); break;
+    case "backup": s.paths = lines(f.paths.value); s.excludes = lines(f.excludes.value); s.tags = commas(f.tags.value); backupExtras(form, s); break;
     case "forget": s.retention = retention(form); s.prune = f.prune.checked; break;
     case "prune": if (f.max_unused.value) s.max_unused = f.max_unused.value; break;
     case "check": if (f.read_data_subset.value) s.read_data_subset = f.read_data_subset.value; break;
@@ -772,6 +844,7 @@ function scheduleToForm(form, s) {
   const r = s.retention || {};
   for (const k of ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"]) f[k].value = r[k] || "";
   f.prune.checked = !!s.prune; f.max_unused.value = s.max_unused || ""; f.read_data_subset.value = s.read_data_subset || "";
+  backupExtrasToForm(form, s);
 }
 
 function plural(n, unit) { return n + " " + unit + (n === 1 ? "" : "s"); }
@@ -842,7 +915,7 @@ function policyPage(main) {
     const i = ed.elements.index.value === "" ? -1 : num(ed.elements.index.value);
     const s = scheduleFromForm(ed, i >= 0 ? set[i] : null);
     if (!s.name || !s.cron) { showError($("#policy-schedule-error"), new Error("A schedule needs a name and a cron expression.")); return; }
-    if (s.kind === "backup" && s.paths.length === 0) { showError($("#policy-schedule-error"), new Error("Give at least one path to back up.")); return; }
+    if (s.kind === "backup" && s.paths.length === 0 && !s.sources) { showError($("#policy-schedule-error"), new Error("Give at least one path or source to back up.")); return; }
     showError($("#policy-schedule-error"));
     if (i >= 0) set[i] = s; else set.push(s);
     render();
