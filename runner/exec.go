@@ -96,7 +96,11 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, v restic
 	cmd.Cancel = func() error {
 		cancelSent.Store(true)
 		log.Info("cancelling restic", "pid", cmd.Process.Pid, "grace", r.grace())
-		return interrupt(cmd.Process)
+		err := interrupt(cmd.Process)
+		if spec.proc.killGroup {
+			killGroupExcept(cmd.Process.Pid, cmd.Process.Pid)
+		}
+		return err
 	}
 	cmd.WaitDelay = r.grace() // then os.Process.Kill
 

@@ -96,8 +96,8 @@ func (r *Runner) backupSource(ctx context.Context, spec *Spec, src Source, v res
 		args = append(args, src.Cmd.Argv...)
 		run.proc = procExtras{env: src.Cmd.Env, dir: src.Cmd.Dir, killGroup: true}
 		sres = r.execute(ctx, &run, opBackup{}, v, args, h, sec, log, res)
-		if sres.Status == StatusFailed && strings.Contains(sres.StderrTail, "exit status") {
-			sres.Error = "the dump command failed: " + lastLines(sres.StderrTail, 5)
+		if sres.Status == StatusFailed && strings.Contains(sres.StderrTail, "command failed: exit status") {
+			sres.Error = "the dump command failed: " + lastLines(commandLines(sres.StderrTail), 5)
 		}
 	} else {
 		sres = r.backupThroughPipe(ctx, &run, src, v, append(args, "--stdin"), h, sec, log, res)
@@ -288,4 +288,26 @@ func clipTail(s string) string {
 		return s
 	}
 	return strings.ToValidUTF8("…"+s[len(s)-tailSize:], "")
+}
+
+// commandLines are the lines of a --stdin-from-command run's stderr tail
+// that the command wrote (restic's own are JSON), with restic's
+// "subprocess NAME: " prefix removed.
+func commandLines(tail string) string {
+	var keep []string
+	for _, l := range strings.Split(tail, "\n") {
+		if t := strings.TrimSpace(l); t == "" || strings.HasPrefix(t, "{") {
+			continue
+		}
+		if strings.HasPrefix(l, "subprocess ") {
+			if i := strings.Index(l, ": "); i > 0 {
+				l = l[i+2:]
+			}
+		}
+		keep = append(keep, l)
+	}
+	if len(keep) == 0 {
+		return "restic: command failed"
+	}
+	return strings.Join(keep, "\n")
 }

@@ -164,6 +164,11 @@ func TestSourceCancelLeavesNoProcess(t *testing.T) {
 			if res.Status != StatusCancelled {
 				t.Fatalf("%+v", res)
 			}
+			// restic stopped by itself (its lock removed), not killed after
+			// the grace period.
+			if res.ExitCode == 128+int(syscall.SIGKILL) {
+				t.Errorf("restic was killed after the grace period: %+v", res)
+			}
 			waitGone(t, child)
 			if snaps := strings.TrimSpace(string(resticDirect(t, repo, "snapshots", "--json"))); snaps != "[]" {
 				t.Fatalf("snapshots after a cancelled dump: %s", snaps)
