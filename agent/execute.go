@@ -73,6 +73,9 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reserv
 	if err == nil && cmd.Kind == wire.JobBackup {
 		jh, err = a.planBackup(cmd, &spec)
 	}
+	if err == nil && cmd.Kind == wire.JobRestore {
+		err = a.planRestore(cmd, &spec)
+	}
 	if err != nil {
 		log.Warn("job refused", "error", err)
 		return failed(cmd.JobID, time.Time{}, err.Error())

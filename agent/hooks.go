@@ -103,6 +103,30 @@ func (a *Agent) planBackup(cmd wire.Command, spec *runner.Spec) (*jobHooks, erro
 	return jh, nil
 }
 
+// planRestore points a restore with to_source at that source's restore
+// command: the dump file is the one include given, else the source's
+// file at the snapshot's root.
+func (a *Agent) planRestore(cmd wire.Command, spec *runner.Spec) error {
+	var args wire.RestoreArgs
+	if err := json.Unmarshal(cmd.Args, &args); err != nil || args.ToSource == "" {
+		return err
+	}
+	src, err := a.commands().Source(args.ToSource)
+	if err != nil {
+		return err
+	}
+	if len(src.Restore) == 0 {
+		return fmt.Errorf("source %q has no restore command in this agent's configuration", args.ToSource)
+	}
+	rs := src.RestoreSpec(args.ToSource)
+	spec.Restore.ToCommand = &rs
+	spec.Restore.File = "/" + src.File(args.ToSource)
+	if len(args.Include) == 1 {
+		spec.Restore.File = args.Include[0]
+	}
+	return nil
+}
+
 // env is what every hook sees of the job.
 func (jh *jobHooks) env(phase string) map[string]string {
 	return map[string]string{

@@ -154,27 +154,21 @@ func testDatabaseSources(t *testing.T, srv *server, restic string, full bool, pg
 	}
 
 	if full {
-		// 2. The databases are lost; the dumps come back and load.
+		// 2. The databases are lost; the dumps come back: PostgreSQL's
+		// streamed into the source's restore command (pg_restore) on the
+		// agent, MariaDB's written to a path and loaded by hand.
 		pg.psql(t, "postgres", "DROP DATABASE app")
 		pg.createDB(t, "app")
 		m.sql(t, "", "DROP DATABASE app")
-		restoreDir := t.TempDir()
 		rid := f.srv.createJob(f.host.ID, map[string]any{"kind": "restore", "repo_id": f.repoID,
-			"args": map[string]any{"snapshot_id": snapOf["pg-app"], "target_path": restoreDir}})
+			"args": map[string]any{"snapshot_id": snapOf["pg-app"], "to_source": "pg-app"}})
 		if rj := f.srv.waitJob(rid, 2*time.Minute); rj.Status != wire.StatusSucceeded {
-			t.Fatalf("restore of the dump: %s: %s", rj.Status, rj.Error)
-		}
-		dump, err := os.ReadFile(filepath.Join(restoreDir, "app.dump"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pg.client("pg_restore", pg.Env(), strings.NewReader(string(dump)), "--dbname=app"); err != nil {
-			t.Fatal(err)
+			t.Fatalf("restore into pg_restore: %s: %s\n%s", rj.Status, rj.Error, rj.StderrTail)
 		}
 		if got := pg.psql(t, "app", pgChecksum); got != want {
-			t.Fatalf("postgres after drop, restore and load: %q, want %q", got, want)
+			t.Fatalf("postgres after drop and restore through pg_restore: %q, want %q", got, want)
 		}
-		restoreDir = t.TempDir()
+		restoreDir := t.TempDir()
 		rid = f.srv.createJob(f.host.ID, map[string]any{"kind": "restore", "repo_id": f.repoID,
 			"args": map[string]any{"snapshot_id": snapOf["mariadb-app"], "target_path": restoreDir}})
 		if rj := f.srv.waitJob(rid, 2*time.Minute); rj.Status != wire.StatusSucceeded {
@@ -189,6 +183,16 @@ func testDatabaseSources(t *testing.T, srv *server, restic string, full bool, pg
 		}
 		if got := m.sql(t, "app", mariaChecksum); got != want {
 			t.Fatalf("mariadb after drop, restore and load: %q, want %q", got, want)
+		}
+		// And through its restore command too, over the loaded database.
+		m.sql(t, "app", "DELETE FROM t WHERE id < 500")
+		rid = f.srv.createJob(f.host.ID, map[string]any{"kind": "restore", "repo_id": f.repoID,
+			"args": map[string]any{"snapshot_id": snapOf["mariadb-app"], "to_source": "mariadb-app"}})
+		if rj := f.srv.waitJob(rid, 2*time.Minute); rj.Status != wire.StatusSucceeded {
+			t.Fatalf("restore into mariadb: %s: %s\n%s", rj.Status, rj.Error, rj.StderrTail)
+		}
+		if got := m.sql(t, "app", mariaChecksum); got != want {
+			t.Fatalf("mariadb after restore through its restore command: %q, want %q", got, want)
 		}
 	}
 

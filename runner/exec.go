@@ -91,6 +91,9 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, v restic
 		cmd.Stdin = spec.proc.stdin
 	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if spec.proc.stdout != nil {
+		cmd.Stdout = spec.proc.stdout // restic dump's bytes, not lines to parse
+	}
 	setProcAttr(cmd)
 	var cancelSent atomic.Bool
 	cmd.Cancel = func() error {

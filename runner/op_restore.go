@@ -1,6 +1,8 @@
 package runner
 
 import (
+	"github.com/restic-manager/restic-manager/agentcmd"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +30,11 @@ type RestoreArgs struct {
 	// any other value is refused with them. Empty: restic's default.
 	Overwrite string
 	Verify    bool // --verify: read the restored files back and compare
+	// ToCommand, when set, streams one file of the snapshot (File, a path
+	// inside it) into a source's restore command instead of restoring
+	// files (op_restore_source.go).
+	ToCommand *agentcmd.Spec
+	File      string
 }
 
 // RestoreOutput is Result.Output of restore. From restic 0.16 every count of

@@ -138,6 +138,7 @@ type procExtras struct {
 	env       map[string]string // the source's environment (--stdin-from-command runs it as restic's child)
 	dir       string
 	stdin     *os.File // the read end of the dump's pipe (--stdin)
+	stdout    *os.File // the write end of a restore command's pipe (dump)
 	killGroup bool     // kill restic's process group when it ends: the dump's children go with it
 }
 
@@ -231,7 +232,11 @@ var errTimedOut = errors.New("runner: timed out")
 // after Grace, is killed.
 func (r *Runner) Run(ctx context.Context, spec Spec, h Hooks) Result {
 	defer spec.Reservation.Release() // unused when the run never reached the lock
-	return r.run(ctx, spec, operations[spec.Kind], h)
+	op := operations[spec.Kind]
+	if spec.Kind == KindRestore && spec.Restore.ToCommand != nil {
+		op = opRestoreTo{}
+	}
+	return r.run(ctx, spec, op, h)
 }
 
 // Reserve takes spec's place in its repository's queue now, for a run that
