@@ -62,8 +62,8 @@ func dbAgentCommands(t testing.TB, pg *pgServer, m *mariaServer, dir string) (ho
 	}
 	hooks = map[string]any{
 		"record": map[string]any{
-			"before": []string{"sh", "-c", `echo "before $RM_JOB_ID" >> ` + filepath.Join(dir, "hooks.log")},
-			"after":  []string{"sh", "-c", `echo "after status=$RM_JOB_STATUS snapshot=$RM_SNAPSHOT_ID" >> ` + filepath.Join(dir, "hooks.log")},
+			"before":     []string{"sh", "-c", `echo "before $RM_JOB_ID" >> ` + filepath.Join(dir, "hooks.log")},
+			"after":      []string{"sh", "-c", `echo "after status=$RM_JOB_STATUS snapshot=$RM_SNAPSHOT_ID" >> ` + filepath.Join(dir, "hooks.log")},
 			"on_failure": []string{"sh", "-c", `echo "on_failure $RM_ERROR" >> ` + filepath.Join(dir, "hooks.log")},
 		},
 		"refuse": map[string]any{
