@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,20 +18,34 @@ import (
 	"github.com/restic-manager/restic-manager/wire"
 )
 
-// addAgentCommands appends hooks and sources to an enrolled agent's
-// configuration, as the machine's administrator would.
+// addAgentCommands adds hooks and sources to an enrolled agent's
+// configuration file, as the machine's administrator would.
 func addAgentCommands(t testing.TB, a *agentProc, hooks, sources map[string]any) {
 	t.Helper()
-	b, err := yaml.Marshal(map[string]any{"hooks": hooks, "sources": sources})
+	b, err := os.ReadFile(a.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.OpenFile(a.Config, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
+	cfg := map[string]any{}
+	if err := yaml.Unmarshal(b, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	if _, err := f.Write(append([]byte("\n"), b...)); err != nil {
+	for key, add := range map[string]map[string]any{"hooks": hooks, "sources": sources} {
+		m, _ := cfg[key].(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+		}
+		for k, v := range add {
+			m[k] = v
+		}
+		if len(m) > 0 {
+			cfg[key] = m
+		}
+	}
+	if b, err = yaml.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(a.Config, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -115,6 +131,11 @@ func testDatabaseSources(t *testing.T, srv *server, restic string, full bool, pg
 	f.initRepo(t)
 	hostAPI := f.srv.host(f.host.ID)
 	t.Logf("host reports restic %s", hostAPI.ResticVersion)
+	// The console knows the names, never the commands.
+	if strings.Join(hostAPI.Sources, ",") != "endless,mariadb-app,pg-app,pg-wrong-password" || strings.Join(hostAPI.Hooks, ",") != "record,refuse" ||
+		strings.Join(hostAPI.RestoreSources, ",") != "mariadb-app,pg-app" {
+		t.Errorf("host reports hooks %v, sources %v, restore sources %v", hostAPI.Hooks, hostAPI.Sources, hostAPI.RestoreSources)
+	}
 
 	// 1. Both databases through their sources, with a hook around them.
 	id := f.srv.createJob(f.host.ID, map[string]any{"kind": "backup", "repo_id": f.repoID,
@@ -214,6 +235,30 @@ func testDatabaseSources(t *testing.T, srv *server, restic string, full bool, pg
 	}
 	if !full {
 		return
+	}
+
+	// A hook added to the configuration is reported after a SIGHUP; a
+	// broken configuration is refused and the running one stays.
+	addAgentCommands(t, f.agent, map[string]any{"late": map[string]any{"after": []string{"true"}}}, nil)
+	if err := f.agent.Proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the reloaded hook reported", func() error {
+		if h := f.srv.host(f.host.ID); !slices.Contains(h.Hooks, "late") || !slices.Contains(h.Hooks, "record") {
+			return fmt.Errorf("hooks %v", h.Hooks)
+		}
+		return nil
+	})
+	addAgentCommands(t, f.agent, map[string]any{"broken": map[string]any{"before": []string{"/no/such/program"}}}, nil)
+	if err := f.agent.Proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if h := f.srv.host(f.host.ID); slices.Contains(h.Hooks, "broken") || !slices.Contains(h.Hooks, "late") {
+		t.Errorf("after a broken reload the host reports %v", h.Hooks)
+	}
+	if !strings.Contains(f.agent.Proc.Output(), `program \"/no/such/program\"`) && !strings.Contains(f.agent.Proc.Output(), `program "/no/such/program"`) {
+		t.Errorf("the agent's log does not say why the reload was refused")
 	}
 
 	// 4. A before hook that refuses: restic never starts, the after hook

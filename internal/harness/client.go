@@ -170,6 +170,9 @@ type Host struct {
 		EndedAt    time.Time `json:"ended_at"`
 		SnapshotID string    `json:"snapshot_id"`
 	} `json:"last_backup"`
+	Hooks          []string `json:"hooks"`
+	Sources        []string `json:"sources"`
+	RestoreSources []string `json:"restore_sources"`
 }
 
 // Host reads a host.
