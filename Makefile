@@ -113,8 +113,8 @@ clean:
 # Figures for the closing notes (docs/scale.md): dispatch latency and idle
 # RSS, snapshot browsing, store growth, agent overhead on 1 GiB and the fleet
 # simulator at 1,000 agents, with binaries built without the race detector.
-bench: tools
-	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkJobStart|BenchmarkScheduleApply|BenchmarkSnapshotBrowse' -benchtime 1x -timeout 40m
+bench: tools databases
+	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkJobStart|BenchmarkScheduleApply|BenchmarkSnapshotBrowse|BenchmarkPostgresSource' -benchtime 1x -timeout 40m
 	$(GO) test ./storage/ -run '^$$' -bench 'BenchmarkListJobsPerHost' -benchtime 20x
 	$(GO) test ./console/report/ -run '^$$' -bench 'BenchmarkComplianceReport' -benchtime 20x
 	RM_BENCH_NORACE=1 RM_STORE_JOBS=100000 $(GO) test -p 1 ./storage/ ./e2e/ -run '^$$' -bench 'BenchmarkStoreGrowth|BenchmarkAgentOverhead' -benchtime 1x -timeout 60m

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -64,6 +65,7 @@ INSERT INTO big SELECT g, md5(g::text) || repeat(md5((g * 7)::text), 15) FROM ge
 		}
 		return time.Since(t0), 0
 	}
+	var dumpBytes uint64
 	throughAgent := func() (time.Duration, int64) {
 		var maxRSS atomic.Int64
 		stop := make(chan struct{})
@@ -90,6 +92,10 @@ INSERT INTO big SELECT g, md5(g::text) || repeat(md5((g * 7)::text), 15) FROM ge
 		if j.Status != wire.StatusSucceeded {
 			b.Fatalf("source backup: %s: %s", j.Status, j.Error)
 		}
+		var out wire.BackupOutput
+		if err := json.Unmarshal(j.Output, &out); err == nil && len(out.Snapshots) == 1 {
+			dumpBytes = out.Snapshots[0].Bytes
+		}
 		if !j.StartedAt.IsZero() && !j.EndedAt.IsZero() {
 			d = j.EndedAt.Sub(j.StartedAt) // the agent's run, without the console's dispatch
 		}
@@ -111,7 +117,7 @@ INSERT INTO big SELECT g, md5(g::text) || repeat(md5((g * 7)::text), 15) FROM ge
 	b.StopTimer()
 	out, _ := exec.Command(pgDump, "--version").Output()
 	size := pg.psql(b, "big", "SELECT pg_size_pretty(pg_database_size('big'))")
-	b.Logf("%s; database %s; dump ≈ %d MiB", strings.TrimSpace(string(out)), size, rows*int(520)/(1<<20))
+	b.Logf("%s; database %s; dump %d MiB (%d bytes)", strings.TrimSpace(string(out)), size, dumpBytes>>20, dumpBytes)
 	b.Logf("pg_dump | restic backup --stdin by hand: %v", roundAll(hand))
 	b.Logf("through the agent's source:              %v", roundAll(agent))
 	b.Logf("agent RSS while streaming: max %d MiB", rss/1024)
