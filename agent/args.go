@@ -62,6 +62,9 @@ var specArgs = map[string]func(args any, spec *runner.Spec){
 			Overwrite: a.Overwrite, Verify: a.Verify}
 	}),
 	wire.JobLs: fill(func(a *wire.LsArgs, s *runner.Spec) { s.Ls = runner.LsArgs{SnapshotID: a.SnapshotID, Path: a.Path} }),
+	// A drill is the agent's composition (drill.go): it decodes its
+	// arguments itself, like health.
+	wire.JobDrill: fill(func(*wire.DrillArgs, *runner.Spec) {}),
 	// An index job lists the whole snapshot (runIndex reads spec.Ls).
 	wire.JobIndex: fill(func(a *wire.IndexArgs, s *runner.Spec) { s.Ls = runner.LsArgs{SnapshotID: a.SnapshotID} }),
 }

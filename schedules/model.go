@@ -59,6 +59,10 @@ type Schedule struct {
 	MaxUnused string `json:"max_unused,omitempty"`
 	// check
 	ReadDataSubset string `json:"read_data_subset,omitempty"`
+	// drill (Paths: paths always restored besides the sample)
+	SampleFiles int    `json:"sample_files,omitempty"`
+	SampleBytes int64  `json:"sample_bytes,omitempty"`
+	Probe       string `json:"probe,omitempty"`
 
 	// PolicyID names the policy the schedule came from (empty: the host's
 	// own).
@@ -140,6 +144,8 @@ func (s Schedule) JobArgs() (json.RawMessage, error) {
 		v = wire.PruneArgs{MaxUnused: s.MaxUnused}
 	case wire.JobCheck:
 		v = wire.CheckArgs{ReadDataSubset: s.ReadDataSubset}
+	case wire.JobDrill:
+		v = wire.DrillArgs{SampleFiles: s.SampleFiles, SampleBytes: s.SampleBytes, Probe: s.Probe, Paths: s.Paths}
 	default:
 		return nil, fmt.Errorf("schedule kind %q", s.Kind)
 	}

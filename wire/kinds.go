@@ -10,7 +10,7 @@ type KindInfo struct {
 	Name        string
 	Exclusive   bool // needs the repository to itself (restic's exclusive lock): check, forget, prune
 	Destructive bool // can delete data: forget, prune (unlock only with remove_all: see Destructive())
-	Schedulable bool // a schedule may run it: backup, forget, prune, check
+	Schedulable bool // a schedule may run it: backup, forget, prune, check, drill
 	Maintenance bool // routed to the repository's maintenance host when it has one (today: the destructive ones)
 	Probe       bool // the console's own probes (health, index, ls, locks): never raise job_failed alerts
 	Operator    bool // may be started through the API's POST /hosts/{id}/jobs
@@ -45,6 +45,8 @@ var kinds = []kindDef{
 	{KindInfo{Name: JobLocks, Probe: true, Operator: true}, nil},
 	{KindInfo{Name: JobHealth, Probe: true, Operator: true}, nil},
 	{KindInfo{Name: JobIndex, Probe: true, Operator: true}, func() argsValue { return new(IndexArgs) }},
+	// A drill reads (restic restore) and proves a host restorable.
+	{KindInfo{Name: JobDrill, Schedulable: true, Operator: true}, func() argsValue { return new(DrillArgs) }},
 }
 
 var kindIndex = func() map[string]int {
