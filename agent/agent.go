@@ -94,6 +94,10 @@ func newAgent(opts Options) (*Agent, error) {
 	if err := os.RemoveAll(filepath.Join(cfg.StateDir, "tmp")); err != nil {
 		return nil, fmt.Errorf("agent: clearing temporary secrets: %w", err)
 	}
+	// Likewise the scratch data of a drill cut short.
+	if err := os.RemoveAll(filepath.Join(cfg.StateDir, drillDir)); err != nil {
+		return nil, fmt.Errorf("agent: clearing drill scratch data: %w", err)
+	}
 	identity, err := loadIdentity(cfg.StateDir)
 	if err != nil {
 		return nil, err

@@ -95,7 +95,7 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reserv
 		}
 		return nil
 	}
-	if cmd.Kind == wire.JobHealth || cmd.Kind == wire.JobIndex {
+	if cmd.Kind == wire.JobHealth || cmd.Kind == wire.JobIndex || cmd.Kind == wire.JobDrill {
 		if err := markRunning(); err != nil {
 			return failed(cmd.JobID, time.Time{}, err.Error())
 		}
@@ -109,6 +109,8 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reserv
 		r = a.runHealth(ctx, spec, pump)
 	case wire.JobIndex:
 		r = a.runIndex(ctx, cmd.JobID, spec, pump)
+	case wire.JobDrill:
+		r = a.runDrill(ctx, cmd, spec, pump)
 	default:
 		spec.Reservation = rv
 		r = a.runOp(ctx, spec, pump, markRunning)

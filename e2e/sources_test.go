@@ -82,6 +82,14 @@ func dbAgentCommands(t testing.TB, pg *pgServer, m *mariaServer, dir string) (ho
 			"after":      []string{"sh", "-c", `echo "after status=$RM_JOB_STATUS snapshot=$RM_SNAPSHOT_ID" >> ` + filepath.Join(dir, "hooks.log")},
 			"on_failure": []string{"sh", "-c", `echo "on_failure $RM_ERROR" >> ` + filepath.Join(dir, "hooks.log")},
 		},
+		// A drill's probe: load the restored dump into a scratch database
+		// and count its rows.
+		"pg-probe": map[string]any{
+			"after": []string{"sh", "-c", `set -e; db=drill_$$; ` + filepath.Join(pg.Bin, "createdb") + ` "$db"; ` +
+				filepath.Join(pg.Bin, "pg_restore") + ` --dbname="$db" "$RM_DRILL_SOURCES_DIR/pg-app/app.dump"; ` +
+				`echo "rows=$(` + filepath.Join(pg.Bin, "psql") + ` -XAtq -d "$db" -c 'SELECT count(*) FROM t')"; ` + filepath.Join(pg.Bin, "dropdb") + ` "$db"`},
+			"env": pgEnv,
+		},
 		"refuse": map[string]any{
 			"before": []string{"sh", "-c", "echo 'cannot freeze the database: it is busy' >&2; exit 4"},
 			"after":  []string{"sh", "-c", `echo "thaw after refuse status=$RM_JOB_STATUS" >> ` + filepath.Join(dir, "hooks.log")},
@@ -132,7 +140,7 @@ func testDatabaseSources(t *testing.T, srv *server, restic string, full bool, pg
 	hostAPI := f.srv.host(f.host.ID)
 	t.Logf("host reports restic %s", hostAPI.ResticVersion)
 	// The console knows the names, never the commands.
-	if strings.Join(hostAPI.Sources, ",") != "endless,mariadb-app,pg-app,pg-wrong-password" || strings.Join(hostAPI.Hooks, ",") != "record,refuse" ||
+	if strings.Join(hostAPI.Sources, ",") != "endless,mariadb-app,pg-app,pg-wrong-password" || strings.Join(hostAPI.Hooks, ",") != "pg-probe,record,refuse" ||
 		strings.Join(hostAPI.RestoreSources, ",") != "mariadb-app,pg-app" {
 		t.Errorf("host reports hooks %v, sources %v, restore sources %v", hostAPI.Hooks, hostAPI.Sources, hostAPI.RestoreSources)
 	}
@@ -175,6 +183,22 @@ func testDatabaseSources(t *testing.T, srv *server, restic string, full bool, pg
 	}
 
 	if full {
+		// A drill proves it: the dumps restore, and the probe loads the
+		// PostgreSQL one into a scratch database.
+		did := f.srv.createJob(f.host.ID, map[string]any{"kind": "drill", "repo_id": f.repoID, "args": map[string]any{"probe": "pg-probe"}})
+		dj := f.srv.waitJob(did, 3*time.Minute)
+		var dout wire.DrillOutput
+		_ = json.Unmarshal(dj.Output, &dout)
+		if dj.Status != wire.StatusSucceeded || dout.Probe == nil || !dout.Probe.OK || !strings.Contains(dout.Probe.Output, "rows=1000") {
+			t.Fatalf("drill with a probe: %s: %s\noutput %s", dj.Status, dj.Error, dj.Output)
+		}
+		if len(dout.SourceSnapshots) != 2 || dout.FilesChecked != 2 {
+			t.Errorf("drill of the sources: %+v", dout)
+		}
+		if dbs := pg.psql(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'drill_%'"); dbs != "0" {
+			t.Errorf("the probe left %s scratch databases", dbs)
+		}
+
 		// 2. The databases are lost; the dumps come back: PostgreSQL's
 		// streamed into the source's restore command (pg_restore) on the
 		// agent, MariaDB's written to a path and loaded by hand.
