@@ -506,4 +506,3 @@ func clipText(s string, n int) string {
 	}
 	return strings.ToValidUTF8(s[:n], "") + "…"
 }
-
