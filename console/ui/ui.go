@@ -54,6 +54,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	},
 	"cronText": describeCron,
 	"mib":      func(n int64) int64 { return n >> 20 },
+	"ibytes":   func(n int64) string { return humanBytes(uint64(max(n, 0))) },
 	// rate and seconds show a drill's restore rate and its estimated
 	// full-restore time (RTO).
 	"rate":    func(bps float64) string { return humanBytes(uint64(bps)) + "/s" },
