@@ -10,6 +10,8 @@
 //     their rollout;
 //   - enrol: hosts joining (token or key) and leaving, credentials,
 //     integration accounts, an external broker's accounts;
+//   - drills: restore drills' arguments, their outcome on the host they
+//     prove, and their cadence;
 //   - report: the RPO compliance report (and the RPO each host's state is
 //     judged by);
 //   - alerts: rules, notifications, MQTT health, Home Assistant discovery,
@@ -34,6 +36,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/alerts"
 	"github.com/restic-manager/restic-manager/console/api"
 	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/drills"
 	"github.com/restic-manager/restic-manager/console/enrol"
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
@@ -165,6 +168,9 @@ func New(opts Options) (*Console, error) {
 		f.Close()
 		return nil, err
 	}
+	// Drills record their outcome on the host they prove before the
+	// alerts (registered after) read it.
+	drills.New(f, opts.Logger)
 	// A policy's RPO is the host's staleness threshold (rpo_breach), judged
 	// as the compliance report judges it.
 	reports := report.New(opts.Store, c.policies.List)

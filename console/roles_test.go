@@ -24,6 +24,7 @@ var routeRoles = map[string]string{
 	"GET /api/v1/hosts":                             auth.RoleViewer,
 	"GET /api/v1/hosts/{id}":                        auth.RoleViewer,
 	"GET /api/v1/hosts/{id}/schedules":              auth.RoleViewer,
+	"GET /api/v1/hosts/{id}/drills":                 auth.RoleViewer,
 	"GET /api/v1/repos":                             auth.RoleViewer,
 	"GET /api/v1/repos/{id}":                        auth.RoleViewer,
 	"GET /api/v1/repos/{id}/snapshots":              auth.RoleViewer,

@@ -142,7 +142,7 @@ func expired(expiresAt, now time.Time) bool {
 	return !now.Before(expiresAt)
 }
 
-// DeleteHost removes a host's record and its schedules. Its jobs stay in
+// DeleteHost removes a host's record, its schedules and its drill history. Its jobs stay in
 // the history (they name the host's ID).
 func (s *Store) DeleteHost(id string) error {
 	if err := validID(id); err != nil {
@@ -153,6 +153,9 @@ func (s *Store) DeleteHost(id string) error {
 			return err
 		}
 		if err := txn.Delete(hostKey(id)); err != nil {
+			return err
+		}
+		if err := txn.Delete(drillsKey(id)); err != nil {
 			return err
 		}
 		return txn.Delete(schedKey(id))

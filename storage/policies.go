@@ -27,9 +27,22 @@ type Policy struct {
 	RPO time.Duration `json:"rpo,omitempty"`
 	// ForgetGuardPercent overrides the share of a host's snapshots a
 	// forget may remove without approval (0: the console's default).
-	ForgetGuardPercent int       `json:"forget_guard_percent,omitempty"`
-	CreatedAt          time.Time `json:"created_at"`
-	UpdatedAt          time.Time `json:"updated_at"`
+	ForgetGuardPercent int `json:"forget_guard_percent,omitempty"`
+	// Drill is the restore drill cadence of the policy's hosts (nil:
+	// none): one drill schedule per host beside the policy's others.
+	Drill     *PolicyDrill `json:"drill,omitempty"`
+	CreatedAt time.Time    `json:"created_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
+}
+
+// PolicyDrill is a policy's drill cadence: CONTRACT.md's drill {cron,
+// sample_files, sample_bytes}, with the schedule's time zone and jitter.
+type PolicyDrill struct {
+	Cron        string `json:"cron"`
+	Timezone    string `json:"timezone,omitempty"`
+	JitterS     *int   `json:"jitter_s,omitempty"`
+	SampleFiles int    `json:"sample_files,omitempty"`
+	SampleBytes int64  `json:"sample_bytes,omitempty"`
 }
 
 // RepoTemplate makes a repository per host: its URL with {host} (the

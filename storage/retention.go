@@ -163,6 +163,9 @@ func (s *Store) pinnedJobs() (map[string]bool, error) {
 					pins[lb.JobID] = true
 				}
 			}
+			if h.LastDrill != nil && h.LastDrill.JobID != "" {
+				pins[h.LastDrill.JobID] = true
+			}
 		})
 		if err != nil {
 			return err

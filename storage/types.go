@@ -79,7 +79,29 @@ type Host struct {
 	Hooks          []string `json:"hooks,omitempty"`
 	Sources        []string `json:"sources,omitempty"`
 	RestoreSources []string `json:"restore_sources,omitempty"`
+	// LastDrill is the most recent restore drill that proved this host's
+	// backup (it may have run on another host); ProvenRestorableAt is when
+	// the last one that succeeded ended (console/drills keeps both).
+	LastDrill          *LastDrill `json:"last_drill,omitempty"`
+	ProvenRestorableAt time.Time  `json:"proven_restorable_at,omitzero"`
 }
+
+// LastDrill summarises the last restore drill of a host's backup.
+type LastDrill struct {
+	JobID                 string    `json:"job_id"`
+	Status                string    `json:"status"`
+	EndedAt               time.Time `json:"ended_at"`
+	SnapshotID            string    `json:"snapshot_id,omitempty"`
+	RestoreBytesPerS      float64   `json:"restore_bytes_per_s"`
+	EstimatedFullRestoreS float64   `json:"estimated_full_restore_s"`
+	FilesChecked          int       `json:"files_checked"`
+	Mismatches            int       `json:"mismatches"`
+	// RanOn is the host that ran it, when not the drilled host itself.
+	RanOn string `json:"ran_on,omitempty"`
+}
+
+// OK reports whether the drill succeeded.
+func (d *LastDrill) OK() bool { return d != nil && d.Status == JobSucceeded }
 
 // LastBackup summarises one finished job for host listings.
 type LastBackup struct {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/restic-manager/restic-manager/console/drills"
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/internal/loop"
 	"github.com/restic-manager/restic-manager/notify"
@@ -35,10 +36,17 @@ const (
 	RuleLockAge         = "lock_age"
 	// RuleForgetHeld: a forget's guard stopped it (subject: the job).
 	RuleForgetHeld = "forget_held"
+	// RuleDrillFailed: the last restore drill of the host's backup failed
+	// (subject: the proven host); its next successful drill resolves it.
+	RuleDrillFailed = "drill_failed"
+	// RuleDrillOverdue: a host with a drill cadence has had no successful
+	// drill within twice its interval (console/drills.Overdue).
+	RuleDrillOverdue = "drill_overdue"
 )
 
-// hostRules are the rules evaluated per host from its state.
-var hostRules = []string{RuleBackupStale, RuleHostOffline, RuleScheduleApplied, RuleRPOBreach}
+// hostRules are the rules evaluated per host from its state (and its
+// drills' cadence).
+var hostRules = []string{RuleBackupStale, RuleHostOffline, RuleScheduleApplied, RuleRPOBreach, RuleDrillOverdue}
 
 // Defaults of the rules, overridable through Options.
 const (
@@ -58,6 +66,9 @@ type Options struct {
 	Interval, RenotifyEvery time.Duration
 	// Audit records resolutions in the audit log.
 	Audit func(storage.AuditEntry)
+	// Now is the periodic rules' clock (default time.Now): tests move it
+	// to see a drill fall overdue.
+	Now func() time.Time
 }
 
 // Alerts owns the alert lifecycle.
@@ -90,6 +101,9 @@ func New(opts Options) *Alerts {
 	}
 	if opts.Audit == nil {
 		opts.Audit = func(storage.AuditEntry) {}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	al := &Alerts{opts: opts, f: opts.Fleet, store: opts.Fleet.Store(), pub: opts.Fleet.Publisher(),
 		log: opts.Logger.With("component", "alerts")}
@@ -139,10 +153,32 @@ func (al *Alerts) jobEnded(j storage.Job) {
 	if j.Kind == wire.JobForget {
 		al.resolve(RuleForgetHeld, j.ID) // cancelled while held, or ended after approval
 	}
+	if o, ok := drills.Of(j); ok {
+		al.drillAlert(o)
+		if !o.OK {
+			return // drill_failed says it, on the host the drill proves
+		}
+	}
 	al.jobAlert(j)
 	if h, err := al.store.GetHost(j.HostID); err == nil {
 		al.publishHealth(h)
 	}
+}
+
+// drillAlert fires drill_failed on the host a drill proves, or resolves
+// it and drill_overdue when the drill succeeded.
+func (al *Alerts) drillAlert(o drills.Outcome) {
+	h, err := al.store.GetHost(o.HostID)
+	if err != nil {
+		return // deleted meanwhile
+	}
+	if o.OK {
+		al.resolve(RuleDrillFailed, h.ID)
+		al.resolve(RuleDrillOverdue, h.ID)
+	} else {
+		al.fire(RuleDrillFailed, h.ID, fleet.SeverityCritical, h.ID, o.RepoID, drills.FailureMessage(o, h.Name))
+	}
+	al.publishHealth(h)
 }
 
 // jobAlert fires or resolves job_failed for the job's (host, kind). A
@@ -172,7 +208,7 @@ func (al *Alerts) jobAlert(j storage.Job) {
 
 // evaluateAlerts runs the periodic rules over every host and repository.
 func (al *Alerts) evaluateAlerts(ctx context.Context) {
-	now := time.Now()
+	now := al.opts.Now()
 	al.f.EachHost(ctx, func(h storage.Host) { al.evaluateHost(h, now) })
 	repos, err := al.store.ListRepos()
 	if err != nil {
@@ -189,7 +225,8 @@ func (al *Alerts) evaluateHost(h storage.Host, now time.Time) {
 	if !h.Enrolled {
 		return
 	}
-	st := al.f.AssessHost(h, now)
+	hs, _ := al.store.GetSchedules(h.ID) // read once: the state and the drill cadence
+	st := al.f.Assess(h, hs, now)
 	// Read the host's alerts once: a rule that is not firing needs no
 	// resolve (which would read its alert again), and when nothing fired
 	// or resolved the health below is derived from this same read.
@@ -200,7 +237,11 @@ func (al *Alerts) evaluateHost(h storage.Host, now time.Time) {
 	}
 	touched := false
 	holds := map[string]bool{}
-	for _, c := range st.Conditions {
+	conds := st.Conditions
+	if msg, over := drills.Overdue(h, hs, now); over {
+		conds = append(conds, fleet.Condition{Rule: RuleDrillOverdue, Severity: fleet.SeverityWarning, Message: msg})
+	}
+	for _, c := range conds {
 		holds[c.Rule] = true
 		touched = true
 		al.fire(c.Rule, h.ID, c.Severity, h.ID, "", c.Message)
@@ -362,10 +403,11 @@ type hostHealth struct {
 // hostAlertIDs are the IDs every alert about host h can have: the host
 // rules have the host as subject, job_failed has host.kind.
 func hostAlertIDs(hostID string) []string {
-	ids := make([]string, 0, len(hostRules)+len(wire.Kinds()))
+	ids := make([]string, 0, len(hostRules)+1+len(wire.Kinds()))
 	for _, rule := range hostRules {
 		ids = append(ids, alertID(rule, hostID))
 	}
+	ids = append(ids, alertID(RuleDrillFailed, hostID))
 	for _, k := range wire.Kinds() {
 		if alerting(k.Name) {
 			ids = append(ids, alertID(RuleJobFailed, hostID+"."+k.Name))

@@ -173,6 +173,22 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, view.HostOf(s.store, h))
 }
 
+// hostDrills is the host's restore drill history, oldest first: what the
+// host page's chart draws (rate and estimated full-restore time).
+func (s *Server) hostDrills(w http.ResponseWriter, r *http.Request) {
+	h, err := s.store.GetHost(chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pts, err := s.store.DrillHistory(h.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"host_id": h.ID, "last_drill": h.LastDrill, "drills": pts})
+}
+
 // patchHost renames a host, sets its staleness threshold or replaces its
 // labels ({} clears them).
 func (s *Server) patchHost(w http.ResponseWriter, r *http.Request) {

@@ -26,9 +26,11 @@ type policyView struct {
 	Schedules    []schedules.Schedule `json:"schedules"`
 	RPO          string               `json:"rpo,omitempty"`
 	ForgetGuard  *guardView           `json:"forget_guard,omitempty"`
-	Hosts        int                  `json:"hosts"`
-	CreatedAt    time.Time            `json:"created_at"`
-	UpdatedAt    time.Time            `json:"updated_at"`
+	// Drill is the restore drill cadence of the policy's hosts.
+	Drill     *storage.PolicyDrill `json:"drill,omitempty"`
+	Hosts     int                  `json:"hosts"`
+	CreatedAt time.Time            `json:"created_at"`
+	UpdatedAt time.Time            `json:"updated_at"`
 	// Missing: each hook and source the schedules name that some matching
 	// hosts' agents do not report (their fires make failed jobs).
 	Missing []hooks.Missing `json:"missing"`
@@ -49,7 +51,7 @@ type guardView struct {
 
 func (s *Server) viewPolicy(p storage.Policy) policyView {
 	v := policyView{ID: p.ID, Name: p.Name, Selector: p.Selector, RepoID: p.RepoID, Schedules: p.Schedules,
-		Hosts: s.policies.MatchCount(p.Selector), Missing: s.policies.Missing(p), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+		Drill: p.Drill, Hosts: s.policies.MatchCount(p.Selector), Missing: s.policies.Missing(p), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 	if v.Schedules == nil {
 		v.Schedules = []schedules.Schedule{}
 	}

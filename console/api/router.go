@@ -172,6 +172,7 @@ func (s *Server) routes(r chi.Router) {
 		r.Get("/hosts", s.listHosts)
 		r.Get("/hosts/{id}", s.getHost)
 		r.Get("/hosts/{id}/schedules", s.getSchedules)
+		r.Get("/hosts/{id}/drills", s.hostDrills)
 		r.Get("/repos", s.listRepos)
 		r.Get("/repos/{id}", s.getRepo)
 		r.Get("/repos/{id}/snapshots", s.repoSnapshots)

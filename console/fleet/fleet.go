@@ -84,6 +84,8 @@ type Fleet struct {
 
 	// rpo finds the RPO a host's policies set (SetRPO, rpo.go).
 	rpo atomic.Pointer[RPOFunc]
+	// prep completes a job request before its checks (SetJobPrep).
+	prep atomic.Pointer[JobPrep]
 
 	// bg owns background work (end-of-job observers, sweeps, re-dispatch).
 	// bgMu orders goBG against Close: nothing starts once Close began
@@ -201,6 +203,14 @@ type OutputHandler func(host string, j storage.Job, payload []byte) error
 
 // HandleOutput sets where index output goes (before the broker serves).
 func (f *Fleet) HandleOutput(h OutputHandler) { f.output.Store(&h) }
+
+// JobPrep completes a job request of any kind before newJob checks it
+// (console/drills: a drill's proven host and the host it runs on). It may
+// change req.HostID and h together, and returns the arguments to use.
+type JobPrep func(req *JobRequest, h *storage.Host, args []byte) ([]byte, error)
+
+// SetJobPrep sets the request's completion (before the broker serves).
+func (f *Fleet) SetJobPrep(fn JobPrep) { f.prep.Store(&fn) }
 
 type noInstruments struct{}
 

@@ -67,6 +67,11 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 	if err != nil {
 		return storage.Job{}, false, argsInput(err)
 	}
+	if p := f.prep.Load(); p != nil { // a drill: the host it proves, where it runs (SetJobPrep)
+		if norm, err = (*p)(&req, &h, norm); err != nil {
+			return storage.Job{}, false, err
+		}
+	}
 	// Deleting operations run only on the maintenance host, with its
 	// credentials: an endpoint holds append-only ones and never sees those.
 	if rp.MaintenanceHostID != "" && wire.Destructive(req.Kind, norm) && req.HostID != rp.MaintenanceHostID {

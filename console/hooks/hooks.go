@@ -56,6 +56,21 @@ func Check(h storage.Host, kind string, args json.RawMessage) error {
 			return input.Errorf("host %s has no source %q with a restore command (it reports: %s)",
 				hostName(h), a.ToSource, list(h.RestoreSources))
 		}
+	case wire.JobDrill:
+		// h is the host that runs the drill: its agent runs the probe.
+		var a wire.DrillArgs
+		if err := json.Unmarshal(args, &a); err != nil {
+			return fmt.Errorf("drill args: %w", err)
+		}
+		return checkProbe(h, a.Probe)
+	}
+	return nil
+}
+
+func checkProbe(h storage.Host, probe string) error {
+	if probe != "" && !slices.Contains(h.Hooks, probe) {
+		return input.Errorf("host %s has no hook %q to probe a drill with (it reports: %s); hooks are defined in the agent's own configuration",
+			hostName(h), probe, list(h.Hooks))
 	}
 	return nil
 }
@@ -63,10 +78,14 @@ func Check(h storage.Host, kind string, args json.RawMessage) error {
 // CheckSchedule refuses a host's own schedule naming a hook or source the
 // host has not reported.
 func CheckSchedule(h storage.Host, s schedules.Schedule) error {
-	if s.Kind != wire.JobBackup {
-		return nil
+	var err error
+	switch s.Kind {
+	case wire.JobBackup:
+		err = checkNames(h, s.Hooks, s.Sources)
+	case wire.JobDrill:
+		err = checkProbe(h, s.Probe)
 	}
-	if err := checkNames(h, s.Hooks, s.Sources); err != nil {
+	if err != nil {
 		return input.Errorf("schedule %q: %s", s.Name, err.Error())
 	}
 	return nil

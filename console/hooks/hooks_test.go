@@ -24,6 +24,8 @@ func TestCheckNamesWhatIsMissingAndWhatTheHostHas(t *testing.T) {
 		{"restore", `{"snapshot_id":"latest","to_source":"pg"}`, ""},
 		{"restore", `{"snapshot_id":"latest","to_source":"mysql"}`, `host web-1 has no source "mysql" with a restore command (it reports: pg)`},
 		{"check", `{}`, ""},
+		{"drill", `{"probe":"b"}`, ""},
+		{"drill", `{"probe":"pg-load"}`, `host web-1 has no hook "pg-load" to probe a drill with (it reports: a, b)`},
 	} {
 		err := Check(web1, tc.kind, json.RawMessage(tc.args))
 		switch {
@@ -52,6 +54,10 @@ func TestCheckSchedule(t *testing.T) {
 	s.Hooks = []string{"b"}
 	if err := CheckSchedule(web1, s); err != nil {
 		t.Error(err)
+	}
+	d := schedules.Schedule{Name: "weekly drill", Kind: "drill", Probe: "pg-load"}
+	if err := CheckSchedule(web1, d); err == nil || !strings.Contains(err.Error(), `schedule "weekly drill": host web-1 has no hook "pg-load"`) {
+		t.Errorf("drill probe: %v", err)
 	}
 }
 

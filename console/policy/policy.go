@@ -93,6 +93,9 @@ type Request struct {
 	ForgetGuard *struct {
 		MaxRemovePercent int `json:"max_remove_percent"`
 	} `json:"forget_guard"`
+	// Drill sets the hosts' restore drill cadence: one drill schedule per
+	// host beside the schedules (a drill in Schedules works too).
+	Drill *storage.PolicyDrill `json:"drill"`
 }
 
 // Matches reports whether a host with these labels falls under selector:
@@ -268,8 +271,16 @@ func (p *Policies) build(req Request, base storage.Policy) (storage.Policy, erro
 		s.RepoID, s.PolicyID = pol.RepoID, pol.ID
 		pol.Schedules[i] = s
 	}
+	pol.Drill = nil
+	if d := req.Drill; d != nil && d.Cron != "" {
+		dc := *d
+		pol.Drill = &dc
+	}
 	// (A template's repositories do not exist yet: validate with a stand-in.)
 	check := slices.Clone(pol.Schedules)
+	if pol.Drill != nil {
+		check = append(check, drillSchedule(pol))
+	}
 	for i := range check {
 		if check[i].RepoID == "" {
 			check[i].RepoID = "repo-template"
@@ -368,8 +379,23 @@ func (p *Policies) schedulesFor(h storage.Host) []schedules.Schedule {
 			s.RepoID = repo
 			out = append(out, s)
 		}
+		if pol.Drill != nil {
+			s := drillSchedule(pol)
+			s.RepoID = repo
+			out = append(out, s)
+		}
 	}
 	return out
+}
+
+// drillSchedule is the drill schedule a policy's drill cadence gives each
+// of its hosts. Its ID is the policy's, so that an edit of the cadence
+// changes the schedule rather than replacing it (the fire history stays).
+func drillSchedule(pol storage.Policy) schedules.Schedule {
+	d := pol.Drill
+	return schedules.Schedule{ID: "pdrill-" + pol.ID, Name: "restore drill (" + pol.Name + ")", Kind: wire.JobDrill,
+		Cron: d.Cron, Timezone: d.Timezone, JitterS: d.JitterS, Enabled: true, RepoID: pol.RepoID, PolicyID: pol.ID,
+		SampleFiles: d.SampleFiles, SampleBytes: d.SampleBytes}
 }
 
 // binds reports whether a policy matching h uses the repository.

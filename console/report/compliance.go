@@ -70,9 +70,10 @@ type Row struct {
 	// good backup's end plus the RPO, or for a host never backed up, when
 	// it came under the policy plus the RPO.
 	BreachedSince *time.Time `json:"breached_since"`
-	// LastDrillAt, DrillOK and CopyLag are always null for now: restore
-	// drills and copies are not built yet. The fields are part of the
-	// report's shape so that scripts reading it need not change then.
+	// LastDrillAt is when the host's last restore drill ended and DrillOK
+	// whether it succeeded (both null: never drilled). CopyLag is always
+	// null for now: copies are not built yet (the field is part of the
+	// report's shape so that scripts reading it need not change then).
 	LastDrillAt *time.Time `json:"last_drill_at"`
 	DrillOK     *bool      `json:"drill_ok"`
 	CopyLag     *CopyLag   `json:"copy_lag"`
@@ -239,6 +240,10 @@ func row(p storage.Policy, h storage.Host, now time.Time) Row {
 		at := s.EndedAt.UTC()
 		age := int64(now.Sub(at) / time.Second)
 		r.LastSuccessAt, r.AgeS = &at, &age
+	}
+	if dr := h.LastDrill; dr != nil {
+		at, ok := dr.EndedAt.UTC(), dr.OK()
+		r.LastDrillAt, r.DrillOK = &at, &ok
 	}
 	d := due(p, h).UTC()
 	r.WithinRPO = !now.After(d)

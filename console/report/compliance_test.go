@@ -166,6 +166,8 @@ func TestComplianceCSV(t *testing.T) {
 	hosts, policies := fixture()
 	hosts[0].Name = "web, \"eu\"\nrack 2"
 	hosts[2].Name = "=HYPERLINK(\"http://evil\")"
+	hosts[2].LastDrill = &storage.LastDrill{JobID: "job-d", Status: storage.JobFailed, EndedAt: t0.Add(-3 * time.Hour)}
+	hosts[4].LastDrill = &storage.LastDrill{JobID: "job-e", Status: storage.JobSucceeded, EndedAt: t0.Add(-5 * time.Hour)}
 	c, _ := Build(hosts, policies, "pol-web", t0, true)
 	var buf bytes.Buffer
 	if err := c.WriteCSV(&buf); err != nil {
@@ -192,8 +194,12 @@ func TestComplianceCSV(t *testing.T) {
 		t.Errorf("host-w1: %q", r)
 	}
 	if r := byHost["host-w3"]; r[col["host_name"]] != "'"+hosts[2].Name || r[col["within_rpo"]] != "false" ||
-		r[col["breached_since"]] != t0.Add(-4*time.Hour).Format(time.RFC3339) {
+		r[col["breached_since"]] != t0.Add(-4*time.Hour).Format(time.RFC3339) ||
+		r[col["last_drill_at"]] != t0.Add(-3*time.Hour).Format(time.RFC3339) || r[col["drill_ok"]] != "false" {
 		t.Errorf("host-w3: %q", r)
+	}
+	if r := byHost[hosts[4].ID]; r[col["last_drill_at"]] != t0.Add(-5*time.Hour).Format(time.RFC3339) || r[col["drill_ok"]] != "true" {
+		t.Errorf("%s: %q", hosts[4].ID, r)
 	}
 	if r := byHost["host-w4"]; r[col["last_success_at"]] != "" || r[col["age_s"]] != "" {
 		t.Errorf("host-w4: %q", r)

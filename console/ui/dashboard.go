@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/drills"
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/view"
 	"github.com/restic-manager/restic-manager/storage"
@@ -51,6 +52,8 @@ type dashRow struct {
 	// LabelLinks are the host's labels in key order, each a link to the
 	// dashboard filtered by it as well.
 	LabelLinks []labelLink
+	// Proven: the host's drills (console/drills.Proven): ok, failed, never.
+	Proven string
 }
 
 // labelLink is a label (or a filter term) and the dashboard address that
@@ -64,20 +67,23 @@ type stateCounts struct {
 }
 
 type dashboardData struct {
-	User      auth.Principal
-	Rows      []dashRow
-	Counts    stateCounts
-	Q         string
-	State     string
-	Page      int
-	Pages     int
-	Matched   int
-	PrevURL   string
-	NextURL   string
-	Jobs      []storage.Job
-	HostNames map[string]string
-	Repos     []view.Repo
-	Now       time.Time
+	User   auth.Principal
+	Rows   []dashRow
+	Counts stateCounts
+	Q      string
+	State  string
+	// Proven filters by the hosts' drills (?proven=ok|failed|never).
+	Proven       string
+	ProvenStates []string
+	Page         int
+	Pages        int
+	Matched      int
+	PrevURL      string
+	NextURL      string
+	Jobs         []storage.Job
+	HostNames    map[string]string
+	Repos        []view.Repo
+	Now          time.Time
 
 	// Labels is the label filter (?label=key=value or ?label=key, all
 	// must hold), LabelTerms the same with links that drop each term.
@@ -118,6 +124,7 @@ const hostScanBatch = 1000
 type fleetHost struct {
 	ID, name, hostname string // name and hostname lower-cased for search
 	state              string
+	proven             string            // drills.Proven
 	labels             map[string]string // the record's own map, never modified
 }
 
@@ -151,7 +158,7 @@ func (s *Server) summary(fc *fleetCache, now time.Time) ([]fleetHost, error) {
 		}
 		for _, h := range batch {
 			out = append(out, fleetHost{ID: h.ID, name: strings.ToLower(h.Name), hostname: strings.ToLower(h.Hostname),
-				state: s.fleet.AssessHost(h, now).State, labels: h.Labels})
+				state: s.fleet.AssessHost(h, now).State, proven: drills.Proven(h), labels: h.Labels})
 		}
 		if len(batch) < hostScanBatch {
 			break
@@ -171,7 +178,10 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 	q := r.URL.Query()
 	now := time.Now()
 	d := dashboardData{User: p, HostNames: map[string]string{}, Now: now,
-		Q: strings.TrimSpace(q.Get("q")), State: q.Get("state")}
+		Q: strings.TrimSpace(q.Get("q")), State: q.Get("state"), Proven: q.Get("proven"), ProvenStates: drills.ProvenStates}
+	if !slices.Contains(drills.ProvenStates, d.Proven) {
+		d.Proven = ""
+	}
 	switch d.State {
 	case fleet.StateOK, fleet.StateWarning, fleet.StateFailing, fleet.StateOffline:
 	default:
@@ -190,7 +200,7 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 	} else {
 		d.Labels = labels.Strings()
 	}
-	d.Filtered = d.Q != "" || d.State != "" || len(d.Labels) > 0
+	d.Filtered = d.Q != "" || d.State != "" || d.Proven != "" || len(d.Labels) > 0
 	d.Page, _ = strconv.Atoi(q.Get("page"))
 	d.Page = max(d.Page, 1)
 	needle := strings.ToLower(d.Q)
@@ -218,7 +228,7 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 		case fleet.StateOffline:
 			d.Counts.Offline++
 		}
-		if d.State != "" && st != d.State {
+		if d.State != "" && st != d.State || d.Proven != "" && h.proven != d.Proven {
 			continue
 		}
 		if needle != "" && !strings.Contains(h.name, needle) && !strings.Contains(h.hostname, needle) && !strings.Contains(h.ID, needle) {
@@ -268,14 +278,14 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 	for _, h := range page {
 		hs, _ := s.store.GetSchedules(h.ID)
 		st := s.fleet.Assess(h, hs, now)
-		row := dashRow{Host: view.HostWith(h, hs, now), State: st.State, AgeClass: st.AgeClass}
+		row := dashRow{Host: view.HostWith(h, hs, now), State: st.State, AgeClass: st.AgeClass, Proven: drills.Proven(h)}
 		for _, k := range slices.Sorted(maps.Keys(h.Labels)) {
 			term := k + "=" + h.Labels[k]
 			with := d.Labels
 			if !slices.Contains(with, term) {
 				with = append(slices.Clip(with), term)
 			}
-			row.LabelLinks = append(row.LabelLinks, labelLink{Text: term, URL: dashboardURL(d.Q, d.State, with, 0)})
+			row.LabelLinks = append(row.LabelLinks, labelLink{Text: term, URL: dashboardURLWith(d.Q, d.State, d.Proven, with, 0)})
 		}
 		// The repository a host backs up to: its last backup's.
 		if h.LastBackup != nil {
@@ -290,9 +300,9 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 	}
 	for i, t := range d.Labels {
 		without := slices.Delete(slices.Clone(d.Labels), i, i+1)
-		d.LabelTerms = append(d.LabelTerms, labelLink{Text: t, URL: dashboardURL(d.Q, d.State, without, 0)})
+		d.LabelTerms = append(d.LabelTerms, labelLink{Text: t, URL: dashboardURLWith(d.Q, d.State, d.Proven, without, 0)})
 	}
-	link := func(pg int) string { return dashboardURL(d.Q, d.State, d.Labels, pg) }
+	link := func(pg int) string { return dashboardURLWith(d.Q, d.State, d.Proven, d.Labels, pg) }
 	if d.Page > 1 {
 		d.PrevURL = link(d.Page - 1)
 	}
@@ -319,12 +329,20 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 // dashboardURL is the dashboard with a search, state and label filter, at
 // a page (0: the first, unnamed).
 func dashboardURL(q, state string, labels []string, page int) string {
+	return dashboardURLWith(q, state, "", labels, page)
+}
+
+// dashboardURLWith is dashboardURL with the proven filter too.
+func dashboardURLWith(q, state, proven string, labels []string, page int) string {
 	v := url.Values{}
 	if q != "" {
 		v.Set("q", q)
 	}
 	if state != "" {
 		v.Set("state", state)
+	}
+	if proven != "" {
+		v.Set("proven", proven)
 	}
 	if len(labels) > 0 {
 		v["label"] = labels

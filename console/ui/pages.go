@@ -40,6 +40,9 @@ type hostPageData struct {
 	// editor's text (key=value lines).
 	LabelLinks []labelLink
 	LabelText  string
+
+	// Drills: the host's restore drills and the "run a drill now" form.
+	Drills hostDrills
 }
 
 // RestoreSource reports whether the host's agent can restore into source
@@ -92,6 +95,10 @@ func (s *Server) pageHost(w http.ResponseWriter, r *http.Request) {
 		d.Repos = append(d.Repos, v)
 		d.RepoByID[rp.ID] = &v
 	}
+	if d.Drills, err = s.hostDrillsOf(h, repos); err != nil {
+		s.pageError(w, r, err)
+		return
+	}
 	jobs, next, err := s.store.ListJobs(storage.JobQuery{HostID: h.ID, Status: d.Status, Limit: hostJobPage, Cursor: r.URL.Query().Get("cursor")})
 	if err != nil {
 		s.pageError(w, r, err)
@@ -119,6 +126,8 @@ type jobPageData struct {
 	Args     string
 	// Sources are a backup's snapshots, per source, when it named sources.
 	Sources []wire.SourceSnapshot
+	// Drill is a drill's report (nil for other kinds).
+	Drill *jobDrill
 }
 
 // jobResult is what the page shows of a finished job's outcome.
@@ -159,7 +168,7 @@ func (s *Server) pageJob(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
-	d := jobPageData{User: p, Job: j, HostName: j.HostID, RepoName: j.RepoID, Result: summarize(j), Sources: view.SourceSnapshots(j)}
+	d := jobPageData{User: p, Job: j, HostName: j.HostID, RepoName: j.RepoID, Result: summarize(j), Sources: view.SourceSnapshots(j), Drill: s.jobDrillOf(j)}
 	if h, err := s.store.GetHost(j.HostID); err == nil {
 		d.HostName = h.Name
 	}

@@ -43,8 +43,10 @@ type policyRow struct {
 	Kinds         string // the schedules' kinds, in order, each once
 	RPO           string
 	GuardPercent  int
-	Hosts         int    // matched now
-	HostsText     string // "1 host", "3 hosts"
+	// Drill is the hosts' restore drill cadence (nil: none).
+	Drill     *storage.PolicyDrill
+	Hosts     int    // matched now
+	HostsText string // "1 host", "3 hosts"
 }
 
 // policySchedule is a policy's schedule as the page lists it.
@@ -54,7 +56,7 @@ type policySchedule struct {
 }
 
 func (s *Server) policyRowOf(p storage.Policy, repoNames map[string]string) policyRow {
-	row := policyRow{ID: p.ID, Name: p.Name, RepoID: p.RepoID, GuardPercent: p.ForgetGuardPercent, Hosts: s.policies.MatchCount(p.Selector)}
+	row := policyRow{ID: p.ID, Name: p.Name, RepoID: p.RepoID, GuardPercent: p.ForgetGuardPercent, Drill: p.Drill, Hosts: s.policies.MatchCount(p.Selector)}
 	row.HostsText = plural(row.Hosts, "host")
 	for _, k := range slices.Sorted(maps.Keys(p.Selector)) {
 		term := k + "=" + p.Selector[k]

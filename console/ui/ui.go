@@ -53,7 +53,13 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 		return t.Format("2006-01-02 15:04 MST")
 	},
 	"cronText": describeCron,
-	"join":     strings.Join,
+	"mib":      func(n int64) int64 { return n >> 20 },
+	"ibytes":   func(n int64) string { return humanBytes(uint64(max(n, 0))) },
+	// rate and seconds show a drill's restore rate and its estimated
+	// full-restore time (RTO).
+	"rate":    func(bps float64) string { return humanBytes(uint64(bps)) + "/s" },
+	"seconds": humanSeconds,
+	"join":    strings.Join,
 	// sourceOf names the source a snapshot's tags mark it a dump of.
 	"sourceOf": wire.SourceOfTags,
 	"list":     func(s ...string) []string { return s },

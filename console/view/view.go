@@ -53,6 +53,11 @@ type Host struct {
 	Hooks          []string `json:"hooks"`
 	Sources        []string `json:"sources"`
 	RestoreSources []string `json:"restore_sources"`
+	// LastDrill is the last restore drill of the host's backup (null:
+	// never drilled); ProvenRestorableAt is when the last one that
+	// succeeded ended (null: never).
+	LastDrill          *storage.LastDrill `json:"last_drill"`
+	ProvenRestorableAt *time.Time         `json:"proven_restorable_at"`
 }
 
 // clockWarnAt is the skew past which a host's clock is flagged.
@@ -101,6 +106,14 @@ func hostRecord(h storage.Host) Host {
 	if !h.LastSeen.IsZero() {
 		t := h.LastSeen
 		v.LastSeen = &t
+	}
+	if h.LastDrill != nil {
+		d := *h.LastDrill
+		v.LastDrill = &d
+	}
+	if !h.ProvenRestorableAt.IsZero() {
+		t := h.ProvenRestorableAt
+		v.ProvenRestorableAt = &t
 	}
 	return v
 }

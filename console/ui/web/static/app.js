@@ -114,6 +114,15 @@ function backupExtrasToForm(form, s) {
 }
 const sourceOf = tags => { const t = (tags || []).find(x => x.startsWith("source:")); return t ? t.slice(7) : ""; };
 
+// drillSample adds a drill's sample budget (files, MiB) from a form to o;
+// empty fields keep the defaults.
+function drillSample(form, o) {
+  const f = form.elements;
+  if (f.sample_files.value !== "") o.sample_files = num(f.sample_files.value);
+  if (f.sample_mib.value !== "") o.sample_bytes = num(f.sample_mib.value) * 1048576;
+  return o;
+}
+
 function retention(f) {
   const r = {};
   for (const k of ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]) {
@@ -148,6 +157,38 @@ function hostPage(main) {
         const r = await api("POST", "/api/v1/hosts/" + encodeURIComponent(hostID) + "/jobs", { kind, repo_id: f.repo_id.value, args });
         location.href = "/jobs/" + encodeURIComponent(r.data.job_id);
       } catch (e) { showError($("#run-error"), e); $("#run-submit").disabled = false; }
+    });
+  }
+
+  // Run a drill now: the sample's budget, where it runs (this host or a
+  // drill host bound to the repository) and a probe among the hooks of the
+  // host that runs it.
+  const drill = $("#drill-form");
+  if (drill) {
+    const f = drill.elements;
+    const sync = () => {
+      for (const o of f.target_host_id.options) if (o.value) o.hidden = !(o.dataset.repos || "").split(" ").includes(f.repo_id.value);
+      if (f.target_host_id.selectedOptions[0].hidden) f.target_host_id.value = "";
+      const hooks = (f.target_host_id.selectedOptions[0].dataset.hooks || "").split(" ").filter(Boolean);
+      const was = f.probe.value;
+      f.probe.replaceChildren(el("option", { value: "" }, "none"), ...hooks.map(h => el("option", { value: h }, h)));
+      if (hooks.includes(was)) f.probe.value = was;
+    };
+    f.repo_id.addEventListener("change", sync);
+    f.target_host_id.addEventListener("change", sync);
+    sync();
+    drill.addEventListener("submit", async ev => {
+      ev.preventDefault();
+      const args = drillSample(drill, { paths: lines(f.paths.value) });
+      if (f.snapshot_id.value.trim()) args.snapshot_id = f.snapshot_id.value.trim();
+      if (f.target_host_id.value) args.target_host_id = f.target_host_id.value;
+      if (f.probe.value) args.probe = f.probe.value;
+      showError($("#drill-error"));
+      $("#drill-submit").disabled = true;
+      try {
+        const r = await api("POST", "/api/v1/hosts/" + encodeURIComponent(hostID) + "/jobs", { kind: "drill", repo_id: f.repo_id.value, args });
+        location.href = "/jobs/" + encodeURIComponent(r.data.job_id);
+      } catch (e) { showError($("#drill-error"), e); $("#drill-submit").disabled = false; }
     });
   }
 
@@ -209,6 +250,7 @@ function hostPage(main) {
     const r = s.retention || {};
     for (const k of ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"]) f[k].value = r[k] || "";
     f.prune.checked = !!s.prune; f.max_unused.value = s.max_unused || ""; f.read_data_subset.value = s.read_data_subset || "";
+    f.sample_files.value = s.sample_files || ""; f.sample_mib.value = s.sample_bytes ? Math.round(s.sample_bytes / 1048576) : ""; f.probe.value = s.probe || "";
     backupExtrasToForm(ed, s);
     syncKind(); updatePreview();
     $("#schedule-editor-box").open = true; f.name.focus();
@@ -229,6 +271,7 @@ function hostPage(main) {
       case "forget": s.retention = retention(ed); s.prune = f.prune.checked; break;
       case "prune": if (f.max_unused.value) s.max_unused = f.max_unused.value; break;
       case "check": if (f.read_data_subset.value) s.read_data_subset = f.read_data_subset.value; break;
+      case "drill": drillSample(ed, s); if (f.probe.value) s.probe = f.probe.value; break;
     }
     const next = set.filter(x => x.id !== s.id || !s.id);
     if (s.id) next.splice(set.findIndex(x => x.id === s.id), 0, s); else next.push(s);
@@ -314,6 +357,8 @@ function renderJob(j) {
       $("#row-summary").hidden = false;
     }
     if (main.dataset.kind === "diff") loadChanges(j.id);
+    // A drill's report (sample, verdicts, probe) is drawn by the server.
+    if (main.dataset.kind === "drill" && !$("#drill-report[data-done]")) { location.reload(); return; }
   }
   if (j.snapshot_id) { $("#snapshot-id").textContent = j.snapshot_id; $("#row-snapshot").hidden = false; }
   $("#job-error").textContent = j.error || "";
@@ -939,6 +984,7 @@ function policyPage(main) {
         body.repo_id = f.repo_id.value;
       }
       if (f.guard.value !== "") body.forget_guard = { max_remove_percent: num(f.guard.value) };
+      if (f.drill_cron.value.trim()) body.drill = { cron: f.drill_cron.value.trim(), sample_files: num(f.drill_files.value), sample_bytes: num(f.drill_mib.value) * 1048576 };
     } catch (e) { showError(err, e); return; }
     showError(err);
     $("#policy-save").disabled = true;
