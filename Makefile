@@ -8,7 +8,7 @@ STATICCHECK_VERSION := v0.8.2
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/restic-manager/restic-manager/internal/cli.Version=$(VERSION)
 # The whole suite must stay well under CI's limit; this bounds a hung test.
-TEST_TIMEOUT ?= 15m
+TEST_TIMEOUT ?= 20m
 
 .PHONY: all build tools test lint demo fuzz clean cross bench browser mosquitto databases
 

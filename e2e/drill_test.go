@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/testenv"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -43,6 +45,7 @@ func scratchLeft(t *testing.T, a *agentProc) []string {
 // good one, one whose source file changed since, and one after a pack
 // file of the repository was damaged.
 func TestDrill(t *testing.T) {
+	t.Parallel() // mostly waiting: for the scheduled drill, for the databases
 	f := newFleet(t, "")
 	f.agent.start(t)
 	f.srv.waitOnline(f.host.ID, true)
@@ -75,6 +78,42 @@ func TestDrill(t *testing.T) {
 	if left := scratchLeft(t, f.agent); len(left) != 0 {
 		t.Errorf("scratch data left: %v", left)
 	}
+	if h := f.srv.host(f.host.ID); h.LastDrill == nil || h.LastDrill.Status != wire.StatusSucceeded || h.ProvenRestorableAt == nil {
+		t.Errorf("host after a good drill: last_drill %+v, proven_restorable_at %v", h.LastDrill, h.ProvenRestorableAt)
+	}
+
+	// On a dedicated drill host bound to the repository: it restores
+	// there, compares no live files (they are not its), proves the first
+	// host and leaves no scratch data on either.
+	second := f.srv.createHost("drill-host")
+	drillAgent := enrollAgent(t, f.srv, second.EnrollToken, testenv.Restic(t))
+	drillAgent.start(t)
+	f.srv.waitOnline(second.ID, true)
+	f.srv.bindHosts(f.repoID, f.host.ID, second.ID)
+	status, errText, out = f.drill(t, f.host.ID, map[string]any{"sample_files": 10, "target_host_id": second.ID})
+	if status != wire.StatusSucceeded || out.TargetHostID != second.ID || out.LiveCompared != 0 || out.FilesChecked != 10 {
+		t.Fatalf("drill on a second host: %s: %s %+v", status, errText, out)
+	}
+	if h := f.srv.host(f.host.ID); h.LastDrill == nil || h.LastDrill.RanOn != second.ID {
+		t.Errorf("the first host's last drill %+v, want it run on %s", h.LastDrill, second.ID)
+	}
+	if left := append(scratchLeft(t, f.agent), scratchLeft(t, drillAgent)...); len(left) != 0 {
+		t.Errorf("scratch data left: %v", left)
+	}
+
+	// A scheduled drill fires and proves the host again.
+	f.srv.do("PUT", "/api/v1/hosts/"+f.host.ID+"/schedules", []map[string]any{
+		{"name": "drill", "kind": "drill", "cron": "@every 1m", "enabled": true, "repo_id": f.repoID, "sample_files": 5},
+	}, nil, 200)
+	eventually(t, 3*time.Minute, "a scheduled drill", func() error {
+		for _, j := range f.srv.jobs() {
+			if j.Kind == "drill" && j.ActorKind == "schedule" && j.Status == wire.StatusSucceeded {
+				return nil
+			}
+		}
+		return fmt.Errorf("none yet")
+	})
+	f.srv.do("PUT", "/api/v1/hosts/"+f.host.ID+"/schedules", []map[string]any{}, nil, 200)
 
 	// A file changed since the snapshot is no mismatch: it is not compared.
 	changed := filepath.Join(src, "d03", "f0003.txt")

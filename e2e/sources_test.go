@@ -107,6 +107,7 @@ const mariaChecksum = `SELECT CONCAT(COUNT(*), ' ', SUM(id), ' ', MD5(GROUP_CONC
 // user would meet: a dump with a wrong password, a before hook that
 // refuses, a cancel mid-dump.
 func TestDatabaseSources(t *testing.T) {
+	t.Parallel() // mostly waiting: for the scheduled drill, for the databases
 	want := dbWant()
 	pg := startPostgres(t)
 	pg.createDB(t, "app")

@@ -173,6 +173,12 @@ type Host struct {
 	Hooks          []string `json:"hooks"`
 	Sources        []string `json:"sources"`
 	RestoreSources []string `json:"restore_sources"`
+	LastDrill *struct {
+		JobID  string `json:"job_id"`
+		Status string `json:"status"`
+		RanOn  string `json:"ran_on"`
+	} `json:"last_drill"`
+	ProvenRestorableAt *time.Time `json:"proven_restorable_at"`
 }
 
 // Host reads a host.
