@@ -173,7 +173,7 @@ type Host struct {
 	Hooks          []string `json:"hooks"`
 	Sources        []string `json:"sources"`
 	RestoreSources []string `json:"restore_sources"`
-	LastDrill *struct {
+	LastDrill      *struct {
 		JobID  string `json:"job_id"`
 		Status string `json:"status"`
 		RanOn  string `json:"ran_on"`
