@@ -155,9 +155,8 @@ func (a *Agent) runDrill(ctx context.Context, cmd wire.Command, spec runner.Spec
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return fail(out, "scratch directory: "+err.Error())
 	}
-	if free, err := freeBytes(base); err == nil && float64(need)*drillRoomFactor > float64(free) {
-		return fail(out, fmt.Sprintf("not enough room for the drill's sample in %s: it needs %s (%d files, +10%%), %s are free; lower sample_bytes or free space",
-			base, humanBytes(int64(float64(need)*drillRoomFactor)), len(sample)+len(srcFiles), humanBytes(free)))
+	if err := checkRoom(base, need, len(sample)+len(srcFiles)); err != nil {
+		return fail(out, err.Error())
 	}
 	scratch, err := os.MkdirTemp(base, "job-")
 	if err != nil {
@@ -264,6 +263,17 @@ func (a *Agent) runDrill(ctx context.Context, cmd wire.Command, spec runner.Spec
 	}
 	res.Status, res.ExitCode = runner.StatusSucceeded, 0
 	return res
+}
+
+// checkRoom refuses a sample that would not fit the scratch filesystem,
+// with both figures.
+func checkRoom(dir string, need int64, files int) error {
+	free, err := freeBytes(dir)
+	if err != nil || float64(need)*drillRoomFactor <= float64(free) {
+		return nil // unknown free space: restic's own error will tell
+	}
+	return fmt.Errorf("not enough room for the drill's sample in %s: it needs %s (%d files, +10%%), %s are free; lower sample_bytes or free space",
+		dir, humanBytes(int64(float64(need)*drillRoomFactor)), files, humanBytes(free))
 }
 
 // drillSource is a source dump's snapshot.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -61,5 +62,23 @@ func TestEscapePattern(t *testing.T) {
 	}
 	if got := escapePattern(`/a/b[1]*?.txt`); got != want {
 		t.Fatalf("escapePattern = %q, want %q", got, want)
+	}
+}
+
+// A sample larger than the scratch filesystem's free space is refused
+// with both figures; one that fits is not.
+func TestCheckRoom(t *testing.T) {
+	dir := t.TempDir()
+	free, err := freeBytes(dir)
+	if err != nil || free <= 0 {
+		t.Fatalf("free space of %s: %d, %v", dir, free, err)
+	}
+	err = checkRoom(dir, free, 12)
+	if err == nil || !strings.Contains(err.Error(), "not enough room for the drill's sample") || !strings.Contains(err.Error(), "12 files") ||
+		!strings.Contains(err.Error(), "are free") {
+		t.Fatalf("a sample of all the free space: %v", err)
+	}
+	if err := checkRoom(dir, 1<<20, 1); err != nil {
+		t.Fatalf("a 1 MiB sample: %v", err)
 	}
 }
