@@ -79,7 +79,7 @@ func TestDecodeArgs(t *testing.T) {
 		{wire.JobBackup, `{}`, "backup args: at least one path or source is required"},
 		{wire.JobIndex, `{"snapshot_id":"0123abcd"}`, "index needs the full 64-hex snapshot_id"},
 		{wire.JobCancel, ``, `this agent cannot run "cancel" jobs`},
-		{"copy", `{}`, `this agent cannot run "copy" jobs`},
+		{"mirror", `{}`, `this agent cannot run "mirror" jobs`},
 	} {
 		var spec runner.Spec
 		err := decodeArgs(tc.kind, json.RawMessage(tc.args), &spec)

@@ -63,6 +63,8 @@ type Schedule struct {
 	SampleFiles int    `json:"sample_files,omitempty"`
 	SampleBytes int64  `json:"sample_bytes,omitempty"`
 	Probe       string `json:"probe,omitempty"`
+	// copy: the destination repository (RepoID is the source)
+	ToRepoID string `json:"to_repo_id,omitempty"`
 
 	// PolicyID names the policy the schedule came from (empty: the host's
 	// own).
@@ -144,6 +146,8 @@ func (s Schedule) JobArgs() (json.RawMessage, error) {
 		v = wire.PruneArgs{MaxUnused: s.MaxUnused}
 	case wire.JobCheck:
 		v = wire.CheckArgs{ReadDataSubset: s.ReadDataSubset}
+	case wire.JobCopy:
+		v = wire.CopyArgs{ToRepoID: s.ToRepoID, LimitUploadKiB: s.LimitUploadKiB, LimitDownloadKiB: s.LimitDownloadKiB}
 	case wire.JobDrill:
 		v = wire.DrillArgs{SampleFiles: s.SampleFiles, SampleBytes: s.SampleBytes, Probe: s.Probe, Paths: s.Paths}
 	default:

@@ -115,11 +115,11 @@ func TestJobArgs(t *testing.T) {
 }
 
 func TestKindsFromWire(t *testing.T) {
-	if len(Kinds) != 5 || !Kinds["backup"] || !Kinds["forget"] || !Kinds["prune"] || !Kinds["check"] || !Kinds["drill"] {
+	if len(Kinds) != 6 || !Kinds["backup"] || !Kinds["forget"] || !Kinds["prune"] || !Kinds["check"] || !Kinds["drill"] || !Kinds["copy"] {
 		t.Errorf("Kinds = %v", Kinds)
 	}
 	err := Schedule{Name: "n", Kind: "init", Cron: "@daily", RepoID: "r"}.Validate()
-	if err == nil || err.Error() != `schedule "n": kind "init" is not one of backup, forget, prune, check, drill` {
+	if err == nil || err.Error() != `schedule "n": kind "init" is not one of backup, forget, prune, check, drill, copy` {
 		t.Errorf("init schedule: %v", err)
 	}
 }

@@ -10,7 +10,7 @@ type KindInfo struct {
 	Name        string
 	Exclusive   bool // needs the repository to itself (restic's exclusive lock): check, forget, prune
 	Destructive bool // can delete data: forget, prune (unlock only with remove_all: see Destructive())
-	Schedulable bool // a schedule may run it: backup, forget, prune, check, drill
+	Schedulable bool // a schedule may run it: backup, forget, prune, check, drill, copy
 	Maintenance bool // routed to the repository's maintenance host when it has one (today: the destructive ones)
 	Probe       bool // the console's own probes (health, index, ls, locks): never raise job_failed alerts
 	Operator    bool // may be started through the API's POST /hosts/{id}/jobs
@@ -47,6 +47,8 @@ var kinds = []kindDef{
 	{KindInfo{Name: JobIndex, Probe: true, Operator: true}, func() argsValue { return new(IndexArgs) }},
 	// A drill reads (restic restore) and proves a host restorable.
 	{KindInfo{Name: JobDrill, Schedulable: true, Operator: true}, func() argsValue { return new(DrillArgs) }},
+	// A copy reads its repository and writes CopyArgs.ToRepoID.
+	{KindInfo{Name: JobCopy, Schedulable: true, Operator: true}, func() argsValue { return new(CopyArgs) }},
 }
 
 var kindIndex = func() map[string]int {

@@ -28,6 +28,7 @@ func TestKindTable(t *testing.T) {
 		{Name: "health", Probe: true, Operator: true},
 		{Name: "index", Probe: true, Operator: true},
 		{Name: "drill", Schedulable: true, Operator: true},
+		{Name: "copy", Schedulable: true, Operator: true},
 	}
 	if got := Kinds(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Kinds() =\n%+v\nwant\n%+v", got, want)
@@ -55,14 +56,14 @@ func TestKindNames(t *testing.T) {
 		pred func(KindInfo) bool
 		want string
 	}{
-		"all":         {nil, "init backup forget prune check unlock snapshots stats diff restore ls locks health index drill"},
-		"schedulable": {func(k KindInfo) bool { return k.Schedulable }, "backup forget prune check drill"},
+		"all":         {nil, "init backup forget prune check unlock snapshots stats diff restore ls locks health index drill copy"},
+		"schedulable": {func(k KindInfo) bool { return k.Schedulable }, "backup forget prune check drill copy"},
 		"exclusive":   {func(k KindInfo) bool { return k.Exclusive }, "forget prune check"},
 		"destructive": {func(k KindInfo) bool { return k.Destructive }, "forget prune"},
 		"maintenance": {func(k KindInfo) bool { return k.Maintenance }, "forget prune"},
 		"probe":       {func(k KindInfo) bool { return k.Probe }, "ls locks health index"},
-		"operator":    {func(k KindInfo) bool { return k.Operator }, "init backup forget prune check unlock snapshots stats diff restore ls locks health index drill"},
-		"alerting":    {func(k KindInfo) bool { return k.Operator && !k.Probe }, "init backup forget prune check unlock snapshots stats diff restore drill"},
+		"operator":    {func(k KindInfo) bool { return k.Operator }, "init backup forget prune check unlock snapshots stats diff restore ls locks health index drill copy"},
+		"alerting":    {func(k KindInfo) bool { return k.Operator && !k.Probe }, "init backup forget prune check unlock snapshots stats diff restore drill copy"},
 	} {
 		if got := strings.Join(KindNames(tc.pred), " "); got != tc.want {
 			t.Errorf("%s: %q, want %q", name, got, tc.want)
@@ -244,7 +245,7 @@ func TestDecodeArgs(t *testing.T) {
 	}
 	for _, kind := range []string{"cancel", "", "restic"} {
 		_, err := DecodeArgs(kind, nil)
-		want := `job kind "` + kind + `" is not one of init, backup, forget, prune, check, unlock, snapshots, stats, diff, restore, ls, locks, health, index, drill`
+		want := `job kind "` + kind + `" is not one of init, backup, forget, prune, check, unlock, snapshots, stats, diff, restore, ls, locks, health, index, drill, copy`
 		if err == nil || err.Error() != want || !errors.Is(err, ErrBadArgs) {
 			t.Errorf("kind %q: %v", kind, err)
 		}

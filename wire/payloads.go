@@ -137,6 +137,8 @@ type Command struct {
 	// ciphertext for this agent's X25519 key, base64. Only the agent can
 	// open it: the broker, its persistence and other subscribers cannot.
 	SealedRepo string `json:"sealed_repo,omitempty"`
+	// SealedToRepo is a copy's destination repository, sealed the same way.
+	SealedToRepo string `json:"sealed_to_repo,omitempty"`
 }
 
 func (c *Command) Validate() error {
@@ -151,6 +153,9 @@ func (c *Command) Validate() error {
 	}
 	if c.SealedRepo == "" {
 		return fmt.Errorf("%w: command: sealed_repo required for %s", ErrInvalid, c.Kind)
+	}
+	if (c.Kind == JobCopy) != (c.SealedToRepo != "") {
+		return fmt.Errorf("%w: command: sealed_to_repo goes with copy jobs only", ErrInvalid)
 	}
 	if c.IssuedAt.IsZero() {
 		return fmt.Errorf("%w: command: issued_at required", ErrInvalid)
