@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 )
 
@@ -39,6 +40,10 @@ type Reservation struct {
 
 	mu   sync.Mutex
 	used bool // Wait or Release was called
+
+	// next is the reservation of the run's next key (ReserveAll): a copy
+	// holds its source and its destination.
+	next *Reservation
 }
 
 // Reserve takes a place in key's queue (or the lock itself, when free)
@@ -46,6 +51,50 @@ type Reservation struct {
 func (l *RepoLocks) Reserve(key string) *Reservation {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.reserve(key)
+}
+
+// ReserveAll reserves several keys (duplicates count once) at one moment,
+// for a run that holds them all (a copy: its source and its destination).
+// Taking every place at once keeps the queues of all keys in one order —
+// the order of the reservations — and a run only ever waits for runs
+// reserved before it: two copies between the same repositories in
+// opposite directions cannot each hold one and wait for the other. The
+// keys are waited for in sorted order.
+func (l *RepoLocks) ReserveAll(keys ...string) *Reservation {
+	keys = l.sortKeys(keys)
+	if len(keys) == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	first := l.reserve(keys[0])
+	last := first
+	for _, k := range keys[1:] {
+		last.next = l.reserve(k)
+		last = last.next
+	}
+	return first
+}
+
+// sortKeys is keys in the order ReserveAll takes them, without duplicates.
+func (*RepoLocks) sortKeys(keys []string) []string {
+	keys = slices.Clone(keys)
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// keys lists the keys r reserves.
+func (r *Reservation) keys() []string {
+	var ks []string
+	for ; r != nil; r = r.next {
+		ks = append(ks, r.key)
+	}
+	return ks
+}
+
+// reserve is Reserve with l.mu held.
+func (l *RepoLocks) reserve(key string) *Reservation {
 	if l.m == nil {
 		l.m = map[string]*keyLock{}
 	}
@@ -69,8 +118,36 @@ func (r *Reservation) take() bool {
 	return true
 }
 
-// Wait waits for the reserved turn, like Lock. A second call fails.
+// Wait waits for the reserved turn, like Lock, on every key reserved
+// (ReserveAll). A second call fails. When ctx ends first, the keys already
+// taken are unlocked and the places of the others given up.
 func (r *Reservation) Wait(ctx context.Context) (unlock func(), waited bool, err error) {
+	if r.next == nil {
+		return r.wait(ctx)
+	}
+	var unlocks []func()
+	unlockAll := func() {
+		for _, u := range unlocks {
+			u()
+		}
+	}
+	for rv := r; rv != nil; rv = rv.next {
+		u, w, err := rv.wait(ctx)
+		waited = waited || w
+		if err != nil {
+			unlockAll()
+			for rest := rv.next; rest != nil; rest = rest.next {
+				rest.release()
+			}
+			return nil, waited, err
+		}
+		unlocks = append(unlocks, u)
+	}
+	return sync.OnceFunc(unlockAll), waited, nil
+}
+
+// wait is Wait for r's own key.
+func (r *Reservation) wait(ctx context.Context) (unlock func(), waited bool, err error) {
 	if !r.take() {
 		return nil, false, errors.New("runner: repository lock reservation used twice")
 	}
@@ -93,6 +170,13 @@ func (r *Reservation) Wait(ctx context.Context) (unlock func(), waited bool, err
 // Release gives the place (or the lock) up when the job ends without
 // waiting for it. After Wait it does nothing; a nil Reservation is fine.
 func (r *Reservation) Release() {
+	for ; r != nil; r = r.next {
+		r.release()
+	}
+}
+
+// release is Release for r's own key.
+func (r *Reservation) release() {
 	if r == nil || !r.take() {
 		return
 	}

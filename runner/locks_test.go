@@ -211,3 +211,61 @@ func TestReservationsKeepArrivalOrder(t *testing.T) {
 		t.Fatalf("%d keys left", n)
 	}
 }
+
+// ReserveAll takes several keys at one moment: copies in opposite
+// directions between two repositories, each behind a job holding one of
+// them, do not deadlock, and a cancelled wait leaves nothing held.
+func TestReserveAll(t *testing.T) {
+	var l RepoLocks
+	ctx := context.Background()
+	holdA, _, _ := l.Lock(ctx, "a")
+	holdB, _, _ := l.Lock(ctx, "b")
+	ab := l.ReserveAll("a", "b", "a")
+	ba := l.ReserveAll("b", "a")
+	if got := ab.keys(); fmt.Sprint(got) != "[a b]" {
+		t.Fatalf("keys %v", got)
+	}
+	done := make(chan string, 2)
+	for name, rv := range map[string]*Reservation{"ab": ab, "ba": ba} {
+		go func() {
+			unlock, waited, err := rv.Wait(ctx)
+			if err != nil || !waited {
+				t.Errorf("%s: waited=%v err=%v", name, waited, err)
+				done <- name
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+			unlock()
+			unlock() // harmless
+			done <- name
+		}()
+	}
+	holdB() // "ab" cannot take "b" before "a": nothing moves yet
+	holdA()
+	for range 2 {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("deadlock")
+		}
+	}
+	waitFor(t, func() bool { return l.size() == 0 })
+
+	// A wait ended by its context unlocks what it took.
+	holdB, _, _ = l.Lock(ctx, "b")
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if u, waited, err := l.ReserveAll("a", "b").Wait(cctx); u != nil || !waited || err == nil {
+		t.Fatalf("cancelled wait: unlock %v, waited %v, err %v", u != nil, waited, err)
+	}
+	holdB()
+	waitFor(t, func() bool { return l.size() == 0 })
+	// A released multi-key reservation gives up every place.
+	l.ReserveAll("a", "b").Release()
+	if n := l.size(); n != 0 {
+		t.Fatalf("%d keys left after Release", n)
+	}
+	if l.ReserveAll() != nil {
+		t.Fatal("ReserveAll of no key")
+	}
+}
