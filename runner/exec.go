@@ -29,16 +29,37 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, v restic
 		return failed(res, "cannot prepare the directory for secret files: "+err.Error())
 	}
 	defer cleanupDir()
-	pwFile, err := writeSecret(dir, "restic-pw-*", spec.Repo.Password)
+	main, from := spec.Repo, (*Repo)(nil)
+	if p, ok := op.(pairedOp); ok {
+		main, from = p.repos(spec)
+	}
+	pwFile, err := writeSecret(dir, "restic-pw-*", main.Password)
 	if err != nil {
 		return failed(res, "cannot write the password file: "+err.Error())
 	}
 	defer os.Remove(pwFile)
-	repoFile, err := writeSecret(dir, "restic-repo-*", spec.Repo.URL)
+	repoFile, err := writeSecret(dir, "restic-repo-*", main.URL)
 	if err != nil {
 		return failed(res, "cannot write the repository file: "+err.Error())
 	}
 	defer os.Remove(repoFile)
+	env := main.Env
+	var fromArgs []string
+	if from != nil {
+		fromPw, err := writeSecret(dir, "restic-from-pw-*", from.Password)
+		if err != nil {
+			return failed(res, "cannot write the second repository's password file: "+err.Error())
+		}
+		defer os.Remove(fromPw)
+		fromRepo, err := writeSecret(dir, "restic-from-repo-*", from.URL)
+		if err != nil {
+			return failed(res, "cannot write the second repository's file: "+err.Error())
+		}
+		defer os.Remove(fromRepo)
+		// Options of the subcommand (copy, init): they follow its name.
+		fromArgs = []string{"--from-repository-file", fromRepo, "--from-password-file", fromPw}
+		env = mergeEnv(main.Env, from.Env)
+	}
 
 	args := []string{"--repository-file", repoFile, "--password-file", pwFile}
 	if r.CacheDir != "" {
@@ -51,7 +72,11 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, v restic
 	if spec.LimitDownloadKiB > 0 {
 		args = append(args, "--limit-download", fmt.Sprint(spec.LimitDownloadKiB))
 	}
-	args = append(args, argv...)
+	if len(argv) > 0 {
+		args = append(args, argv[0])
+		args = append(args, fromArgs...)
+		args = append(args, argv[1:]...)
+	}
 
 	out := newOutput(sec)
 	if p, ok := op.(parsingOp); ok {
@@ -81,7 +106,7 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, v restic
 	if op.progress() {
 		fps = progressFPS(r.progressInterval())
 	}
-	cmd.Env = buildEnv(fps, spec.Repo.Env)
+	cmd.Env = buildEnv(fps, env)
 	for k, val := range spec.proc.env {
 		cmd.Env = append(cmd.Env, k+"="+val)
 	}

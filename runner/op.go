@@ -53,6 +53,15 @@ type (
 	// lockFree: the run does not take Runner.Locks (it reads without
 	// locking the repository).
 	lockFree interface{ lockFree() }
+	// pairedOp: restic opens a second repository through its --from-*
+	// options (a copy's source, the repository an init takes its chunker
+	// parameters from). repos returns the repository restic opens with
+	// --repository-file and the one of --from-repository-file; each gets
+	// its own secret files, and restic the backend variables of both
+	// (checkPairedEnv).
+	pairedOp interface {
+		repos(spec *Spec) (main Repo, from *Repo)
+	}
 	// multiRun: the operation runs restic more than once; runAll replaces
 	// the core's single execute.
 	multiRun interface {
@@ -71,6 +80,13 @@ type parser interface {
 	// goroutine reading stderr (a parser implementing both must guard its
 	// state).
 	stderr(line []byte, kind lineKind, typ string)
+}
+
+// textProgress: a parser that reads restic's status from text lines
+// (a subcommand without JSON output). A line it takes goes to the progress
+// throttle and neither to the parser's stdout nor to the tail.
+type textProgress interface {
+	textStatus(line []byte) (Progress, bool)
 }
 
 // noParser is embedded by parsers that need only one of the methods.
@@ -106,6 +122,7 @@ var operations = map[string]operation{
 	KindRestore:   opRestore{},
 	KindLs:        opLs{},
 	KindLocks:     opLocks{},
+	KindCopy:      opCopy{},
 }
 
 // checkArg refuses a value restic could take for an option, or that cannot

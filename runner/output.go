@@ -199,6 +199,15 @@ func (o *output) stdoutLine(line []byte, truncated bool) {
 	if !truncated {
 		kind, typ = parseLine(line)
 	}
+	if kind == lineText && o.progress != nil {
+		// Subcommands without JSON output (copy) print their progress as text.
+		if tp, ok := o.parser.(textProgress); ok {
+			if p, ok := tp.textStatus(line); ok {
+				o.progress.status(p)
+				return
+			}
+		}
+	}
 	if o.parser != nil && o.parser.stdout(line, kind, typ) {
 		return
 	}

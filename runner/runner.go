@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/restic-manager/restic-manager/agentcmd"
@@ -43,6 +44,7 @@ const (
 	KindRestore   = wire.JobRestore
 	KindLs        = wire.JobLs
 	KindLocks     = wire.JobLocks
+	KindCopy      = wire.JobCopy
 )
 
 // Result statuses: wire's vocabulary (a run never ends expired; that is the
@@ -104,8 +106,10 @@ type Source struct {
 
 // Spec describes one run of restic. Only the arguments of Kind are used.
 type Spec struct {
-	Kind      string // one of the Kind constants
+	Kind string // one of the Kind constants
+	// Repo is the repository the run is about: a copy's source.
 	Repo      Repo
+	Init      InitArgs
 	Backup    BackupArgs
 	Forget    ForgetArgs
 	Prune     PruneArgs
@@ -116,6 +120,7 @@ type Spec struct {
 	Diff      DiffArgs
 	Restore   RestoreArgs
 	Ls        LsArgs
+	Copy      CopyArgs
 	// Timeout bounds the whole run, including the wait for the repository
 	// lock. 0 means none. Past it the run is cancelled like a cancel and ends
 	// "failed" with the error "timed out after ...".
@@ -131,6 +136,19 @@ type Spec struct {
 	// proc adjusts the one restic process of a source run (unexported:
 	// set by the backup's runAll only).
 	proc procExtras
+}
+
+// repos are the repositories of a run: its own, and a copy's destination
+// or an init's chunker source. Their secrets are redacted.
+func (s *Spec) repos() []Repo {
+	repos := []Repo{s.Repo}
+	switch {
+	case s.Kind == KindCopy:
+		repos = append(repos, s.Copy.To)
+	case s.Kind == KindInit && s.Init.ChunkerFrom != nil:
+		repos = append(repos, *s.Init.ChunkerFrom)
+	}
+	return repos
 }
 
 // procExtras are what a source run changes in restic's process.
@@ -247,7 +265,18 @@ func (r *Runner) Reserve(spec Spec) *Reservation {
 	if _, free := op.(lockFree); r.Locks == nil || op == nil || free {
 		return nil
 	}
-	return r.Locks.Reserve(repoKey(spec.Repo.URL))
+	return r.Locks.ReserveAll(lockKeys(&spec)...)
+}
+
+// lockKeys are the Runner.Locks keys a run holds: its repository's and,
+// for a copy, its destination's, so that a copy does not write into a
+// repository this agent is pruning or backing up to.
+func lockKeys(spec *Spec) []string {
+	keys := []string{repoKey(spec.Repo.URL)}
+	if spec.Kind == KindCopy {
+		keys = append(keys, repoKey(spec.Copy.To.URL))
+	}
+	return keys
 }
 
 // run is Run with the operation (nil: unknown kind); LsStream and the
@@ -255,8 +284,11 @@ func (r *Runner) Reserve(spec Spec) *Reservation {
 func (r *Runner) run(ctx context.Context, spec Spec, op operation, h Hooks) (res Result) {
 	res.ExitCode = -1
 	begun := time.Now()
-	sec := newRedactor(spec.Repo)
+	sec := newRedactor(spec.repos()...)
 	log := r.logger().With("kind", spec.Kind, "repo", RedactURL(spec.Repo.URL))
+	if spec.Kind == KindCopy {
+		log = log.With("to_repo", RedactURL(spec.Copy.To.URL))
+	}
 	defer func() {
 		if res.EndedAt.IsZero() {
 			res.EndedAt = time.Now()
@@ -296,10 +328,11 @@ func (r *Runner) run(ctx context.Context, spec Spec, op operation, h Hooks) (res
 		var unlock func()
 		var waited bool
 		var err error
-		if rv := spec.Reservation; rv != nil && rv.l == r.Locks && rv.key == repoKey(spec.Repo.URL) {
+		keys := lockKeys(&spec)
+		if rv := spec.Reservation; rv != nil && rv.l == r.Locks && slices.Equal(rv.keys(), r.Locks.sortKeys(keys)) {
 			unlock, waited, err = rv.Wait(ctx)
-		} else {
-			unlock, waited, err = r.Locks.Lock(ctx, repoKey(spec.Repo.URL))
+		} else if err = ctx.Err(); err == nil {
+			unlock, waited, err = r.Locks.ReserveAll(keys...).Wait(ctx)
 		}
 		res.Waited = waited
 		if err != nil {

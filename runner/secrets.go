@@ -22,6 +22,13 @@ var refusedEnv = map[string]bool{
 	"RESTIC_PASSWORD_COMMAND": true,
 	"RESTIC_REPOSITORY":       true,
 	"RESTIC_REPOSITORY_FILE":  true,
+	// A copy's source, and an init's chunker parameters, come through
+	// --from-repository-file and --from-password-file.
+	"RESTIC_FROM_PASSWORD":         true,
+	"RESTIC_FROM_PASSWORD_FILE":    true,
+	"RESTIC_FROM_PASSWORD_COMMAND": true,
+	"RESTIC_FROM_REPOSITORY":       true,
+	"RESTIC_FROM_REPOSITORY_FILE":  true,
 }
 
 // validateRepo refuses a repository restic would misread.
@@ -98,30 +105,32 @@ type redactor struct {
 
 const redacted = "[redacted]"
 
-func newRedactor(repo Repo) *redactor {
+func newRedactor(repos ...Repo) *redactor {
 	var secrets []string
 	add := func(s string, min int) {
 		if len(s) >= min {
 			secrets = append(secrets, s)
 		}
 	}
-	add(repo.Password, 4)
-	add(strings.TrimSpace(repo.Password), 4)
-	u := strings.TrimSpace(repo.URL)
-	if info, _ := splitUserinfo(u); info != "" {
-		// A URL with a password: the URL, and the password alone, also
-		// percent-decoded. restic prints URLs with the password stripped:
-		// this is a second line of defence.
-		if _, pw, ok := strings.Cut(info, ":"); ok {
-			add(u, 1)
-			add(pw, 4)
-			if dec, err := url.PathUnescape(pw); err == nil {
-				add(dec, 4)
+	for _, repo := range repos {
+		add(repo.Password, 4)
+		add(strings.TrimSpace(repo.Password), 4)
+		u := strings.TrimSpace(repo.URL)
+		if info, _ := splitUserinfo(u); info != "" {
+			// A URL with a password: the URL, and the password alone, also
+			// percent-decoded. restic prints URLs with the password stripped:
+			// this is a second line of defence.
+			if _, pw, ok := strings.Cut(info, ":"); ok {
+				add(u, 1)
+				add(pw, 4)
+				if dec, err := url.PathUnescape(pw); err == nil {
+					add(dec, 4)
+				}
 			}
 		}
-	}
-	for _, v := range repo.Env {
-		add(v, 8)
+		for _, v := range repo.Env {
+			add(v, 8)
+		}
 	}
 	if len(secrets) == 0 {
 		return &redactor{}
@@ -229,6 +238,39 @@ func buildEnv(fps string, repoEnv map[string]string) []string {
 	sort.Strings(keys)
 	for _, k := range keys {
 		env = append(env, k+"="+repoEnv[k])
+	}
+	return env
+}
+
+// checkPairedEnv refuses two repositories of one run (a copy, an init
+// taking another repository's chunker parameters) whose backend variables
+// differ under the same name. restic reads both repositories' backends
+// from one environment (there is no RESTIC_FROM_ form of AWS_ACCESS_KEY_ID
+// and the like), so a copy between two S3 accounts would open one of them
+// with the other's keys; better a clear refusal than that.
+func checkPairedEnv(main, from Repo) error {
+	var clash []string
+	for k, v := range from.Env {
+		if mv, ok := main.Env[k]; ok && mv != v {
+			clash = append(clash, k)
+		}
+	}
+	if len(clash) == 0 {
+		return nil
+	}
+	sort.Strings(clash)
+	return fmt.Errorf("the two repositories set %s to different values: restic reads one environment for both, so they must share these backend credentials (or use a backend whose credentials are in the URL or the other repository's variables)", strings.Join(clash, ", "))
+}
+
+// mergeEnv is the environment of a run on two repositories whose variables
+// checkPairedEnv accepted.
+func mergeEnv(main, from map[string]string) map[string]string {
+	env := make(map[string]string, len(main)+len(from))
+	for k, v := range from {
+		env[k] = v
+	}
+	for k, v := range main {
+		env[k] = v
 	}
 	return env
 }
