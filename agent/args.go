@@ -65,9 +65,13 @@ var specArgs = map[string]func(args any, spec *runner.Spec){
 	// A drill is the agent's composition (drill.go): it decodes its
 	// arguments itself, like health.
 	wire.JobDrill: fill(func(*wire.DrillArgs, *runner.Spec) {}),
-	// A copy names its destination: runCopy opens the second sealed
-	// repository (copy.go).
-	wire.JobCopy: fill(func(*wire.CopyArgs, *runner.Spec) {}),
+	// A copy's destination is not in its arguments (ToRepoID is the
+	// console's name for it): buildSpec opens it from the command's
+	// SealedToRepo.
+	wire.JobCopy: fill(func(a *wire.CopyArgs, s *runner.Spec) {
+		s.Copy = runner.CopyArgs{SnapshotIDs: a.SnapshotIDs, Hostname: a.Hostname}
+		s.LimitUploadKiB, s.LimitDownloadKiB = a.LimitUploadKiB, a.LimitDownloadKiB
+	}),
 	// An index job lists the whole snapshot (runIndex reads spec.Ls).
 	wire.JobIndex: fill(func(a *wire.IndexArgs, s *runner.Spec) { s.Ls = runner.LsArgs{SnapshotID: a.SnapshotID} }),
 }

@@ -64,6 +64,10 @@ func TestDecodeArgs(t *testing.T) {
 		}},
 		{wire.JobLs, `{"snapshot_id":"0123abcd","path":"/a"}`, func(s runner.Spec) bool { return s.Ls.SnapshotID == "0123abcd" && s.Ls.Path == "/a" }},
 		{wire.JobIndex, `{"snapshot_id":"` + id + `"}`, func(s runner.Spec) bool { return s.Ls.SnapshotID == id && s.Ls.Path == "" }},
+		{wire.JobCopy, `{"to_repo_id":"r2","snapshot_ids":["0123abcd"],"hostname":"h","limit_upload_kib":5,"limit_download_kib":6}`, func(s runner.Spec) bool {
+			c := s.Copy
+			return len(c.SnapshotIDs) == 1 && c.SnapshotIDs[0] == "0123abcd" && c.Hostname == "h" && c.To.URL == "" && s.LimitUploadKiB == 5 && s.LimitDownloadKiB == 6
+		}},
 		{wire.JobInit, ``, func(s runner.Spec) bool { return true }},
 		{wire.JobHealth, `null`, func(s runner.Spec) bool { return true }},
 		{wire.JobLocks, `{}`, func(s runner.Spec) bool { return true }},

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -132,6 +133,25 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reserv
 	}
 }
 
+// openRepo opens a repository sealed to this agent (a command's
+// SealedRepo or SealedToRepo).
+func (a *Agent) openRepo(sealed string) (runner.Repo, error) {
+	plain, err := seal.Open(a.identity, sealed)
+	if err != nil {
+		return runner.Repo{}, fmt.Errorf("cannot open the repository secrets sealed for this agent: %w", err)
+	}
+	var repo wire.RepoSpec
+	if err := json.Unmarshal(plain, &repo); err != nil {
+		return runner.Repo{}, fmt.Errorf("repository secrets: %w", err)
+	}
+	// Only a restic backend's variables reach restic, whatever the console
+	// sent: LD_PRELOAD or PATH would run code as this agent's user.
+	if err := wire.CheckRepoEnv(repo.Env); err != nil {
+		return runner.Repo{}, fmt.Errorf("repository: %w", err)
+	}
+	return runner.Repo{URL: repo.URL, Password: repo.Password, Env: repo.Env}, nil
+}
+
 // minRestic is the oldest restic the runner parses (Debian 12 ships 0.14).
 const minRestic = "0.14.0"
 
@@ -167,28 +187,28 @@ func (a *Agent) runOp(ctx context.Context, spec runner.Spec, pump *progressPump,
 	})
 }
 
-// buildSpec opens the sealed repository and decodes the kind's arguments.
+// buildSpec opens the sealed repository (and a copy's destination) and
+// decodes the kind's arguments.
 func (a *Agent) buildSpec(cmd wire.Command) (runner.Spec, error) {
-	plain, err := seal.Open(a.identity, cmd.SealedRepo)
+	repo, err := a.openRepo(cmd.SealedRepo)
 	if err != nil {
-		return runner.Spec{}, fmt.Errorf("cannot open the repository secrets sealed for this agent: %w", err)
-	}
-	var repo wire.RepoSpec
-	if err := json.Unmarshal(plain, &repo); err != nil {
-		return runner.Spec{}, fmt.Errorf("repository secrets: %w", err)
-	}
-	// Only a restic backend's variables reach restic, whatever the console
-	// sent: LD_PRELOAD or PATH would run code as this agent's user.
-	if err := wire.CheckRepoEnv(repo.Env); err != nil {
-		return runner.Spec{}, fmt.Errorf("repository: %w", err)
+		return runner.Spec{}, err
 	}
 	spec := runner.Spec{
 		Kind:    cmd.Kind,
-		Repo:    runner.Repo{URL: repo.URL, Password: repo.Password, Env: repo.Env},
+		Repo:    repo,
 		Timeout: time.Duration(cmd.TimeoutS) * time.Second,
 	}
 	if err := decodeArgs(cmd.Kind, cmd.Args, &spec); err != nil {
 		return spec, err
+	}
+	if cmd.Kind == wire.JobCopy {
+		if cmd.SealedToRepo == "" {
+			return spec, errors.New("the copy command carries no destination repository")
+		}
+		if spec.Copy.To, err = a.openRepo(cmd.SealedToRepo); err != nil {
+			return spec, fmt.Errorf("the copy's destination: %w", err)
+		}
 	}
 	// The console guards every forget until an admin approved it: preview,
 	// and hold rather than delete too much or keep forged snapshots.

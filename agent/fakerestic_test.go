@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -22,11 +23,14 @@ type fakeRestic struct {
 	calls  []string                 // jobs, as each run began
 	locked []string                 // jobs, in the order they held their repository's lock
 	hold   map[string]chan struct{} // jobs that run until released or cancelled
+	specs  map[string]runner.Spec   // each job's spec, as its run began
 }
 
 var _ resticRunner = (*fakeRestic)(nil)
 
-func newFakeRestic() *fakeRestic { return &fakeRestic{hold: map[string]chan struct{}{}} }
+func newFakeRestic() *fakeRestic {
+	return &fakeRestic{hold: map[string]chan struct{}{}, specs: map[string]runner.Spec{}}
+}
 
 func (f *fakeRestic) Version(context.Context) (string, error) { return "0.18.1", nil }
 
@@ -45,11 +49,14 @@ func (f *fakeRestic) Run(ctx context.Context, spec runner.Spec, h runner.Hooks) 
 	switch spec.Kind {
 	case runner.KindForget:
 		job = spec.Forget.Tags[0]
+	case runner.KindCopy:
+		job = spec.Copy.Hostname // copies are named by their host
 	default:
 		job = spec.Backup.Tags[0]
 	}
 	f.mu.Lock()
 	f.calls = append(f.calls, job)
+	f.specs[job] = spec
 	gate := f.hold[job]
 	f.mu.Unlock()
 
@@ -95,8 +102,19 @@ func (f *fakeRestic) Run(ctx context.Context, spec runner.Spec, h runner.Hooks) 
 	if h.OnProgress != nil {
 		h.OnProgress(runner.Progress{Percent: 100, FilesDone: 1, TotalFiles: 1})
 	}
+	if spec.Kind == runner.KindCopy {
+		res.Output = json.RawMessage(`{"copied":["0123abcd"],"skipped":2}`)
+	}
 	res.Status, res.ExitCode, res.EndedAt = runner.StatusSucceeded, 0, time.Now()
 	return res
+}
+
+// spec is the spec job ran with.
+func (f *fakeRestic) spec(job string) (runner.Spec, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.specs[job]
+	return s, ok
 }
 
 // holdJob makes a job run until release (or a cancel).

@@ -131,10 +131,10 @@ func (j *journal) setState(id, state string, now time.Time) error {
 // scrub drops what only starting the job needs from an entry past
 // "received", and reports whether there was any.
 func (e *journalEntry) scrub() bool {
-	if e.State == jobReceived || e.Command.SealedRepo == "" && e.Command.Args == nil {
+	if e.State == jobReceived || e.Command.SealedRepo == "" && e.Command.SealedToRepo == "" && e.Command.Args == nil {
 		return false
 	}
-	e.Command.SealedRepo, e.Command.Args = "", nil
+	e.Command.SealedRepo, e.Command.SealedToRepo, e.Command.Args = "", "", nil
 	return true
 }
 
