@@ -65,6 +65,8 @@ var specArgs = map[string]func(args any, spec *runner.Spec){
 	// A drill is the agent's composition (drill.go): it decodes its
 	// arguments itself, like health.
 	wire.JobDrill: fill(func(*wire.DrillArgs, *runner.Spec) {}),
+	// An init's chunker source is a sealed repository: buildSpec opens it.
+	wire.JobInit: fill(func(*wire.InitArgs, *runner.Spec) {}),
 	// A copy's destination is not in its arguments (ToRepoID is the
 	// console's name for it): buildSpec opens it from the command's
 	// SealedToRepo.

@@ -210,6 +210,13 @@ func (a *Agent) buildSpec(cmd wire.Command) (runner.Spec, error) {
 			return spec, fmt.Errorf("the copy's destination: %w", err)
 		}
 	}
+	if cmd.Kind == wire.JobInit && cmd.SealedFromRepo != "" {
+		from, err := a.openRepo(cmd.SealedFromRepo)
+		if err != nil {
+			return spec, fmt.Errorf("the repository to copy chunker parameters from: %w", err)
+		}
+		spec.Init.ChunkerFrom = &from
+	}
 	// The console guards every forget until an admin approved it: preview,
 	// and hold rather than delete too much or keep forged snapshots.
 	if g := cmd.Guard; cmd.Kind == wire.JobForget && g != nil && !cmd.Approved {

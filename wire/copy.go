@@ -51,3 +51,19 @@ type CopyOutput struct {
 	Copied  []string `json:"copied"`
 	Skipped int      `json:"skipped,omitempty"`
 }
+
+// InitArgs: init {copy_chunker_params_from}. A repository that copies are
+// made into (or from) must share its partner's chunker parameters, or the
+// copies do not deduplicate: init then runs with --copy-chunker-params
+// from that repository, which the command carries sealed in
+// SealedFromRepo.
+type InitArgs struct {
+	CopyChunkerParamsFrom string `json:"copy_chunker_params_from,omitempty"`
+}
+
+func (a *InitArgs) check() error {
+	if a.CopyChunkerParamsFrom != "" && !ValidID(a.CopyChunkerParamsFrom) {
+		return badArgs("copy_chunker_params_from must be a repository id")
+	}
+	return nil
+}

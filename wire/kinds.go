@@ -31,7 +31,7 @@ type kindDef struct {
 // kind is one row here (and its arguments type with a check method); the
 // agent's runner adds the restic subcommand.
 var kinds = []kindDef{
-	{KindInfo{Name: JobInit, Operator: true}, nil},
+	{KindInfo{Name: JobInit, Operator: true}, func() argsValue { return new(InitArgs) }},
 	{KindInfo{Name: JobBackup, Schedulable: true, Operator: true}, func() argsValue { return new(BackupArgs) }},
 	{KindInfo{Name: JobForget, Exclusive: true, Destructive: true, Schedulable: true, Maintenance: true, Operator: true}, func() argsValue { return new(ForgetArgs) }},
 	{KindInfo{Name: JobPrune, Exclusive: true, Destructive: true, Schedulable: true, Maintenance: true, Operator: true}, func() argsValue { return new(PruneArgs) }},

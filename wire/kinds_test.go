@@ -124,7 +124,7 @@ func TestDecodeArgs(t *testing.T) {
 		bad      []bad
 		wantType any
 	}{
-		{kind: "init", good: `{}`},
+		{kind: "init", good: `{}`, wantType: &InitArgs{}, norm: `{}`, bad: []bad{{`{"copy_chunker_params_from":"a b"}`, "copy_chunker_params_from must be a repository id"}}},
 		{kind: "locks", good: `null`},
 		{kind: "health", good: ``},
 		{

@@ -139,6 +139,9 @@ type Command struct {
 	SealedRepo string `json:"sealed_repo,omitempty"`
 	// SealedToRepo is a copy's destination repository, sealed the same way.
 	SealedToRepo string `json:"sealed_to_repo,omitempty"`
+	// SealedFromRepo is the repository an init copies its chunker
+	// parameters from (InitArgs.CopyChunkerParamsFrom).
+	SealedFromRepo string `json:"sealed_from_repo,omitempty"`
 }
 
 func (c *Command) Validate() error {
@@ -156,6 +159,9 @@ func (c *Command) Validate() error {
 	}
 	if (c.Kind == JobCopy) != (c.SealedToRepo != "") {
 		return fmt.Errorf("%w: command: sealed_to_repo goes with copy jobs only", ErrInvalid)
+	}
+	if c.SealedFromRepo != "" && c.Kind != JobInit {
+		return fmt.Errorf("%w: command: sealed_from_repo goes with init jobs only", ErrInvalid)
 	}
 	if c.IssuedAt.IsZero() {
 		return fmt.Errorf("%w: command: issued_at required", ErrInvalid)
