@@ -88,3 +88,14 @@ func (f *Fleet) sealDest(h storage.Host, kind string, args json.RawMessage, doSe
 	}
 	return seal.Seal(h.PublicKey, plain)
 }
+
+// MayReceive reports whether host hostID may receive repository repoID's
+// secrets for a non-destructive job (its access list or a policy).
+func (f *Fleet) MayReceive(repoID, hostID string) bool {
+	rp, err := f.store.GetRepo(repoID)
+	if err != nil {
+		return false
+	}
+	h, err := f.store.GetHost(hostID)
+	return err == nil && f.bound(rp, h, wire.JobHealth, nil) == nil
+}
