@@ -178,7 +178,8 @@ type CopyLag struct {
 	MissingSnapshots int        `json:"missing_snapshots"`
 	OldestMissingAt  *time.Time `json:"oldest_missing_at"`
 	// ByHost counts the missing snapshots per restic host name.
-	ByHost map[string]int `json:"by_host,omitempty"`
+	ByHost       map[string]int       `json:"by_host,omitempty"`
+	OldestByHost map[string]time.Time `json:"oldest_by_host,omitempty"`
 	// Max is the threshold of the copy_lag alert (a policy's
 	// copy_lag_max; 0: none); At when the lag was measured.
 	Max int       `json:"max,omitempty"`

@@ -55,6 +55,12 @@ func Lag(src, dst []Snapshot) storage.CopyLag {
 			l.ByHost = map[string]int{}
 		}
 		l.ByHost[s.Hostname]++
+		if o, seen := l.OldestByHost[s.Hostname]; !seen || s.Time.Before(o) {
+			if l.OldestByHost == nil {
+				l.OldestByHost = map[string]time.Time{}
+			}
+			l.OldestByHost[s.Hostname] = s.Time.UTC()
+		}
 		if t := s.Time.UTC(); l.OldestMissingAt == nil || t.Before(*l.OldestMissingAt) {
 			l.OldestMissingAt = &t
 		}

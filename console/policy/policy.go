@@ -274,8 +274,8 @@ func (p *Policies) build(req Request, base storage.Policy) (storage.Policy, erro
 			return pol, input.Errorf("schedule %q: unknown id %q (omit the id to create a schedule)", s.Name, s.ID)
 		}
 		s.RepoID, s.PolicyID = pol.RepoID, pol.ID
-		if s.Kind == wire.JobCopy && s.ToRepoID == "" {
-			s.ToRepoID = req.CopyToRepoID
+		if s.Kind == wire.JobCopy && (s.ToRepoID == "" || s.ToRepoID == base.CopyToRepoID) {
+			s.ToRepoID = req.CopyToRepoID // the policy's destination, and follows it
 		}
 		if s.Kind == wire.JobCopy {
 			if err := p.checkCopyDest(pol, s.ToRepoID); err != nil {
