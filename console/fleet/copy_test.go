@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/internal/seal"
+	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
 )
@@ -105,5 +106,34 @@ func TestCopyIsCheckedSealedAndGatedOnBothRepositories(t *testing.T) {
 			t.Fatal("the check stayed held after the copy ended")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestCopySchedulesNeedBothRepositories(t *testing.T) {
+	f, st, _ := newTestFleet(t)
+	enrolledHost(t, st, "host-a")
+	for _, id := range []string{"repo-src", "repo-dst"} {
+		hosts := []string{"host-a"}
+		if id == "repo-dst" {
+			hosts = nil
+		}
+		if _, err := st.CreateRepo(storage.Repo{ID: id, Name: id, Hosts: hosts, HostsListed: true}, storage.RepoSecrets{URL: "/srv/" + id, Password: "pw"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := schedules.Schedule{Name: "catch up", Kind: wire.JobCopy, Cron: "0 4 * * *", Enabled: true, RepoID: "repo-src", ToRepoID: "repo-dst"}
+	if _, err := f.PutSchedules("host-a", []schedules.Schedule{s}, false); err == nil || !strings.Contains(err.Error(), "not bound to repository repo-dst") {
+		t.Fatalf("an operator's copy schedule to an unbound destination: %v", err)
+	}
+	self := s
+	self.ToRepoID = "repo-src"
+	if _, err := f.PutSchedules("host-a", []schedules.Schedule{self}, true); err == nil || !strings.Contains(err.Error(), "another repository") {
+		t.Fatalf("a copy schedule to its source: %v", err)
+	}
+	if _, err := f.PutSchedules("host-a", []schedules.Schedule{s}, true); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := st.GetRepo("repo-dst"); len(r.Hosts) != 1 || r.Hosts[0] != "host-a" {
+		t.Fatalf("an admin's copy schedule binds the destination: %v", r.Hosts)
 	}
 }

@@ -124,6 +124,8 @@ func scheduleDetails(sc schedules.Schedule) string {
 		if len(sc.Tags) > 0 {
 			parts = append(parts, "tags "+strings.Join(sc.Tags, ", "))
 		}
+	case wire.JobCopy:
+		parts = append(parts, "to "+sc.ToRepoID)
 	case wire.JobForget:
 		if r := sc.Retention; r != nil {
 			for _, kv := range []struct {
