@@ -12,6 +12,8 @@
 //     integration accounts, an external broker's accounts;
 //   - drills: restore drills' arguments, their outcome on the host they
 //     prove, and their cadence;
+//   - copies: the copy after a policy's backups, each repository's copy
+//     lag against its destinations;
 //   - report: the RPO compliance report (and the RPO each host's state is
 //     judged by);
 //   - alerts: rules, notifications, MQTT health, Home Assistant discovery,
@@ -36,6 +38,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/alerts"
 	"github.com/restic-manager/restic-manager/console/api"
 	"github.com/restic-manager/restic-manager/console/auth"
+	"github.com/restic-manager/restic-manager/console/copies"
 	"github.com/restic-manager/restic-manager/console/drills"
 	"github.com/restic-manager/restic-manager/console/enrol"
 	"github.com/restic-manager/restic-manager/console/fleet"
@@ -171,6 +174,9 @@ func New(opts Options) (*Console, error) {
 	// Drills record their outcome on the host they prove before the
 	// alerts (registered after) read it.
 	drills.New(f, opts.Logger)
+	// Copies read the snapshot lists repos cached (registered before) and
+	// make the copies policies ask for after backups.
+	copies.New(f, c.policies, opts.Logger)
 	// A policy's RPO is the host's staleness threshold (rpo_breach), judged
 	// as the compliance report judges it.
 	reports := report.New(opts.Store, c.policies.List)

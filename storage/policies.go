@@ -30,9 +30,16 @@ type Policy struct {
 	ForgetGuardPercent int `json:"forget_guard_percent,omitempty"`
 	// Drill is the restore drill cadence of the policy's hosts (nil:
 	// none): one drill schedule per host beside the policy's others.
-	Drill     *PolicyDrill `json:"drill,omitempty"`
-	CreatedAt time.Time    `json:"created_at"`
-	UpdatedAt time.Time    `json:"updated_at"`
+	Drill *PolicyDrill `json:"drill,omitempty"`
+	// CopyToRepoID: after each successful backup of a matched host into
+	// the policy's repository, a copy of the host's snapshots goes there
+	// (console/copies); the policy binds its hosts to it too.
+	CopyToRepoID string `json:"copy_to_repo_id,omitempty"`
+	// CopyLagMax: the copy_lag alert fires when more than this many
+	// snapshots of the source are missing in the destination (0: never).
+	CopyLagMax int       `json:"copy_lag_max,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // PolicyDrill is a policy's drill cadence: CONTRACT.md's drill {cron,

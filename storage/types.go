@@ -147,6 +147,9 @@ type Repo struct {
 	// before access lists get theirs from their history, once).
 	Hosts       []string `json:"hosts,omitempty"`
 	HostsListed bool     `json:"hosts_listed,omitempty"`
+	// CopyTo lists the repositories copy jobs have copied this one to
+	// (console/copies): its copy lag is measured against each.
+	CopyTo []string `json:"copy_to,omitempty"`
 }
 
 // RepoHealth is what the console knows of a repository's state.
@@ -164,6 +167,23 @@ type RepoHealth struct {
 	LastPrune   *time.Time  `json:"last_prune"`
 	Locks       LockState   `json:"locks"`
 	UpdatedAt   time.Time   `json:"updated_at,omitzero"`
+	// CopyLag is, per copy destination, what of this repository is not
+	// there yet (console/copies, from both cached snapshot lists).
+	CopyLag []CopyLag `json:"copy_lag,omitempty"`
+}
+
+// CopyLag: the snapshots of a repository missing in one copy destination.
+type CopyLag struct {
+	ToRepoID         string     `json:"to_repo_id"`
+	MissingSnapshots int        `json:"missing_snapshots"`
+	OldestMissingAt  *time.Time `json:"oldest_missing_at"`
+	// ByHost counts the missing snapshots per restic host name.
+	ByHost       map[string]int       `json:"by_host,omitempty"`
+	OldestByHost map[string]time.Time `json:"oldest_by_host,omitempty"`
+	// Max is the threshold of the copy_lag alert (a policy's
+	// copy_lag_max; 0: none); At when the lag was measured.
+	Max int       `json:"max,omitempty"`
+	At  time.Time `json:"at"`
 }
 
 // SizePoint is the repository's size at one time.
@@ -235,6 +255,9 @@ type Job struct {
 	FiredBy string `json:"fired_by,omitempty"`
 	// Hooks are the runs of a backup's hooks, as its result reported them.
 	Hooks []wire.HookRun `json:"hooks,omitempty"`
+	// CopyJobID: the copy a policy made after this backup (console/copies:
+	// one per backup, however often its result arrives).
+	CopyJobID string `json:"copy_job_id,omitempty"`
 }
 
 // fireHost is the host a scheduled job's fire key belongs to.

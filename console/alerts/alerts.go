@@ -42,6 +42,10 @@ const (
 	// RuleDrillOverdue: a host with a drill cadence has had no successful
 	// drill within twice its interval (console/drills.Overdue).
 	RuleDrillOverdue = "drill_overdue"
+	// RuleCopyLag: more snapshots of a repository are missing in a copy
+	// destination than the policies' copy_lag_max (subject: source and
+	// destination); resolved when the lag falls to it.
+	RuleCopyLag = "copy_lag"
 )
 
 // hostRules are the rules evaluated per host from its state (and its
@@ -273,6 +277,15 @@ func (al *Alerts) evaluateRepo(r storage.Repo) {
 			r.Name, l.Count, l.Stale, time.Duration(l.OldestAgeS*float64(time.Second)).Round(time.Second)))
 	} else {
 		al.resolve(RuleLockAge, r.ID)
+	}
+	for _, l := range r.Health.CopyLag {
+		subject := r.ID + "." + l.ToRepoID
+		if l.Max > 0 && l.MissingSnapshots > l.Max {
+			al.fire(RuleCopyLag, subject, "warning", "", r.ID, fmt.Sprintf("%d snapshots of %s are not copied to %s yet (at most %d allowed)",
+				l.MissingSnapshots, r.Name, l.ToRepoID, l.Max))
+		} else {
+			al.resolve(RuleCopyLag, subject)
+		}
 	}
 }
 

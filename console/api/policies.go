@@ -27,10 +27,14 @@ type policyView struct {
 	RPO          string               `json:"rpo,omitempty"`
 	ForgetGuard  *guardView           `json:"forget_guard,omitempty"`
 	// Drill is the restore drill cadence of the policy's hosts.
-	Drill     *storage.PolicyDrill `json:"drill,omitempty"`
-	Hosts     int                  `json:"hosts"`
-	CreatedAt time.Time            `json:"created_at"`
-	UpdatedAt time.Time            `json:"updated_at"`
+	Drill *storage.PolicyDrill `json:"drill,omitempty"`
+	// CopyToRepoID: a copy follows each backup (console/copies);
+	// CopyLagMax the copy_lag alert's threshold.
+	CopyToRepoID string    `json:"copy_to_repo_id,omitempty"`
+	CopyLagMax   int       `json:"copy_lag_max,omitempty"`
+	Hosts        int       `json:"hosts"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 	// Missing: each hook and source the schedules name that some matching
 	// hosts' agents do not report (their fires make failed jobs).
 	Missing []hooks.Missing `json:"missing"`
@@ -51,7 +55,7 @@ type guardView struct {
 
 func (s *Server) viewPolicy(p storage.Policy) policyView {
 	v := policyView{ID: p.ID, Name: p.Name, Selector: p.Selector, RepoID: p.RepoID, Schedules: p.Schedules,
-		Drill: p.Drill, Hosts: s.policies.MatchCount(p.Selector), Missing: s.policies.Missing(p), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+		Drill: p.Drill, CopyToRepoID: p.CopyToRepoID, CopyLagMax: p.CopyLagMax, Hosts: s.policies.MatchCount(p.Selector), Missing: s.policies.Missing(p), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 	if v.Schedules == nil {
 		v.Schedules = []schedules.Schedule{}
 	}

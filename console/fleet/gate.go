@@ -103,20 +103,45 @@ func (g *gate) admit(j *storage.Job) (dispatchNow bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := time.Now()
-	if g.busy.occupied(j.RepoID, exclusive(j.Kind), now) || len(g.held[j.RepoID]) > 0 {
-		j.Held, j.Waited = true, true
-		return false
+	for _, r := range repoIDs(*j) {
+		if g.busy.occupied(r, exclusive(j.Kind), now) || len(g.held[r]) > 0 {
+			j.Held, j.Waited = true, true
+			return false
+		}
 	}
-	g.busy.enter(j.RepoID, j.ID, exclusive(j.Kind), now)
+	g.enter(*j, now)
 	return true
 }
 
+// repoIDs are the repositories a job occupies: its own, and a copy's
+// destination (which it writes: it waits for exclusive work there too).
+func repoIDs(j storage.Job) []string {
+	if to := CopyDest(j.Kind, j.Args); to != "" && to != j.RepoID {
+		return []string{j.RepoID, to}
+	}
+	return []string{j.RepoID}
+}
+
+func (g *gate) enter(j storage.Job, at time.Time) {
+	for _, r := range repoIDs(j) {
+		g.busy.enter(r, j.ID, exclusive(j.Kind), at)
+	}
+}
+
 // leave frees a job's place (an end, or a job admitted but not stored).
-func (g *gate) leave(repo, job string) { g.busy.leave(repo, job) }
+func (g *gate) leave(j storage.Job) {
+	for _, r := range repoIDs(j) {
+		g.busy.leave(r, j.ID)
+	}
+}
 
 // started marks a job running: it occupies its repository until it ends,
 // however long past dispatchGrace.
-func (g *gate) started(repo, job string) { g.busy.started(repo, job) }
+func (g *gate) started(j storage.Job) {
+	for _, r := range repoIDs(j) {
+		g.busy.started(r, j.ID)
+	}
+}
 
 // release sends held jobs of a repository, oldest first, while the rules
 // allow. It runs after any job on the repository ends, and on a timer.
@@ -132,7 +157,7 @@ func (g *gate) release(repo string) {
 			continue
 		}
 		now := time.Now()
-		if g.busy.occupied(repo, exclusive(j.Kind), now) {
+		if g.occupiedAny(j, now) {
 			return
 		}
 		j, err = f.store.UpdateJob(id, func(j *storage.Job) error {
@@ -146,7 +171,7 @@ func (g *gate) release(repo string) {
 		if err != nil {
 			continue
 		}
-		g.busy.enter(repo, id, exclusive(j.Kind), now)
+		g.enter(j, now)
 		h, err := f.store.GetHost(j.HostID)
 		if err == nil {
 			err = f.dispatch(j, h)
@@ -166,17 +191,34 @@ func (g *gate) release(repo string) {
 // nothing held yet): so look again at once, rather than at the next tick.
 func (g *gate) hold(j storage.Job) {
 	g.mu.Lock()
-	g.held[j.RepoID] = append(g.held[j.RepoID], j.ID)
+	for _, r := range repoIDs(j) { // a copy waits in its destination's line too
+		g.held[r] = append(g.held[r], j.ID)
+	}
 	g.mu.Unlock()
 	g.f.log.Debug("job held: repository busy", "job_id", j.ID, "repo_id", j.RepoID, "kind", j.Kind)
-	g.release(j.RepoID)
+	for _, r := range repoIDs(j) {
+		g.release(r)
+	}
+}
+
+// occupiedAny: j must wait on one of its repositories (a copy held in its
+// source's line may not go while its destination is busy).
+func (g *gate) occupiedAny(j storage.Job, now time.Time) bool {
+	for _, r := range repoIDs(j) {
+		if g.busy.occupied(r, exclusive(j.Kind), now) {
+			return true
+		}
+	}
+	return false
 }
 
 // jobEnded is the gate's observer of a job's end: the job's place is free
 // and the next ones may go.
 func (g *gate) jobEnded(j storage.Job) {
-	g.busy.leave(j.RepoID, j.ID)
-	g.release(j.RepoID)
+	for _, r := range repoIDs(j) {
+		g.busy.leave(r, j.ID)
+		g.release(r)
+	}
 }
 
 // restore rebuilds the gate after a restart from the jobs still open.
@@ -188,9 +230,9 @@ func (g *gate) restore(ctx context.Context) {
 		case j.Held:
 			held = append(held, j)
 		default:
-			g.busy.enter(j.RepoID, j.ID, exclusive(j.Kind), j.CreatedAt)
+			g.enter(j, j.CreatedAt)
 			if j.Status == storage.JobRunning {
-				g.busy.started(j.RepoID, j.ID)
+				g.started(j)
 			}
 		}
 	})
@@ -200,7 +242,9 @@ func (g *gate) restore(ctx context.Context) {
 	}
 	g.mu.Lock()
 	for i := len(held) - 1; i >= 0; i-- { // the index is newest first
-		g.held[held[i].RepoID] = append(g.held[held[i].RepoID], held[i].ID)
+		for _, r := range repoIDs(held[i]) {
+			g.held[r] = append(g.held[r], held[i].ID)
+		}
 	}
 	g.mu.Unlock()
 	g.releaseAll()

@@ -145,7 +145,7 @@ func (f *Fleet) ingestProgress(host, jobID string, payload []byte) error {
 		return fmt.Errorf("progress of %s: %w", jobID, err)
 	}
 	if changed {
-		f.gate.started(j.RepoID, j.ID)
+		f.gate.started(j)
 		f.events.publish(j)
 	}
 	return nil

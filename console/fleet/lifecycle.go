@@ -92,6 +92,11 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 	if err := f.bound(rp, h, req.Kind, norm); err != nil {
 		return storage.Job{}, false, err
 	}
+	if req.Kind == wire.JobCopy { // the destination too (copy.go)
+		if norm, err = f.prepCopy(rp, h, norm); err != nil {
+			return storage.Job{}, false, err
+		}
+	}
 	if req.TimeoutS < 0 {
 		return storage.Job{}, false, Invalid("timeout_s must not be negative")
 	}
@@ -127,7 +132,7 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 	}
 	if err != nil || !created {
 		if dispatchNow {
-			f.gate.leave(j.RepoID, j.ID)
+			f.gate.leave(j)
 		}
 		if err != nil {
 			return storage.Job{}, false, err
@@ -184,9 +189,13 @@ func (f *Fleet) dispatch(j storage.Job, h storage.Host) error {
 	if err != nil {
 		return fmt.Errorf("seal for %s: %w", h.ID, err)
 	}
+	sealedTo, err := f.sealDest(h, j.Kind, j.Args, true) // a copy's destination (copy.go)
+	if err != nil {
+		return fmt.Errorf("job %s not sent: %w", j.ID, err)
+	}
 	cmd := wire.Command{
 		JobID: j.ID, Kind: j.Kind, Args: j.Args, TimeoutS: j.TimeoutS,
-		IssuedAt: j.CreatedAt, ExpiresAt: j.ExpiresAt, SealedRepo: sealed,
+		IssuedAt: j.CreatedAt, ExpiresAt: j.ExpiresAt, SealedRepo: sealed, SealedToRepo: sealedTo,
 	}
 	if j.Kind == wire.JobForget {
 		// Every forget is previewed and held rather than deleting more than

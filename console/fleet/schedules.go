@@ -45,11 +45,24 @@ func (f *Fleet) PutSchedules(hostID string, in []schedules.Schedule, bind bool) 
 	}
 	var unbound []string
 	for _, s := range in {
-		rp, err := f.store.GetRepo(s.RepoID)
-		if err != nil {
-			return storage.HostSchedules{}, Invalid("schedule %q: repository %q does not exist", s.Name, s.RepoID)
+		ids := []string{s.RepoID}
+		if s.Kind == wire.JobCopy { // a copy writes its destination too
+			if s.ToRepoID == s.RepoID {
+				return storage.HostSchedules{}, Invalid("schedule %q: a copy's destination must be another repository than its source", s.Name)
+			}
+			ids = append(ids, s.ToRepoID)
 		}
-		if !slices.Contains(rp.Hosts, hostID) {
+		for _, id := range ids {
+			if id == "" {
+				continue
+			}
+			rp, err := f.store.GetRepo(id)
+			if err != nil {
+				return storage.HostSchedules{}, Invalid("schedule %q: repository %q does not exist", s.Name, id)
+			}
+			if slices.Contains(rp.Hosts, hostID) || slices.Contains(unbound, rp.ID) {
+				continue
+			}
 			if !bind {
 				return storage.HostSchedules{}, Invalid("schedule %q: host %s is not bound to repository %s (%s): an admin binds it", s.Name, hostID, rp.Name, rp.ID)
 			}

@@ -96,6 +96,11 @@ type Request struct {
 	// Drill sets the hosts' restore drill cadence: one drill schedule per
 	// host beside the schedules (a drill in Schedules works too).
 	Drill *storage.PolicyDrill `json:"drill"`
+	// CopyToRepoID: a copy of the host's snapshots follows each
+	// successful backup; copy schedules without to_repo_id use it.
+	// CopyLagMax: the copy_lag alert's threshold (missing snapshots).
+	CopyToRepoID string `json:"copy_to_repo_id"`
+	CopyLagMax   int    `json:"copy_lag_max"`
 }
 
 // Matches reports whether a host with these labels falls under selector:
@@ -269,6 +274,14 @@ func (p *Policies) build(req Request, base storage.Policy) (storage.Policy, erro
 			return pol, input.Errorf("schedule %q: unknown id %q (omit the id to create a schedule)", s.Name, s.ID)
 		}
 		s.RepoID, s.PolicyID = pol.RepoID, pol.ID
+		if s.Kind == wire.JobCopy && (s.ToRepoID == "" || s.ToRepoID == base.CopyToRepoID) {
+			s.ToRepoID = req.CopyToRepoID // the policy's destination, and follows it
+		}
+		if s.Kind == wire.JobCopy {
+			if err := p.checkCopyDest(pol, s.ToRepoID); err != nil {
+				return pol, input.Errorf("schedule %q: %v", s.Name, err)
+			}
+		}
 		pol.Schedules[i] = s
 	}
 	pol.Drill = nil
@@ -304,8 +317,78 @@ func (p *Policies) build(req Request, base storage.Policy) (storage.Policy, erro
 		}
 		pol.ForgetGuardPercent = g.MaxRemovePercent
 	}
+	pol.CopyToRepoID, pol.CopyLagMax = "", 0
+	if req.CopyToRepoID != "" {
+		if err := p.checkCopyDest(pol, req.CopyToRepoID); err != nil {
+			return pol, input.Errorf("copy_to_repo_id: %v", err)
+		}
+		pol.CopyToRepoID = req.CopyToRepoID
+	}
+	if req.CopyLagMax < 0 {
+		return pol, input.Errorf("copy_lag_max must not be negative")
+	}
+	pol.CopyLagMax = req.CopyLagMax
 	pol.UpdatedAt = time.Now().UTC()
 	return pol, nil
+}
+
+// checkCopyDest: a copy destination exists and is not the policy's own
+// repository.
+func (p *Policies) checkCopyDest(pol storage.Policy, to string) error {
+	if to == "" {
+		return fmt.Errorf("a copy needs to_repo_id (or the policy's copy_to_repo_id)")
+	}
+	if to == pol.RepoID {
+		return fmt.Errorf("the copy destination must be another repository than the policy's")
+	}
+	if _, err := p.store.GetRepo(to); err != nil {
+		return fmt.Errorf("repository %q does not exist", to)
+	}
+	return nil
+}
+
+// CopyDest is the copy that follows a backup of h into repoID: the
+// policy (the first in ID order) matching h whose repository on h is
+// repoID and which copies elsewhere; ok is false when there is none.
+func (p *Policies) CopyDest(h storage.Host, repoID string) (pol storage.Policy, ok bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for _, id := range slices.Sorted(maps.Keys(p.byID)) {
+		pol := p.byID[id]
+		if pol.CopyToRepoID != "" && Matches(pol.Selector, h.Labels) && p.repoFor(pol, h) == repoID {
+			return pol, true
+		}
+	}
+	return storage.Policy{}, false
+}
+
+// CopyLagMax is the copy_lag threshold for copies into dest: the
+// smallest copy_lag_max of the policies copying there (0: none).
+func (p *Policies) CopyLagMax(dest string) int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	m := 0
+	for _, pol := range p.byID {
+		if pol.CopyToRepoID == dest && pol.CopyLagMax > 0 && (m == 0 || pol.CopyLagMax < m) {
+			m = pol.CopyLagMax
+		}
+	}
+	return m
+}
+
+// CopyDestsOf lists the destinations the policies using repoID (as
+// their repository, not a template's) copy it to.
+func (p *Policies) CopyDestsOf(repoID string) []string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var out []string
+	for _, pol := range p.byID {
+		if pol.RepoID == repoID && pol.CopyToRepoID != "" && !slices.Contains(out, pol.CopyToRepoID) {
+			out = append(out, pol.CopyToRepoID)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // matching lists the hosts whose labels a selector matches.
@@ -403,8 +486,16 @@ func (p *Policies) binds(h storage.Host, repoID string) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	for _, pol := range p.byID {
-		if Matches(pol.Selector, h.Labels) && p.repoFor(pol, h) == repoID {
-			return true
+		if !Matches(pol.Selector, h.Labels) {
+			continue
+		}
+		if pol.CopyToRepoID == repoID || p.repoFor(pol, h) == repoID {
+			return true // its copies write the destination too
+		}
+		for _, s := range pol.Schedules {
+			if s.Kind == wire.JobCopy && s.ToRepoID == repoID {
+				return true
+			}
 		}
 	}
 	return false
@@ -414,7 +505,7 @@ func (p *Policies) binds(h storage.Host, repoID string) bool {
 func (p *Policies) UsingRepo(repoID string) []storage.Policy {
 	var out []storage.Policy
 	for _, pol := range p.List() {
-		if pol.RepoID == repoID {
+		if pol.RepoID == repoID || pol.CopyToRepoID == repoID {
 			out = append(out, pol)
 		}
 	}

@@ -71,16 +71,16 @@ type Row struct {
 	// it came under the policy plus the RPO.
 	BreachedSince *time.Time `json:"breached_since"`
 	// LastDrillAt is when the host's last restore drill ended and DrillOK
-	// whether it succeeded (both null: never drilled). CopyLag is always
-	// null for now: copies are not built yet (the field is part of the
-	// report's shape so that scripts reading it need not change then).
+	// whether it succeeded (both null: never drilled). CopyLag is what of
+	// the host's snapshots is missing in its policy's copy destination
+	// (null: the policy copies nowhere, or the lag is not measured yet).
 	LastDrillAt *time.Time `json:"last_drill_at"`
 	DrillOK     *bool      `json:"drill_ok"`
 	CopyLag     *CopyLag   `json:"copy_lag"`
 }
 
 // CopyLag is how far the host's second copy lags (CONTRACT.md's repository
-// copy_lag); never set yet.
+// copy_lag, for the host's own snapshots: console/copies measures it).
 type CopyLag struct {
 	ToRepoID         string     `json:"to_repo_id"`
 	MissingSnapshots int        `json:"missing_snapshots"`
@@ -124,6 +124,7 @@ func HostRPO(policies []storage.Policy, h storage.Host) (rpo time.Duration, firs
 
 // Reporter makes the reports from the store's hosts and the policies.
 type Reporter struct {
+	store    *storage.Store
 	hosts    *storage.HostCache
 	policies func() []storage.Policy
 }
@@ -131,7 +132,7 @@ type Reporter struct {
 // New makes reports over st's hosts and the policies that policies
 // returns (console/policy's List).
 func New(st *storage.Store, policies func() []storage.Policy) *Reporter {
-	return &Reporter{hosts: st.NewHostCache(), policies: policies}
+	return &Reporter{store: st, hosts: st.NewHostCache(), policies: policies}
 }
 
 // Compliance is the report at now, for one policy or (policyID "") all.
@@ -145,7 +146,73 @@ func (r *Reporter) Compliance(ctx context.Context, policyID string, now time.Tim
 	if err != nil {
 		return Compliance{}, err
 	}
-	return Build(hosts, r.policies(), policyID, now, true)
+	pols := r.policies()
+	c, err := Build(hosts, pols, policyID, now, true)
+	if err != nil {
+		return c, err
+	}
+	r.fillCopyLag(c.Rows, hosts, pols)
+	return c, nil
+}
+
+// fillCopyLag gives each row of a policy that copies the host's lag in
+// the copy destination, from the source repository's health.
+func (r *Reporter) fillCopyLag(rows []Row, hosts []storage.Host, pols []storage.Policy) {
+	byID := map[string]storage.Policy{}
+	for _, p := range pols {
+		if p.CopyToRepoID != "" {
+			byID[p.ID] = p
+		}
+	}
+	if len(byID) == 0 {
+		return
+	}
+	hostByID := map[string]storage.Host{}
+	for _, h := range hosts {
+		hostByID[h.ID] = h
+	}
+	repos := map[string]*storage.Repo{}
+	repo := func(id string) *storage.Repo {
+		if rp, seen := repos[id]; seen {
+			return rp
+		}
+		rp, err := r.store.GetRepo(id)
+		if err != nil {
+			repos[id] = nil
+			return nil
+		}
+		repos[id] = &rp
+		return &rp
+	}
+	for i := range rows {
+		p, ok := byID[rows[i].PolicyID]
+		if !ok {
+			continue
+		}
+		h := hostByID[rows[i].HostID]
+		src := p.RepoID
+		if p.RepoTemplate != nil {
+			pr, err := r.store.GetPolicyRepo(p.ID, h.ID)
+			if err != nil {
+				continue
+			}
+			src = pr.RepoID
+		}
+		rp := repo(src)
+		if rp == nil || rp.Health == nil {
+			continue
+		}
+		for _, l := range rp.Health.CopyLag {
+			if l.ToRepoID != p.CopyToRepoID {
+				continue
+			}
+			cl := &CopyLag{ToRepoID: l.ToRepoID, MissingSnapshots: l.ByHost[h.Hostname]}
+			if t, ok := l.OldestByHost[h.Hostname]; ok {
+				cl.OldestMissingAt = &t
+			}
+			rows[i].CopyLag = cl
+		}
+	}
 }
 
 // Totals are the fleet's totals at now (as Compliance's, without rows);

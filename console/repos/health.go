@@ -108,6 +108,13 @@ func (rs *Repos) repoJobEnded(j storage.Job) {
 		if ok {
 			rs.requestHealthSoon(j.RepoID, j.HostID)
 		}
+	case wire.JobCopy:
+		// Both lists change what the copy lag says (console/copies); the
+		// copy's host may read the destination.
+		if to := fleet.CopyDest(j.Kind, j.Args); ok && to != "" {
+			rs.requestHealthSoon(j.RepoID, j.HostID)
+			rs.requestHealthSoon(to, j.HostID)
+		}
 	}
 }
 
@@ -243,6 +250,9 @@ func (rs *Repos) healthHost(repoID, preferred string) string {
 		if id != "" && slices.Contains(rp.Hosts, id) {
 			return id
 		}
+	}
+	if preferred != "" && rs.fleet.MayReceive(repoID, preferred) { // bound through a policy (a copy's destination)
+		return preferred
 	}
 	for _, id := range rp.Hosts {
 		if h, err := rs.store.GetHost(id); err == nil && h.Online {

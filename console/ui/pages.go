@@ -34,6 +34,9 @@ type hostPageData struct {
 	Status    string
 	NextURL   string
 	Kinds     []string
+	// CopyDests: the repositories a copy from this host may write (it is
+	// bound to them); the form hides the source.
+	CopyDests []view.Repo
 	Statuses  []string
 
 	// The host's labels: links to the dashboard filtered by each, and the
@@ -71,7 +74,7 @@ func (s *Server) pageHost(w http.ResponseWriter, r *http.Request) {
 		// The kinds the host page's "run now" form offers: those that need
 		// no arguments there (restore, diff and browsing have pages of
 		// their own).
-		Kinds:    []string{wire.JobBackup, wire.JobCheck, wire.JobSnapshots, wire.JobStats, wire.JobForget, wire.JobPrune, wire.JobUnlock, wire.JobInit},
+		Kinds:    []string{wire.JobBackup, wire.JobCheck, wire.JobSnapshots, wire.JobStats, wire.JobForget, wire.JobPrune, wire.JobUnlock, wire.JobInit, wire.JobCopy},
 		Statuses: wire.JobStatuses()}
 	set := hs.Schedules
 	if set == nil {
@@ -94,6 +97,9 @@ func (s *Server) pageHost(w http.ResponseWriter, r *http.Request) {
 		v := view.RepoOf(rp)
 		d.Repos = append(d.Repos, v)
 		d.RepoByID[rp.ID] = &v
+		if s.fleet.MayReceive(rp.ID, h.ID) { // a copy writes only where the host is bound
+			d.CopyDests = append(d.CopyDests, v)
+		}
 	}
 	if d.Drills, err = s.hostDrillsOf(h, repos); err != nil {
 		s.pageError(w, r, err)
@@ -128,6 +134,8 @@ type jobPageData struct {
 	Sources []wire.SourceSnapshot
 	// Drill is a drill's report (nil for other kinds).
 	Drill *jobDrill
+	// Copy is a copy's report (nil for other kinds).
+	Copy *jobCopy
 }
 
 // jobResult is what the page shows of a finished job's outcome.
@@ -168,7 +176,7 @@ func (s *Server) pageJob(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
-	d := jobPageData{User: p, Job: j, HostName: j.HostID, RepoName: j.RepoID, Result: summarize(j), Sources: view.SourceSnapshots(j), Drill: s.jobDrillOf(j)}
+	d := jobPageData{User: p, Job: j, HostName: j.HostID, RepoName: j.RepoID, Result: summarize(j), Sources: view.SourceSnapshots(j), Drill: s.jobDrillOf(j), Copy: s.jobCopyOf(j)}
 	if h, err := s.store.GetHost(j.HostID); err == nil {
 		d.HostName = h.Name
 	}
@@ -236,7 +244,16 @@ func (s *Server) pageRepo(w http.ResponseWriter, r *http.Request) {
 			names[id] = h.Name
 		}
 	}
-	s.render(w, "repo.html", map[string]any{"User": p, "Repo": view.RepoOf(rp), "LastHostID": rp.LastHostID, "HostNames": names,
+	repoNames := map[string]string{}
+	if rp.Health != nil {
+		for _, l := range rp.Health.CopyLag {
+			repoNames[l.ToRepoID] = l.ToRepoID
+			if d, err := s.store.GetRepo(l.ToRepoID); err == nil {
+				repoNames[l.ToRepoID] = d.Name
+			}
+		}
+	}
+	s.render(w, "repo.html", map[string]any{"User": p, "Repo": view.RepoOf(rp), "LastHostID": rp.LastHostID, "HostNames": names, "RepoNames": repoNames,
 		"Snapshots": snaps, "SnapshotTotal": total,
 		"SizeChart":     svgChart(sizes, func(v float64) string { return humanBytes(uint64(v)) }, "repository size over time"),
 		"DurationChart": svgChart(durations, func(v float64) string { return fmt.Sprintf("%.0f s", v) }, "backup duration over time")})

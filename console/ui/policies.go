@@ -43,6 +43,10 @@ type policyRow struct {
 	Kinds         string // the schedules' kinds, in order, each once
 	RPO           string
 	GuardPercent  int
+	// CopyTo: the repository a copy follows each backup into ("" none),
+	// CopyLagMax the copy_lag alert's threshold.
+	CopyTo, CopyToName string
+	CopyLagMax         int
 	// Drill is the hosts' restore drill cadence (nil: none).
 	Drill     *storage.PolicyDrill
 	Hosts     int    // matched now
@@ -67,6 +71,12 @@ func (s *Server) policyRowOf(p storage.Policy, repoNames map[string]string) poli
 		row.RepoName = p.RepoID
 		if n, ok := repoNames[p.RepoID]; ok {
 			row.RepoName = n
+		}
+	}
+	if p.CopyToRepoID != "" {
+		row.CopyTo, row.CopyToName, row.CopyLagMax = p.CopyToRepoID, p.CopyToRepoID, p.CopyLagMax
+		if n, ok := repoNames[p.CopyToRepoID]; ok {
+			row.CopyToName = n
 		}
 	}
 	if t := p.RepoTemplate; t != nil {
@@ -114,6 +124,8 @@ func scheduleDetails(sc schedules.Schedule) string {
 		if len(sc.Tags) > 0 {
 			parts = append(parts, "tags "+strings.Join(sc.Tags, ", "))
 		}
+	case wire.JobCopy:
+		parts = append(parts, "to "+sc.ToRepoID)
 	case wire.JobForget:
 		if r := sc.Retention; r != nil {
 			for _, kv := range []struct {

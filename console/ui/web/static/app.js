@@ -138,6 +138,17 @@ function hostPage(main) {
   const run = $("#run-form");
   if (run) {
     wireKind(run);
+    // A copy's destination is another repository than its source.
+    const copyTo = run.elements.to_repo_id;
+    const syncCopy = () => {
+      for (const o of copyTo.options) if (o.value) o.hidden = o.value === run.elements.repo_id.value;
+      if (copyTo.selectedOptions[0] && copyTo.selectedOptions[0].hidden) {
+        const other = [...copyTo.options].find(o => o.value && !o.hidden);
+        copyTo.value = other ? other.value : "";
+      }
+    };
+    run.elements.repo_id.addEventListener("change", syncCopy);
+    syncCopy();
     run.addEventListener("submit", async ev => {
       ev.preventDefault();
       const f = run.elements, kind = f.kind.value;
@@ -149,7 +160,12 @@ function hostPage(main) {
         case "check": if (f.read_data_subset.value) args.read_data_subset = f.read_data_subset.value; break;
         case "unlock": args.remove_all = f.remove_all.checked; break;
         case "stats": args.mode = f.mode.value; break;
+        case "copy":
+          args.to_repo_id = f.to_repo_id.value;
+          if (f.copy_limit_upload_kib.value !== "") args.limit_upload_kib = num(f.copy_limit_upload_kib.value);
+          break;
       }
+      if (kind === "copy" && !args.to_repo_id) { showError($("#run-error"), new Error("Choose a destination repository other than the source.")); return; }
       if (kind === "backup" && args.paths.length === 0 && !args.sources) { showError($("#run-error"), new Error("Give at least one path to back up, or tick a source.")); return; }
       showError($("#run-error"));
       $("#run-submit").disabled = true;
@@ -251,6 +267,7 @@ function hostPage(main) {
     for (const k of ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"]) f[k].value = r[k] || "";
     f.prune.checked = !!s.prune; f.max_unused.value = s.max_unused || ""; f.read_data_subset.value = s.read_data_subset || "";
     f.sample_files.value = s.sample_files || ""; f.sample_mib.value = s.sample_bytes ? Math.round(s.sample_bytes / 1048576) : ""; f.probe.value = s.probe || "";
+    if (f.to_repo_id) f.to_repo_id.value = s.to_repo_id || "";
     backupExtrasToForm(ed, s);
     syncKind(); updatePreview();
     $("#schedule-editor-box").open = true; f.name.focus();
@@ -272,6 +289,7 @@ function hostPage(main) {
       case "prune": if (f.max_unused.value) s.max_unused = f.max_unused.value; break;
       case "check": if (f.read_data_subset.value) s.read_data_subset = f.read_data_subset.value; break;
       case "drill": drillSample(ed, s); if (f.probe.value) s.probe = f.probe.value; break;
+      case "copy": s.to_repo_id = f.to_repo_id.value; break;
     }
     const next = set.filter(x => x.id !== s.id || !s.id);
     if (s.id) next.splice(set.findIndex(x => x.id === s.id), 0, s); else next.push(s);
@@ -359,6 +377,7 @@ function renderJob(j) {
     if (main.dataset.kind === "diff") loadChanges(j.id);
     // A drill's report (sample, verdicts, probe) is drawn by the server.
     if (main.dataset.kind === "drill" && !$("#drill-report[data-done]")) { location.reload(); return; }
+    if (main.dataset.kind === "copy" && !$("#copy-report[data-done]")) { location.reload(); return; }
   }
   if (j.snapshot_id) { $("#snapshot-id").textContent = j.snapshot_id; $("#row-snapshot").hidden = false; }
   $("#job-error").textContent = j.error || "";
@@ -984,6 +1003,8 @@ function policyPage(main) {
         body.repo_id = f.repo_id.value;
       }
       if (f.guard.value !== "") body.forget_guard = { max_remove_percent: num(f.guard.value) };
+      if (f.copy_to_repo_id.value) body.copy_to_repo_id = f.copy_to_repo_id.value;
+      if (f.copy_lag_max.value !== "") body.copy_lag_max = num(f.copy_lag_max.value);
       if (f.drill_cron.value.trim()) body.drill = { cron: f.drill_cron.value.trim(), sample_files: num(f.drill_files.value), sample_bytes: num(f.drill_mib.value) * 1048576 };
     } catch (e) { showError(err, e); return; }
     showError(err);
