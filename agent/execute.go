@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -209,6 +210,9 @@ func (a *Agent) buildSpec(cmd wire.Command) (runner.Spec, error) {
 		if spec.Copy.To, err = a.openRepo(cmd.SealedToRepo); err != nil {
 			return spec, fmt.Errorf("the copy's destination: %w", err)
 		}
+	}
+	if cmd.Kind == wire.JobInit && cmd.SealedFromRepo == "" && strings.Contains(string(cmd.Args), "copy_chunker_params_from") {
+		return spec, errors.New("the init names a repository to copy chunker parameters from but the command carries none")
 	}
 	if cmd.Kind == wire.JobInit && cmd.SealedFromRepo != "" {
 		from, err := a.openRepo(cmd.SealedFromRepo)

@@ -55,12 +55,23 @@ func (f *Fleet) prepCopy(rp storage.Repo, h storage.Host, args json.RawMessage) 
 	return norm, nil
 }
 
-// sealDest seals a copy's destination repository to h ("" for other
-// kinds), refusing a destination h is not bound to: where the secrets
-// leave (dispatch) as when the job is made (seal false: check only).
+// secondRepo is the other repository a job opens: a copy's destination,
+// or the repository an init copies its chunker parameters from.
+func secondRepo(kind string, args json.RawMessage) string {
+	if kind == wire.JobInit {
+		var a wire.InitArgs
+		_ = json.Unmarshal(args, &a)
+		return a.CopyChunkerParamsFrom
+	}
+	return CopyDest(kind, args)
+}
+
+// sealDest seals a job's second repository (secondRepo) to h ("" when it
+// has none), refusing one h is not bound to: where the secrets leave
+// (dispatch) as when the job is made (seal false: check only).
 func (f *Fleet) sealDest(h storage.Host, kind string, args json.RawMessage, doSeal bool) (string, error) {
-	to := CopyDest(kind, args)
-	if kind != wire.JobCopy {
+	to := secondRepo(kind, args)
+	if to == "" {
 		return "", nil
 	}
 	dst, err := f.store.GetRepo(to)

@@ -137,3 +137,49 @@ func TestCopySchedulesNeedBothRepositories(t *testing.T) {
 		t.Fatalf("an admin's copy schedule binds the destination: %v", r.Hosts)
 	}
 }
+
+// An init that copies chunker parameters carries that repository sealed
+// as sealed_from_repo, and only to a host bound to it.
+func TestInitWithChunkerSourceIsSealed(t *testing.T) {
+	f, st, rec := newTestFleet(t)
+	id, rcpt, _ := seal.NewIdentity()
+	if err := st.CreateHost(storage.Host{ID: "host-a", Name: "a", Hostname: "a.example", Enrolled: true, PublicKey: rcpt, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct {
+		id, url string
+		hosts   []string
+	}{{"repo-new", "/srv/new", []string{"host-a"}}, {"repo-main", "/srv/main", []string{"host-a"}}, {"repo-far", "/srv/far", nil}} {
+		if _, err := st.CreateRepo(storage.Repo{ID: r.id, Name: r.id, Hosts: r.hosts, HostsListed: true}, storage.RepoSecrets{URL: r.url, Password: "pw"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	initFrom := func(from string) (storage.Job, error) {
+		return f.CreateJob(JobRequest{HostID: "host-a", RepoID: "repo-new", Kind: wire.JobInit, Args: []byte(`{"copy_chunker_params_from":"` + from + `"}`), ActorKind: "user", Actor: "u"})
+	}
+	if _, err := initFrom("repo-far"); err == nil || !strings.Contains(err.Error(), "not bound") {
+		t.Fatalf("init with chunker parameters of a repository the host is not bound to: %v", err)
+	}
+	j, err := initFrom("repo-main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var cmd wire.Command
+		if raw := rec.Last(wire.CommandsTopic("host-a")); raw != nil && json.Unmarshal(raw, &cmd) == nil && cmd.JobID == j.ID {
+			if err := cmd.Validate(); err != nil || cmd.SealedToRepo != "" {
+				t.Fatalf("command %+v: %v", cmd, err)
+			}
+			plain, err := seal.Open(id, cmd.SealedFromRepo)
+			if err != nil || !strings.Contains(string(plain), "/srv/main") {
+				t.Fatalf("sealed_from_repo: %s, %v", plain, err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the init was not sent")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

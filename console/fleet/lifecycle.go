@@ -96,6 +96,8 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 		if norm, err = f.prepCopy(rp, h, norm); err != nil {
 			return storage.Job{}, false, err
 		}
+	} else if _, err := f.sealDest(h, req.Kind, norm, false); err != nil {
+		return storage.Job{}, false, err // an init's chunker source the host may not read
 	}
 	if req.TimeoutS < 0 {
 		return storage.Job{}, false, Invalid("timeout_s must not be negative")
@@ -189,13 +191,18 @@ func (f *Fleet) dispatch(j storage.Job, h storage.Host) error {
 	if err != nil {
 		return fmt.Errorf("seal for %s: %w", h.ID, err)
 	}
-	sealedTo, err := f.sealDest(h, j.Kind, j.Args, true) // a copy's destination (copy.go)
+	second, err := f.sealDest(h, j.Kind, j.Args, true) // a copy's destination, an init's chunker source (copy.go)
 	if err != nil {
 		return fmt.Errorf("job %s not sent: %w", j.ID, err)
 	}
 	cmd := wire.Command{
 		JobID: j.ID, Kind: j.Kind, Args: j.Args, TimeoutS: j.TimeoutS,
-		IssuedAt: j.CreatedAt, ExpiresAt: j.ExpiresAt, SealedRepo: sealed, SealedToRepo: sealedTo,
+		IssuedAt: j.CreatedAt, ExpiresAt: j.ExpiresAt, SealedRepo: sealed,
+	}
+	if j.Kind == wire.JobInit {
+		cmd.SealedFromRepo = second
+	} else {
+		cmd.SealedToRepo = second
 	}
 	if j.Kind == wire.JobForget {
 		// Every forget is previewed and held rather than deleting more than
