@@ -39,8 +39,14 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, v restic
 		return failed(res, "cannot write the repository file: "+err.Error())
 	}
 	defer os.Remove(repoFile)
+	backendArgs, removeBackendFiles, err := backendFiles(dir, spec.Repo, v)
+	if err != nil {
+		return failed(res, "cannot prepare the backend's credentials: "+err.Error())
+	}
+	defer removeBackendFiles()
 
 	args := []string{"--repository-file", repoFile, "--password-file", pwFile}
+	args = append(args, backendArgs...)
 	if r.CacheDir != "" {
 		args = append(args, "--cache-dir", r.CacheDir)
 	}
