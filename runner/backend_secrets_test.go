@@ -5,12 +5,16 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/restic-manager/restic-manager/internal/testenv"
 )
@@ -196,4 +200,116 @@ func TestCSVFieldRoundTrip(t *testing.T) {
 	if got := shellJoin([]string{"-i", `C:\k`, "-o", "x y"}); got != `-i "C:\k" -o "x y"` {
 		t.Errorf("shellJoin = %s", got)
 	}
+}
+
+// The key's lines are redacted one by one as well as the whole key.
+func TestRedactSFTPKeyLines(t *testing.T) {
+	r := newRedactor(Repo{URL: "sftp://h//r", Password: "pw-long", Env: map[string]string{EnvSFTPKey: fakeSFTPKey}})
+	line := strings.Split(fakeSFTPKey, "\n")[2]
+	if got := r.redact("ssh: bad key line " + line); strings.Contains(got, line) {
+		t.Errorf("key line not redacted: %s", got)
+	}
+	if got := r.redact(fakeSFTPKey); strings.Contains(got, "secretKeyLine") {
+		t.Errorf("key not redacted: %s", got)
+	}
+}
+
+// startS3 runs versitygw (an S3 server) on a loopback port over a fresh
+// directory with a bucket "restic", and returns its address.
+func startS3(t *testing.T, access, secret string) string {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "restic"), 0o700); err != nil { // a bucket is a directory
+		t.Fatal(err)
+	}
+	addr := testenv.FreePort(t)
+	cmd := exec.Command(testenv.Versitygw(t), "--quiet", "--port", addr, "posix", root)
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+access, "ROOT_SECRET_ACCESS_KEY="+secret)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	waitFor(t, func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return addr
+}
+
+// TestS3CredentialsNotExposed backs up to a real S3 server: the secret
+// access key reaches restic in its environment only (restic has no other
+// way for it), never its command line, the runner's log, its result or a
+// file in the runner's temp dir, during the run or after.
+func TestS3CredentialsNotExposed(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	const access, secret = "AKIAE2ETESTKEY", "s3-Secret-0xDEADBEEF-c2VjcmV0"
+	addr := startS3(t, access, secret)
+	repo := Repo{URL: "s3:http://" + addr + "/restic/repo", Password: "pw-Secret-0xC0FFEE",
+		Env: map[string]string{"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret}}
+	r, logs := newRunner(t)
+	data := t.TempDir()
+	genTree(t, data, 20, 1, 1<<20)
+	for _, spec := range []Spec{
+		{Kind: KindInit, Repo: repo},
+		{Kind: KindBackup, Repo: repo, Backup: BackupArgs{Paths: []string{data}}},
+	} {
+		checked := false
+		res := r.Run(testCtx(t), spec, Hooks{OnProcess: func(pid int) {
+			checked = true
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			if len(cmdline) == 0 || bytes.Contains(cmdline, []byte(secret)) {
+				t.Errorf("restic's command line %q", cmdline)
+			}
+			if !bytes.Contains(environ, []byte("AWS_SECRET_ACCESS_KEY="+secret)) {
+				t.Error("restic's environment lacks the secret key")
+			}
+			for _, name := range leftovers(t, r.TempDir) {
+				if b, _ := os.ReadFile(filepath.Join(r.TempDir, name)); bytes.Contains(b, []byte(secret)) {
+					t.Errorf("secret file %s holds the S3 secret", name)
+				}
+			}
+		}})
+		if res.Status != StatusSucceeded || !checked {
+			t.Fatalf("%s: %+v", spec.Kind, res)
+		}
+		if b, _ := json.Marshal(res); bytes.Contains(b, []byte(secret)) {
+			t.Errorf("%s: the result holds the secret: %s", spec.Kind, b)
+		}
+		if l := leftovers(t, r.TempDir); len(l) != 0 {
+			t.Errorf("%s: left in TempDir: %v", spec.Kind, l)
+		}
+	}
+	if strings.Contains(logs.String(), secret) {
+		t.Errorf("the log holds the secret:\n%s", logs.String())
+	}
+	if snaps := resticS3(t, repo, "snapshots", "--json"); !bytes.Contains(snaps, []byte(data)) {
+		t.Errorf("restic lists %s", snaps)
+	}
+}
+
+// resticS3 is resticDirect with the repository's S3 keys.
+func resticS3(t *testing.T, repo Repo, args ...string) []byte {
+	t.Helper()
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte(repo.Password), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(testenv.Restic(t), append([]string{"-r", repo.URL, "--password-file", pw, "--no-cache"}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
+		"AWS_ACCESS_KEY_ID=" + repo.Env["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY=" + repo.Env["AWS_SECRET_ACCESS_KEY"]}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("restic %v: %v", args, err)
+	}
+	return out
 }
