@@ -55,6 +55,15 @@ func TestBackendsEndToEnd(t *testing.T) {
 			f := &fleet{srv: sub, host: host, agent: agent, repoURL: b.url, password: "repo-secret-" + b.name}
 			f.repoID = sub.createRepoEnv(b.name, b.url, f.password, b.env, host.ID, old.ID)
 			testBackend(t, f, b, old)
+			// The API shows the repository without its credentials.
+			var repo map[string]any
+			sub.do("GET", "/api/v1/repos/"+f.repoID, nil, &repo, 200)
+			shown, _ := json.Marshal(repo)
+			for k, v := range b.env {
+				if k != "AWS_ACCESS_KEY_ID" && k != "RESTIC_SFTP_KNOWN_HOSTS" && strings.Contains(string(shown), v) {
+					t.Errorf("GET /repos shows %s: %s", k, shown)
+				}
+			}
 		})
 	}
 
