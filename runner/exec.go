@@ -60,8 +60,16 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, v restic
 		fromArgs = []string{"--from-repository-file", fromRepo, "--from-password-file", fromPw}
 		env = mergeEnv(main.Env, from.Env)
 	}
+	// The SFTP key and known host of the repository restic opens with -r
+	// (a second repository's are not supported: restic has one ssh setting).
+	backendArgs, removeBackendFiles, err := backendFiles(dir, main, v)
+	if err != nil {
+		return failed(res, "cannot prepare the backend's credentials: "+err.Error())
+	}
+	defer removeBackendFiles()
 
 	args := []string{"--repository-file", repoFile, "--password-file", pwFile}
+	args = append(args, backendArgs...)
 	if r.CacheDir != "" {
 		args = append(args, "--cache-dir", r.CacheDir)
 	}

@@ -128,8 +128,15 @@ func newRedactor(repos ...Repo) *redactor {
 				}
 			}
 		}
-		for _, v := range repo.Env {
+		for k, v := range repo.Env {
 			add(v, 8)
+			if k == EnvSFTPKey {
+				// A key's lines one by one too: ssh or restic may quote a
+				// line of a key it cannot parse.
+				for _, l := range strings.Split(v, "\n") {
+					add(strings.TrimSpace(l), 16)
+				}
+			}
 		}
 	}
 	if len(secrets) == 0 {
@@ -231,7 +238,8 @@ func buildEnv(fps string, repoEnv map[string]string) []string {
 	// issue 3545). Never log them.
 	keys := make([]string, 0, len(repoEnv))
 	for k, v := range repoEnv {
-		if v != "" {
+		// The SFTP key and known_hosts reach ssh as files (backendFiles).
+		if v != "" && !fileOnlyEnv[k] {
 			keys = append(keys, k)
 		}
 	}

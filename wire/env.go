@@ -25,6 +25,10 @@ var backendEnv = map[string]bool{
 	"GOOGLE_PROJECT_ID": true, "GOOGLE_APPLICATION_CREDENTIALS": true, "GOOGLE_ACCESS_TOKEN": true,
 	// OpenStack Swift (its OS_* variables, below) and v1 auth
 	"ST_AUTH": true, "ST_USER": true, "ST_KEY": true,
+	// SFTP: restic-manager's own, not restic's. The agent writes them to
+	// private files for the run and gives ssh their names (the key never
+	// reaches argv or restic's environment): runner.EnvSFTPKey.
+	"RESTIC_SFTP_KEY": true, "RESTIC_SFTP_KNOWN_HOSTS": true,
 	// rest-server
 	"RESTIC_REST_USERNAME": true, "RESTIC_REST_PASSWORD": true,
 	// TLS to the backend and repository settings
@@ -55,7 +59,7 @@ func CheckRepoEnv(env map[string]string) error {
 	sort.Strings(names)
 	for _, k := range names {
 		if !backendEnv[k] {
-			return badArgs("env %q is not a restic backend variable (allowed: AWS_*, B2_*, AZURE_*, GOOGLE_*, OS_*, ST_*, RESTIC_REST_*, RESTIC_CACERT, …)", k)
+			return badArgs("env %q is not a restic backend variable (allowed: AWS_*, B2_*, AZURE_*, GOOGLE_*, OS_*, ST_*, RESTIC_REST_*, RESTIC_SFTP_KEY, RESTIC_SFTP_KNOWN_HOSTS, RESTIC_CACERT, …)", k)
 		}
 		if strings.ContainsAny(env[k], "\x00") {
 			return badArgs("env %q contains a NUL byte", k)

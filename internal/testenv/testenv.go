@@ -48,6 +48,10 @@ func RestServer(t testing.TB) string { return tool(t, "rest-server", "RM_TEST_RE
 // runner supports; RM_TEST_RESTIC014 overrides).
 func Restic014(t testing.TB) string { return tool(t, "restic-0.14.0", "RM_TEST_RESTIC014") }
 
+// Versitygw is the pinned versitygw, the S3-compatible server the backend
+// tests run (RM_TEST_VERSITYGW overrides).
+func Versitygw(t testing.TB) string { return tool(t, "versitygw", "RM_TEST_VERSITYGW") }
+
 // FreePort returns a loopback TCP port that was free a moment ago. Tests that
 // restart a server on the same address need a fixed port, so ":0" will not do.
 //

@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/restic-manager/restic-manager/internal/harness"
+	"github.com/restic-manager/restic-manager/internal/testenv"
+)
+
+// createRepoEnv adds a repository with backend variables (sealed by the
+// console, sent sealed to the agents) for hosts.
+func (s *server) createRepoEnv(name, url, password string, env map[string]string, hosts ...string) string {
+	s.t.Helper()
+	var r struct {
+		ID string `json:"id"`
+	}
+	s.do("POST", "/api/v1/repos", map[string]any{"name": name, "url": url, "password": password, "env": env, "hosts": hosts}, &r, 201)
+	return r.ID
+}
+
+// TestBackendsEndToEnd runs the whole life of a repository through the
+// console, a real agent and real restic on each kind of backend a fleet
+// uses besides rest-server: a local path, an S3-compatible server
+// (versitygw) and an SFTP server (OpenSSH's sshd), both private to the test
+// on loopback. Per backend: init, backup, browse, restore, a second backup
+// and forget keep_last 1, each checked against restic run directly; then a
+// backup from a host with restic 0.14.0 (sftp.command rather than
+// sftp.args). No credential shows in the logs or the agent's files.
+func TestBackendsEndToEnd(t *testing.T) {
+	t.Parallel()
+	backends := []backend{localBackend(t), startS3(t), startSFTP(t)}
+	srv := newServer(t)
+	host := srv.createHost("backends-1")
+	agent := enrollAgent(t, srv, host.EnrollToken, testenv.Restic(t))
+	agent.start(t)
+	old := srv.createHost("backends-restic014")
+	oldAgent := enrollAgent(t, srv, old.EnrollToken, testenv.Restic014(t))
+	oldAgent.start(t)
+	srv.waitOnline(host.ID, true)
+	srv.waitOnline(old.ID, true)
+
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			// The subtest's own server handle, so that an API failure
+			// ends this subtest, not its parent from another goroutine.
+			sub := &server{Server: srv.Server, t: t}
+			f := &fleet{srv: sub, host: host, agent: agent, repoURL: b.url, password: "repo-secret-" + b.name}
+			f.repoID = sub.createRepoEnv(b.name, b.url, f.password, b.env, host.ID, old.ID)
+			testBackend(t, f, b, old)
+			// The API shows the repository without its credentials.
+			var repo map[string]any
+			sub.do("GET", "/api/v1/repos/"+f.repoID, nil, &repo, 200)
+			shown, _ := json.Marshal(repo)
+			for k, v := range b.env {
+				if k != "AWS_ACCESS_KEY_ID" && k != "RESTIC_SFTP_KNOWN_HOSTS" && strings.Contains(string(shown), v) {
+					t.Errorf("GET /repos shows %s: %s", k, shown)
+				}
+			}
+		})
+	}
+
+	// Neither the console's nor the agents' logs, nor any file the agents
+	// keep, holds a backend credential.
+	var secrets []string
+	for _, b := range backends {
+		for k, v := range b.env {
+			if k == "AWS_SECRET_ACCESS_KEY" || k == "RESTIC_SFTP_KEY" {
+				secrets = append(secrets, v)
+			}
+			if k == "RESTIC_SFTP_KEY" {
+				lines := strings.Split(strings.TrimSpace(v), "\n")
+				secrets = append(secrets, lines[1:len(lines)-1]...)
+			}
+		}
+	}
+	if len(secrets) < 3 {
+		t.Fatalf("only %d secrets to look for", len(secrets))
+	}
+	for name, out := range map[string]string{"server": srv.Proc.Output(), "agent": agent.Proc.Output(), "restic 0.14 agent": oldAgent.Proc.Output()} {
+		for _, s := range secrets {
+			if strings.Contains(out, s) {
+				t.Errorf("%s log holds a credential (%.12s…)", name, s)
+			}
+		}
+	}
+	for _, a := range []*agentProc{agent, oldAgent} {
+		dir := filepath.Dir(a.Config)
+		if hits := scanFiles(t, dir, secrets...); len(hits) > 0 {
+			t.Errorf("agent files hold a credential: %v", hits)
+		}
+		if left, err := os.ReadDir(filepath.Join(dir, "state", "tmp")); err != nil || len(left) > 0 {
+			t.Errorf("the agent's secret temp dir: %v, left in it: %v", err, left)
+		}
+	}
+}
+
+func testBackend(t *testing.T, f *fleet, b backend, old harness.HostCreated) {
+	restic018 := testenv.Restic(t)
+	snapshots := func() []resticSnap {
+		var snaps []resticSnap
+		out := resticOn(t, restic018, b, f.repoURL, f.password, "snapshots", "--json")
+		if err := json.Unmarshal(out, &snaps); err != nil {
+			t.Fatalf("restic snapshots output %q: %v", out, err)
+		}
+		return snaps
+	}
+
+	f.initRepo(t)
+	src := makeTree(t, 300)
+	first := f.run(t, "backup", map[string]any{"paths": []string{src}})
+	var sum struct {
+		TotalFilesProcessed int `json:"total_files_processed"`
+	}
+	if err := json.Unmarshal(first.Summary, &sum); err != nil || sum.TotalFilesProcessed != 301 {
+		t.Errorf("backup summary %s: %v", first.Summary, err)
+	}
+	if snaps := snapshots(); len(snaps) != 1 || snaps[0].ID != first.SnapshotID {
+		t.Fatalf("restic lists %+v, the job made %s", snaps, first.SnapshotID)
+	}
+
+	// Browse (the agent's ls indexes the snapshot): the root leads to the
+	// source, whose entries are the tree's.
+	top := strings.Split(strings.TrimPrefix(src, "/"), "/")[0]
+	if root := f.browse(t, first.SnapshotID, "/"); !slices.Equal(root, []string{top}) {
+		t.Errorf("snapshot root lists %v, want [%s]", root, top)
+	}
+	var want []string
+	ents, _ := os.ReadDir(src)
+	for _, e := range ents {
+		want = append(want, e.Name())
+	}
+	if got := f.browse(t, first.SnapshotID, src); !slices.Equal(got, want) {
+		t.Errorf("browse %s lists %v, want %v", src, got, want)
+	}
+
+	// Restore: the same files, the same bytes.
+	target := t.TempDir()
+	f.run(t, "restore", map[string]any{"snapshot_id": first.SnapshotID, "target_path": target})
+	sameTree(t, src, filepath.Join(target, src))
+
+	// A second backup, then forget keeps only it.
+	if err := os.WriteFile(filepath.Join(src, "new.txt"), []byte("second\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	second := f.run(t, "backup", map[string]any{"paths": []string{src}})
+	f.run(t, "forget", map[string]any{"retention": map[string]any{"keep_last": 1}})
+	if snaps := snapshots(); len(snaps) != 1 || snaps[0].ID != second.SnapshotID {
+		t.Fatalf("after forget restic lists %+v, want only %s", snaps, second.SnapshotID)
+	}
+
+	// restic 0.14.0 on another host backs up into the same repository.
+	of := *f
+	of.host = old
+	third := of.run(t, "backup", map[string]any{"paths": []string{src}})
+	// (restic 0.14's backup summary names the snapshot by its short ID.)
+	if snaps := snapshots(); len(snaps) != 2 || len(third.SnapshotID) < 8 || !strings.HasPrefix(snaps[1].ID, third.SnapshotID) {
+		t.Fatalf("after restic 0.14's backup restic lists %+v, want %s last", snaps, third.SnapshotID)
+	}
+	t.Logf("%s: %s ok (snapshots %s, %s)", b.name, b.url, second.SnapshotID[:8], third.SnapshotID[:8])
+}
+
+// BenchmarkBackends times a backup of the same ~200 MiB data set (2,000
+// files, incompressible) through the console and one agent into a fresh
+// repository on each backend, rest-server included for comparison: wall
+// time from the API request to the job's success, and MiB/s. Figures for
+// the closing note, printed, not asserted. RM_BENCH_MIB changes the size.
+//
+//	go test ./e2e -run '^$' -bench BenchmarkBackends -benchtime 1x
+func BenchmarkBackends(b *testing.B) {
+	mib := int64(200)
+	if v, err := strconv.ParseInt(os.Getenv("RM_BENCH_MIB"), 10, 64); err == nil && v > 0 {
+		mib = v
+	}
+	data := genDataSet(b, b.TempDir(), 2000, mib<<20)
+	b.Logf("data set: %d files, %.1f MiB, written in %s", data.files, float64(data.bytes)/(1<<20), data.took.Round(time.Millisecond))
+	backends := []backend{localBackend(b), startS3(b), startSFTP(b),
+		{name: "rest", url: "rest:http://" + restServer(b, b.TempDir()) + "/bench/"}}
+	srv := newServer(b)
+	host := srv.createHost("bench-backends")
+	agent := enrollAgent(b, srv, host.EnrollToken, testenv.Restic(b))
+	agent.start(b)
+	srv.waitOnline(host.ID, true)
+	for i := 0; i < b.N; i++ {
+		for _, be := range backends {
+			repoID := srv.createRepoEnv(fmt.Sprintf("bench-%s-%d", be.name, i), fmt.Sprintf("%s-%d", strings.TrimSuffix(be.url, "/"), i), "bench-pw", be.env, host.ID)
+			if j := srv.waitJob(srv.createJob(host.ID, map[string]any{"kind": "init", "repo_id": repoID}), 2*time.Minute); j.Status != "succeeded" {
+				b.Fatalf("%s init: %s: %s %s", be.name, j.Status, j.Error, j.StderrTail)
+			}
+			t0 := time.Now()
+			id := srv.createJob(host.ID, map[string]any{"kind": "backup", "repo_id": repoID, "args": map[string]any{"paths": []string{data.dir}}})
+			j := waitJobFast(b, srv, id, 30*time.Minute)
+			wall := time.Since(t0)
+			if j.Status != "succeeded" {
+				b.Fatalf("%s backup: %s: %s %s", be.name, j.Status, j.Error, j.StderrTail)
+			}
+			rate := float64(data.bytes) / (1 << 20) / wall.Seconds()
+			b.Logf("%-5s backup of %.0f MiB: %6.1f s, %6.1f MiB/s", be.name, float64(data.bytes)/(1<<20), wall.Seconds(), rate)
+			b.ReportMetric(rate, be.name+"-MiB/s")
+		}
+	}
+}
