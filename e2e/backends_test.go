@@ -47,6 +47,7 @@ func TestBackendsEndToEnd(t *testing.T) {
 	srv.waitOnline(host.ID, true)
 	srv.waitOnline(old.ID, true)
 
+	repoOf := map[string]string{}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			// The subtest's own server handle, so that an API failure
@@ -54,6 +55,7 @@ func TestBackendsEndToEnd(t *testing.T) {
 			sub := &server{Server: srv.Server, t: t}
 			f := &fleet{srv: sub, host: host, agent: agent, repoURL: b.url, password: "repo-secret-" + b.name}
 			f.repoID = sub.createRepoEnv(b.name, b.url, f.password, b.env, host.ID, old.ID)
+			repoOf[b.name] = f.repoID
 			testBackend(t, f, b, old)
 			// The API shows the repository without its credentials.
 			var repo map[string]any
@@ -66,6 +68,36 @@ func TestBackendsEndToEnd(t *testing.T) {
 			}
 		})
 	}
+
+	// A copy between two backends: every snapshot of the S3 repository
+	// reaches the SFTP one, as restic itself sees it there.
+	t.Run("copy S3 to SFTP", func(t *testing.T) {
+		sub := &server{Server: srv.Server, t: t}
+		s3, sftp := backends[1], backends[2]
+		id := sub.createJob(host.ID, map[string]any{"kind": "copy", "repo_id": repoOf[s3.name], "args": map[string]any{"to_repo_id": repoOf[sftp.name]}})
+		j := sub.waitJob(id, 3*time.Minute)
+		if j.Status != "succeeded" {
+			t.Fatalf("copy: %s: %s\n%s", j.Status, j.Error, j.StderrTail)
+		}
+		var src, dst []struct {
+			ID       string `json:"id"`
+			Original string `json:"original"`
+		}
+		_ = json.Unmarshal(resticOn(t, testenv.Restic(t), s3, s3.url, "repo-secret-"+s3.name, "snapshots", "--json"), &src)
+		_ = json.Unmarshal(resticOn(t, testenv.Restic(t), sftp, sftp.url, "repo-secret-"+sftp.name, "snapshots", "--json"), &dst)
+		originals := map[string]bool{}
+		for _, s := range dst {
+			originals[s.Original] = true
+		}
+		for _, s := range src {
+			if !originals[s.ID] {
+				t.Errorf("S3 snapshot %.8s has no copy in the SFTP repository (copy output %s)", s.ID, j.Output)
+			}
+		}
+		if len(src) == 0 {
+			t.Fatal("no snapshots in the S3 repository")
+		}
+	})
 
 	// Neither the console's nor the agents' logs, nor any file the agents
 	// keep, holds a backend credential.
