@@ -56,6 +56,14 @@ function fmtBytes(n) {
 }
 // fmtTime shows a time as the server-rendered parts of the page do, in the
 // browser's time zone.
+// limitText says a job's bandwidth limits ("" when none), as the job page does.
+function limitText(a) {
+  const parts = [];
+  if (a.limit_upload_kib > 0) parts.push("upload limit " + a.limit_upload_kib + " KiB/s");
+  if (a.limit_download_kib > 0) parts.push("download limit " + a.limit_download_kib + " KiB/s");
+  return parts.join(", ");
+}
+
 function fmtTime(s) {
   if (!s) return "";
   const d = new Date(s);
@@ -576,13 +584,19 @@ function restorePage(main) {
   }
   $$("input[name=w-target]").forEach(r => r.addEventListener("change", syncTarget));
 
+  // limits reads the wizard's bandwidth limits (KiB/s, 0 none; the console checks the bound).
+  function limits() {
+    const n = (id) => { const v = Number($(id).value || 0); if (!Number.isInteger(v) || v < 0) throw new Error("Bandwidth limits are whole KiB/s, 0 for none."); return v; };
+    return { limit_upload_kib: n("#w-limit-up"), limit_download_kib: n("#w-limit-down") };
+  }
+
   function request() {
     const t = target(), o = origHost();
-    const req = { repo_id: st.repo, snapshot_id: st.snap.id, include: [...st.sel.keys()].sort() };
+    const req = { repo_id: st.repo, snapshot_id: st.snap.id, include: [...st.sel.keys()].sort(), ...limits() };
     if (t === "tosource") {
       const src = sourceOf(st.snap.tags), h = $("#w-host").selectedOptions[0];
       if (!h || !(h.dataset.restoreSources || "").split(",").includes(src)) throw new Error("The chosen host's agent has no restore command for source " + src + ": choose a host that defines one, or restore the file to a folder.");
-      return { repo_id: st.repo, snapshot_id: st.snap.id, target_host_id: h.value, to_source: src };
+      return { repo_id: st.repo, snapshot_id: st.snap.id, target_host_id: h.value, to_source: src, ...limits() };
     }
     if (t === "otherhost") req.target_host_id = $("#w-host").value;
     else if (o) req.target_host_id = o.value;
@@ -611,7 +625,8 @@ function restorePage(main) {
     const hostName = (id) => { const o = $$("#w-host option").find(x => x.value === id); return o ? o.textContent : id; };
     const rows = [["Repository", repoSel.selectedOptions[0].textContent], ["Snapshot", $("#w-snap-label").textContent],
       ["Paths", (req.include || []).join("\n") || "the whole dump"], ["Target host", hostName(req.target_host_id)],
-      ["Target", req.to_source ? "the agent's restore command for source " + req.to_source : req.in_place ? "original location (overwrite)" : req.target_path + " (files keep their full path under it)"]];
+      ["Target", req.to_source ? "the agent's restore command for source " + req.to_source : req.in_place ? "original location (overwrite)" : req.target_path + " (files keep their full path under it)"],
+      ["Bandwidth", limitText(req) || "unlimited"]];
     $("#w-review").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { class: k === "Paths" ? "files" : "" }, v)]));
     step(4);
   });
