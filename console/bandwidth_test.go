@@ -59,3 +59,40 @@ func TestRestoreLimitsShownOnTheJob(t *testing.T) {
 		t.Error("job page shows a limit for an unlimited job")
 	}
 }
+
+// A policy's schedule carries its bandwidth windows to the hosts it
+// applies to; a bad window is refused with the reason.
+func TestPolicyScheduleWindows(t *testing.T) {
+	c, st, _ := newTestConsole(t)
+	withRoles(t, st)
+	enrolledHost(t, st, "host-w1")
+	if _, err := st.UpdateHost("host-w1", func(x *storage.Host) error { x.Labels = map[string]string{"role": "web"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-1", Name: "r", HostsListed: true}, storage.RepoSecrets{URL: "/srv/r", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler(nil))
+	defer srv.Close()
+	api := caller{t, srv}
+	admin := "rmt_trust_admin"
+	pol := func(window string) (int, map[string]any) {
+		return api.do(admin, "POST", "/api/v1/policies", `{"name":"web","selector":{"role":"web"},"repo_id":"repo-1",
+			"schedules":[{"name":"nightly","kind":"backup","cron":"0 * * * *","timezone":"Europe/Berlin","enabled":true,"paths":["/srv"],
+			"limit_windows":[`+window+`]}]}`)
+	}
+	if code, out := pol(`{"days":["mon","funday"],"from":"08:00","to":"18:00","limit_upload_kib":5120}`); code != http.StatusBadRequest || !strings.Contains(out["error"].(string), `limit window 1: day "funday" is not one of`) {
+		t.Errorf("bad day: %d %v", code, out)
+	}
+	if code, out := pol(`{"days":["mon","tue"],"from":"08:00","to":"18:00","limit_upload_kib":5120}`); code != http.StatusCreated {
+		t.Fatalf("policy with a window: %d %v", code, out)
+	}
+	hs, err := st.GetSchedules("host-w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eff := hs.Effective()
+	if len(eff) != 1 || len(eff[0].LimitWindows) != 1 || eff[0].LimitWindows[0].LimitUploadKiB != 5120 {
+		t.Fatalf("host schedules %+v", eff)
+	}
+}

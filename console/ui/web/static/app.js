@@ -112,6 +112,7 @@ function backupExtras(form, o) {
   if (sources.length) o.sources = sources;
   if (f.limit_upload_kib && f.limit_upload_kib.value !== "") o.limit_upload_kib = num(f.limit_upload_kib.value);
   if (f.limit_download_kib && f.limit_download_kib.value !== "") o.limit_download_kib = num(f.limit_download_kib.value);
+  if (f.limit_windows) { const ws = parseWindows(f.limit_windows.value); if (ws.length) o.limit_windows = ws; }
   return o;
 }
 function backupExtrasToForm(form, s) {
@@ -119,6 +120,43 @@ function backupExtrasToForm(form, s) {
   setNames(form, "hooks", s.hooks); setNames(form, "sources", s.sources);
   if (f.limit_upload_kib) f.limit_upload_kib.value = s.limit_upload_kib || "";
   if (f.limit_download_kib) f.limit_download_kib.value = s.limit_download_kib || "";
+  if (f.limit_windows) f.limit_windows.value = formatWindows(s.limit_windows);
+}
+
+// Bandwidth windows are edited one a line: "mon-fri 08:00-18:00 5120/0"
+// (days as a range, a comma list or "daily"; from-to in the schedule's time
+// zone, to before from runs overnight; upload/download KiB/s, 0 none). The
+// console checks them again and says what is wrong.
+const weekDays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+function parseWindows(text) {
+  return lines(text).map(line => {
+    const m = /^(\S+)\s+(\d\d:\d\d)-(\d\d:\d\d)\s+(\d+)\/(\d+)$/.exec(line.trim());
+    if (!m) throw new Error("Bandwidth window \"" + line + "\" is not like \"mon-fri 08:00-18:00 5120/0\" (days, from-to, upload/download KiB/s).");
+    const w = { from: m[2], to: m[3] };
+    if (m[1] !== "daily") {
+      w.days = [];
+      for (const part of m[1].split(",")) {
+        const [a, b] = part.split("-"), i = weekDays.indexOf(a), j = b === undefined ? i : weekDays.indexOf(b);
+        if (i < 0 || j < 0 || j < i) throw new Error("Bandwidth window \"" + line + "\": days are mon…sun, a range such as mon-fri, a list such as sat,sun, or daily.");
+        w.days.push(...weekDays.slice(i, j + 1));
+      }
+    }
+    if (num(m[4])) w.limit_upload_kib = num(m[4]);
+    if (num(m[5])) w.limit_download_kib = num(m[5]);
+    return w;
+  });
+}
+function formatWindows(ws) {
+  return (ws || []).map(w => {
+    const d = w.days && w.days.length ? w.days : null;
+    let days = "daily";
+    if (d) {
+      const idx = d.map(x => weekDays.indexOf(x));
+      const run = idx.every((v, k) => k === 0 || v === idx[k - 1] + 1);
+      days = run && d.length > 1 ? d[0] + "-" + d[d.length - 1] : d.join(",");
+    }
+    return days + " " + w.from + "-" + w.to + " " + (w.limit_upload_kib || 0) + "/" + (w.limit_download_kib || 0);
+  }).join("\n");
 }
 const sourceOf = tags => { const t = (tags || []).find(x => x.startsWith("source:")); return t ? t.slice(7) : ""; };
 
@@ -292,7 +330,10 @@ function hostPage(main) {
     const old = set.find(x => x.id === s.id);
     if (old && old.jitter_s !== undefined) s.jitter_s = old.jitter_s;
     switch (s.kind) {
-      case "backup": s.paths = lines(f.paths.value); s.excludes = lines(f.excludes.value); s.tags = commas(f.tags.value); backupExtras(ed, s); break;
+      case "backup":
+        s.paths = lines(f.paths.value); s.excludes = lines(f.excludes.value); s.tags = commas(f.tags.value);
+        try { backupExtras(ed, s); } catch (e) { showError($("#schedule-error"), e); return; }
+        break;
       case "forget": s.retention = retention(ed); s.prune = f.prune.checked; break;
       case "prune": if (f.max_unused.value) s.max_unused = f.max_unused.value; break;
       case "check": if (f.read_data_subset.value) s.read_data_subset = f.read_data_subset.value; break;
@@ -992,7 +1033,8 @@ function policyPage(main) {
   ed.addEventListener("submit", ev => {
     ev.preventDefault();
     const i = ed.elements.index.value === "" ? -1 : num(ed.elements.index.value);
-    const s = scheduleFromForm(ed, i >= 0 ? set[i] : null);
+    let s;
+    try { s = scheduleFromForm(ed, i >= 0 ? set[i] : null); } catch (e) { showError($("#policy-schedule-error"), e); return; }
     if (!s.name || !s.cron) { showError($("#policy-schedule-error"), new Error("A schedule needs a name and a cron expression.")); return; }
     if (s.kind === "backup" && s.paths.length === 0 && !s.sources) { showError($("#policy-schedule-error"), new Error("Give at least one path or source to back up.")); return; }
     showError($("#policy-schedule-error"));
