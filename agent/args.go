@@ -60,6 +60,7 @@ var specArgs = map[string]func(args any, spec *runner.Spec){
 	wire.JobRestore: fill(func(a *wire.RestoreArgs, s *runner.Spec) {
 		s.Restore = runner.RestoreArgs{SnapshotID: a.SnapshotID, Include: a.Include, Target: a.TargetPath, InPlace: a.InPlace,
 			Overwrite: a.Overwrite, Verify: a.Verify}
+		s.LimitUploadKiB, s.LimitDownloadKiB = a.LimitUploadKiB, a.LimitDownloadKiB
 	}),
 	wire.JobLs: fill(func(a *wire.LsArgs, s *runner.Spec) { s.Ls = runner.LsArgs{SnapshotID: a.SnapshotID, Path: a.Path} }),
 	// A drill is the agent's composition (drill.go): it decodes its

@@ -58,9 +58,10 @@ func TestDecodeArgs(t *testing.T) {
 		}},
 		{wire.JobStats, `{"mode":"raw-data","snapshot_ids":["latest"]}`, func(s runner.Spec) bool { return s.Stats.Mode == "raw-data" && s.Stats.SnapshotIDs[0] == "latest" }},
 		{wire.JobDiff, `{"snapshot_a":"0123abcd","snapshot_b":"4567cdef"}`, func(s runner.Spec) bool { return s.Diff.SnapshotA == "0123abcd" && s.Diff.SnapshotB == "4567cdef" }},
-		{wire.JobRestore, `{"snapshot_id":"latest","include":["/a"],"target_path":"/t","overwrite":"never","verify":true}`, func(s runner.Spec) bool {
+		{wire.JobRestore, `{"snapshot_id":"latest","include":["/a"],"target_path":"/t","overwrite":"never","verify":true,"limit_upload_kib":7,"limit_download_kib":8}`, func(s runner.Spec) bool {
 			r := s.Restore
-			return r.SnapshotID == "latest" && r.Include[0] == "/a" && r.Target == "/t" && !r.InPlace && r.Overwrite == "never" && r.Verify
+			return r.SnapshotID == "latest" && r.Include[0] == "/a" && r.Target == "/t" && !r.InPlace && r.Overwrite == "never" && r.Verify &&
+				s.LimitUploadKiB == 7 && s.LimitDownloadKiB == 8
 		}},
 		{wire.JobLs, `{"snapshot_id":"0123abcd","path":"/a"}`, func(s runner.Spec) bool { return s.Ls.SnapshotID == "0123abcd" && s.Ls.Path == "/a" }},
 		{wire.JobIndex, `{"snapshot_id":"` + id + `"}`, func(s runner.Spec) bool { return s.Ls.SnapshotID == id && s.Ls.Path == "" }},

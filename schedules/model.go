@@ -52,6 +52,10 @@ type Schedule struct {
 	Sources          []string `json:"sources,omitempty"`
 	LimitUploadKiB   int      `json:"limit_upload_kib,omitempty"`
 	LimitDownloadKiB int      `json:"limit_download_kib,omitempty"`
+	// LimitWindows (backup and copy) override the limits above at times of
+	// the week: a fire takes the limits in force at its scheduled time
+	// (LimitsAt).
+	LimitWindows []LimitWindow `json:"limit_windows,omitempty"`
 	// forget
 	Retention *Retention `json:"retention,omitempty"`
 	Prune     bool       `json:"prune,omitempty"`
@@ -117,6 +121,9 @@ func (s Schedule) Validate() error {
 				return fmt.Errorf("%s: %w", prefix, err)
 			}
 		}
+	}
+	if err := s.validateWindows(); err != nil {
+		return fmt.Errorf("%s: %w", prefix, err)
 	}
 	// The job a fire makes must pass the same checks as any other.
 	args, err := s.JobArgs()

@@ -185,6 +185,16 @@ func isAbs(p string) bool {
 	return len(p) >= 3 && (p[1] == ':') && (p[2] == '\\' || p[2] == '/') && (p[0]|0x20 >= 'a' && p[0]|0x20 <= 'z')
 }
 
+// CheckLimits checks a pair of bandwidth limits (KiB/s, restic's
+// --limit-upload/--limit-download): 0 means none. Backups, copies, restores
+// and the console's schedule windows share it so the bound is one.
+func CheckLimits(uploadKiB, downloadKiB int) error {
+	if uploadKiB < 0 || uploadKiB > MaxLimitKiB || downloadKiB < 0 || downloadKiB > MaxLimitKiB {
+		return badArgs("bandwidth limits must be 0 (none) to %d KiB/s", MaxLimitKiB)
+	}
+	return nil
+}
+
 // ValidSnapshotRef accepts a snapshot ID or a prefix of one (8 to 64
 // lower-case hex digits), or "latest".
 func ValidSnapshotRef(s string) bool {
@@ -261,8 +271,8 @@ func (a *BackupArgs) check() error {
 			return badArgs("tag %q refused: tags starting with %q mark source snapshots", t, sourceTagLabel)
 		}
 	}
-	if a.LimitUploadKiB < 0 || a.LimitUploadKiB > MaxLimitKiB || a.LimitDownloadKiB < 0 || a.LimitDownloadKiB > MaxLimitKiB {
-		return badArgs("bandwidth limits must be 0 (none) to %d KiB/s", MaxLimitKiB)
+	if err := CheckLimits(a.LimitUploadKiB, a.LimitDownloadKiB); err != nil {
+		return err
 	}
 	return checkArgs(a.Paths, a.Excludes, a.ExcludeFiles)
 }
@@ -341,7 +351,7 @@ func (a *RestoreArgs) check() error {
 	default:
 		return badArgs("overwrite must be always, if-changed, if-newer or never")
 	}
-	return nil
+	return CheckLimits(a.LimitUploadKiB, a.LimitDownloadKiB)
 }
 
 func (a *LsArgs) check() error {

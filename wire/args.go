@@ -71,6 +71,10 @@ type RestoreArgs struct {
 	// ToSource streams a source snapshot's dump into that source's restore
 	// command on the agent (e.g. psql) instead of writing files.
 	ToSource string `json:"to_source,omitempty"`
+	// Bandwidth limits in KiB/s (restic's --limit-upload/--limit-download;
+	// 0 none): a restore over a thin line mostly downloads.
+	LimitUploadKiB   int `json:"limit_upload_kib,omitempty"`
+	LimitDownloadKiB int `json:"limit_download_kib,omitempty"`
 }
 
 // LsArgs: ls {snapshot_id, path}: one directory's entries.

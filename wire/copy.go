@@ -38,8 +38,8 @@ func (a *CopyArgs) check() error {
 			return err
 		}
 	}
-	if a.LimitUploadKiB < 0 || a.LimitUploadKiB > MaxLimitKiB || a.LimitDownloadKiB < 0 || a.LimitDownloadKiB > MaxLimitKiB {
-		return badArgs("bandwidth limits must be 0 (none) to %d KiB/s", MaxLimitKiB)
+	if err := CheckLimits(a.LimitUploadKiB, a.LimitDownloadKiB); err != nil {
+		return err
 	}
 	return nil
 }

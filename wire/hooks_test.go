@@ -33,6 +33,20 @@ func TestBackupArgsHooksAndSources(t *testing.T) {
 	}
 }
 
+func TestRestoreLimits(t *testing.T) {
+	if _, err := DecodeArgs(JobRestore, []byte(`{"snapshot_id":"latest","target_path":"/r","limit_download_kib":5120,"limit_upload_kib":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range []string{
+		`{"snapshot_id":"latest","target_path":"/r","limit_download_kib":-1}`,
+		`{"snapshot_id":"latest","target_path":"/r","limit_upload_kib":10000001}`,
+	} {
+		if _, err := DecodeArgs(JobRestore, []byte(raw)); err == nil || !errors.Is(err, ErrBadArgs) || !strings.Contains(err.Error(), "bandwidth limits must be 0 (none) to 10000000 KiB/s") {
+			t.Errorf("%s: %v", raw, err)
+		}
+	}
+}
+
 func TestRestoreToSource(t *testing.T) {
 	if _, err := DecodeArgs(JobRestore, []byte(`{"snapshot_id":"latest","to_source":"pg"}`)); err != nil {
 		t.Fatal(err)

@@ -54,13 +54,17 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 		// ToSource restores a source snapshot into that source's restore
 		// command on the target host (a name its agent defines).
 		ToSource string `json:"to_source"`
+		// Bandwidth limits in KiB/s (0 none), checked by CreateJob.
+		LimitUploadKiB   int `json:"limit_upload_kib"`
+		LimitDownloadKiB int `json:"limit_download_kib"`
 	}
 	if err := httpx.Decode(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	args, _ := json.Marshal(wire.RestoreArgs{SnapshotID: req.SnapshotID, Include: req.Include, TargetPath: req.TargetPath,
-		InPlace: req.InPlace, Overwrite: req.Overwrite, Verify: req.Verify, ToSource: req.ToSource})
+		InPlace: req.InPlace, Overwrite: req.Overwrite, Verify: req.Verify, ToSource: req.ToSource,
+		LimitUploadKiB: req.LimitUploadKiB, LimitDownloadKiB: req.LimitDownloadKiB})
 	j, err := s.fleet.CreateJob(fleet.JobRequest{HostID: req.TargetHostID, RepoID: req.RepoID, Kind: wire.JobRestore, Args: args,
 		ActorKind: "user", Actor: who(r).User})
 	if err != nil {

@@ -223,7 +223,7 @@ func (f *Fleet) ingestFire(host string, payload []byte) error {
 	if why := f.checkFireTime(host, *sched, fr.ScheduledAt, time.Now()); why != "" {
 		return refuse(why)
 	}
-	args, err := sched.JobArgs()
+	args, err := sched.JobArgsAt(fr.ScheduledAt) // the bandwidth limits in force at the scheduled time
 	if err != nil {
 		return refuse(err.Error())
 	}

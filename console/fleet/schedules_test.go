@@ -152,3 +152,45 @@ func TestForgedFiresAreRefused(t *testing.T) {
 		t.Errorf("%d jobs from the fires, want 4 (two forgets, two checks)", len(jobs))
 	}
 }
+
+// A fire takes the bandwidth limits in force at its scheduled time, read in
+// the schedule's time zone: a window's inside it, the schedule's own outside.
+func TestFireTakesTheLimitsOfItsWindow(t *testing.T) {
+	f, st, _ := newTestFleet(t)
+	enrolledHost(t, st, "host-a")
+	seedRepo(t, st, "repo-1")
+	zero := 0
+	if _, err := st.UpdateSchedules("host-a", func(hs *storage.HostSchedules) error {
+		hs.Version = 1
+		hs.Schedules = []schedules.Schedule{{ID: "b", Name: "b", Kind: wire.JobBackup, Cron: "0 * * * *", Timezone: "Europe/Berlin",
+			Enabled: true, RepoID: "repo-1", Paths: []string{"/etc"}, JitterS: &zero, LimitDownloadKiB: 9,
+			LimitWindows: []schedules.LimitWindow{{From: "08:00", To: "18:00", LimitUploadKiB: 5120}}}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	y := time.Now().In(berlin).AddDate(0, 0, -1)
+	for i, at := range []time.Time{
+		time.Date(y.Year(), y.Month(), y.Day(), 9, 0, 0, 0, berlin),  // inside
+		time.Date(y.Year(), y.Month(), y.Day(), 20, 0, 0, 0, berlin), // outside
+	} {
+		b := mustEncode(t, &wire.Fire{FireID: fmt.Sprint("f", i), ScheduleID: "b", ScheduleVersion: 1, ScheduledAt: at.UTC(), FiredAt: at.UTC()})
+		if err := f.Ingest(context.Background(), "host-a", wire.Topic{Host: "host-a", Kind: wire.KindFires}, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs, _, _ := st.ListJobs(storage.JobQuery{HostID: "host-a"})
+	got := map[string]bool{}
+	for _, j := range jobs {
+		got[string(j.Args)] = true
+	}
+	for _, want := range []string{
+		`{"paths":["/etc"],"limit_upload_kib":5120}`,
+		`{"paths":["/etc"],"limit_download_kib":9}`,
+	} {
+		if !got[want] {
+			t.Errorf("no job with args %s; jobs %v", want, got)
+		}
+	}
+}

@@ -136,6 +136,8 @@ type jobPageData struct {
 	Drill *jobDrill
 	// Copy is a copy's report (nil for other kinds).
 	Copy *jobCopy
+	// Bandwidth is a backup's, copy's or restore's limit in force (nil: none).
+	Bandwidth *view.Bandwidth
 }
 
 // jobResult is what the page shows of a finished job's outcome.
@@ -176,7 +178,8 @@ func (s *Server) pageJob(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
-	d := jobPageData{User: p, Job: j, HostName: j.HostID, RepoName: j.RepoID, Result: summarize(j), Sources: view.SourceSnapshots(j), Drill: s.jobDrillOf(j), Copy: s.jobCopyOf(j)}
+	d := jobPageData{User: p, Job: j, HostName: j.HostID, RepoName: j.RepoID, Result: summarize(j), Sources: view.SourceSnapshots(j), Drill: s.jobDrillOf(j), Copy: s.jobCopyOf(j),
+		Bandwidth: view.BandwidthOf(j)}
 	if h, err := s.store.GetHost(j.HostID); err == nil {
 		d.HostName = h.Name
 	}

@@ -230,18 +230,26 @@ type Job struct {
 	// SourceSnapshots are a backup's snapshots, one per source and one
 	// for its paths (source ""), when it named sources.
 	SourceSnapshots []wire.SourceSnapshot `json:"source_snapshots,omitempty"`
+	// Bandwidth is the limit in force for a backup, copy or restore (from
+	// its arguments; absent when unlimited), with its text for the page.
+	Bandwidth     *Bandwidth `json:"bandwidth,omitempty"`
+	BandwidthText string     `json:"bandwidth_text,omitempty"`
 }
 
 // JobOf is the view of a job.
 func JobOf(j storage.Job) Job {
-	return Job{
+	v := Job{
 		ID: j.ID, HostID: j.HostID, RepoID: j.RepoID, Kind: j.Kind, Args: j.Args, ActorKind: j.ActorKind, Actor: j.Actor,
 		ScheduleID: j.ScheduleID, ScheduledAt: j.ScheduledAt, CatchUp: j.CatchUp, Status: j.Status,
 		CreatedAt: j.CreatedAt, ExpiresAt: j.ExpiresAt, StartedAt: j.StartedAt, EndedAt: j.EndedAt,
 		ExitCode: j.ExitCode, Error: j.Error, StderrTail: j.StderrTail, SnapshotID: j.SnapshotID,
 		Summary: j.Summary, Output: j.Output, Progress: j.Progress, TimeoutS: j.TimeoutS, Held: j.Held, Waited: j.Waited, ApprovedBy: j.ApprovedBy,
-		Hooks: j.Hooks, SourceSnapshots: SourceSnapshots(j),
+		Hooks: j.Hooks, SourceSnapshots: SourceSnapshots(j), Bandwidth: BandwidthOf(j),
 	}
+	if v.Bandwidth != nil {
+		v.BandwidthText = v.Bandwidth.String()
+	}
+	return v
 }
 
 // SourceSnapshots are the per-source snapshots of a backup's output (nil

@@ -56,6 +56,14 @@ function fmtBytes(n) {
 }
 // fmtTime shows a time as the server-rendered parts of the page do, in the
 // browser's time zone.
+// limitText says a job's bandwidth limits ("" when none), as the job page does.
+function limitText(a) {
+  const parts = [];
+  if (a.limit_upload_kib > 0) parts.push("upload limit " + a.limit_upload_kib + " KiB/s");
+  if (a.limit_download_kib > 0) parts.push("download limit " + a.limit_download_kib + " KiB/s");
+  return parts.join(", ");
+}
+
 function fmtTime(s) {
   if (!s) return "";
   const d = new Date(s);
@@ -104,6 +112,7 @@ function backupExtras(form, o) {
   if (sources.length) o.sources = sources;
   if (f.limit_upload_kib && f.limit_upload_kib.value !== "") o.limit_upload_kib = num(f.limit_upload_kib.value);
   if (f.limit_download_kib && f.limit_download_kib.value !== "") o.limit_download_kib = num(f.limit_download_kib.value);
+  if (f.limit_windows) { const ws = parseWindows(f.limit_windows.value); if (ws.length) o.limit_windows = ws; }
   return o;
 }
 function backupExtrasToForm(form, s) {
@@ -111,6 +120,43 @@ function backupExtrasToForm(form, s) {
   setNames(form, "hooks", s.hooks); setNames(form, "sources", s.sources);
   if (f.limit_upload_kib) f.limit_upload_kib.value = s.limit_upload_kib || "";
   if (f.limit_download_kib) f.limit_download_kib.value = s.limit_download_kib || "";
+  if (f.limit_windows) f.limit_windows.value = formatWindows(s.limit_windows);
+}
+
+// Bandwidth windows are edited one a line: "mon-fri 08:00-18:00 5120/0"
+// (days as a range, a comma list or "daily"; from-to in the schedule's time
+// zone, to before from runs overnight; upload/download KiB/s, 0 none). The
+// console checks them again and says what is wrong.
+const weekDays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+function parseWindows(text) {
+  return lines(text).map(line => {
+    const m = /^(\S+)\s+(\d\d:\d\d)-(\d\d:\d\d)\s+(\d+)\/(\d+)$/.exec(line.trim());
+    if (!m) throw new Error("Bandwidth window \"" + line + "\" is not like \"mon-fri 08:00-18:00 5120/0\" (days, from-to, upload/download KiB/s).");
+    const w = { from: m[2], to: m[3] };
+    if (m[1] !== "daily") {
+      w.days = [];
+      for (const part of m[1].split(",")) {
+        const [a, b] = part.split("-"), i = weekDays.indexOf(a), j = b === undefined ? i : weekDays.indexOf(b);
+        if (i < 0 || j < 0 || j < i) throw new Error("Bandwidth window \"" + line + "\": days are mon…sun, a range such as mon-fri, a list such as sat,sun, or daily.");
+        w.days.push(...weekDays.slice(i, j + 1));
+      }
+    }
+    if (num(m[4])) w.limit_upload_kib = num(m[4]);
+    if (num(m[5])) w.limit_download_kib = num(m[5]);
+    return w;
+  });
+}
+function formatWindows(ws) {
+  return (ws || []).map(w => {
+    const d = w.days && w.days.length ? w.days : null;
+    let days = "daily";
+    if (d) {
+      const idx = d.map(x => weekDays.indexOf(x));
+      const run = idx.every((v, k) => k === 0 || v === idx[k - 1] + 1);
+      days = run && d.length > 1 ? d[0] + "-" + d[d.length - 1] : d.join(",");
+    }
+    return days + " " + w.from + "-" + w.to + " " + (w.limit_upload_kib || 0) + "/" + (w.limit_download_kib || 0);
+  }).join("\n");
 }
 const sourceOf = tags => { const t = (tags || []).find(x => x.startsWith("source:")); return t ? t.slice(7) : ""; };
 
@@ -284,7 +330,10 @@ function hostPage(main) {
     const old = set.find(x => x.id === s.id);
     if (old && old.jitter_s !== undefined) s.jitter_s = old.jitter_s;
     switch (s.kind) {
-      case "backup": s.paths = lines(f.paths.value); s.excludes = lines(f.excludes.value); s.tags = commas(f.tags.value); backupExtras(ed, s); break;
+      case "backup":
+        s.paths = lines(f.paths.value); s.excludes = lines(f.excludes.value); s.tags = commas(f.tags.value);
+        try { backupExtras(ed, s); } catch (e) { showError($("#schedule-error"), e); return; }
+        break;
       case "forget": s.retention = retention(ed); s.prune = f.prune.checked; break;
       case "prune": if (f.max_unused.value) s.max_unused = f.max_unused.value; break;
       case "check": if (f.read_data_subset.value) s.read_data_subset = f.read_data_subset.value; break;
@@ -576,13 +625,19 @@ function restorePage(main) {
   }
   $$("input[name=w-target]").forEach(r => r.addEventListener("change", syncTarget));
 
+  // limits reads the wizard's bandwidth limits (KiB/s, 0 none; the console checks the bound).
+  function limits() {
+    const n = (id) => { const v = Number($(id).value || 0); if (!Number.isInteger(v) || v < 0) throw new Error("Bandwidth limits are whole KiB/s, 0 for none."); return v; };
+    return { limit_upload_kib: n("#w-limit-up"), limit_download_kib: n("#w-limit-down") };
+  }
+
   function request() {
     const t = target(), o = origHost();
-    const req = { repo_id: st.repo, snapshot_id: st.snap.id, include: [...st.sel.keys()].sort() };
+    const req = { repo_id: st.repo, snapshot_id: st.snap.id, include: [...st.sel.keys()].sort(), ...limits() };
     if (t === "tosource") {
       const src = sourceOf(st.snap.tags), h = $("#w-host").selectedOptions[0];
       if (!h || !(h.dataset.restoreSources || "").split(",").includes(src)) throw new Error("The chosen host's agent has no restore command for source " + src + ": choose a host that defines one, or restore the file to a folder.");
-      return { repo_id: st.repo, snapshot_id: st.snap.id, target_host_id: h.value, to_source: src };
+      return { repo_id: st.repo, snapshot_id: st.snap.id, target_host_id: h.value, to_source: src, ...limits() };
     }
     if (t === "otherhost") req.target_host_id = $("#w-host").value;
     else if (o) req.target_host_id = o.value;
@@ -611,7 +666,8 @@ function restorePage(main) {
     const hostName = (id) => { const o = $$("#w-host option").find(x => x.value === id); return o ? o.textContent : id; };
     const rows = [["Repository", repoSel.selectedOptions[0].textContent], ["Snapshot", $("#w-snap-label").textContent],
       ["Paths", (req.include || []).join("\n") || "the whole dump"], ["Target host", hostName(req.target_host_id)],
-      ["Target", req.to_source ? "the agent's restore command for source " + req.to_source : req.in_place ? "original location (overwrite)" : req.target_path + " (files keep their full path under it)"]];
+      ["Target", req.to_source ? "the agent's restore command for source " + req.to_source : req.in_place ? "original location (overwrite)" : req.target_path + " (files keep their full path under it)"],
+      ["Bandwidth", limitText(req) || "unlimited"]];
     $("#w-review").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { class: k === "Paths" ? "files" : "" }, v)]));
     step(4);
   });
@@ -977,7 +1033,8 @@ function policyPage(main) {
   ed.addEventListener("submit", ev => {
     ev.preventDefault();
     const i = ed.elements.index.value === "" ? -1 : num(ed.elements.index.value);
-    const s = scheduleFromForm(ed, i >= 0 ? set[i] : null);
+    let s;
+    try { s = scheduleFromForm(ed, i >= 0 ? set[i] : null); } catch (e) { showError($("#policy-schedule-error"), e); return; }
     if (!s.name || !s.cron) { showError($("#policy-schedule-error"), new Error("A schedule needs a name and a cron expression.")); return; }
     if (s.kind === "backup" && s.paths.length === 0 && !s.sources) { showError($("#policy-schedule-error"), new Error("Give at least one path or source to back up.")); return; }
     showError($("#policy-schedule-error"));
