@@ -56,7 +56,13 @@ type PolicyDrill struct {
 // host's name) and {host_id} replaced, a generated password, the
 // environment as given (sealed with the repository), and an init job.
 type RepoTemplate struct {
-	URL string `json:"url"`
+	// URL is the template as shown: without a password in its user
+	// information. SecretURL, when set by the caller of PutPolicy, is the
+	// whole URL, sealed there (SealedURL); read back it is empty:
+	// TemplateURL opens it (a rest-server URL may carry a password).
+	URL       string `json:"url"`
+	SecretURL string `json:"-"`
+	SealedURL []byte `json:"sealed_url,omitempty"`
 	// Env is set by the caller of PutPolicy and sealed there (SealedEnv);
 	// read back, it is empty: TemplateEnv opens it.
 	Env       map[string]string `json:"-"`
@@ -89,9 +95,29 @@ func (s *Store) PutPolicy(p Policy) error {
 			clear(plain)
 		}
 		tc.Env = nil
+		if t.SecretURL != "" { // "" keeps the sealed URL as it is
+			tc.SealedURL = s.seal([]byte(t.SecretURL), []byte("policy-url:"+p.ID))
+		}
+		tc.SecretURL = ""
 		p.RepoTemplate = &tc
 	}
 	return s.update(func(txn *badger.Txn) error { return setJSON(txn, policyKey(p.ID), p) })
+}
+
+// TemplateURL opens a policy's repository template URL (policies stored
+// before it was sealed hold it in URL).
+func (s *Store) TemplateURL(p Policy) (string, error) {
+	if p.RepoTemplate == nil {
+		return "", nil
+	}
+	if len(p.RepoTemplate.SealedURL) == 0 {
+		return p.RepoTemplate.URL, nil
+	}
+	plain, err := s.open(p.RepoTemplate.SealedURL, []byte("policy-url:"+p.ID))
+	if err != nil {
+		return "", fmt.Errorf("storage: policy %s template URL: cannot decrypt: %w", p.ID, err)
+	}
+	return string(plain), nil
 }
 
 // TemplateEnv opens a policy's repository template environment.

@@ -11,7 +11,8 @@ import (
 // sealed at rest and opens again.
 func TestPolicyTemplateEnvSealed(t *testing.T) {
 	s, _ := openTest(t)
-	p := Policy{ID: "pol-1", Name: "p", RepoTemplate: &RepoTemplate{URL: "s3:h/b/{host}", Env: map[string]string{"AWS_SECRET_ACCESS_KEY": "very-secret-key"}}}
+	p := Policy{ID: "pol-1", Name: "p", RepoTemplate: &RepoTemplate{URL: "rest:https://backup:***@rs/{host}/", SecretURL: "rest:https://backup:url-pass-word@rs/{host}/",
+		Env: map[string]string{"AWS_SECRET_ACCESS_KEY": "very-secret-key"}}}
 	if err := s.PutPolicy(p); err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +22,7 @@ func TestPolicyTemplateEnvSealed(t *testing.T) {
 			t.Fatal(err)
 		}
 		return it.Value(func(b []byte) error {
-			if bytes.Contains(b, []byte("very-secret-key")) {
+			if bytes.Contains(b, []byte("very-secret-key")) || bytes.Contains(b, []byte("url-pass-word")) {
 				t.Error("the template's secret is stored in plaintext")
 			}
 			return nil
@@ -34,6 +35,18 @@ func TestPolicyTemplateEnvSealed(t *testing.T) {
 	env, err := s.TemplateEnv(got)
 	if err != nil || env["AWS_SECRET_ACCESS_KEY"] != "very-secret-key" {
 		t.Fatalf("opened env %v %v", env, err)
+	}
+	if u, err := s.TemplateURL(got); err != nil || u != "rest:https://backup:url-pass-word@rs/{host}/" || got.RepoTemplate.URL != "rest:https://backup:***@rs/{host}/" {
+		t.Fatalf("template URL %q (shown %q), %v", u, got.RepoTemplate.URL, err)
+	}
+	// A put without SecretURL keeps the sealed URL.
+	got.RepoTemplate.SecretURL = ""
+	if err := s.PutPolicy(got); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.GetPolicy("pol-1")
+	if u, _ := s.TemplateURL(got); u != "rest:https://backup:url-pass-word@rs/{host}/" {
+		t.Fatalf("after a put without the URL: %q", u)
 	}
 }
 

@@ -254,6 +254,11 @@ func (p *Policies) build(req Request, base storage.Policy) (storage.Policy, erro
 		if req.RepoTemplate.Env == nil && base.RepoTemplate != nil {
 			t.SealedEnv = base.RepoTemplate.SealedEnv
 		}
+		// Likewise the URL: an edit that sends back the URL as shown
+		// (its password redacted) keeps the stored one.
+		if b := base.RepoTemplate; b != nil && t.SecretURL == b.URL && len(b.SealedURL) > 0 {
+			t.SecretURL, t.SealedURL = "", b.SealedURL
+		}
 		pol.RepoTemplate = t
 	default:
 		if _, err := p.store.GetRepo(req.RepoID); err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/input"
 	"github.com/restic-manager/restic-manager/console/repos"
 	"github.com/restic-manager/restic-manager/internal/token"
+	"github.com/restic-manager/restic-manager/runner"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
 )
@@ -31,7 +32,8 @@ func checkTemplate(t *TemplateRequest) (*storage.RepoTemplate, error) {
 	if err := wire.CheckRepoEnv(t.Env); err != nil {
 		return nil, fleet.ArgsInput(err)
 	}
-	return &storage.RepoTemplate{URL: u, Env: t.Env, Init: t.Init}, nil
+	// Stored sealed, shown without a password (runner.RedactURL).
+	return &storage.RepoTemplate{URL: runner.RedactURL(u), SecretURL: u, Env: t.Env, Init: t.Init}, nil
 }
 
 // slug makes a host name safe inside a repository URL: lower case letters,
@@ -72,11 +74,15 @@ func (p *Policies) ensureRepo(pol storage.Policy, h storage.Host) (string, error
 	if err != nil {
 		return "", err
 	}
+	tmpl, err := p.store.TemplateURL(pol)
+	if err != nil {
+		return "", err
+	}
 	name := pol.Name + " · " + h.Name
 	if len(name) > 200 {
 		name = name[:200]
 	}
-	rp, err := p.repos.CreateRepo(repos.RepoRequest{Name: name, URL: expand(pol.RepoTemplate.URL, h),
+	rp, err := p.repos.CreateRepo(repos.RepoRequest{Name: name, URL: expand(tmpl, h),
 		Password: token.Random(24), Env: env, Hosts: []string{h.ID}})
 	if err != nil {
 		return "", err
