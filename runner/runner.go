@@ -151,6 +151,21 @@ func (s *Spec) repos() []Repo {
 	return repos
 }
 
+// commandEnvs are the environments of the agent's commands a run starts
+// (a source's dump, a restore command), as repositories for the redactor:
+// their values (PGPASSWORD, MYSQL_PWD) must not reach the job's error or
+// stderr tail when a dump prints its environment.
+func (s *Spec) commandEnvs() []Repo {
+	var envs []Repo
+	for _, src := range s.Backup.Sources {
+		envs = append(envs, Repo{Env: src.Cmd.Env})
+	}
+	if c := s.Restore.ToCommand; c != nil {
+		envs = append(envs, Repo{Env: c.Env})
+	}
+	return envs
+}
+
 // procExtras are what a source run changes in restic's process.
 type procExtras struct {
 	env       map[string]string // the source's environment (--stdin-from-command runs it as restic's child)
@@ -284,7 +299,7 @@ func lockKeys(spec *Spec) []string {
 func (r *Runner) run(ctx context.Context, spec Spec, op operation, h Hooks) (res Result) {
 	res.ExitCode = -1
 	begun := time.Now()
-	sec := newRedactor(spec.repos()...)
+	sec := newRedactor(append(spec.repos(), spec.commandEnvs()...)...)
 	log := r.logger().With("kind", spec.Kind, "repo", RedactURL(spec.Repo.URL))
 	if spec.Kind == KindCopy {
 		log = log.With("to_repo", RedactURL(spec.Copy.To.URL))

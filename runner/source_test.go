@@ -117,13 +117,16 @@ func TestSourceFailureLeavesNoSnapshot(t *testing.T) {
 			repo := initRepo(t, r)
 			// Output first, then the failure: the partial dump must not
 			// become a snapshot.
-			script := `echo "CREATE TABLE t;"; sleep 0.3; echo 'pg_dump: error: password authentication failed for user "app"' >&2; exit 1`
+			script := `echo "CREATE TABLE t;"; sleep 0.3; echo "connecting with $DUMP_SECRET" >&2; echo 'pg_dump: error: password authentication failed for user "app"' >&2; exit 1`
 			res := r.Run(testCtx(t), Spec{Kind: KindBackup, Repo: repo, Backup: BackupArgs{Sources: []Source{shSource("pg", script, sr.user)}}}, Hooks{})
 			if res.Status != StatusFailed || !strings.Contains(res.Error, "source pg: the dump command failed") ||
 				!strings.Contains(res.Error, "password authentication failed") {
 				t.Fatalf("%+v", res)
 			}
 			t.Logf("error: %s", res.Error)
+			if strings.Contains(res.Error+res.StderrTail, "s3cret-value") {
+				t.Errorf("the dump's environment reached the result: %q %q", res.Error, res.StderrTail)
+			}
 			if res.SnapshotID != "" {
 				t.Errorf("snapshot %s reported for a failed dump", res.SnapshotID)
 			}
