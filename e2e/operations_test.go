@@ -389,27 +389,37 @@ func TestRepositoryHealthAndStaleLocks(t *testing.T) {
 		t.Fatalf("cached snapshots %+v, restic %+v", snaps, direct)
 	}
 
-	// A restic killed with -9 leaves its lock behind.
-	big := t.TempDir()
-	for i := range 3 {
-		b := make([]byte, 64<<20)
-		_, _ = rand.Read(b)
-		_ = os.WriteFile(filepath.Join(big, "b"+string(rune('a'+i))), b, 0o644)
+	// A restic killed with -9 leaves its lock behind. It backs up a pipe
+	// that never ends, so it cannot finish (and remove its lock) before the
+	// kill however slow the machine is (a 192 MiB backup once did, on CI).
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	pw := filepath.Join(t.TempDir(), "pw")
-	_ = os.WriteFile(pw, []byte(f.password), 0o600)
-	cmd := exec.Command(testenv.Restic(t), "-r", f.repoURL, "--password-file", pw, "--no-cache", "backup", big)
+	defer pw.Close()
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	_ = os.WriteFile(pwFile, []byte(f.password), 0o600)
+	cmd := exec.Command(testenv.Restic(t), "-r", f.repoURL, "--password-file", pwFile, "--no-cache",
+		"backup", "--stdin", "--stdin-filename", "endless")
+	cmd.Stdin = pr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	pr.Close()
+	listLocks := func() string {
+		return strings.TrimSpace(string(restic(t, f.repoURL, f.password, "list", "locks", "--no-lock")))
+	}
 	eventually(t, 30*time.Second, "restic to take its lock", func() error {
-		if strings.TrimSpace(string(restic(t, f.repoURL, f.password, "list", "locks", "--no-lock"))) == "" {
+		if listLocks() == "" {
 			return errorf("no lock yet")
 		}
 		return nil
 	})
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
+	if listLocks() == "" {
+		t.Fatal("the killed restic's lock is gone before the health job ran")
+	}
 
 	f.run(t, "health", nil)
 	if h := f.health(t); h.Locks.Stale != 1 {
