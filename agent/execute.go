@@ -211,6 +211,21 @@ func (a *Agent) buildSpec(cmd wire.Command) (runner.Spec, error) {
 			return spec, fmt.Errorf("the copy's destination: %w", err)
 		}
 	}
+	if cmd.Kind == wire.JobRotateKey {
+		// The same repository with the new password: nothing else may
+		// differ, or the agent would hand the new key to another server.
+		if cmd.SealedToRepo == "" {
+			return spec, errors.New("the key rotation carries no new password")
+		}
+		to, err := a.openRepo(cmd.SealedToRepo)
+		if err != nil {
+			return spec, fmt.Errorf("the key rotation's new password: %w", err)
+		}
+		if to.URL != repo.URL {
+			return spec, errors.New("the key rotation names another repository for the new password")
+		}
+		spec.RotateKey.NewPassword = to.Password
+	}
 	if cmd.Kind == wire.JobInit && cmd.SealedFromRepo == "" && strings.Contains(string(cmd.Args), "copy_chunker_params_from") {
 		return spec, errors.New("the init names a repository to copy chunker parameters from but the command carries none")
 	}

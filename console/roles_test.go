@@ -47,6 +47,8 @@ var routeRoles = map[string]string{
 	"POST /api/v1/repos":                            auth.RoleAdmin,
 	"PATCH /api/v1/repos/{id}":                      auth.RoleAdmin,
 	"DELETE /api/v1/repos/{id}":                     auth.RoleAdmin,
+	"POST /api/v1/repos/{id}/rotate-password":       auth.RoleAdmin,
+	"POST /api/v1/repos/{id}/test":                  auth.RoleOperator,
 	"POST /api/v1/repos/{id}/snapshots/{sid}/index": auth.RoleOperator,
 	"POST /api/v1/hosts/{id}/revoke":                auth.RoleAdmin,
 	"POST /api/v1/jobs/{id}/approve":                auth.RoleAdmin,

@@ -123,6 +123,7 @@ var operations = map[string]operation{
 	KindLs:        opLs{},
 	KindLocks:     opLocks{},
 	KindCopy:      opCopy{},
+	KindRotateKey: opRotateKey{},
 }
 
 // checkArg refuses a value restic could take for an option, or that cannot

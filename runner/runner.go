@@ -121,6 +121,7 @@ type Spec struct {
 	Restore   RestoreArgs
 	Ls        LsArgs
 	Copy      CopyArgs
+	RotateKey RotateKeyArgs
 	// Timeout bounds the whole run, including the wait for the repository
 	// lock. 0 means none. Past it the run is cancelled like a cancel and ends
 	// "failed" with the error "timed out after ...".
@@ -147,6 +148,8 @@ func (s *Spec) repos() []Repo {
 		repos = append(repos, s.Copy.To)
 	case s.Kind == KindInit && s.Init.ChunkerFrom != nil:
 		repos = append(repos, *s.Init.ChunkerFrom)
+	case s.Kind == KindRotateKey:
+		repos = append(repos, Repo{Password: s.RotateKey.NewPassword})
 	}
 	return repos
 }

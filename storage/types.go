@@ -120,6 +120,10 @@ type RepoSecrets struct {
 	// Maintenance holds the credentials that may delete (forget, prune,
 	// unlock --remove-all); only the maintenance host ever receives them.
 	Maintenance *RepoSecrets `json:"maintenance,omitempty"`
+	// NewPassword is a key rotation's new password while its rotate_key
+	// job is under way; it becomes Password when the job reports that it
+	// opens the repository.
+	NewPassword string `json:"new_password,omitempty"`
 }
 
 // Repo is a restic repository. Secrets are kept sealed under the store's
@@ -150,6 +154,10 @@ type Repo struct {
 	// CopyTo lists the repositories copy jobs have copied this one to
 	// (console/copies): its copy lag is measured against each.
 	CopyTo []string `json:"copy_to,omitempty"`
+	// RotationJobID is the key rotation under way (console/repos), and
+	// PasswordRotatedAt when the last one switched the password.
+	RotationJobID     string     `json:"rotation_job_id,omitempty"`
+	PasswordRotatedAt *time.Time `json:"password_rotated_at,omitempty"`
 }
 
 // RepoHealth is what the console knows of a repository's state.

@@ -49,6 +49,10 @@ var kinds = []kindDef{
 	{KindInfo{Name: JobDrill, Schedulable: true, Operator: true}, func() argsValue { return new(DrillArgs) }},
 	// A copy reads its repository and writes CopyArgs.ToRepoID.
 	{KindInfo{Name: JobCopy, Schedulable: true, Operator: true}, func() argsValue { return new(CopyArgs) }},
+	// A key rotation replaces the key the repository's password opens:
+	// the console starts it (POST /repos/{id}/rotate-password, admin),
+	// not POST /jobs; it needs the repository to itself.
+	{KindInfo{Name: JobRotateKey, Exclusive: true, Destructive: true, Maintenance: true}, nil},
 }
 
 var kindIndex = func() map[string]int {

@@ -29,6 +29,7 @@ func TestKindTable(t *testing.T) {
 		{Name: "index", Probe: true, Operator: true},
 		{Name: "drill", Schedulable: true, Operator: true},
 		{Name: "copy", Schedulable: true, Operator: true},
+		{Name: "rotate_key", Exclusive: true, Destructive: true, Maintenance: true},
 	}
 	if got := Kinds(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Kinds() =\n%+v\nwant\n%+v", got, want)
@@ -56,11 +57,11 @@ func TestKindNames(t *testing.T) {
 		pred func(KindInfo) bool
 		want string
 	}{
-		"all":         {nil, "init backup forget prune check unlock snapshots stats diff restore ls locks health index drill copy"},
+		"all":         {nil, "init backup forget prune check unlock snapshots stats diff restore ls locks health index drill copy rotate_key"},
 		"schedulable": {func(k KindInfo) bool { return k.Schedulable }, "backup forget prune check drill copy"},
-		"exclusive":   {func(k KindInfo) bool { return k.Exclusive }, "forget prune check"},
-		"destructive": {func(k KindInfo) bool { return k.Destructive }, "forget prune"},
-		"maintenance": {func(k KindInfo) bool { return k.Maintenance }, "forget prune"},
+		"exclusive":   {func(k KindInfo) bool { return k.Exclusive }, "forget prune check rotate_key"},
+		"destructive": {func(k KindInfo) bool { return k.Destructive }, "forget prune rotate_key"},
+		"maintenance": {func(k KindInfo) bool { return k.Maintenance }, "forget prune rotate_key"},
 		"probe":       {func(k KindInfo) bool { return k.Probe }, "ls locks health index"},
 		"operator":    {func(k KindInfo) bool { return k.Operator }, "init backup forget prune check unlock snapshots stats diff restore ls locks health index drill copy"},
 		"alerting":    {func(k KindInfo) bool { return k.Operator && !k.Probe }, "init backup forget prune check unlock snapshots stats diff restore drill copy"},
@@ -245,7 +246,7 @@ func TestDecodeArgs(t *testing.T) {
 	}
 	for _, kind := range []string{"cancel", "", "restic"} {
 		_, err := DecodeArgs(kind, nil)
-		want := `job kind "` + kind + `" is not one of init, backup, forget, prune, check, unlock, snapshots, stats, diff, restore, ls, locks, health, index, drill, copy`
+		want := `job kind "` + kind + `" is not one of init, backup, forget, prune, check, unlock, snapshots, stats, diff, restore, ls, locks, health, index, drill, copy, rotate_key`
 		if err == nil || err.Error() != want || !errors.Is(err, ErrBadArgs) {
 			t.Errorf("kind %q: %v", kind, err)
 		}

@@ -157,8 +157,8 @@ func (c *Command) Validate() error {
 	if c.SealedRepo == "" {
 		return fmt.Errorf("%w: command: sealed_repo required for %s", ErrInvalid, c.Kind)
 	}
-	if (c.Kind == JobCopy) != (c.SealedToRepo != "") {
-		return fmt.Errorf("%w: command: sealed_to_repo goes with copy jobs only", ErrInvalid)
+	if (c.Kind == JobCopy || c.Kind == JobRotateKey) != (c.SealedToRepo != "") {
+		return fmt.Errorf("%w: command: sealed_to_repo goes with copy and rotate_key jobs only", ErrInvalid)
 	}
 	if c.SealedFromRepo != "" && c.Kind != JobInit {
 		return fmt.Errorf("%w: command: sealed_from_repo goes with init jobs only", ErrInvalid)

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -206,4 +208,55 @@ func (s *Server) snapshotIndex(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, m)
+}
+
+// rotateRepoPassword starts a key rotation (console/repos: RotatePassword).
+func (s *Server) rotateRepoPassword(w http.ResponseWriter, r *http.Request) {
+	var req repos.RotateRequest
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	j, err := s.repos.RotatePassword(chi.URLParam(r, "id"), req, "user", who(r).User)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusAccepted, map[string]string{"job_id": j.ID, "host_id": j.HostID})
+}
+
+// connectionTestWait bounds how long POST /repos/{id}/test waits for its
+// job: an offline or slow host answers with the job still queued or
+// running, which the caller can follow.
+const connectionTestWait = 45 * time.Second
+
+// testRepo: POST /repos/{id}/test {host_id} → {ok, job_id, host_id, status,
+// error, snapshots, duration_s}.
+func (s *Server) testRepo(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		HostID string `json:"host_id"`
+	}
+	if r.ContentLength != 0 { // the body is optional
+		if err := httpx.Decode(r, &req); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), connectionTestWait)
+	defer cancel()
+	j, err := s.repos.TestConnection(ctx, chi.URLParam(r, "id"), req.HostID, "user", who(r).User)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var snaps []json.RawMessage
+	_ = json.Unmarshal(j.Output, &snaps)
+	out := map[string]any{
+		"ok": j.Status == storage.JobSucceeded, "job_id": j.ID, "host_id": j.HostID, "status": j.Status,
+		"error": j.Error, "snapshots": len(snaps),
+	}
+	if !j.EndedAt.IsZero() && !j.StartedAt.IsZero() {
+		out["duration_s"] = j.EndedAt.Sub(j.StartedAt).Seconds()
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
 }

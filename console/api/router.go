@@ -202,6 +202,7 @@ func (s *Server) routes(r chi.Router) {
 			r.Post("/restores", s.restore)
 			r.Put("/hosts/{id}/schedules", s.putSchedules)
 			r.Post("/repos/{id}/snapshots/{sid}/index", s.startIndex)
+			r.Post("/repos/{id}/test", s.testRepo)
 			r.Patch("/hosts/{id}", s.patchHost)
 			r.Post("/alerts/{id}/ack", s.ackAlert)
 			r.Post("/alerts/{id}/silence", s.silenceAlert)
@@ -221,6 +222,8 @@ func (s *Server) routes(r chi.Router) {
 			r.Post("/repos", s.createRepo)
 			r.Patch("/repos/{id}", s.patchRepo)
 			r.Delete("/repos/{id}", s.deleteRepo)
+			// The password every agent opens the repository with.
+			r.Post("/repos/{id}/rotate-password", s.rotateRepoPassword)
 			r.Delete("/hosts/{id}", s.deleteHost)
 			// An enrolment key adds hosts by itself: it widens the fleet.
 			r.Get("/enroll-keys", s.listEnrollKeys)

@@ -31,6 +31,8 @@ type JobRequest struct {
 	ScheduleID           string
 	ScheduledAt          time.Time
 	CatchUp              bool
+	// console: a kind only the console starts (CreateConsoleJob).
+	console bool
 }
 
 // CreateJob validates, records and dispatches a job asked for by a person
@@ -52,7 +54,7 @@ func (f *Fleet) newJob(req JobRequest) (storage.Job, bool, error) {
 	}
 	firedBy := req.HostID // before a destructive job is routed elsewhere
 	kind, ok := wire.LookupKind(req.Kind)
-	if !ok || !kind.Operator {
+	if !ok || !kind.Operator && !req.console {
 		return storage.Job{}, false, Invalid("job kind %q is not one of %s", req.Kind,
 			strings.Join(wire.KindNames(func(k wire.KindInfo) bool { return k.Operator }), ", "))
 	}
@@ -165,6 +167,7 @@ func (f *Fleet) dispatch(j storage.Job, h storage.Host) error {
 	if err != nil {
 		return err
 	}
+	main := sec
 	rp, err := f.store.GetRepo(j.RepoID)
 	if err != nil {
 		return err
@@ -183,6 +186,12 @@ func (f *Fleet) dispatch(j storage.Job, h storage.Host) error {
 		// anywhere else, whatever went wrong before.
 		return fmt.Errorf("job %s (%s) may only run on the maintenance host %s", j.ID, j.Kind, rp.MaintenanceHostID)
 	}
+	second := ""
+	if j.Kind == wire.JobRotateKey { // the old password to the new one (rotate.go)
+		if sec, second, err = sealRotation(h, main, sec); err != nil {
+			return fmt.Errorf("job %s not sent: %w", j.ID, err)
+		}
+	}
 	plain, err := json.Marshal(wire.RepoSpec{URL: sec.URL, Password: sec.Password, Env: sec.Env})
 	if err != nil {
 		return err
@@ -191,9 +200,11 @@ func (f *Fleet) dispatch(j storage.Job, h storage.Host) error {
 	if err != nil {
 		return fmt.Errorf("seal for %s: %w", h.ID, err)
 	}
-	second, err := f.sealDest(h, j.Kind, j.Args, true) // a copy's destination, an init's chunker source (copy.go)
-	if err != nil {
-		return fmt.Errorf("job %s not sent: %w", j.ID, err)
+	if second == "" {
+		second, err = f.sealDest(h, j.Kind, j.Args, true) // a copy's destination, an init's chunker source (copy.go)
+		if err != nil {
+			return fmt.Errorf("job %s not sent: %w", j.ID, err)
+		}
 	}
 	cmd := wire.Command{
 		JobID: j.ID, Kind: j.Kind, Args: j.Args, TimeoutS: j.TimeoutS,

@@ -35,6 +35,9 @@ type healthJobs struct {
 // ended: who can reach it, last check and prune, and (after jobs that change
 // the repository) a health refresh.
 func (rs *Repos) repoJobEnded(j storage.Job) {
+	if j.Kind == wire.JobRotateKey {
+		rs.rotationEnded(j)
+	}
 	ok := j.Status == storage.JobSucceeded || j.Status == storage.JobPartial
 	_, err := rs.store.UpdateRepo(j.RepoID, func(r *storage.Repo) error {
 		// The host the console asks for health next: one that may read

@@ -117,6 +117,12 @@ func (rs *Repos) DeleteRepo(id string) error {
 	if err := rs.scheduledOff(id, nil); err != nil {
 		return err
 	}
+	if err := rs.policyUses(id); err != nil {
+		return err
+	}
+	if rs.Rotating(id) {
+		return input.Conflictf("a key rotation of this repository is under way: wait for its job to end")
+	}
 	return rs.store.DeleteRepo(id)
 }
 
@@ -135,6 +141,15 @@ func (rs *Repos) scheduledOff(repoID string, keep []string) error {
 		for _, s := range hs.Schedules {
 			if s.RepoID == repoID {
 				inUse = input.Conflictf("schedule %q of host %s uses this repository: change that schedule first", s.Name, h.ID)
+				return
+			}
+		}
+		if keep != nil {
+			return // an access list change: policy schedules bind by policy
+		}
+		for _, s := range hs.Policy {
+			if s.RepoID == repoID {
+				inUse = input.Conflictf("schedule %q that policy %s gives host %s uses this repository: change or delete that policy first", s.Name, s.PolicyID, h.ID)
 				return
 			}
 		}
@@ -224,4 +239,22 @@ func redactURL(raw string) string {
 		return raw
 	}
 	return scheme + ":" + u.Redacted()
+}
+
+// policyUses refuses deleting a repository a policy names (its
+// repository, or where it copies to).
+func (rs *Repos) policyUses(repoID string) error {
+	pols, err := rs.store.ListPolicies()
+	if err != nil {
+		return err
+	}
+	for _, p := range pols {
+		switch repoID {
+		case p.RepoID:
+			return input.Conflictf("policy %q (%s) backs up into this repository: change or delete that policy first", p.Name, p.ID)
+		case p.CopyToRepoID:
+			return input.Conflictf("policy %q (%s) copies into this repository: change or delete that policy first", p.Name, p.ID)
+		}
+	}
+	return nil
 }

@@ -135,6 +135,10 @@ type Repo struct {
 	Maintenance *Maintenance        `json:"maintenance,omitempty"`
 	// Hosts may receive the repository's secrets (its access list).
 	Hosts []string `json:"hosts"`
+	// RotationJobID: a key rotation is under way (POST
+	// /repos/{id}/rotate-password); PasswordRotatedAt: the last one's end.
+	RotationJobID     string     `json:"rotation_job_id,omitempty"`
+	PasswordRotatedAt *time.Time `json:"password_rotated_at,omitempty"`
 }
 
 // Maintenance is where a repository's destructive work runs.
@@ -145,7 +149,8 @@ type Maintenance struct {
 
 // RepoOf is the view of a repository.
 func RepoOf(rp storage.Repo) Repo {
-	v := Repo{ID: rp.ID, Name: rp.Name, URL: rp.DisplayURL, CreatedAt: rp.CreatedAt, Health: rp.Health, Hosts: rp.Hosts}
+	v := Repo{ID: rp.ID, Name: rp.Name, URL: rp.DisplayURL, CreatedAt: rp.CreatedAt, Health: rp.Health, Hosts: rp.Hosts,
+		RotationJobID: rp.RotationJobID, PasswordRotatedAt: rp.PasswordRotatedAt}
 	if v.Hosts == nil {
 		v.Hosts = []string{}
 	}

@@ -478,6 +478,55 @@ function repoPage(main) {
       location.reload();
     } catch (e) { showError($("#access-error"), e); }
   });
+  const repoPath = "/api/v1/repos/" + encodeURIComponent(main.dataset.repoId);
+  const test = $("#test-connection");
+  if (test) test.addEventListener("click", async () => {
+    const out = $("#test-result");
+    showError($("#test-error"));
+    test.disabled = true;
+    out.textContent = "testing…";
+    try {
+      const r = (await api("POST", repoPath + "/test", {})).data;
+      const link = document.createElement("a");
+      link.href = "/jobs/" + encodeURIComponent(r.job_id);
+      link.textContent = "job";
+      if (r.ok) out.textContent = "✔ connected from " + r.host_id + ": " + r.snapshots + " snapshots (";
+      else if (r.status === "queued" || r.status === "running") out.textContent = "still " + r.status + " on " + r.host_id + " (";
+      else out.textContent = "✘ " + (r.error || r.status) + " (";
+      out.append(link, ")");
+      out.className = r.ok ? "ok" : "error";
+    } catch (e) { out.textContent = ""; showError($("#test-error"), e); }
+    test.disabled = false;
+  });
+  const rotate = $("#rotate-form");
+  if (rotate) rotate.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const pw = $("#rotate-password").value;
+    if (pw !== $("#rotate-repeat").value) { showError($("#rotate-error"), new Error("The two passwords differ.")); return; }
+    try {
+      const r = await api("POST", repoPath + "/rotate-password", { password: pw });
+      location.href = "/jobs/" + encodeURIComponent(r.data.job_id);
+    } catch (e) { showError($("#rotate-error"), e); }
+  });
+  const edit = $("#repo-edit");
+  if (edit) edit.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const body = { name: $("#edit-name").value };
+    const url = $("#edit-url").value.trim();
+    if (url) body.url = url;
+    try {
+      await api("PATCH", repoPath, body);
+      location.reload();
+    } catch (e) { showError($("#edit-error"), e); }
+  });
+  const del = $("#repo-delete");
+  if (del) del.addEventListener("click", async () => {
+    if (!confirm("Delete this repository from the console? Its data stays where it is.")) return;
+    try {
+      await api("DELETE", repoPath);
+      location.href = "/";
+    } catch (e) { showError($("#edit-error"), e); }
+  });
   const unlock = $("#unlock-run");
   if (unlock) unlock.addEventListener("click", async () => {
     if (!main.dataset.hostId) { showError($("#unlock-error"), new Error("No host has used this repository yet, so none can run unlock.")); return; }
