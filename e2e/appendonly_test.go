@@ -110,4 +110,24 @@ func TestAppendOnlyWithMaintenanceHost(t *testing.T) {
 		t.Fatalf("forget with append-only credentials: %s on %s: %q", fj.Status, fj.HostID, fj.Error)
 	}
 	t.Logf("refused forget: %s", fj.Error)
+
+	// A password rotation asked of the repository runs on the maintenance
+	// host through the maintenance URL (the endpoint's server would refuse
+	// removing the old key); the endpoint backs up with the new password.
+	const newPw = "the rotated append-only secret"
+	var rot struct {
+		JobID  string `json:"job_id"`
+		HostID string `json:"host_id"`
+	}
+	s.do("POST", "/api/v1/repos/"+repo.ID+"/rotate-password", map[string]any{"password": newPw}, &rot, 202)
+	if rj := s.waitJob(rot.JobID, 2*time.Minute); rj.Status != "succeeded" || rj.HostID != mh.ID {
+		t.Fatalf("rotation: %s on %s: %s %s", rj.Status, rj.HostID, rj.Error, rj.StderrTail)
+	}
+	if out, err := resticTry(t, endpointURL, password, "snapshots"); err == nil || !strings.Contains(out, "wrong password") {
+		t.Errorf("the old password after the rotation: %v %s", err, out)
+	}
+	f.run(t, "backup", map[string]any{"paths": []string{src}})
+	if n := len(resticSnapshots(t, endpointURL, newPw)); n != 3 {
+		t.Errorf("%d snapshots with the new password, want 3", n)
+	}
 }
