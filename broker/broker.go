@@ -123,6 +123,9 @@ func New(opts Options) (*Server, error) {
 		InlineClient: true,
 		Logger:       log.With("lib", "mochi"),
 	})
+	if err := slowRetainedSweep(mq, retainedSweepInterval); err != nil {
+		log.Warn("mochi sweeps retained messages every second", "error", err)
+	}
 	s := &Server{mq: mq, log: log, opts: opts}
 	s.console = mq.NewClient(nil, mqtt.LocalListener, consoleClientID, true)
 	s.console.Properties.ProtocolVersion = 5

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/restic-manager/restic-manager/wire"
 )
@@ -58,5 +59,14 @@ func TestDisconnectUserDropsItsConnections(t *testing.T) {
 	case <-dropped:
 	case <-ctx.Done():
 		t.Fatal("the connection was not dropped")
+	}
+}
+
+// TestRetainedSweepSlowed: mochi's once-a-second copy of every retained
+// message is slowed (sweep.go); the reflection finds its ticker.
+func TestRetainedSweepSlowed(t *testing.T) {
+	mq := mqtt.New(&mqtt.Options{InlineClient: true})
+	if err := slowRetainedSweep(mq, time.Hour); err != nil {
+		t.Fatal(err)
 	}
 }
