@@ -49,6 +49,7 @@ var routeRoles = map[string]string{
 	"DELETE /api/v1/repos/{id}":                     auth.RoleAdmin,
 	"POST /api/v1/repos/{id}/rotate-password":       auth.RoleAdmin,
 	"POST /api/v1/repos/{id}/test":                  auth.RoleOperator,
+	"POST /api/v1/repos/{id}/forget-preview":        auth.RoleOperator,
 	"POST /api/v1/repos/{id}/snapshots/{sid}/index": auth.RoleOperator,
 	"POST /api/v1/hosts/{id}/revoke":                auth.RoleAdmin,
 	"POST /api/v1/jobs/{id}/approve":                auth.RoleAdmin,

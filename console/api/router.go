@@ -203,6 +203,7 @@ func (s *Server) routes(r chi.Router) {
 			r.Put("/hosts/{id}/schedules", s.putSchedules)
 			r.Post("/repos/{id}/snapshots/{sid}/index", s.startIndex)
 			r.Post("/repos/{id}/test", s.testRepo)
+			r.Post("/repos/{id}/forget-preview", s.forgetPreview)
 			r.Patch("/hosts/{id}", s.patchHost)
 			r.Post("/alerts/{id}/ack", s.ackAlert)
 			r.Post("/alerts/{id}/silence", s.silenceAlert)

@@ -247,6 +247,28 @@ func (s *Server) pageRepo(w http.ResponseWriter, r *http.Request) {
 			names[id] = h.Name
 		}
 	}
+	// The forget schedules of the repository's listed hosts (their own
+	// and their policies'): the page previews what each would remove now.
+	type forgetRow struct {
+		HostID, HostName, Name, PolicyID string
+		Retention                        string
+		Schedule                         json.RawMessage
+	}
+	var forgets []forgetRow
+	for _, id := range rp.Hosts {
+		hs, err := s.store.GetSchedules(id)
+		if err != nil {
+			continue
+		}
+		for _, sc := range hs.Effective() {
+			if sc.Kind != wire.JobForget || sc.RepoID != rp.ID {
+				continue
+			}
+			b, _ := json.Marshal(map[string]any{"retention": sc.Retention, "tags": sc.Tags})
+			forgets = append(forgets, forgetRow{HostID: id, HostName: names[id], Name: sc.Name, PolicyID: sc.PolicyID,
+				Retention: retentionText(sc.Retention), Schedule: b})
+		}
+	}
 	repoNames := map[string]string{}
 	if rp.Health != nil {
 		for _, l := range rp.Health.CopyLag {
@@ -257,7 +279,7 @@ func (s *Server) pageRepo(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.render(w, "repo.html", map[string]any{"User": p, "Repo": view.RepoOf(rp), "LastHostID": rp.LastHostID, "HostNames": names, "RepoNames": repoNames,
-		"Snapshots": snaps, "SnapshotTotal": total,
+		"Snapshots": snaps, "SnapshotTotal": total, "Forgets": forgets,
 		"SizeChart":     svgChart(sizes, func(v float64) string { return humanBytes(uint64(v)) }, "repository size over time"),
 		"DurationChart": svgChart(durations, func(v float64) string { return fmt.Sprintf("%.0f s", v) }, "backup duration over time")})
 }
@@ -434,4 +456,27 @@ func describeCron(expr, tz string) string {
 		return "on day " + dom + " of every month" + at
 	}
 	return fmt.Sprintf("minute %s, hour %s, day of month %s, month %s, day of week %s%s", minute, hour, dom, month, dow, zone)
+}
+
+// retentionText says a retention in words: "last 7, daily 14, within 30d".
+func retentionText(r *wire.Retention) string {
+	if r == nil {
+		return "none"
+	}
+	var parts []string
+	for _, p := range []struct {
+		n    int
+		name string
+	}{{r.KeepLast, "last"}, {r.KeepHourly, "hourly"}, {r.KeepDaily, "daily"}, {r.KeepWeekly, "weekly"}, {r.KeepMonthly, "monthly"}, {r.KeepYearly, "yearly"}} {
+		if p.n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", p.name, p.n))
+		}
+	}
+	if r.KeepWithin != "" {
+		parts = append(parts, "within "+r.KeepWithin)
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return "keep " + strings.Join(parts, ", ")
 }

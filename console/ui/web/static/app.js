@@ -322,7 +322,9 @@ function hostPage(main) {
     const s = set.find(x => x.id === b.dataset.id);
     if (s && confirm("Delete schedule " + s.name + "?")) put(set.filter(x => x.id !== s.id));
   }));
-  ed.addEventListener("reset", () => setTimeout(() => { syncKind(); preview.textContent = ""; }));
+  const fp = ed.querySelector(".forget-preview-run");
+  if (fp) fp.addEventListener("click", () => runForgetPreview(fp, ed.querySelector(".forget-preview"), f.repo_id.value, { host_id: hostID, retention: retention(ed) }));
+  ed.addEventListener("reset", () => setTimeout(() => { syncKind(); preview.textContent = ""; if (fp) ed.querySelector(".forget-preview").textContent = ""; }));
   ed.addEventListener("submit", ev => {
     ev.preventDefault();
     const s = { name: f.name.value.trim(), kind: f.kind.value, cron: f.cron.value.trim(), timezone: f.timezone.value.trim(), enabled: f.enabled.checked, repo_id: f.repo_id.value };
@@ -467,6 +469,41 @@ async function loadChanges(id) {
   } catch (e) { showError($("#action-error"), e); }
 }
 
+// ---- forget preview (schedule editor, policy editor, repository page)
+// runForgetPreview asks the console for a dry-run forget and shows what
+// it would keep and remove, per group (host and paths).
+async function runForgetPreview(btn, box, repoID, body) {
+  box.replaceChildren(el("span", { class: "sub" }, "asking restic…"));
+  btn.disabled = true;
+  try {
+    const r = (await api("POST", "/api/v1/repos/" + encodeURIComponent(repoID) + "/forget-preview", body)).data;
+    const job = el("a", { href: "/jobs/" + encodeURIComponent(r.job_id) }, "job");
+    if (!r.ok) {
+      box.replaceChildren(el("p", { class: "error" }, (r.status === "queued" || r.status === "running") ? "Still " + r.status + " on " + r.host_id + ": follow the " : "The preview failed: " + (r.error || r.status) + " — ", job));
+      return;
+    }
+    const short = id => id.slice(0, 8);
+    const kids = [el("p", { class: "sub" }, "As run on " + r.host_id + " now (", job, "):")];
+    let removes = 0;
+    for (const g of r.groups) {
+      const times = g.times || {};
+      const why = {};
+      for (const x of g.reasons || []) why[x.id] = (x.matches || []).join(", ");
+      removes += (g.remove || []).length;
+      const rm = el("ul", { class: "forget-remove" }, ...(g.remove || []).map(id => el("li", {}, el("code", {}, short(id)), " " + fmtTime(times[id] || ""))));
+      const keep = el("ul", { class: "forget-keep" }, ...(g.keep || []).map(id => el("li", {}, el("code", {}, short(id)), " " + fmtTime(times[id] || ""), why[id] ? el("span", { class: "sub" }, " — " + why[id]) : null)));
+      kids.push(el("div", { class: "forget-group" },
+        el("strong", {}, (g.host || "any host") + " " + (g.paths || []).join(", ")),
+        el("div", {}, el("span", { class: "badge st-failed" }, "removes " + (g.remove || []).length), " ", el("span", { class: "badge st-succeeded" }, "keeps " + (g.keep || []).length)),
+        (g.remove || []).length ? rm : null, el("details", {}, el("summary", {}, "kept snapshots and why"), keep)));
+    }
+    if (r.groups.length === 0) kids.push(el("p", {}, "No snapshots in scope: nothing would be removed."));
+    else if (removes === 0) kids.push(el("p", {}, "Nothing would be removed."));
+    box.replaceChildren(...kids);
+  } catch (e) { box.replaceChildren(el("p", { class: "error" }, e.message)); }
+  finally { btn.disabled = false; }
+}
+
 // ---- repository page: diff two snapshots
 function repoPage(main) {
   const access = $("#access-form");
@@ -527,6 +564,10 @@ function repoPage(main) {
       location.href = "/";
     } catch (e) { showError($("#edit-error"), e); }
   });
+  $$("#forget-schedules .forget-preview-run").forEach(b => b.addEventListener("click", () => {
+    const box = b.closest("tr").nextElementSibling.querySelector(".forget-preview");
+    runForgetPreview(b, box, main.dataset.repoId, Object.assign({ host_id: b.dataset.host }, JSON.parse(b.dataset.schedule)));
+  }));
   const unlock = $("#unlock-run");
   if (unlock) unlock.addEventListener("click", async () => {
     if (!main.dataset.hostId) { showError($("#unlock-error"), new Error("No host has used this repository yet, so none can run unlock.")); return; }
@@ -1078,7 +1119,16 @@ function policyPage(main) {
     }));
   };
   render();
-  ed.addEventListener("reset", () => setTimeout(() => { ed.elements.index.value = ""; syncKind(); $("#policy-cron-preview").textContent = ""; }));
+  const fp = ed.querySelector(".forget-preview-run");
+  if (fp) fp.addEventListener("click", () => {
+    const out = ed.querySelector(".forget-preview");
+    if (form.querySelector("input[name=repo_mode]:checked").value === "template" || !f.repo_id.value) {
+      out.replaceChildren(el("p", {}, "A preview needs the policy's shared repository; each host's own repository (a template) is previewed on its host's page."));
+      return;
+    }
+    runForgetPreview(fp, out, f.repo_id.value, { retention: retention(ed) });
+  });
+  ed.addEventListener("reset", () => setTimeout(() => { ed.elements.index.value = ""; syncKind(); $("#policy-cron-preview").textContent = ""; if (fp) ed.querySelector(".forget-preview").textContent = ""; }));
   ed.addEventListener("submit", ev => {
     ev.preventDefault();
     const i = ed.elements.index.value === "" ? -1 : num(ed.elements.index.value);
