@@ -178,6 +178,7 @@ func (s *Server) pageJob(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
+	j = s.fleet.LiveJob(j)
 	d := jobPageData{User: p, Job: j, HostName: j.HostID, RepoName: j.RepoID, Result: summarize(j), Sources: view.SourceSnapshots(j), Drill: s.jobDrillOf(j), Copy: s.jobCopyOf(j),
 		Bandwidth: view.BandwidthOf(j)}
 	if h, err := s.store.GetHost(j.HostID); err == nil {
