@@ -1183,7 +1183,30 @@ function policyPage(main) {
   });
 }
 
+// localTimes shows every <time datetime> the server wrote in the viewer's
+// time zone: an exact time ("abs") becomes local, with its age on hover; a
+// relative age ("rel") keeps its text, with the exact local time on hover.
+function relAge(d) {
+  const s = (Date.now() - d.getTime()) / 1000;
+  const unit = (n, u) => Math.floor(n) + " " + u + (Math.floor(n) === 1 ? "" : "s");
+  if (s < -60) return "in the future";
+  if (s < 60) return "just now";
+  if (s < 3600) return unit(s / 60, "minute") + " ago";
+  if (s < 172800) return unit(s / 3600, "hour") + " ago";
+  return unit(s / 86400, "day") + " ago";
+}
+function localTimes(root) {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  for (const t of root.querySelectorAll("time[datetime]")) {
+    const d = new Date(t.getAttribute("datetime"));
+    if (isNaN(d)) continue;
+    if (t.classList.contains("abs")) { t.title = relAge(d) + " (" + zone + ")"; t.textContent = fmtTime(d.toISOString()).slice(0, 16); }
+    else t.title = fmtTime(d.toISOString()) + " " + zone;
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  localTimes(document);
   const main = $("main[data-page]");
   if (!main) return;
   const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage, alerts: alertsPage, dashboard: dashboardPage, policy: policyPage };
