@@ -129,7 +129,6 @@ type jobPageData struct {
 	HostName string
 	RepoName string
 	Result   jobResult
-	Args     string
 	// Sources are a backup's snapshots, per source, when it named sources.
 	Sources []wire.SourceSnapshot
 	// Drill is a drill's report (nil for other kinds).
@@ -138,6 +137,9 @@ type jobPageData struct {
 	Copy *jobCopy
 	// Bandwidth is a backup's, copy's or restore's limit in force (nil: none).
 	Bandwidth *view.Bandwidth
+	// KindFacts say what the job did in its kind's terms; ArgFacts are its
+	// arguments as labelled fields (jobkinds.go).
+	KindFacts, ArgFacts []fact
 }
 
 // jobResult is what the page shows of a finished job's outcome.
@@ -161,7 +163,9 @@ func summarize(j storage.Job) jobResult {
 		TotalBytesProcessed uint64  `json:"total_bytes_processed"`
 		TotalDuration       float64 `json:"total_duration"`
 	}
-	if len(j.Summary) > 0 && json.Unmarshal(j.Summary, &s) == nil {
+	// The data-added row is a backup's: a restore's summary is its own
+	// (jobkinds.go), not "Data added 0 B".
+	if j.Kind == wire.JobBackup && len(j.Summary) > 0 && json.Unmarshal(j.Summary, &s) == nil {
 		r = jobResult{DataAdded: s.DataAdded, FilesNew: s.FilesNew, FilesChanged: s.FilesChanged,
 			FilesProcessed: s.TotalFilesProcessed, BytesProcessed: s.TotalBytesProcessed, HasSummary: true}
 	}
@@ -187,9 +191,7 @@ func (s *Server) pageJob(w http.ResponseWriter, r *http.Request) {
 	if rp, err := s.store.GetRepo(j.RepoID); err == nil {
 		d.RepoName = rp.Name
 	}
-	if len(j.Args) > 0 && string(j.Args) != "null" && string(j.Args) != "{}" {
-		d.Args = string(j.Args)
-	}
+	d.ArgFacts, d.KindFacts = argFacts(j.Args), kindFacts(j)
 	s.render(w, "job.html", d)
 }
 

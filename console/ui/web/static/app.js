@@ -418,7 +418,7 @@ function renderJob(j) {
     const c = $("#cancel-job"); if (c) c.hidden = true;
     if (j.ended_at) $("#job-ended").textContent = fmtTime(j.ended_at);
     if (j.started_at && j.ended_at) $("#duration").textContent = ((new Date(j.ended_at) - new Date(j.started_at)) / 1000).toFixed(1) + "s";
-    if (j.summary) {
+    if (j.summary && main.dataset.kind === "backup") {
       const s = j.summary;
       $("#data-added").textContent = fmtBytes(s.data_added);
       if (s.total_files_processed !== undefined) $("#files-summary").textContent = s.total_files_processed + " processed, " + (s.files_new || 0) + " new, " + (s.files_changed || 0) + " changed (" + fmtBytes(s.total_bytes_processed) + ")";
@@ -429,6 +429,15 @@ function renderJob(j) {
     // A drill's report (sample, verdicts, probe) is drawn by the server.
     if (main.dataset.kind === "drill" && !$("#drill-report[data-done]")) { location.reload(); return; }
     if (main.dataset.kind === "copy" && !$("#copy-report[data-done]")) { location.reload(); return; }
+    // What a restore, check, forget or key rotation did is drawn by the
+    // server: take its facts from the page as it is now, in place.
+    if (["restore", "check", "forget", "rotate_key"].includes(main.dataset.kind) && j.output && !main.dataset.factsLoaded) {
+      main.dataset.factsLoaded = "1";
+      fetch(location.href, { credentials: "same-origin" }).then(r => r.text()).then(html => {
+        const facts = new DOMParser().parseFromString(html, "text/html").querySelector("#job dl.facts");
+        if (facts) { $("#job dl.facts").replaceWith(facts); localTimes(facts); }
+      }).catch(() => {});
+    }
   }
   if (j.snapshot_id) { $("#snapshot-id").textContent = j.snapshot_id; $("#row-snapshot").hidden = false; }
   $("#job-error").textContent = j.error || "";
