@@ -314,6 +314,9 @@ type APIToken struct {
 	// Role caps what the token may do below its user's current role; empty
 	// means the user's role.
 	Role string `json:"role,omitempty"`
+	// LastUsedAt is when the token last authenticated a request, to about
+	// a minute (TouchAPIToken); zero: never used.
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 }
 
 // EnrollToken is a one-time token that lets an agent obtain its credential.

@@ -256,7 +256,8 @@ func (a *Auth) identify(r *http.Request) (Principal, error) {
 		if !ok || tok == "" {
 			return Principal{}, errUnauthenticated
 		}
-		t, err := a.store.GetAPIToken(token.Hash(tok))
+		hash := token.Hash(tok)
+		t, err := a.store.GetAPIToken(hash)
 		if err != nil || TokenExpired(t, now) {
 			return Principal{}, errUnauthenticated
 		}
@@ -264,6 +265,7 @@ func (a *Auth) identify(r *http.Request) (Principal, error) {
 		if err != nil || u.Disabled {
 			return Principal{}, errUnauthenticated
 		}
+		a.touchToken(hash, t, now)
 		return Principal{User: u.Name, Role: TokenRole(t, u)}, nil
 	}
 	ck, err := r.Cookie(sessionCookie)
@@ -279,6 +281,23 @@ func (a *Auth) identify(r *http.Request) (Principal, error) {
 		return Principal{}, errUnauthenticated
 	}
 	return Principal{User: u.Name, Role: u.Role, Session: true}, nil
+}
+
+// tokenTouchEvery is how stale a token's last use may get: a script that
+// polls every second would otherwise cost a store write per request.
+const tokenTouchEvery = time.Minute
+
+// touchToken records the token's use when its record is more than
+// tokenTouchEvery old. The record was just read, so a busy token costs no
+// write transaction between touches; a failure is logged, never fatal to
+// the request.
+func (a *Auth) touchToken(hash []byte, t storage.APIToken, now time.Time) {
+	if !t.LastUsedAt.IsZero() && now.Sub(t.LastUsedAt) < tokenTouchEvery {
+		return
+	}
+	if _, err := a.store.TouchAPIToken(hash, now, tokenTouchEvery); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		a.log.Warn("recording a token's last use failed", "token_id", t.ID, "error", err)
+	}
 }
 
 // TokenExpired reports whether t no longer authenticates at now. A token

@@ -29,6 +29,9 @@ type Token struct {
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	Expired   bool      `json:"expired,omitempty"`
+	// LastUsedAt is when the token last authenticated a request (to about
+	// a minute); absent: never.
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 }
 
 // TokensOf shows tokens with the role each acts with at now; users are
@@ -41,7 +44,7 @@ func TokensOf(toks []storage.APIToken, users []storage.User, now time.Time) []To
 	out := make([]Token, 0, len(toks))
 	for _, t := range toks {
 		out = append(out, Token{ID: t.ID, Name: t.Name, User: t.User, Role: auth.TokenRole(t, byName[t.User]),
-			CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, Expired: auth.TokenExpired(t, now)})
+			CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, Expired: auth.TokenExpired(t, now), LastUsedAt: t.LastUsedAt})
 	}
 	return out
 }

@@ -750,7 +750,7 @@ function settingsPage(main) {
       // here, so do not reload it away.
       const exp = r.data.expires_at ? fmtTime(r.data.expires_at) : "never";
       const tb = $("#tokens tbody");
-      tb.prepend(el("tr", { "data-token": r.data.id }, el("td", {}, r.data.name), el("td", {}, main.dataset.user || ""), el("td", {}, r.data.role), el("td", {}, "just now"), el("td", {}, exp), el("td", {})));
+      tb.prepend(el("tr", { "data-token": r.data.id }, el("td", {}, r.data.name), el("td", {}, main.dataset.user || ""), el("td", {}, r.data.role), el("td", {}, "just now"), el("td", {}, exp), el("td", {}, "never"), el("td", {})));
     } catch (e) { showError($("#token-error"), e); }
   });
   $$(".delete-token").forEach(b => b.addEventListener("click", async () => {
