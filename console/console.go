@@ -120,6 +120,9 @@ type Options struct {
 	// (defaults DefaultSSEPerUser, DefaultSSETotal).
 	SSEPerUser, SSETotal int
 	Version              string
+	// LoginPerMinute caps logins (password, second factor, OpenID
+	// callback) per client address and minute (default 10).
+	LoginPerMinute int
 }
 
 // Console is the wired control plane: it serves HTTP and, for the broker,
@@ -184,8 +187,12 @@ func New(opts Options) (*Console, error) {
 	c.metrics.Attach(f, opts.MetricsRefresh)
 	c.alerts = alerts.New(alerts.Options{Fleet: f, Logger: opts.Logger, PublicURL: opts.PublicURL,
 		Interval: opts.AlertInterval, RenotifyEvery: opts.RenotifyEvery, Audit: c.auth.Record})
-	// One budget for both ways to log in: 10 a minute per address.
-	loginLimit := httprate.LimitBy(10, time.Minute, httpx.RemoteIP)
+	// One budget for every way to log in: 10 a minute per address.
+	loginRate := opts.LoginPerMinute
+	if loginRate <= 0 {
+		loginRate = 10
+	}
+	loginLimit := httprate.LimitBy(loginRate, time.Minute, httpx.RemoteIP)
 	var metricsOnRouter http.Handler
 	if !opts.MetricsElsewhere {
 		metricsOnRouter = c.MetricsHandler()

@@ -290,6 +290,10 @@ type User struct {
 	// Disabled users cannot log in, and their sessions and tokens do not
 	// authenticate.
 	Disabled bool `json:"disabled,omitempty"`
+	// Source is where the account comes from: "" for a local account
+	// (password), "oidc" for one made at its first sign-in through the
+	// OpenID provider (no password; its role is mapped at every sign-in).
+	Source string `json:"source,omitempty"`
 }
 
 // Session is a logged-in browser session; the token itself is never stored,

@@ -190,6 +190,10 @@ func (s *Server) routes(r chi.Router) {
 		r.Get("/tokens", s.listTokens)
 		r.Post("/tokens", s.createToken)
 		r.Delete("/tokens/{id}", s.deleteToken)
+		// Everyone's own account and second factor.
+		r.Get("/me", s.me)
+		r.With(s.opts.LoginLimit).Post("/me/totp", s.enrolTOTP)
+		r.With(s.opts.LoginLimit).Post("/me/totp/confirm", s.confirmTOTP)
 
 		// Operators run the fleet.
 		r.Group(func(r chi.Router) {
@@ -230,6 +234,9 @@ func (s *Server) routes(r chi.Router) {
 			r.Post("/users", s.createUser)
 			r.Patch("/users/{name}", s.patchUser)
 			r.Delete("/users/{name}", s.deleteUser)
+			r.Delete("/users/{name}/totp", s.resetTOTP)
+			r.Get("/settings/sign-in", s.getSignInSettings)
+			r.Put("/settings/sign-in", s.putSignInSettings)
 			r.Get("/audit", s.listAudit)
 			r.With(streaming).Post("/admin/backup", s.backupStore)
 			r.Get("/channels", s.listChannels)
