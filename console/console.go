@@ -123,6 +123,11 @@ type Options struct {
 	// LoginPerMinute caps logins (password, second factor, OpenID
 	// callback) per client address and minute (default 10).
 	LoginPerMinute int
+	// OIDC, when set, lets people sign in with an OpenID provider;
+	// LocalLoginOff leaves password sign-in to BreakGlassUser alone.
+	OIDC           *auth.OIDCConfig
+	LocalLoginOff  bool
+	BreakGlassUser string
 }
 
 // Console is the wired control plane: it serves HTTP and, for the broker,
@@ -155,7 +160,8 @@ func New(opts Options) (*Console, error) {
 		opts.Logger = slog.Default()
 	}
 	c := &Console{opts: opts, metrics: metrics.New()}
-	c.auth = auth.New(auth.Options{Store: opts.Store, Logger: opts.Logger, SecureCookies: opts.SecureCookies})
+	c.auth = auth.New(auth.Options{Store: opts.Store, Logger: opts.Logger, SecureCookies: opts.SecureCookies,
+		OIDC: opts.OIDC, LocalLoginOff: opts.LocalLoginOff, BreakGlassUser: opts.BreakGlassUser})
 	f, err := fleet.New(fleet.Options{
 		Store: opts.Store, Publisher: opts.Publisher, Logger: opts.Logger,
 		CommandExpiry: opts.CommandExpiry, OfflineAfter: opts.OfflineAfter,

@@ -21,6 +21,8 @@ var routeRoles = map[string]string{
 	"POST /api/v1/login":                            "",
 	"POST /api/v1/logout":                           "",
 	"POST /api/v1/enroll":                           "",
+	"GET /api/v1/auth/oidc/login":                   "",
+	"GET /api/v1/auth/oidc/callback":                "",
 	"GET /api/v1/hosts":                             auth.RoleViewer,
 	"GET /api/v1/hosts/{id}":                        auth.RoleViewer,
 	"GET /api/v1/hosts/{id}/schedules":              auth.RoleViewer,

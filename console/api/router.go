@@ -164,6 +164,11 @@ func (s *Server) routes(r chi.Router) {
 		enroll = r.With(httprate.LimitBy(n, time.Minute, httpx.RemoteIP))
 	}
 	enroll.Post("/enroll", s.enroll)
+	// Sign-in with the OpenID provider: the browser comes and goes by
+	// redirects; each finished sign-in costs as much of the login budget
+	// as a password.
+	r.Get("/auth/oidc/login", s.oidcLogin)
+	r.With(s.opts.LoginLimit).Get("/auth/oidc/callback", s.oidcCallback)
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.auth.RequireAuth(true))

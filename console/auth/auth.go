@@ -449,6 +449,8 @@ type Options struct {
 	// provider is down or misconfigured.
 	LocalLoginOff  bool
 	BreakGlassUser string
+	// OIDC, when set, is the OpenID provider people sign in with.
+	OIDC *OIDCConfig
 }
 
 // LocalLogin reports whether name may sign in with a password.
@@ -471,6 +473,8 @@ type Auth struct {
 	pending pendingLogins
 	// requireSF mirrors the stored setting settingSecondFactor.
 	requireSF atomic.Bool
+	// oidc is the OpenID provider and its sign-ins in flight.
+	oidc oidcClient
 }
 
 // New builds an Auth.
