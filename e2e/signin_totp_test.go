@@ -149,6 +149,35 @@ func TestSignInTOTPBrowser(t *testing.T) {
 	if s := b.text(`#users tr[data-user="alice"] .user-sf`); s != "off" {
 		t.Errorf("alice's second factor after the reset: %q", s)
 	}
+	// The admin requires a second factor for admins and operators: alice
+	// (an operator, her factor reset) signs in with the password alone and
+	// is sent to set one up, whatever page she asks for.
+	b.step("require a second factor", chromedp.Click(chromedp.CSS(`#require-second-factor`)))
+	// The admin has none either: from now on the admin's own session is
+	// sent to set one up too.
+	eventually(t, 30*time.Second, "the setting", func() error {
+		var set struct {
+			Required bool `json:"second_factor_required"`
+		}
+		if err := tc.Do(ctx, "GET", "/api/v1/settings/sign-in", nil, &set); err != nil {
+			return err
+		}
+		if !set.Required {
+			return errorf("not required yet")
+		}
+		return nil
+	})
+	b.step("the admin's next page", chromedp.Navigate(b.srv.URL("/settings")), chromedp.WaitVisible(chromedp.CSS(`#sf-required`)))
 	b.logout()
-	b.login("alice", alicePW)
+	b.step("alice's password, then the set-up page",
+		chromedp.Navigate(b.srv.URL("/login")),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=username]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=username]`), "alice"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), alicePW),
+		chromedp.Click(chromedp.CSS(`#login-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#sf-required`)))
+	b.step("another page", chromedp.Navigate(b.srv.URL("/settings")), chromedp.WaitVisible(chromedp.CSS(`#sf-required`)))
+	if s := b.text("#sf-required"); !strings.Contains(s, "needs a second factor") {
+		t.Errorf("the set-up page says %q", s)
+	}
 }

@@ -83,14 +83,17 @@ const (
 // first sign-in and is retried until it works, so a provider that is down
 // when the console starts does not keep the console from starting.
 type oidcClient struct {
-	mu       sync.Mutex
+	// discover serialises discovery (which may wait on a slow provider)
+	// apart from mu, so the flows stay reachable meanwhile.
+	discover sync.Mutex
 	provider *oidc.Provider
+	mu       sync.Mutex
 	flows    map[string]*oidcState
 }
 
 func (a *Auth) oidcProvider(ctx context.Context) (*oidc.Provider, error) {
-	a.oidc.mu.Lock()
-	defer a.oidc.mu.Unlock()
+	a.oidc.discover.Lock()
+	defer a.oidc.discover.Unlock()
 	if a.oidc.provider != nil {
 		return a.oidc.provider, nil
 	}

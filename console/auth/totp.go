@@ -272,6 +272,11 @@ func (a *Auth) SecondFactor(r *http.Request, name, code string) (storage.User, e
 	if err != nil {
 		return storage.User{}, err
 	}
+	if u.Disabled {
+		// Disabled between the password and the code.
+		a.Record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login refused: disabled", Remote: r.RemoteAddr, Status: http.StatusForbidden})
+		return storage.User{}, ErrDisabled
+	}
 	a.guard.succeed(addrKey)
 	a.guard.succeed(userKey)
 	detail := "password and TOTP code"
