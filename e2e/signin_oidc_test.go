@@ -146,13 +146,13 @@ func TestSignInOIDC(t *testing.T) {
 	}
 	// The accounts were made with their mapped roles, marked as the
 	// provider's.
-	var listed []struct{ Name, Role string }
+	var listed []struct{ Name, Role, Source string }
 	srv.do("GET", "/api/v1/users", nil, &listed, 200)
 	got := map[string]string{}
 	for _, u := range listed {
-		got[u.Name] = u.Role
+		got[u.Name] = u.Role + "/" + u.Source
 	}
-	if got["ada"] != "admin" || got["oli"] != "operator" || got["vera"] != "viewer" || got["nobody"] != "" {
+	if got["ada"] != "admin/oidc" || got["oli"] != "operator/oidc" || got["vera"] != "viewer/oidc" || got["nobody"] != "" || got["admin"] != "admin/" {
 		t.Errorf("accounts after the sign-ins: %v", got)
 	}
 

@@ -13,10 +13,15 @@ type User struct {
 	Role      string    `json:"role"`
 	Disabled  bool      `json:"disabled"`
 	CreatedAt time.Time `json:"created_at"`
+	// Source is "oidc" for an account the OpenID provider made (its role
+	// is mapped at each sign-in); absent for a password account.
+	Source string `json:"source,omitempty"`
 }
 
 // UserOf shows a user.
-func UserOf(u storage.User) User { return User{u.Name, u.Role, u.Disabled, u.CreatedAt} }
+func UserOf(u storage.User) User {
+	return User{Name: u.Name, Role: u.Role, Disabled: u.Disabled, CreatedAt: u.CreatedAt, Source: u.Source}
+}
 
 // Token is an API token as listed: never the token itself. Role is what
 // the token may do now (its own role capped by its user's current one);
