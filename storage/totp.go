@@ -11,7 +11,7 @@ import (
 // SecondFactor is a user's TOTP second factor (RFC 6238). The shared
 // secret is sealed under the master key (bound to the user's name, so a
 // record cannot be moved to another user); recovery codes are kept only as
-// SHA-256 hashes (they are random, 60 bits, so a plain hash is enough, as
+// SHA-256 hashes (they are random, 80 bits, so a plain hash is enough, as
 // for API tokens). One record per user, at totp/{user}.
 type SecondFactor struct {
 	User string `json:"user"`

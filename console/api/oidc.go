@@ -4,6 +4,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"strings"
 
 	"github.com/restic-manager/restic-manager/console/auth"
 )
@@ -37,7 +38,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 // request's own scheme and host.
 func (s *Server) baseURL(r *http.Request) string {
 	if s.opts.PublicURL != "" {
-		return s.opts.PublicURL
+		return strings.TrimSuffix(s.opts.PublicURL, "/")
 	}
 	scheme := "http"
 	if r.TLS != nil {

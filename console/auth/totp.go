@@ -36,8 +36,10 @@ const (
 	totpSkew       = 1
 	totpSecretSize = 20
 	recoveryCount  = 10
-	// recoveryBytes: 60 bits per code, twelve base32 characters.
-	recoveryBytes = 8
+	// recoveryBytes: 80 bits per code, sixteen base32 characters: a
+	// stolen store's hashes cannot be searched (the password is needed
+	// too, but the hash alone must not give the code away).
+	recoveryBytes = 10
 )
 
 var totpOpts = totp.ValidateOpts{Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
@@ -317,12 +319,12 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-// newRecoveryCode is twelve base32 characters in groups of four.
+// newRecoveryCode is sixteen base32 characters in groups of four.
 func newRecoveryCode() string {
 	b := make([]byte, recoveryBytes)
 	rand.Read(b)
-	s := strings.ToLower(b32.EncodeToString(b))[:12]
-	return s[:4] + "-" + s[4:8] + "-" + s[8:]
+	s := strings.ToLower(b32.EncodeToString(b))
+	return s[:4] + "-" + s[4:8] + "-" + s[8:12] + "-" + s[12:16]
 }
 
 // hashRecovery hashes a recovery code as typed: case, spaces and dashes
