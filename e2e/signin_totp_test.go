@@ -36,8 +36,12 @@ func (b *browser) codeStep(code string, ok bool) string {
 		wait = chromedp.WaitVisible(chromedp.CSS(`#code-form .error`))
 	}
 	b.step("enter code",
+		// Marks this page, so the wait below sees the answer's page and
+		// not the error this one may already show.
+		chromedp.Evaluate[chromedp.Void](`document.body.setAttribute('data-before-submit', '1')`),
 		chromedp.SendKeys(chromedp.CSS(`#code-form input[name=code]`), code),
 		chromedp.Click(chromedp.CSS(`#code-form button[type=submit]`)),
+		chromedp.WaitNotPresent(chromedp.CSS(`body[data-before-submit]`)),
 		wait,
 	)
 	if ok {
