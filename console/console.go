@@ -18,7 +18,8 @@
 //     judged by);
 //   - alerts: rules, notifications, MQTT health, Home Assistant discovery,
 //     observing the fleet;
-//   - auth: users, sessions, tokens, roles and the audit log;
+//   - auth: users, sessions, tokens, roles, second factors, sign-in
+//     with an OpenID provider and the audit log;
 //   - metrics: the Prometheus endpoint;
 //   - api and ui: the JSON API and the pages, over the three above.
 package console

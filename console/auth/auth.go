@@ -1,5 +1,6 @@
 // Package auth is who may do what in the console: users and their
-// passwords, sessions, API tokens, the roles and their middleware, the
+// passwords, second factors (totp.go), sign-in through an OpenID provider
+// (oidc.go), sessions, API tokens, the roles and their middleware, the
 // login lock-out and the audit log of what people change.
 package auth
 
