@@ -214,6 +214,7 @@ func (al *Alerts) jobAlert(j storage.Job) {
 func (al *Alerts) evaluateAlerts(ctx context.Context) {
 	now := al.opts.Now()
 	al.f.EachHost(ctx, func(h storage.Host) { al.evaluateHost(h, now) })
+	al.evaluateTokens(now)
 	repos, err := al.store.ListRepos()
 	if err != nil {
 		return

@@ -347,7 +347,21 @@ func (s *Server) pageSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data := map[string]any{"User": p, "Tokens": view.TokensOf(toks, users, time.Now()), "TokenRoles": tokenRoles(p)}
+	mine, err := s.auth.SecondFactorOf(p.User)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	data["SecondFactor"] = mine
 	if p.Can(auth.RoleAdmin) {
+		// Who has a second factor, for the reset buttons.
+		enrolled := map[string]bool{}
+		for _, u := range users {
+			if sf, err := s.auth.SecondFactorOf(u.Name); err == nil && sf.Enrolled {
+				enrolled[u.Name] = true
+			}
+		}
+		data["Enrolled"], data["SecondFactorRequired"] = enrolled, s.auth.SecondFactorRequired()
 		uv := make([]view.User, 0, len(users))
 		for _, u := range users {
 			uv = append(uv, view.UserOf(u))

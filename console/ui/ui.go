@@ -176,6 +176,7 @@ func (s *Server) Mount(r chi.Router) {
 	r.Handle("/static/*", http.StripPrefix("/static/", http.FileServerFS(static)))
 	r.Get("/login", s.pageLogin)
 	r.With(s.limit).Post("/login", s.formLogin)
+	r.With(s.limit).Post("/login/second-factor", s.formSecondFactor)
 	r.Post("/logout", func(w http.ResponseWriter, r *http.Request) {
 		s.auth.EndSession(w, r)
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
@@ -188,6 +189,8 @@ func (s *Server) Mount(r chi.Router) {
 		r.Get("/repos/{id}", s.pageRepo)
 		r.Get("/restore", s.pageRestore)
 		r.Get("/settings", s.pageSettings)
+		r.Get(auth.EnrolPage, s.pageSecondFactor)
+		r.Get(auth.EnrolPage+"/qr.png", s.secondFactorQR)
 		r.Get("/alerts", s.pageAlerts)
 		r.Get("/policies", s.pagePolicies)
 		r.Get("/policies/new", s.pagePolicyNew)
@@ -234,7 +237,7 @@ func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 var errForbiddenPage = errors.New("forbidden")
 
 func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) {
-	s.render(w, "login.html", map[string]any{"Error": ""})
+	s.render(w, "login.html", s.loginData(""))
 }
 
 func (s *Server) formLogin(w http.ResponseWriter, r *http.Request) {
@@ -244,16 +247,18 @@ func (s *Server) formLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, err := s.auth.Login(r, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	if errors.Is(err, auth.ErrSecondFactorRequired) {
+		// The password was right: the second step asks for the code.
+		s.auth.BeginSecondFactor(w, u.Name)
+		data := s.loginData("")
+		data["Step"] = "code"
+		s.render(w, "login.html", data)
+		return
+	}
 	if err != nil {
-		msg, code := "Wrong username or password.", http.StatusUnauthorized
-		switch {
-		case errors.Is(err, auth.ErrLocked):
-			msg = "Too many failed logins from here. Try again later."
-		case errors.Is(err, auth.ErrDisabled):
-			msg, code = "This account is disabled. Ask an administrator.", http.StatusForbidden
-		}
+		msg, code := loginFailure(err)
 		w.WriteHeader(code)
-		s.render(w, "login.html", map[string]any{"Error": msg})
+		s.render(w, "login.html", s.loginData(msg))
 		return
 	}
 	if err := s.auth.StartSession(w, u.Name); err != nil {

@@ -819,6 +819,19 @@ function settingsPage(main) {
     try { await api("DELETE", userPath(name)); location.reload(); }
     catch (e) { showError(usersErr, e); }
   }));
+  $$(".reset-second-factor").forEach(b => b.addEventListener("click", async () => {
+    const name = b.dataset.name;
+    if (!confirm("Reset the second factor of " + name + "? They log in with the password alone until they set up a new one.")) return;
+    showError(usersErr);
+    try { await api("DELETE", userPath(name) + "/totp"); location.reload(); }
+    catch (e) { showError(usersErr, e); }
+  }));
+  const req = $("#require-second-factor");
+  if (req) req.addEventListener("change", async () => {
+    showError($("#signin-error"));
+    try { await api("PUT", "/api/v1/settings/sign-in", { second_factor_required: req.checked }); }
+    catch (e) { req.checked = !req.checked; showError($("#signin-error"), e); }
+  });
   const dlg = $("#password-dialog");
   if (dlg) {
     const pf = $("#password-form");
@@ -849,7 +862,7 @@ function settingsPage(main) {
       // here, so do not reload it away.
       const exp = r.data.expires_at ? fmtTime(r.data.expires_at) : "never";
       const tb = $("#tokens tbody");
-      tb.prepend(el("tr", { "data-token": r.data.id }, el("td", {}, r.data.name), el("td", {}, main.dataset.user || ""), el("td", {}, r.data.role), el("td", {}, "just now"), el("td", {}, exp), el("td", {})));
+      tb.prepend(el("tr", { "data-token": r.data.id }, el("td", {}, r.data.name), el("td", {}, main.dataset.user || ""), el("td", {}, r.data.role), el("td", {}, "just now"), el("td", {}, exp), el("td", {}, "never"), el("td", {})));
     } catch (e) { showError($("#token-error"), e); }
   });
   $$(".delete-token").forEach(b => b.addEventListener("click", async () => {
@@ -1214,11 +1227,40 @@ function localTimes(root) {
   }
 }
 
+// ---- second factor: set up (the secret and recovery codes are shown
+// once, the QR code is a PNG the server renders), then confirm with a code.
+function secondFactorPage() {
+  const start = $("#sf-start");
+  if (!start) return;
+  const err = $("#sf-error");
+  start.addEventListener("click", async () => {
+    showError(err);
+    try {
+      const r = await api("POST", "/api/v1/me/totp");
+      $("#sf-secret").textContent = r.data.secret;
+      const ul = $("#sf-codes");
+      ul.replaceChildren(...r.data.recovery_codes.map(c => el("li", {}, el("code", {}, c))));
+      $("#sf-qr").src = "/second-factor/qr.png?" + Date.now();
+      $("#sf-enrol").hidden = false;
+      start.hidden = true;
+    } catch (e) { showError(err, e); }
+  });
+  const f = $("#sf-confirm");
+  f.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    showError(err);
+    try {
+      await api("POST", "/api/v1/me/totp/confirm", { code: f.elements.code.value.trim() });
+      location.href = "/second-factor";
+    } catch (e) { showError(err, e); }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   localTimes(document);
   const main = $("main[data-page]");
   if (!main) return;
-  const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage, alerts: alertsPage, dashboard: dashboardPage, policy: policyPage };
+  const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage, alerts: alertsPage, dashboard: dashboardPage, policy: policyPage, "second-factor": secondFactorPage };
   const fn = pages[main.dataset.page];
   if (fn) fn(main);
 });
