@@ -40,6 +40,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/api"
 	"github.com/restic-manager/restic-manager/console/auth"
 	"github.com/restic-manager/restic-manager/console/copies"
+	"github.com/restic-manager/restic-manager/console/daystats"
 	"github.com/restic-manager/restic-manager/console/drills"
 	"github.com/restic-manager/restic-manager/console/enrol"
 	"github.com/restic-manager/restic-manager/console/fleet"
@@ -142,6 +143,7 @@ type Console struct {
 	alerts   *alerts.Alerts
 	auth     *auth.Auth
 	metrics  *metrics.Metrics
+	daystats *daystats.Counter
 	api      *api.Server
 	ui       *ui.Server
 }
@@ -187,6 +189,8 @@ func New(opts Options) (*Console, error) {
 	// Copies read the snapshot lists repos cached (registered before) and
 	// make the copies policies ask for after backups.
 	copies.New(f, c.policies, opts.Logger)
+	// The dashboard's charts count backups per day as they end.
+	c.daystats = daystats.New(f, opts.Logger)
 	// A policy's RPO is the host's staleness threshold (rpo_breach), judged
 	// as the compliance report judges it.
 	reports := report.New(opts.Store, c.policies.List)
@@ -218,6 +222,7 @@ func New(opts Options) (*Console, error) {
 // Close stops background work: the alerts first (they observe the fleet).
 func (c *Console) Close() {
 	c.alerts.Close()
+	c.daystats.Close()
 	c.repos.Close()
 	c.enrol.Close()
 	c.fleet.Close()
