@@ -190,6 +190,10 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 			*b.t = t
 		}
 	}
+	if !aq.Since.IsZero() && !aq.Until.IsZero() && aq.Until.Before(aq.Since) {
+		httpx.WriteError(w, http.StatusBadRequest, "until: must not be before since")
+		return
+	}
 	entries, next, err := s.store.ListAudit(aq)
 	if err != nil {
 		s.fail(w, r, err)
