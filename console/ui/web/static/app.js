@@ -1375,7 +1375,7 @@ function deliveryCell(d) {
   const when = el("span", { class: "sub" }, " " + fmtTime(d.at) + (d.event ? " · " + d.event : ""));
   when.title = d.at;
   if (d.ok) return [el("span", { class: "badge st-succeeded" }, "delivered"), when];
-  return [el("span", { class: "badge st-failed" }, "failed"), " ", el("span", { class: "delivery-error" }, d.error || ""), when];
+  return [el("span", { class: "badge st-failed" }, "failed"), " ", el("span", { class: "delivery-error sub" }, d.error || ""), when];
 }
 
 function integrationsPage() {
