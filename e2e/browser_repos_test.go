@@ -102,8 +102,7 @@ func TestBrowserAddRepositoryTestAndInitialise(t *testing.T) {
 	// The list shows it; its own page (rename, rotate, delete) is a click
 	// away, and neither page holds the password.
 	b.open("/repos")
-	var repoID string
-	repoID = eval[string](b, `(Array.from(document.querySelectorAll('#repos tr[data-repo]')).find(r => r.textContent.includes('second')) || {dataset: {}}).dataset.repo || ''`)
+	repoID := eval[string](b, `(Array.from(document.querySelectorAll('#repos tr[data-repo]')).find(r => r.textContent.includes('second')) || {dataset: {}}).dataset.repo || ''`)
 	if repoID == "" {
 		t.Fatal("the new repository is not listed")
 	}
