@@ -66,8 +66,8 @@ func TestBrowserNotificationChannels(t *testing.T) {
 	if got := b.text(row + ` .test-result`); got != "✔ test sent" {
 		t.Errorf("the test's answer: %q", got)
 	}
-	if n := hook.count("test", "test"); n != 1 || hook.bad != 0 {
-		t.Errorf("the receiver got %d signed tests (%d badly signed)", n, hook.bad)
+	if n, bad := hook.count("test", "test"), hookBad(hook); n != 1 || bad != 0 {
+		t.Errorf("the receiver got %d signed tests (%d badly signed)", n, bad)
 	}
 
 	// A channel that cannot deliver shows why.
@@ -112,8 +112,8 @@ func TestBrowserNotificationChannels(t *testing.T) {
 		chromedp.Click(chromedp.CSS(row+` .test-channel`)),
 		chromedp.WaitVisible(chromedp.CSS(row+` .test-result.result-ok`)),
 	)
-	if n := hook.count("test", "test"); n != 2 || hook.bad != 0 {
-		t.Errorf("after the edit the receiver got %d signed tests (%d badly signed)", n, hook.bad)
+	if n, bad := hook.count("test", "test"), hookBad(hook); n != 2 || bad != 0 {
+		t.Errorf("after the edit the receiver got %d signed tests (%d badly signed)", n, bad)
 	}
 	b.step("edit with an address that is not http",
 		chromedp.Click(chromedp.CSS(row+` .edit-channel`)),
@@ -206,4 +206,11 @@ func TestBrowserIntegrationAccountsAndSettings(t *testing.T) {
 	if !eval[bool](b, `document.querySelector('#console-settings input[name=ha_discovery]').checked`) {
 		t.Error("discovery is not shown on after a reload")
 	}
+}
+
+// hookBad is how many requests the receiver refused (a bad signature).
+func hookBad(h *hookReceiver) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.bad
 }
