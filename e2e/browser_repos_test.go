@@ -68,6 +68,7 @@ func TestBrowserAddRepositoryTestAndInitialise(t *testing.T) {
 	if got := b.text(`#repo-form .field-error[data-for=env]`); !strings.Contains(got, `"LD_PRELOAD" is not a restic backend variable`) {
 		t.Errorf("the environment's error: %q", got)
 	}
+	b.shot("repos-field-error")
 	b.step("add it, bound to web-1",
 		chromedp.Evaluate[chromedp.Void](`document.querySelector('#repo-form textarea[name=env]').value = ''`),
 		chromedp.Click(chromedp.CSS(`#repo-form input[name=hosts][value="`+f.host.ID+`"]`)),
