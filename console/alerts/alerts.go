@@ -391,7 +391,9 @@ func (al *Alerts) sendTo(ctx context.Context, ch storage.Channel, msg notify.Mes
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return s.Send(ctx, msg)
+	err = s.Send(ctx, msg)
+	al.recordDelivery(ch.ID, msg.Event, err)
+	return err
 }
 
 // alertLoop evaluates the periodic rules.

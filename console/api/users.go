@@ -198,7 +198,25 @@ func (s *Server) failUser(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, _ := strconv.Atoi(q.Get("limit"))
-	entries, next, err := s.store.ListAudit(storage.AuditQuery{Actor: q.Get("actor"), Target: q.Get("target"), Limit: limit, Cursor: q.Get("cursor")})
+	aq := storage.AuditQuery{Actor: q.Get("actor"), Target: q.Get("target"), Limit: limit, Cursor: q.Get("cursor")}
+	for _, b := range []struct {
+		name string
+		t    *time.Time
+	}{{"since", &aq.Since}, {"until", &aq.Until}} {
+		if v := q.Get(b.name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				httpx.WriteError(w, http.StatusBadRequest, b.name+": must be a time such as 2026-12-07T08:00:00Z")
+				return
+			}
+			*b.t = t
+		}
+	}
+	if !aq.Since.IsZero() && !aq.Until.IsZero() && aq.Until.Before(aq.Since) {
+		httpx.WriteError(w, http.StatusBadRequest, "until: must not be before since")
+		return
+	}
+	entries, next, err := s.store.ListAudit(aq)
 	if err != nil {
 		s.fail(w, r, err)
 		return

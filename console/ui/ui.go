@@ -195,6 +195,9 @@ func (s *Server) Mount(r chi.Router) {
 		r.Get("/policies", s.pagePolicies)
 		r.Get("/policies/new", s.pagePolicyNew)
 		r.Get("/policies/{id}", s.pagePolicy)
+		r.Get("/repos", s.pageRepos)
+		r.Get("/integrations", s.pageIntegrations)
+		r.Get("/audit", s.pageAudit)
 		// A read-only helper for the schedule editor's live preview; it
 		// changes nothing, so every role may call it.
 		r.Get("/ui/cron", s.uiCronPreview)
