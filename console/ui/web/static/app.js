@@ -570,7 +570,7 @@ function repoPage(main) {
     if (!confirm("Delete this repository from the console? Its data stays where it is.")) return;
     try {
       await api("DELETE", repoPath);
-      location.href = "/";
+      location.href = "/repos";
     } catch (e) { showError($("#edit-error"), e); }
   });
   $$("#forget-schedules .forget-preview-run").forEach(b => b.addEventListener("click", () => {
