@@ -33,7 +33,8 @@ func (s *server) createRepoEnv(name, url, password string, env map[string]string
 // on loopback. Per backend: init, backup, browse, restore, a second backup
 // and forget keep_last 1, each checked against restic run directly; then a
 // backup from a host with restic 0.14.0 (sftp.command rather than
-// sftp.args). No credential shows in the logs or the agent's files.
+// sftp.args). Then copies S3 → SFTP, SFTP → local and, on restic 0.14.0,
+// SFTP → S3. No credential shows in the logs or the agent's files.
 func TestBackendsEndToEnd(t *testing.T) {
 	t.Parallel()
 	backends := []backend{localBackend(t), startS3(t), startSFTP(t)}
@@ -69,35 +70,42 @@ func TestBackendsEndToEnd(t *testing.T) {
 		})
 	}
 
-	// A copy between two backends: every snapshot of the S3 repository
-	// reaches the SFTP one, as restic itself sees it there.
-	t.Run("copy S3 to SFTP", func(t *testing.T) {
-		sub := &server{Server: srv.Server, t: t}
-		s3, sftp := backends[1], backends[2]
-		id := sub.createJob(host.ID, map[string]any{"kind": "copy", "repo_id": repoOf[s3.name], "args": map[string]any{"to_repo_id": repoOf[sftp.name]}})
-		j := sub.waitJob(id, 3*time.Minute)
-		if j.Status != "succeeded" {
-			t.Fatalf("copy: %s: %s\n%s", j.Status, j.Error, j.StderrTail)
+	// Copies between backends: every snapshot of the source repository
+	// reaches the destination, as restic itself sees it there. SFTP is
+	// the destination first, then the source (its key and known_hosts
+	// reach the ssh restic starts for --from-repository-file), also from
+	// the restic 0.14.0 host (sftp.command, which 0.14 applies to the
+	// second repository too).
+	for _, c := range []struct {
+		from, to backend
+		host     harness.HostCreated
+	}{
+		{backends[1], backends[2], host}, // S3 → SFTP
+		{backends[2], backends[0], host}, // SFTP → local
+		{backends[2], backends[1], old},  // SFTP → S3, restic 0.14.0
+	} {
+		name := "copy " + c.from.name + " to " + c.to.name
+		if c.host.ID == old.ID {
+			name += " on restic 0.14.0"
 		}
-		var src, dst []struct {
-			ID       string `json:"id"`
-			Original string `json:"original"`
-		}
-		_ = json.Unmarshal(resticOn(t, testenv.Restic(t), s3, s3.url, "repo-secret-"+s3.name, "snapshots", "--json"), &src)
-		_ = json.Unmarshal(resticOn(t, testenv.Restic(t), sftp, sftp.url, "repo-secret-"+sftp.name, "snapshots", "--json"), &dst)
-		originals := map[string]bool{}
-		for _, s := range dst {
-			originals[s.Original] = true
-		}
-		for _, s := range src {
-			if !originals[s.ID] {
-				t.Errorf("S3 snapshot %.8s has no copy in the SFTP repository (copy output %s)", s.ID, j.Output)
+		t.Run(name, func(t *testing.T) {
+			sub := &server{Server: srv.Server, t: t}
+			id := sub.createJob(c.host.ID, map[string]any{"kind": "copy", "repo_id": repoOf[c.from.name], "args": map[string]any{"to_repo_id": repoOf[c.to.name]}})
+			j := sub.waitJob(id, 3*time.Minute)
+			if j.Status != "succeeded" {
+				t.Fatalf("copy: %s: %s\n%s", j.Status, j.Error, j.StderrTail)
 			}
-		}
-		if len(src) == 0 {
-			t.Fatal("no snapshots in the S3 repository")
-		}
-	})
+			var out struct {
+				Copied  []string `json:"copied"`
+				Skipped int      `json:"skipped"`
+			}
+			if err := json.Unmarshal(j.Output, &out); err != nil || len(out.Copied) == 0 {
+				t.Errorf("copy output %s: nothing copied (%v)", j.Output, err)
+			}
+			checkCopied(t, c.from, c.to, j.Output)
+			t.Logf("%s: copied %d snapshots, %d already there", name, len(out.Copied), out.Skipped)
+		})
+	}
 
 	// Neither the console's nor the agents' logs, nor any file the agents
 	// keep, holds a backend credential.
@@ -136,6 +144,40 @@ func TestBackendsEndToEnd(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// checkCopied fails t unless every snapshot of from's repository has its
+// copy in to's, as restic itself lists them: a snapshot there whose
+// original it is, or that is a copy of the same original (a snapshot
+// that was itself copied into from).
+func checkCopied(t *testing.T, from, to backend, copyOutput json.RawMessage) {
+	t.Helper()
+	var src, dst []struct {
+		ID       string `json:"id"`
+		Original string `json:"original"`
+	}
+	bin := testenv.Restic(t)
+	if err := json.Unmarshal(resticOn(t, bin, from, from.url, "repo-secret-"+from.name, "snapshots", "--json"), &src); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(resticOn(t, bin, to, to.url, "repo-secret-"+to.name, "snapshots", "--json"), &dst); err != nil {
+		t.Fatal(err)
+	}
+	there := map[string]bool{}
+	for _, s := range dst {
+		there[s.ID] = true
+		if s.Original != "" {
+			there[s.Original] = true
+		}
+	}
+	for _, s := range src {
+		if !there[s.ID] && (s.Original == "" || !there[s.Original]) {
+			t.Errorf("%s snapshot %.8s has no copy in the %s repository (copy output %s)", from.name, s.ID, to.name, copyOutput)
+		}
+	}
+	if len(src) == 0 {
+		t.Fatalf("no snapshots in the %s repository", from.name)
 	}
 }
 
