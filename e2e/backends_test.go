@@ -246,43 +246,87 @@ func testBackend(t *testing.T, f *fleet, b backend, old harness.HostCreated) {
 	t.Logf("%s: %s ok (snapshots %s, %s)", b.name, b.url, second.SnapshotID[:8], third.SnapshotID[:8])
 }
 
-// BenchmarkBackends times a backup of the same ~200 MiB data set (2,000
-// files, incompressible) through the console and one agent into a fresh
-// repository on each backend, rest-server included for comparison: wall
-// time from the API request to the job's success, and MiB/s. Figures for
-// the closing note, printed, not asserted. RM_BENCH_MIB changes the size.
+// BenchmarkBackends times a backup of the same data set (2,000 files,
+// incompressible) through the console and one agent into a fresh
+// repository on each backend, rest-server included for comparison, and
+// then copies between backends through the same agent (rest-server → S3,
+// S3 → SFTP, SFTP → local), each into a fresh repository initialised with
+// its source's chunker parameters, as a policy's copy destination is:
+// wall time from the API request to the job's success, and MiB/s of the
+// data set. Figures for the closing note, printed, not asserted. The data
+// sets are 200 MiB and 1 GiB; RM_BENCH_MIB (a comma list, e.g. "1024")
+// picks others.
 //
-//	go test ./e2e -run '^$' -bench BenchmarkBackends -benchtime 1x
+//	RM_BENCH_NORACE=1 go test ./e2e -run '^$' -bench BenchmarkBackends -benchtime 1x -timeout 60m
 func BenchmarkBackends(b *testing.B) {
-	mib := int64(200)
-	if v, err := strconv.ParseInt(os.Getenv("RM_BENCH_MIB"), 10, 64); err == nil && v > 0 {
-		mib = v
+	sizes := []int64{200, 1024}
+	if v := os.Getenv("RM_BENCH_MIB"); v != "" {
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+			if err != nil || n <= 0 {
+				b.Fatalf("RM_BENCH_MIB=%q: want sizes in MiB, comma separated", v)
+			}
+			sizes = append(sizes, n)
+		}
 	}
-	data := genDataSet(b, b.TempDir(), 2000, mib<<20)
-	b.Logf("data set: %d files, %.1f MiB, written in %s", data.files, float64(data.bytes)/(1<<20), data.took.Round(time.Millisecond))
 	backends := []backend{localBackend(b), startS3(b), startSFTP(b),
 		{name: "rest", url: "rest:http://" + restServer(b, b.TempDir()) + "/bench/"}}
+	byName := map[string]backend{}
+	for _, be := range backends {
+		byName[be.name] = be
+	}
+	copies := [][2]string{{"rest", "s3"}, {"s3", "sftp"}, {"sftp", "local"}}
 	srv := newServer(b)
 	host := srv.createHost("bench-backends")
 	agent := enrollAgent(b, srv, host.EnrollToken, testenv.Restic(b))
 	agent.start(b)
 	srv.waitOnline(host.ID, true)
+	// newRepo makes a repository on a backend and initialises it (with the
+	// chunker parameters of chunkerFrom, when given).
+	newRepo := func(be backend, name, chunkerFrom string) string {
+		repoID := srv.createRepoEnv(name, strings.TrimSuffix(be.url, "/")+"-"+name, "bench-pw", be.env, host.ID)
+		body := map[string]any{"kind": "init", "repo_id": repoID}
+		if chunkerFrom != "" {
+			body["args"] = map[string]any{"copy_chunker_params_from": chunkerFrom}
+		}
+		if j := srv.waitJob(srv.createJob(host.ID, body), 2*time.Minute); j.Status != "succeeded" {
+			b.Fatalf("%s init: %s: %s %s", be.name, j.Status, j.Error, j.StderrTail)
+		}
+		return repoID
+	}
+	// timed runs a job and returns its wall time from the API request to
+	// its end.
+	timed := func(what string, body map[string]any) time.Duration {
+		t0 := time.Now()
+		j := waitJobFast(b, srv, srv.createJob(host.ID, body), 60*time.Minute)
+		wall := time.Since(t0)
+		if j.Status != "succeeded" {
+			b.Fatalf("%s: %s: %s %s", what, j.Status, j.Error, j.StderrTail)
+		}
+		return wall
+	}
 	for i := 0; i < b.N; i++ {
-		for _, be := range backends {
-			repoID := srv.createRepoEnv(fmt.Sprintf("bench-%s-%d", be.name, i), fmt.Sprintf("%s-%d", strings.TrimSuffix(be.url, "/"), i), "bench-pw", be.env, host.ID)
-			if j := srv.waitJob(srv.createJob(host.ID, map[string]any{"kind": "init", "repo_id": repoID}), 2*time.Minute); j.Status != "succeeded" {
-				b.Fatalf("%s init: %s: %s %s", be.name, j.Status, j.Error, j.StderrTail)
+		for _, mib := range sizes {
+			data := genDataSet(b, b.TempDir(), 2000, mib<<20)
+			size := float64(data.bytes) / (1 << 20)
+			b.Logf("data set: %d files, %.1f MiB, written in %s", data.files, size, data.took.Round(time.Millisecond))
+			repoOf := map[string]string{}
+			for _, be := range backends {
+				repoOf[be.name] = newRepo(be, fmt.Sprintf("bench-%s-%d-%d", be.name, mib, i), "")
+				wall := timed(be.name+" backup", map[string]any{"kind": "backup", "repo_id": repoOf[be.name], "args": map[string]any{"paths": []string{data.dir}}})
+				rate := size / wall.Seconds()
+				b.Logf("%-5s backup of %.0f MiB: %6.1f s, %6.1f MiB/s", be.name, size, wall.Seconds(), rate)
+				b.ReportMetric(rate, fmt.Sprintf("%s-%dMiB-MiB/s", be.name, mib))
 			}
-			t0 := time.Now()
-			id := srv.createJob(host.ID, map[string]any{"kind": "backup", "repo_id": repoID, "args": map[string]any{"paths": []string{data.dir}}})
-			j := waitJobFast(b, srv, id, 30*time.Minute)
-			wall := time.Since(t0)
-			if j.Status != "succeeded" {
-				b.Fatalf("%s backup: %s: %s %s", be.name, j.Status, j.Error, j.StderrTail)
+			for _, c := range copies {
+				from, to := c[0], c[1]
+				dst := newRepo(byName[to], fmt.Sprintf("bench-copy-%s-%d-%d", from, mib, i), repoOf[from])
+				wall := timed("copy "+from+" → "+to, map[string]any{"kind": "copy", "repo_id": repoOf[from], "args": map[string]any{"to_repo_id": dst}})
+				rate := size / wall.Seconds()
+				b.Logf("copy %-5s → %-5s of %.0f MiB: %6.1f s, %6.1f MiB/s", from, to, size, wall.Seconds(), rate)
+				b.ReportMetric(rate, fmt.Sprintf("copy-%s-%s-%dMiB-MiB/s", from, to, mib))
 			}
-			rate := float64(data.bytes) / (1 << 20) / wall.Seconds()
-			b.Logf("%-5s backup of %.0f MiB: %6.1f s, %6.1f MiB/s", be.name, float64(data.bytes)/(1<<20), wall.Seconds(), rate)
-			b.ReportMetric(rate, be.name+"-MiB/s")
 		}
 	}
 }
