@@ -153,7 +153,8 @@ clean:
 # Figures for the closing notes (docs/scale.md): dispatch latency and idle
 # RSS, snapshot browsing, store growth, agent overhead on 1 GiB and the fleet
 # simulator at 1,000 agents, backups of 1 GiB to each backend (local, S3,
-# SFTP, rest-server), with binaries built without the race detector.
+# SFTP, rest-server) and copies between them, with binaries built without the
+# race detector.
 bench: tools databases backends
 	RM_BENCH_NORACE=1 RM_BENCH_MIB=1024 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkBackends' -benchtime 1x -timeout 20m
 	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkJobStart|BenchmarkScheduleApply|BenchmarkSnapshotBrowse|BenchmarkPostgresSource' -benchtime 1x -timeout 40m

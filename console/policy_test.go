@@ -216,6 +216,53 @@ func TestPolicyRepositoryTemplate(t *testing.T) {
 	}
 }
 
+// A repository template's repositories are copy sources when the policy
+// copies: each host's init takes the destination's chunker parameters
+// (copy_chunker_params_from, the destination sealed in the command), so
+// the copies deduplicate there; a template policy that copies nowhere
+// inits plainly.
+func TestPolicyTemplateCopySourceInit(t *testing.T) {
+	c, st, rec := newTestConsole(t)
+	withRoles(t, st)
+	for _, h := range []struct{ id, role string }{{"host-w1", "web"}, {"host-d1", "db"}} {
+		enrolledHost(t, st, h.id)
+		if _, err := st.UpdateHost(h.id, func(x *storage.Host) error { x.Labels = map[string]string{"role": h.role}; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.CreateRepo(storage.Repo{ID: "repo-offsite", Name: "offsite", HostsListed: true}, storage.RepoSecrets{URL: "/srv/offsite", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler(nil))
+	defer srv.Close()
+	api := caller{t, srv}
+	for _, body := range []string{
+		`{"name":"web","selector":{"role":"web"},"repo_template":{"url":"rest:http://backup:8000/{host}/","init":true},"copy_to_repo_id":"repo-offsite","schedules":[]}`,
+		`{"name":"db","selector":{"role":"db"},"repo_template":{"url":"rest:http://backup:8000/db-{host}/","init":true},"schedules":[]}`,
+	} {
+		if code, out := api.do("rmt_trust_admin", "POST", "/api/v1/policies", body); code != http.StatusCreated {
+			t.Fatalf("create: %d %v", code, out)
+		}
+	}
+	for h, want := range map[string]string{"host-w1": "repo-offsite", "host-d1": ""} {
+		jobs, _, _ := st.ListJobs(storage.JobQuery{HostID: h})
+		if len(jobs) != 1 || jobs[0].Kind != wire.JobInit {
+			t.Fatalf("%s jobs: %+v", h, jobs)
+		}
+		var args wire.InitArgs
+		if err := json.Unmarshal(jobs[0].Args, &args); err != nil && len(jobs[0].Args) > 0 {
+			t.Fatal(err)
+		}
+		if args.CopyChunkerParamsFrom != want {
+			t.Errorf("%s init args %s, want copy_chunker_params_from %q", h, jobs[0].Args, want)
+		}
+		cmd, err := wire.DecodeCommand(rec.Last(wire.CommandsTopic(h)))
+		if err != nil || cmd.JobID != jobs[0].ID || (cmd.SealedFromRepo != "") != (want != "") {
+			t.Errorf("%s init command: job %s, sealed_from_repo set %v, %v", h, cmd.JobID, cmd.SealedFromRepo != "", err)
+		}
+	}
+}
+
 func fmtAny(v any) string { b, _ := json.Marshal(v); return string(b) }
 
 // A policy's forget guard threshold applies to the forgets its schedules

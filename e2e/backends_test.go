@@ -33,7 +33,8 @@ func (s *server) createRepoEnv(name, url, password string, env map[string]string
 // on loopback. Per backend: init, backup, browse, restore, a second backup
 // and forget keep_last 1, each checked against restic run directly; then a
 // backup from a host with restic 0.14.0 (sftp.command rather than
-// sftp.args). No credential shows in the logs or the agent's files.
+// sftp.args). Then copies S3 → SFTP, SFTP → local and, on restic 0.14.0,
+// SFTP → S3. No credential shows in the logs or the agent's files.
 func TestBackendsEndToEnd(t *testing.T) {
 	t.Parallel()
 	backends := []backend{localBackend(t), startS3(t), startSFTP(t)}
@@ -69,35 +70,42 @@ func TestBackendsEndToEnd(t *testing.T) {
 		})
 	}
 
-	// A copy between two backends: every snapshot of the S3 repository
-	// reaches the SFTP one, as restic itself sees it there.
-	t.Run("copy S3 to SFTP", func(t *testing.T) {
-		sub := &server{Server: srv.Server, t: t}
-		s3, sftp := backends[1], backends[2]
-		id := sub.createJob(host.ID, map[string]any{"kind": "copy", "repo_id": repoOf[s3.name], "args": map[string]any{"to_repo_id": repoOf[sftp.name]}})
-		j := sub.waitJob(id, 3*time.Minute)
-		if j.Status != "succeeded" {
-			t.Fatalf("copy: %s: %s\n%s", j.Status, j.Error, j.StderrTail)
+	// Copies between backends: every snapshot of the source repository
+	// reaches the destination, as restic itself sees it there. SFTP is
+	// the destination first, then the source (its key and known_hosts
+	// reach the ssh restic starts for --from-repository-file), also from
+	// the restic 0.14.0 host (sftp.command, which 0.14 applies to the
+	// second repository too).
+	for _, c := range []struct {
+		from, to backend
+		host     harness.HostCreated
+	}{
+		{backends[1], backends[2], host}, // S3 → SFTP
+		{backends[2], backends[0], host}, // SFTP → local
+		{backends[2], backends[1], old},  // SFTP → S3, restic 0.14.0
+	} {
+		name := "copy " + c.from.name + " to " + c.to.name
+		if c.host.ID == old.ID {
+			name += " on restic 0.14.0"
 		}
-		var src, dst []struct {
-			ID       string `json:"id"`
-			Original string `json:"original"`
-		}
-		_ = json.Unmarshal(resticOn(t, testenv.Restic(t), s3, s3.url, "repo-secret-"+s3.name, "snapshots", "--json"), &src)
-		_ = json.Unmarshal(resticOn(t, testenv.Restic(t), sftp, sftp.url, "repo-secret-"+sftp.name, "snapshots", "--json"), &dst)
-		originals := map[string]bool{}
-		for _, s := range dst {
-			originals[s.Original] = true
-		}
-		for _, s := range src {
-			if !originals[s.ID] {
-				t.Errorf("S3 snapshot %.8s has no copy in the SFTP repository (copy output %s)", s.ID, j.Output)
+		t.Run(name, func(t *testing.T) {
+			sub := &server{Server: srv.Server, t: t}
+			id := sub.createJob(c.host.ID, map[string]any{"kind": "copy", "repo_id": repoOf[c.from.name], "args": map[string]any{"to_repo_id": repoOf[c.to.name]}})
+			j := sub.waitJob(id, 3*time.Minute)
+			if j.Status != "succeeded" {
+				t.Fatalf("copy: %s: %s\n%s", j.Status, j.Error, j.StderrTail)
 			}
-		}
-		if len(src) == 0 {
-			t.Fatal("no snapshots in the S3 repository")
-		}
-	})
+			var out struct {
+				Copied  []string `json:"copied"`
+				Skipped int      `json:"skipped"`
+			}
+			if err := json.Unmarshal(j.Output, &out); err != nil || len(out.Copied) == 0 {
+				t.Errorf("copy output %s: nothing copied (%v)", j.Output, err)
+			}
+			checkCopied(t, c.from, c.to, j.Output)
+			t.Logf("%s: copied %d snapshots, %d already there", name, len(out.Copied), out.Skipped)
+		})
+	}
 
 	// Neither the console's nor the agents' logs, nor any file the agents
 	// keep, holds a backend credential.
@@ -136,6 +144,40 @@ func TestBackendsEndToEnd(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// checkCopied fails t unless every snapshot of from's repository has its
+// copy in to's, as restic itself lists them: a snapshot there whose
+// original it is, or that is a copy of the same original (a snapshot
+// that was itself copied into from).
+func checkCopied(t *testing.T, from, to backend, copyOutput json.RawMessage) {
+	t.Helper()
+	var src, dst []struct {
+		ID       string `json:"id"`
+		Original string `json:"original"`
+	}
+	bin := testenv.Restic(t)
+	if err := json.Unmarshal(resticOn(t, bin, from, from.url, "repo-secret-"+from.name, "snapshots", "--json"), &src); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(resticOn(t, bin, to, to.url, "repo-secret-"+to.name, "snapshots", "--json"), &dst); err != nil {
+		t.Fatal(err)
+	}
+	there := map[string]bool{}
+	for _, s := range dst {
+		there[s.ID] = true
+		if s.Original != "" {
+			there[s.Original] = true
+		}
+	}
+	for _, s := range src {
+		if !there[s.ID] && (s.Original == "" || !there[s.Original]) {
+			t.Errorf("%s snapshot %.8s has no copy in the %s repository (copy output %s)", from.name, s.ID, to.name, copyOutput)
+		}
+	}
+	if len(src) == 0 {
+		t.Fatalf("no snapshots in the %s repository", from.name)
 	}
 }
 
@@ -204,43 +246,91 @@ func testBackend(t *testing.T, f *fleet, b backend, old harness.HostCreated) {
 	t.Logf("%s: %s ok (snapshots %s, %s)", b.name, b.url, second.SnapshotID[:8], third.SnapshotID[:8])
 }
 
-// BenchmarkBackends times a backup of the same ~200 MiB data set (2,000
-// files, incompressible) through the console and one agent into a fresh
-// repository on each backend, rest-server included for comparison: wall
-// time from the API request to the job's success, and MiB/s. Figures for
-// the closing note, printed, not asserted. RM_BENCH_MIB changes the size.
+// BenchmarkBackends times a backup of the same data set (2,000 files,
+// incompressible) through the console and one agent into a fresh
+// repository on each backend, rest-server included for comparison, and
+// then copies between backends through the same agent (rest-server → S3,
+// S3 → SFTP, SFTP → local), each into a fresh repository initialised with
+// its source's chunker parameters, as a policy's copy destination is:
+// wall time from the API request to the job's success, and MiB/s of the
+// data set. Figures for the closing note, printed, not asserted. The data
+// sets are 200 MiB and 1 GiB; RM_BENCH_MIB (a comma list, e.g. "1024")
+// picks others.
 //
-//	go test ./e2e -run '^$' -bench BenchmarkBackends -benchtime 1x
+//	RM_BENCH_NORACE=1 go test ./e2e -run '^$' -bench BenchmarkBackends -benchtime 1x -timeout 60m
 func BenchmarkBackends(b *testing.B) {
-	mib := int64(200)
-	if v, err := strconv.ParseInt(os.Getenv("RM_BENCH_MIB"), 10, 64); err == nil && v > 0 {
-		mib = v
+	sizes := []int64{200, 1024}
+	if v := os.Getenv("RM_BENCH_MIB"); v != "" {
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+			if err != nil || n <= 0 {
+				b.Fatalf("RM_BENCH_MIB=%q: want sizes in MiB, comma separated", v)
+			}
+			sizes = append(sizes, n)
+		}
 	}
-	data := genDataSet(b, b.TempDir(), 2000, mib<<20)
-	b.Logf("data set: %d files, %.1f MiB, written in %s", data.files, float64(data.bytes)/(1<<20), data.took.Round(time.Millisecond))
 	backends := []backend{localBackend(b), startS3(b), startSFTP(b),
 		{name: "rest", url: "rest:http://" + restServer(b, b.TempDir()) + "/bench/"}}
+	byName := map[string]backend{}
+	for _, be := range backends {
+		byName[be.name] = be
+	}
+	copies := [][2]string{{"rest", "s3"}, {"s3", "sftp"}, {"sftp", "local"}}
 	srv := newServer(b)
 	host := srv.createHost("bench-backends")
 	agent := enrollAgent(b, srv, host.EnrollToken, testenv.Restic(b))
 	agent.start(b)
 	srv.waitOnline(host.ID, true)
-	for i := 0; i < b.N; i++ {
-		for _, be := range backends {
-			repoID := srv.createRepoEnv(fmt.Sprintf("bench-%s-%d", be.name, i), fmt.Sprintf("%s-%d", strings.TrimSuffix(be.url, "/"), i), "bench-pw", be.env, host.ID)
-			if j := srv.waitJob(srv.createJob(host.ID, map[string]any{"kind": "init", "repo_id": repoID}), 2*time.Minute); j.Status != "succeeded" {
-				b.Fatalf("%s init: %s: %s %s", be.name, j.Status, j.Error, j.StderrTail)
-			}
-			t0 := time.Now()
-			id := srv.createJob(host.ID, map[string]any{"kind": "backup", "repo_id": repoID, "args": map[string]any{"paths": []string{data.dir}}})
-			j := waitJobFast(b, srv, id, 30*time.Minute)
-			wall := time.Since(t0)
-			if j.Status != "succeeded" {
-				b.Fatalf("%s backup: %s: %s %s", be.name, j.Status, j.Error, j.StderrTail)
-			}
-			rate := float64(data.bytes) / (1 << 20) / wall.Seconds()
-			b.Logf("%-5s backup of %.0f MiB: %6.1f s, %6.1f MiB/s", be.name, float64(data.bytes)/(1<<20), wall.Seconds(), rate)
-			b.ReportMetric(rate, be.name+"-MiB/s")
+	// newRepo makes a repository on a backend and initialises it (with the
+	// chunker parameters of chunkerFrom, when given).
+	newRepo := func(b *testing.B, be backend, name, chunkerFrom string) string {
+		repoID := srv.createRepoEnv(name, strings.TrimSuffix(be.url, "/")+"-"+name, "bench-pw", be.env, host.ID)
+		body := map[string]any{"kind": "init", "repo_id": repoID}
+		if chunkerFrom != "" {
+			body["args"] = map[string]any{"copy_chunker_params_from": chunkerFrom}
 		}
+		if j := srv.waitJob(srv.createJob(host.ID, body), 2*time.Minute); j.Status != "succeeded" {
+			b.Fatalf("%s init: %s: %s %s", be.name, j.Status, j.Error, j.StderrTail)
+		}
+		return repoID
+	}
+	// timed runs a job and returns its wall time from the API request to
+	// its end.
+	timed := func(b *testing.B, what string, body map[string]any) time.Duration {
+		t0 := time.Now()
+		j := waitJobFast(b, srv, srv.createJob(host.ID, body), 60*time.Minute)
+		wall := time.Since(t0)
+		if j.Status != "succeeded" {
+			b.Fatalf("%s: %s: %s %s", what, j.Status, j.Error, j.StderrTail)
+		}
+		return wall
+	}
+	// One sub-benchmark per data set: the testing package keeps only ten
+	// lines of a benchmark's log, and a data set prints eight.
+	for _, mib := range sizes {
+		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				data := genDataSet(b, b.TempDir(), 2000, mib<<20)
+				size := float64(data.bytes) / (1 << 20)
+				b.Logf("data set: %d files, %.1f MiB, written in %s", data.files, size, data.took.Round(time.Millisecond))
+				repoOf := map[string]string{}
+				for _, be := range backends {
+					repoOf[be.name] = newRepo(b, be, fmt.Sprintf("bench-%s-%d-%d", be.name, mib, i), "")
+					wall := timed(b, be.name+" backup", map[string]any{"kind": "backup", "repo_id": repoOf[be.name], "args": map[string]any{"paths": []string{data.dir}}})
+					rate := size / wall.Seconds()
+					b.Logf("%-5s backup of %.0f MiB: %6.1f s, %6.1f MiB/s", be.name, size, wall.Seconds(), rate)
+					b.ReportMetric(rate, be.name+"-MiB/s")
+				}
+				for _, c := range copies {
+					from, to := c[0], c[1]
+					dst := newRepo(b, byName[to], fmt.Sprintf("bench-copy-%s-%d-%d", from, mib, i), repoOf[from])
+					wall := timed(b, "copy "+from+" → "+to, map[string]any{"kind": "copy", "repo_id": repoOf[from], "args": map[string]any{"to_repo_id": dst}})
+					rate := size / wall.Seconds()
+					b.Logf("copy %-5s → %-5s of %.0f MiB: %6.1f s, %6.1f MiB/s", from, to, size, wall.Seconds(), rate)
+					b.ReportMetric(rate, "copy-"+from+"-"+to+"-MiB/s")
+				}
+			}
+		})
 	}
 }

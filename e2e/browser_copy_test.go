@@ -93,3 +93,81 @@ func TestBrowserCopy(t *testing.T) {
 		t.Errorf("policy editor copy destination %q", got)
 	}
 }
+
+// A copy schedule in the host's schedule editor has bandwidth limits and
+// windows of its own, as a backup schedule does: saved through the API
+// onto the schedule, shown again when it is edited, and a window the
+// editor cannot read is refused on the page with the expected form.
+func TestBrowserCopyScheduleWindows(t *testing.T) {
+	s := newServer(t)
+	web, _ := drillAgent(t, s, "web-1", "web1.example", nil)
+	src := s.createRepo("site-a", "rest:http://127.0.0.1:9/a/", "pw", web)
+	dst := s.createRepo("site-b", "rest:http://127.0.0.1:9/b/", "pw", web)
+
+	b := newBrowser(t, s)
+	b.login("admin", adminPassword)
+	b.open("/hosts/" + web)
+	ed := `#schedule-editor `
+	b.step("fill in a copy schedule",
+		chromedp.Click(chromedp.CSS(`#schedule-editor-box summary`)),
+		chromedp.SendKeys(chromedp.CSS(ed+`input[name=name]`), "offsite copy"),
+		chromedp.SetValue(chromedp.CSS(ed+`select[name=kind]`), "copy"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('#schedule-editor select[name=kind]').dispatchEvent(new Event('change'))`),
+		chromedp.SendKeys(chromedp.CSS(ed+`input[name=cron]`), "0 3 * * *"),
+		chromedp.SetValue(chromedp.CSS(ed+`select[name=repo_id]`), src),
+		chromedp.SetValue(chromedp.CSS(ed+`select[name=to_repo_id]`), dst),
+		chromedp.SendKeys(chromedp.CSS(ed+`input[name=copy_limit_upload_kib]`), "1024"),
+		chromedp.SetValue(chromedp.CSS(ed+`textarea[name=copy_limit_windows]`), "mon-fri 08:00-18:00 512/256\nsat,sun 10:00-12:00 0/64"),
+	)
+	if !eval[bool](b, `document.querySelector('#schedule-editor textarea[name=copy_limit_windows]').offsetParent !== null`) {
+		t.Error("the copy section's windows are not shown for a copy schedule")
+	}
+	b.step("save it", chromedp.Click(chromedp.CSS(`#schedule-save`)), chromedp.WaitVisible(chromedp.CSS(`#schedule-list tr[data-schedule]`)))
+
+	var got struct {
+		Schedules []struct {
+			Kind           string `json:"kind"`
+			RepoID         string `json:"repo_id"`
+			ToRepoID       string `json:"to_repo_id"`
+			LimitUploadKiB int    `json:"limit_upload_kib"`
+			LimitWindows   []struct {
+				Days             []string `json:"days"`
+				From             string   `json:"from"`
+				To               string   `json:"to"`
+				LimitUploadKiB   int      `json:"limit_upload_kib"`
+				LimitDownloadKiB int      `json:"limit_download_kib"`
+			} `json:"limit_windows"`
+		} `json:"schedules"`
+	}
+	s.do("GET", "/api/v1/hosts/"+web+"/schedules", nil, &got, 200)
+	if len(got.Schedules) != 1 {
+		t.Fatalf("schedules %+v", got)
+	}
+	sc := got.Schedules[0]
+	if sc.Kind != wire.JobCopy || sc.RepoID != src || sc.ToRepoID != dst || sc.LimitUploadKiB != 1024 || len(sc.LimitWindows) != 2 {
+		t.Fatalf("saved schedule %+v", sc)
+	}
+	if w := sc.LimitWindows[0]; strings.Join(w.Days, ",") != "mon,tue,wed,thu,fri" || w.From != "08:00" || w.To != "18:00" || w.LimitUploadKiB != 512 || w.LimitDownloadKiB != 256 {
+		t.Errorf("first window %+v", w)
+	}
+	if w := sc.LimitWindows[1]; strings.Join(w.Days, ",") != "sat,sun" || w.LimitUploadKiB != 0 || w.LimitDownloadKiB != 64 {
+		t.Errorf("second window %+v", w)
+	}
+
+	// Edited again: the fields hold what was saved.
+	b.step("edit it", chromedp.Click(chromedp.CSS(`.edit-schedule`)), chromedp.WaitVisible(chromedp.CSS(ed+`textarea[name=copy_limit_windows]`)))
+	if v := eval[string](b, `document.querySelector('#schedule-editor textarea[name=copy_limit_windows]').value`); v != "mon-fri 08:00-18:00 512/256\nsat-sun 10:00-12:00 0/64" {
+		t.Errorf("windows shown for editing %q", v)
+	}
+	if v := eval[string](b, `document.querySelector('#schedule-editor input[name=copy_limit_upload_kib]').value`); v != "1024" {
+		t.Errorf("upload limit shown for editing %q", v)
+	}
+	b.step("save a window the editor cannot read",
+		chromedp.SetValue(chromedp.CSS(ed+`textarea[name=copy_limit_windows]`), "weekdays 8-18 5120"),
+		chromedp.Click(chromedp.CSS(`#schedule-save`)),
+		chromedp.WaitVisible(chromedp.CSS(`#schedule-error`)),
+	)
+	if msg := b.text("#schedule-error"); !strings.Contains(msg, "mon-fri 08:00-18:00 5120/0") {
+		t.Errorf("window error %q does not show the expected form", msg)
+	}
+}

@@ -29,16 +29,42 @@ var fileOnlyEnv = map[string]bool{EnvSFTPKey: true, EnvSFTPKnownHosts: true}
 
 // backendFiles writes a run's backend credential files to dir and returns
 // restic's global options for them and a function that removes the files.
-// Nothing (nil, no-op) for a repository without SFTP credentials.
-func backendFiles(dir string, repo Repo, v resticVersion) (args []string, cleanup func(), err error) {
-	key, kh := repo.Env[EnvSFTPKey], repo.Env[EnvSFTPKnownHosts]
+// repos are the run's repositories: the one restic opens with -r and, for
+// a copy or an init taking another's chunker parameters, the second one
+// (--from-repository-file). restic has one set of extended options per
+// run and the second repository inherits it (0.14's and 0.18's
+// secondary_repo.go copy the global options, -o included), so both
+// repositories' ssh settings go into one: each key as its own -i, every
+// known_hosts file in one UserKnownHostsFile (ssh reads each, and tries
+// each key in turn). Nothing (nil, no-op) for a run without SFTP
+// credentials.
+func backendFiles(dir string, v resticVersion, repos ...Repo) (args []string, cleanup func(), err error) {
 	cleanup = func() {}
-	if key == "" && kh == "" {
+	var sftpURLs, credURLs []string // every sftp repository; those with credentials
+	for _, repo := range repos {
+		u := strings.TrimSpace(repo.URL)
+		if strings.HasPrefix(u, "sftp:") {
+			sftpURLs = append(sftpURLs, u)
+		}
+		if repo.Env[EnvSFTPKey] == "" && repo.Env[EnvSFTPKnownHosts] == "" {
+			continue
+		}
+		if !strings.HasPrefix(u, "sftp:") {
+			return nil, cleanup, fmt.Errorf("%s and %s are for sftp: repositories only", EnvSFTPKey, EnvSFTPKnownHosts)
+		}
+		credURLs = append(credURLs, u)
+	}
+	if len(credURLs) == 0 {
 		return nil, cleanup, nil
 	}
-	u := strings.TrimSpace(repo.URL)
-	if !strings.HasPrefix(u, "sftp:") {
-		return nil, cleanup, fmt.Errorf("%s and %s are for sftp: repositories only", EnvSFTPKey, EnvSFTPKnownHosts)
+	// Before 0.16 the whole ssh command line, server included, goes in
+	// sftp.command, and restic runs it for every sftp repository of the
+	// run: two repositories on different SFTP servers cannot both be
+	// reached (checked before any file is written).
+	if !v.atLeast(0, 16, 0) {
+		if err := oneSFTPServer(sftpURLs, v); err != nil {
+			return nil, cleanup, err
+		}
 	}
 	var files []string
 	cleanup = func() {
@@ -72,22 +98,34 @@ func backendFiles(dir string, repo Repo, v resticVersion) (args []string, cleanu
 	// BatchMode: ssh never prompts (restic holds ssh's stdin and stdout for
 	// the SFTP protocol, so a prompt would hang the run).
 	ssh := []string{"-o", "BatchMode=yes"}
-	if key != "" {
-		f, err := write("restic-sftp-key-*", key)
-		if err != nil {
-			return nil, cleanup, fmt.Errorf("cannot write the SFTP key file: %w", err)
+	var keys, knownHosts []string
+	for _, repo := range repos {
+		if key := repo.Env[EnvSFTPKey]; key != "" {
+			f, err := write("restic-sftp-key-*", key)
+			if err != nil {
+				return nil, cleanup, fmt.Errorf("cannot write the SFTP key file: %w", err)
+			}
+			keys = append(keys, f)
 		}
-		// IdentitiesOnly: this key, not whatever an ssh-agent offers.
-		ssh = append(ssh, "-i", f, "-o", "IdentitiesOnly=yes")
+		if kh := repo.Env[EnvSFTPKnownHosts]; kh != "" {
+			f, err := write("restic-sftp-known-hosts-*", kh)
+			if err != nil {
+				return nil, cleanup, fmt.Errorf("cannot write the SFTP known_hosts file: %w", err)
+			}
+			knownHosts = append(knownHosts, f)
+		}
 	}
-	if kh != "" {
-		f, err := write("restic-sftp-known-hosts-*", kh)
-		if err != nil {
-			return nil, cleanup, fmt.Errorf("cannot write the SFTP known_hosts file: %w", err)
-		}
+	for _, f := range keys {
+		ssh = append(ssh, "-i", f)
+	}
+	if len(keys) > 0 {
+		// IdentitiesOnly: these keys, not whatever an ssh-agent offers.
+		ssh = append(ssh, "-o", "IdentitiesOnly=yes")
+	}
+	if len(knownHosts) > 0 {
 		// The given host keys only, and a server whose key is not among
 		// them is refused rather than added.
-		ssh = append(ssh, "-o", "UserKnownHostsFile="+f, "-o", "StrictHostKeyChecking=yes")
+		ssh = append(ssh, "-o", "UserKnownHostsFile="+strings.Join(knownHosts, " "), "-o", "StrictHostKeyChecking=yes")
 	}
 	// sftp.args came with restic 0.16; before it, the whole ssh command
 	// line goes in sftp.command, which then has to name the server itself.
@@ -95,7 +133,7 @@ func backendFiles(dir string, repo Repo, v resticVersion) (args []string, cleanu
 	if v.atLeast(0, 16, 0) {
 		opt = "sftp.args=" + shellJoin(ssh)
 	} else {
-		c, err := sftpCommand(u, ssh)
+		c, err := sftpCommand(credURLs[0], ssh)
 		if err != nil {
 			return nil, cleanup, err
 		}
@@ -106,6 +144,25 @@ func backendFiles(dir string, repo Repo, v resticVersion) (args []string, cleanu
 		return nil, cleanup, err
 	}
 	return []string{"-o", o}, cleanup, nil
+}
+
+// oneSFTPServer refuses, for restic before 0.16 (sftp.command only), a run
+// whose sftp repositories are on different servers (user, host or port):
+// the one ssh command restic would run for both reaches only one of them.
+func oneSFTPServer(urls []string, v resticVersion) error {
+	var first string
+	for i, u := range urls {
+		user, host, port, err := parseSFTPURL(u)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			first = user + "@" + host + ":" + port
+		} else if user+"@"+host+":"+port != first {
+			return fmt.Errorf("restic %s runs one ssh command (sftp.command) for every sftp repository of a run, so it cannot reach two SFTP servers (or logins) at once: copying between them needs restic 0.16 or later (sftp.args)", v)
+		}
+	}
+	return nil
 }
 
 // sftpCommand is the ssh command line restic 0.14 and 0.15 would build for

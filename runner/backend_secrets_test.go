@@ -29,8 +29,9 @@ AAiJ2yFhbdshYWsecretKeyLineThreeyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy
 
 // fakeSSH puts an "ssh" first on PATH that records what restic started it
 // with: its arguments, its environment, and the content and mode of the
-// files named by -i and UserKnownHostsFile= while the run is on. It then
-// fails, as a refused connection would.
+// files named by -i and UserKnownHostsFile= while the run is on (several
+// files one after the other). It then fails, as a refused connection
+// would.
 func fakeSSH(t *testing.T) (out string) {
 	t.Helper()
 	bin, out := t.TempDir(), t.TempDir()
@@ -38,12 +39,13 @@ func fakeSSH(t *testing.T) (out string) {
 out=` + out + `
 printf '%s\n' "$@" > $out/argv
 env > $out/env
+rm -f $out/key $out/key.mode $out/known_hosts $out/known_hosts.mode
 prev=
 for a in "$@"; do
 	case "$a" in
-	UserKnownHostsFile=*) f=${a#UserKnownHostsFile=}; cat "$f" > $out/known_hosts; stat -c %a "$f" > $out/known_hosts.mode ;;
+	UserKnownHostsFile=*) for f in ${a#UserKnownHostsFile=}; do cat "$f" >> $out/known_hosts; stat -c %a "$f" >> $out/known_hosts.mode; done ;;
 	esac
-	if [ "$prev" = -i ]; then cat "$a" > $out/key; stat -c %a "$a" > $out/key.mode; fi
+	if [ "$prev" = -i ]; then cat "$a" >> $out/key; stat -c %a "$a" >> $out/key.mode; fi
 	prev=$a
 done
 echo "fake ssh: connection refused" >&2
@@ -149,6 +151,115 @@ func TestSFTPCredentialsTravelAsFiles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSFTPCopySourceCredentials: a copy (and an init taking another
+// repository's chunker parameters) reads its source with
+// --from-repository-file, and real restic, 0.18.1 and 0.14.0 alike, gives
+// that second repository the run's -o options: the source's SFTP key and
+// known_hosts reach ssh when the destination is a local path, on 0.14
+// through an sftp.command naming the source's server. On 0.18 a copy
+// between two SFTP servers gives ssh both keys and both known_hosts
+// files; on 0.14, whose one ssh command would reach only one server, it is
+// refused before restic runs.
+func TestSFTPCopySourceCredentials(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("fake ssh is a shell script")
+	}
+	const khA = "[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyOfServerA"
+	const khB = "[127.0.0.2]:2223 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyOfServerB"
+	keyB := strings.ReplaceAll(fakeSFTPKey, "secretKeyLine", "otherKeyLine")
+	srcA := Repo{URL: "sftp://backup@127.0.0.1:2222//srv/restic/a", Password: "pw-a",
+		Env: map[string]string{EnvSFTPKey: fakeSFTPKey, EnvSFTPKnownHosts: khA}}
+	dstB := Repo{URL: "sftp://other@127.0.0.2:2223//srv/restic/b", Password: "pw-b",
+		Env: map[string]string{EnvSFTPKey: keyB, EnvSFTPKnownHosts: khB}}
+	read := func(t *testing.T, out, name string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil {
+			t.Fatalf("fake ssh did not record %s: %v", name, err)
+		}
+		return string(b)
+	}
+	for _, tc := range []struct{ name, restic, version string }{
+		{"0.18.1", testenv.Restic(t), "0.18.1"},
+		{"0.14.0", testenv.Restic014(t), "0.14.0"},
+	} {
+		t.Run(tc.name+" sftp to local", func(t *testing.T) {
+			r, logs := newRunner(t)
+			r.Restic, r.ResticVersion = tc.restic, tc.version
+			local := Repo{URL: filepath.Join(t.TempDir(), "dst"), Password: "pw-local"}
+			runOK(t, r, Spec{Kind: KindInit, Repo: local})
+			for _, spec := range []Spec{
+				{Kind: KindCopy, Repo: srcA, Copy: CopyArgs{To: local, Hostname: "h1"}},
+				{Kind: KindInit, Repo: Repo{URL: filepath.Join(t.TempDir(), "new"), Password: "pw-new"}, Init: InitArgs{ChunkerFrom: &srcA}},
+			} {
+				out := fakeSSH(t)
+				if res := r.Run(testCtx(t), spec, Hooks{}); res.Status == StatusSucceeded {
+					t.Fatalf("%s succeeded against a fake ssh: %+v", spec.Kind, res)
+				}
+				if got := read(t, out, "key"); got != fakeSFTPKey+"\n" {
+					t.Errorf("%s: ssh's key file held %q", spec.Kind, got)
+				}
+				if got := read(t, out, "known_hosts"); got != khA+"\n" {
+					t.Errorf("%s: ssh's known_hosts held %q", spec.Kind, got)
+				}
+				// ssh was started for the source's server.
+				argv := read(t, out, "argv")
+				for _, want := range []string{"127.0.0.1\n", "2222\n", "backup", "StrictHostKeyChecking=yes\n", "BatchMode=yes\n"} {
+					if !strings.Contains(argv, want) {
+						t.Errorf("%s: ssh's argv lacks %q:\n%s", spec.Kind, want, argv)
+					}
+				}
+				if strings.Contains(logs.String(), "secretKeyLine") {
+					t.Errorf("%s: the runner's log holds the key", spec.Kind)
+				}
+			}
+			if l := leftovers(t, r.TempDir); len(l) != 0 {
+				t.Errorf("left in TempDir after the runs: %v", l)
+			}
+		})
+	}
+
+	t.Run("0.18.1 sftp to sftp", func(t *testing.T) {
+		out := fakeSSH(t)
+		r, _ := newRunner(t)
+		r.Restic, r.ResticVersion = testenv.Restic(t), "0.18.1"
+		if res := r.Run(testCtx(t), Spec{Kind: KindCopy, Repo: srcA, Copy: CopyArgs{To: dstB, Hostname: "h1"}}, Hooks{}); res.Status == StatusSucceeded {
+			t.Fatalf("succeeded against a fake ssh: %+v", res)
+		}
+		if got := read(t, out, "key"); got != keyB+"\n"+fakeSFTPKey+"\n" && got != fakeSFTPKey+"\n"+keyB+"\n" {
+			t.Errorf("ssh's key files held %q, want both keys", got)
+		}
+		if got := read(t, out, "known_hosts"); !strings.Contains(got, khA+"\n") || !strings.Contains(got, khB+"\n") {
+			t.Errorf("ssh's known_hosts files held %q, want both servers'", got)
+		}
+		if got := strings.Fields(read(t, out, "key.mode") + read(t, out, "known_hosts.mode")); !slices.Equal(got, []string{"600", "600", "600", "600"}) {
+			t.Errorf("file modes %v, want 600 each", got)
+		}
+		if l := leftovers(t, r.TempDir); len(l) != 0 {
+			t.Errorf("left in TempDir after the run: %v", l)
+		}
+	})
+
+	t.Run("0.14.0 sftp to sftp", func(t *testing.T) {
+		r, _ := newRunner(t)
+		r.Restic, r.ResticVersion = testenv.Restic014(t), "0.14.0"
+		res := r.Run(testCtx(t), Spec{Kind: KindCopy, Repo: srcA, Copy: CopyArgs{To: dstB, Hostname: "h1"}}, Hooks{OnProcess: func(int) { t.Error("restic started") }})
+		if res.Status != StatusFailed || !strings.Contains(res.Error, "needs restic 0.16 or later") {
+			t.Fatalf("got %+v", res)
+		}
+		// Two repositories on one server (one login) share the command.
+		sameServer := dstB
+		sameServer.URL = "sftp://backup@127.0.0.1:2222//srv/restic/b"
+		out := fakeSSH(t)
+		if res := r.Run(testCtx(t), Spec{Kind: KindCopy, Repo: srcA, Copy: CopyArgs{To: sameServer, Hostname: "h1"}}, Hooks{}); res.Status == StatusSucceeded || strings.Contains(res.Error, "0.16") {
+			t.Fatalf("copy on one server: %+v", res)
+		}
+		if got := read(t, out, "key"); !strings.Contains(got, fakeSFTPKey) || !strings.Contains(got, keyB) {
+			t.Errorf("ssh's key files held %q, want both keys", got)
+		}
+	})
 }
 
 // A key for a repository that is not sftp: is refused, before restic runs.

@@ -60,9 +60,13 @@ func (r *Runner) execute(ctx context.Context, spec *Spec, op operation, v restic
 		fromArgs = []string{"--from-repository-file", fromRepo, "--from-password-file", fromPw}
 		env = mergeEnv(main.Env, from.Env)
 	}
-	// The SFTP key and known host of the repository restic opens with -r
-	// (a second repository's are not supported: restic has one ssh setting).
-	backendArgs, removeBackendFiles, err := backendFiles(dir, main, v)
+	// The SFTP keys and known hosts of the run's repositories: restic has
+	// one ssh setting per run, which the second repository shares.
+	repos := []Repo{main}
+	if from != nil {
+		repos = append(repos, *from)
+	}
+	backendArgs, removeBackendFiles, err := backendFiles(dir, v, repos...)
 	if err != nil {
 		return failed(res, "cannot prepare the backend's credentials: "+err.Error())
 	}

@@ -256,10 +256,14 @@ func buildEnv(fps string, repoEnv map[string]string) []string {
 // from one environment (there is no RESTIC_FROM_ form of AWS_ACCESS_KEY_ID
 // and the like), so a copy between two S3 accounts would open one of them
 // with the other's keys; better a clear refusal than that.
+//
+// The SFTP key and known_hosts are not read from the environment: each
+// repository's reach ssh as files of their own (backendFiles), so two
+// SFTP repositories may have different ones.
 func checkPairedEnv(main, from Repo) error {
 	var clash []string
 	for k, v := range from.Env {
-		if mv, ok := main.Env[k]; ok && mv != v {
+		if mv, ok := main.Env[k]; ok && mv != v && !fileOnlyEnv[k] {
 			clash = append(clash, k)
 		}
 	}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 
@@ -106,12 +107,35 @@ func (p *Policies) ensureInit(pol storage.Policy, h storage.Host, pr storage.Pol
 			return nil
 		}
 	}
-	j, err := p.f.CreateJob(fleet.JobRequest{HostID: h.ID, RepoID: pr.RepoID, Kind: wire.JobInit, ActorKind: "system", Actor: "policy:" + pol.ID})
+	req := fleet.JobRequest{HostID: h.ID, RepoID: pr.RepoID, Kind: wire.JobInit, ActorKind: "system", Actor: "policy:" + pol.ID}
+	if to := copyPartner(pol); to != "" {
+		// The host's repository is a copy source: made with its
+		// destination's chunker parameters, the copies deduplicate
+		// there (restic init --copy-chunker-params). A destination not
+		// initialised yet fails this init; the next apply starts it again.
+		req.Args, _ = json.Marshal(wire.InitArgs{CopyChunkerParamsFrom: to})
+	}
+	j, err := p.f.CreateJob(req)
 	if err != nil {
 		return err
 	}
 	pr.InitJobID = j.ID
 	return p.store.PutPolicyRepo(pol.ID, h.ID, pr)
+}
+
+// copyPartner is the repository a policy copies its hosts' snapshots to:
+// its copy_to_repo_id, else the destination of its first copy schedule
+// ("" when it copies nowhere).
+func copyPartner(pol storage.Policy) string {
+	if pol.CopyToRepoID != "" {
+		return pol.CopyToRepoID
+	}
+	for _, s := range pol.Schedules {
+		if s.Kind == wire.JobCopy && s.ToRepoID != "" {
+			return s.ToRepoID
+		}
+	}
+	return ""
 }
 
 // repoFor is the repository a policy's schedules use on host h ("" when a

@@ -106,21 +106,30 @@ function setNames(form, name, list) {
 }
 // backupExtras adds a backup's hooks, sources and bandwidth limits to o.
 function backupExtras(form, o) {
-  const f = form.elements;
   const hooks = pickNames(form, "hooks"), sources = pickNames(form, "sources");
   if (hooks.length) o.hooks = hooks;
   if (sources.length) o.sources = sources;
-  if (f.limit_upload_kib && f.limit_upload_kib.value !== "") o.limit_upload_kib = num(f.limit_upload_kib.value);
-  if (f.limit_download_kib && f.limit_download_kib.value !== "") o.limit_download_kib = num(f.limit_download_kib.value);
-  if (f.limit_windows) { const ws = parseWindows(f.limit_windows.value); if (ws.length) o.limit_windows = ws; }
-  return o;
+  return limitsFromForm(form, "", o);
 }
 function backupExtrasToForm(form, s) {
-  const f = form.elements;
   setNames(form, "hooks", s.hooks); setNames(form, "sources", s.sources);
-  if (f.limit_upload_kib) f.limit_upload_kib.value = s.limit_upload_kib || "";
-  if (f.limit_download_kib) f.limit_download_kib.value = s.limit_download_kib || "";
-  if (f.limit_windows) f.limit_windows.value = formatWindows(s.limit_windows);
+  limitsToForm(form, "", s);
+}
+// limitsFromForm adds a schedule's bandwidth limits and windows to o from
+// the fields named prefix + "limit_upload_kib" and so on (a form holds one
+// set per kind that has them: "" for backup, "copy_" for copy).
+function limitsFromForm(form, prefix, o) {
+  const f = form.elements, up = f[prefix + "limit_upload_kib"], down = f[prefix + "limit_download_kib"], ws = f[prefix + "limit_windows"];
+  if (up && up.value !== "") o.limit_upload_kib = num(up.value);
+  if (down && down.value !== "") o.limit_download_kib = num(down.value);
+  if (ws) { const list = parseWindows(ws.value); if (list.length) o.limit_windows = list; }
+  return o;
+}
+function limitsToForm(form, prefix, s) {
+  const f = form.elements, up = f[prefix + "limit_upload_kib"], down = f[prefix + "limit_download_kib"], ws = f[prefix + "limit_windows"];
+  if (up) up.value = s.limit_upload_kib || "";
+  if (down) down.value = s.limit_download_kib || "";
+  if (ws) ws.value = formatWindows(s.limit_windows);
 }
 
 // Bandwidth windows are edited one a line: "mon-fri 08:00-18:00 5120/0"
@@ -315,6 +324,7 @@ function hostPage(main) {
     f.sample_files.value = s.sample_files || ""; f.sample_mib.value = s.sample_bytes ? Math.round(s.sample_bytes / 1048576) : ""; f.probe.value = s.probe || "";
     if (f.to_repo_id) f.to_repo_id.value = s.to_repo_id || "";
     backupExtrasToForm(ed, s);
+    if (s.kind === "copy") limitsToForm(ed, "copy_", s);
     syncKind(); updatePreview();
     $("#schedule-editor-box").open = true; f.name.focus();
   }));
@@ -340,7 +350,10 @@ function hostPage(main) {
       case "prune": if (f.max_unused.value) s.max_unused = f.max_unused.value; break;
       case "check": if (f.read_data_subset.value) s.read_data_subset = f.read_data_subset.value; break;
       case "drill": drillSample(ed, s); if (f.probe.value) s.probe = f.probe.value; break;
-      case "copy": s.to_repo_id = f.to_repo_id.value; break;
+      case "copy":
+        s.to_repo_id = f.to_repo_id.value;
+        try { limitsFromForm(ed, "copy_", s); } catch (e) { showError($("#schedule-error"), e); return; }
+        break;
     }
     const next = set.filter(x => x.id !== s.id || !s.id);
     if (s.id) next.splice(set.findIndex(x => x.id === s.id), 0, s); else next.push(s);
