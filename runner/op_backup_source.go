@@ -173,6 +173,16 @@ func (r *Runner) backupThroughPipe(ctx context.Context, spec *Spec, src Source, 
 	if o.OK() {
 		return sres
 	}
+	mu.Lock()
+	resticStarted := restic != nil
+	mu.Unlock()
+	if resticStarted && !v.atLeast(0, 17, 0) {
+		// restic before 0.17 interrupted while it takes its lock may leave
+		// the lock behind (seen with 0.14 under load: one run in tens):
+		// plain unlock removes it (a lock of this host whose process is
+		// gone), never a live one.
+		r.execute(context.WithoutCancel(ctx), spec.withoutProc(), opUnlock{}, v, []string{"unlock"}, Hooks{}, sec, log, Result{ExitCode: -1})
+	}
 	// The dump failed: whatever restic did, this is no backup of the source.
 	msg := "the dump command failed (" + o.Error() + ")"
 	if tail := strings.TrimSpace(o.Tail); tail != "" {
