@@ -31,7 +31,8 @@ func (s *server) createRepoEnv(name, url, password string, env map[string]string
 // uses besides rest-server: a local path, an S3-compatible server
 // (versitygw) and an SFTP server (OpenSSH's sshd), both private to the test
 // on loopback. Per backend: init, backup, browse, restore, a second backup
-// and forget keep_last 1, each checked against restic run directly; then a
+// and forget keep_last 1 (on the maintenance path: the restic 0.14.0 host),
+// each checked against restic run directly; then a
 // backup from a host with restic 0.14.0 (sftp.command rather than
 // sftp.args). Then copies S3 → SFTP, SFTP → local and, on restic 0.14.0,
 // SFTP → S3. No credential shows in the logs or the agent's files.
@@ -55,7 +56,14 @@ func TestBackendsEndToEnd(t *testing.T) {
 			// ends this subtest, not its parent from another goroutine.
 			sub := &server{Server: srv.Server, t: t}
 			f := &fleet{srv: sub, host: host, agent: agent, repoURL: b.url, password: "repo-secret-" + b.name}
-			f.repoID = sub.createRepoEnv(b.name, b.url, f.password, b.env, host.ID, old.ID)
+			// The restic 0.14.0 host is the repository's maintenance
+			// host: forget goes there, over the same backend.
+			var r struct {
+				ID string `json:"id"`
+			}
+			sub.do("POST", "/api/v1/repos", map[string]any{"name": b.name, "url": b.url, "password": f.password, "env": b.env,
+				"hosts": []string{host.ID, old.ID}, "maintenance": map[string]any{"url": b.url, "env": b.env, "host_id": old.ID}}, &r, 201)
+			f.repoID = r.ID
 			repoOf[b.name] = f.repoID
 			testBackend(t, f, b, old)
 			// The API shows the repository without its credentials.
@@ -230,7 +238,10 @@ func testBackend(t *testing.T, f *fleet, b backend, old harness.HostCreated) {
 		t.Fatal(err)
 	}
 	second := f.run(t, "backup", map[string]any{"paths": []string{src}})
-	f.run(t, "forget", map[string]any{"retention": map[string]any{"keep_last": 1}})
+	fg := f.run(t, "forget", map[string]any{"retention": map[string]any{"keep_last": 1}})
+	if fg.HostID != old.ID {
+		t.Errorf("forget ran on %s, want the maintenance host %s", fg.HostID, old.ID)
+	}
 	if snaps := snapshots(); len(snaps) != 1 || snaps[0].ID != second.SnapshotID {
 		t.Fatalf("after forget restic lists %+v, want only %s", snaps, second.SnapshotID)
 	}
