@@ -74,6 +74,7 @@ type Server struct {
 	store    *storage.Store
 	log      *slog.Logger
 	sse      *sseSlots
+	dumps    dumpRelay // downloads meeting their agents' streams (download.go)
 }
 
 // New builds the API.
@@ -164,6 +165,8 @@ func (s *Server) routes(r chi.Router) {
 		enroll = r.With(httprate.LimitBy(n, time.Minute, httpx.RemoteIP))
 	}
 	enroll.Post("/enroll", s.enroll)
+	// An agent sends a download's bytes with its own credential (download.go).
+	r.With(streaming).Post("/agent/dumps/{job}", s.agentDumpUpload)
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.auth.RequireAuth(true))
@@ -178,6 +181,7 @@ func (s *Server) routes(r chi.Router) {
 		r.Get("/repos/{id}/snapshots", s.repoSnapshots)
 		r.Get("/repos/{id}/snapshots/{sid}/ls", s.snapshotLs)
 		r.Get("/repos/{id}/snapshots/{sid}/index", s.snapshotIndex)
+		r.Get("/repos/{id}/snapshots/{sid}/size", s.snapshotDownloadInfo)
 		r.Get("/jobs", s.listJobs)
 		r.Get("/jobs/{id}", s.getJob)
 		r.Get("/jobs/{id}/events", s.jobEvents)
@@ -200,6 +204,8 @@ func (s *Server) routes(r chi.Router) {
 			r.Post("/jobs/bulk", s.createBulkJobs)
 			r.Post("/jobs/{id}/cancel", s.cancelJob)
 			r.Post("/restores", s.restore)
+			// Bytes leave the backups: audited by the handler (download.go).
+			r.With(streaming).Get("/repos/{id}/snapshots/{sid}/download", s.snapshotDownload)
 			r.Put("/hosts/{id}/schedules", s.putSchedules)
 			r.Post("/repos/{id}/snapshots/{sid}/index", s.startIndex)
 			r.Post("/repos/{id}/test", s.testRepo)
