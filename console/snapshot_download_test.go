@@ -304,7 +304,7 @@ func TestDownloadInfo(t *testing.T) {
 	api := caller{t, f.srv}
 	base := "/api/v1/repos/repo-1/snapshots/" + f.sid[:8]
 	code, out := api.do("rmt_trust_viewer", "GET", base+"/size?path=/data", "")
-	if code != 200 || out["type"] != "dir" || out["archive"] != "tar.gz" || out["size"] != 1007.0 || out["files"] != 3.0 || out["filename"] != "data.tar.gz" {
+	if code != 200 || out["type"] != "dir" || out["archive"] != "tar.gz" || out["size"] != 1007.0 || out["files"] != 3.0 || out["filename"] != "data.tar.gz" || out["host_id"] != "host-a" {
 		t.Errorf("folder: %d %v", code, out)
 	}
 	code, out = api.do("rmt_trust_viewer", "GET", base+"/size?path=/", "")
@@ -335,6 +335,9 @@ func TestDownloadInfo(t *testing.T) {
 	}
 	if code, out := api.do("rmt_trust_operator", "GET", base+"/download?path=/data", ""); code != 409 || !strings.Contains(out["error"].(string), "no online host") {
 		t.Errorf("offline: %d %v", code, out)
+	}
+	if code, out := api.do("rmt_trust_viewer", "GET", base+"/size?path=/data", ""); code != 200 || !strings.Contains(out["unavailable"].(string), "no online host") || out["size"] != 1007.0 {
+		t.Errorf("size while offline: %d %v", code, out)
 	}
 	if f.rec.Commands() != before {
 		t.Error("a refused download sent a command")

@@ -91,6 +91,10 @@ type DownloadInfo struct {
 	Size     uint64 `json:"size"`    // the file's bytes, or the folder's files' (before compression)
 	Files    int    `json:"files"`
 	Filename string `json:"filename"`
+	// HostID is the host a download would stream from now; Unavailable
+	// says why none can (GET …/size only).
+	HostID      string `json:"host_id,omitempty"`
+	Unavailable string `json:"unavailable,omitempty"`
 }
 
 // downloadInfo describes path p of snapshot sid from its index.
@@ -159,6 +163,19 @@ func (s *Server) snapshotDownloadInfo(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	// Which host would stream it, or why none can: the page says so
+	// before the browser starts a download that would fail.
+	info.HostID, err = s.downloadHost(r, rp, r.URL.Query().Get("host_id"))
+	if err != nil {
+		msg, ok := input.AsConflict(err)
+		if !ok {
+			if msg, ok = input.As(err); !ok {
+				s.fail(w, r, err)
+				return
+			}
+		}
+		info.Unavailable = msg
 	}
 	httpx.WriteJSON(w, http.StatusOK, info)
 }
