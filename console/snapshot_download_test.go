@@ -22,6 +22,7 @@ import (
 // not bound), each with its agent credential; snapshot sid of repo-1
 // indexed with /data/big (size bytes) and /data/sub/{x,y}.
 type downloadFixture struct {
+	c   *Console
 	srv *httptest.Server
 	rec *teststore.Recorder
 	st  *storage.Store
@@ -63,7 +64,7 @@ func newDownloadFixture(t *testing.T, size uint64) downloadFixture {
 	}
 	srv := httptest.NewServer(c.Handler(nil))
 	t.Cleanup(srv.Close)
-	return downloadFixture{srv: srv, rec: rec, st: st, sid: sid}
+	return downloadFixture{c: c, srv: srv, rec: rec, st: st, sid: sid}
 }
 
 // dumpCommand waits for the dump command sent to host and returns it.
@@ -347,5 +348,39 @@ func TestDownloadInfo(t *testing.T) {
 	}
 	if code, out := api.do("rmt_trust_viewer", "GET", base+"/size?path=/data", ""); code != 409 || !strings.Contains(out["error"].(string), "not indexed yet") {
 		t.Errorf("not indexed: %d %v", code, out)
+	}
+}
+
+// TestDownloadJobFailsBeforeSending: an agent that cannot run the dump
+// (too old, no server URL) fails its job; the browser hears why at once.
+func TestDownloadJobFailsBeforeSending(t *testing.T) {
+	f := newDownloadFixture(t, 1000)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type answer struct {
+		code int
+		body string
+	}
+	browser := make(chan answer, 1)
+	go func() {
+		resp, err := f.get(ctx, "rmt_trust_operator", "/api/v1/repos/repo-1/snapshots/"+f.sid+"/download?path=/data/big")
+		if err != nil {
+			browser <- answer{0, err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		browser <- answer{resp.StatusCode, string(b)}
+	}()
+	cmd := f.dumpCommand(t, "host-a")
+	start := time.Now()
+	res, _ := wire.Encode(&wire.Result{JobID: cmd.JobID, Status: wire.StatusFailed, ExitCode: -1, EndedAt: time.Now().UTC(), Error: `this agent cannot run "dump" jobs`})
+	topic, _ := wire.ParseTopic(wire.ResultTopic("host-a", cmd.JobID))
+	if err := f.c.Ingest(ctx, "host-a", topic, res); err != nil {
+		t.Fatal(err)
+	}
+	a := <-browser
+	if a.code != http.StatusBadGateway || !strings.Contains(a.body, `cannot run \"dump\" jobs`) || time.Since(start) > 5*time.Second {
+		t.Errorf("browser got %d %s after %v", a.code, a.body, time.Since(start))
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/testenv"
 	"github.com/restic-manager/restic-manager/wire"
 )
 
@@ -60,8 +61,15 @@ func (f *fleet) download(t testing.TB, ctx context.Context, snap, p string) *htt
 // TestDownloadFileAndFolder: a file comes as is, a folder as a .tar.gz
 // whose files are the source's, both with sizes known before they start,
 // streamed from the agent over HTTPS (the server's generated CA, pinned).
-func TestDownloadFileAndFolder(t *testing.T) {
-	f := newFleet(t, "")
+func TestDownloadFileAndFolder(t *testing.T) { testDownloadFileAndFolder(t, testenv.Restic(t)) }
+
+// TestDownloadFileAndFolderRestic014: the same with Debian 12's restic.
+func TestDownloadFileAndFolderRestic014(t *testing.T) {
+	testDownloadFileAndFolder(t, testenv.Restic014(t))
+}
+
+func testDownloadFileAndFolder(t *testing.T, restic string) {
+	f := newFleet(t, restic)
 	f.agent.start(t)
 	f.srv.waitOnline(f.host.ID, true)
 	f.initRepo(t)
