@@ -42,10 +42,11 @@ func (a *Agent) runDump(ctx context.Context, cmd wire.Command, spec runner.Spec,
 	if err != nil {
 		return runner.Result{Status: wire.StatusFailed, ExitCode: -1, EndedAt: time.Now(), Error: err.Error()}
 	}
+	// As enrolment does: the pinned CA (or the system roots for an
+	// operator's own certificate), no proxy; HTTP/1.1, one stream whose
+	// flow control is the connection's.
 	hc := &http.Client{Transport: &http.Transport{
-		TLSClientConfig:   tlsutil.ClientConfig(a.cfg.CAFingerprint, target.Hostname()),
-		Proxy:             http.ProxyFromEnvironment,
-		ForceAttemptHTTP2: false, // one stream; HTTP/1.1 gives TCP's flow control directly
+		TLSClientConfig: tlsutil.ClientConfig(a.cfg.CAFingerprint, target.Hostname()),
 	}}
 	defer hc.CloseIdleConnections()
 	var res runner.Result
@@ -158,7 +159,8 @@ func (u *uploader) send(ctx context.Context, fill func(io.Writer) error) (uint64
 		// BestSpeed: measured on this project's 2-core machine, Go's
 		// gzip takes 98 MiB/s of incompressible data at BestSpeed and
 		// 13 MiB/s at the default level (text: 109 and 121 MiB/s, both
-		// to about 1 %); restic dumps at about 60 MiB/s here.
+		// to about 1 %); BenchmarkDownload sends a 1 GiB file at
+		// 108 MiB/s and its folder as .tar.gz at 75 MiB/s.
 		gz, _ = gzip.NewWriterLevel(&sent, gzip.BestSpeed)
 		w = gz
 	}
