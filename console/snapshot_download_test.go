@@ -384,3 +384,29 @@ func TestDownloadJobFailsBeforeSending(t *testing.T) {
 		t.Errorf("browser got %d %s after %v", a.code, a.body, time.Since(start))
 	}
 }
+
+// TestDownloadsPerHostBounded: a host streams at most four downloads at
+// once; the fifth tab is told to wait, and starts nothing.
+func TestDownloadsPerHostBounded(t *testing.T) {
+	f := newDownloadFixture(t, 1000)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < 4; i++ {
+		go func() {
+			if resp, err := f.get(ctx, "rmt_trust_operator", "/api/v1/repos/repo-1/snapshots/"+f.sid+"/download?path=/data/big"); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for f.rec.Commands() < 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := f.rec.Commands(); n != 4 {
+		t.Fatalf("%d dump commands sent, want 4", n)
+	}
+	code, out := caller{t, f.srv}.do("rmt_trust_operator", "GET", "/api/v1/repos/repo-1/snapshots/"+f.sid+"/download?path=/data/big", "")
+	if code != http.StatusTooManyRequests || !strings.Contains(out["error"].(string), "already streaming 4 downloads") || f.rec.Commands() != 4 {
+		t.Errorf("fifth download: %d %v, %d commands", code, out, f.rec.Commands())
+	}
+}

@@ -47,11 +47,38 @@ const (
 	downloadBuffer = 32 << 10
 )
 
+// maxDumpsPerHost bounds the downloads one host streams at once: each is
+// a restic reading and decrypting the repository on that machine, and
+// ten open tabs must not become ten of them.
+const maxDumpsPerHost = 4
+
 // dumpRelay is where the browser's request and the agent's POST meet, by
-// job ID; whichever comes first makes the slot.
+// job ID; whichever comes first makes the slot. It also counts the
+// downloads each host is streaming.
 type dumpRelay struct {
-	mu sync.Mutex
-	m  map[string]chan *dumpUpload
+	mu     sync.Mutex
+	m      map[string]chan *dumpUpload
+	active map[string]int
+}
+
+// take reserves one of host's download slots; release gives it back.
+func (d *dumpRelay) take(host string) (release func(), ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.active == nil {
+		d.active = map[string]int{}
+	}
+	if d.active[host] >= maxDumpsPerHost {
+		return nil, false
+	}
+	d.active[host]++
+	return func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.active[host]--; d.active[host] <= 0 {
+			delete(d.active, host)
+		}
+	}, true
 }
 
 // dumpUpload is an agent's POST, handed to the browser's request.
@@ -231,6 +258,12 @@ func (s *Server) snapshotDownload(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	release, ok := s.dumps.take(hostID)
+	if !ok {
+		httpx.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("host %s is already streaming %d downloads: wait for one to end", hostID, maxDumpsPerHost))
+		return
+	}
+	defer release()
 	args, err := json.Marshal(wire.DumpArgs{SnapshotID: sid, Path: p, Archive: info.Archive, Size: info.Size})
 	if err != nil {
 		s.fail(w, r, err)
