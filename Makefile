@@ -22,7 +22,7 @@ build:
 # Pinned restic and rest-server, built from tools/go.mod (kept apart from the
 # main module so their dependencies never enter it). Reused once built; a
 # version change in tools/go.mod rebuilds them.
-tools: $(TOOLS)/restic $(TOOLS)/rest-server $(TOOLS)/restic-0.14.0 $(TOOLS)/versitygw
+tools: $(TOOLS)/restic $(TOOLS)/rest-server $(TOOLS)/restic-0.14.0 $(TOOLS)/versitygw $(TOOLS)/oidcprovider
 
 $(TOOLS)/restic: tools/go.mod
 	@mkdir -p $(TOOLS)
@@ -51,6 +51,19 @@ $(TOOLS)/versitygw: tools/versitygw/go.mod
 	@mkdir -p $(TOOLS)
 	@echo "building versitygw (a few minutes the first time)"
 	cd tools/versitygw && $(GO) build -trimpath -o $(TOOLS)/versitygw github.com/versity/versitygw/cmd/versitygw
+
+# The OpenID provider of the sign-in tests (e2e/signin_oidc_test.go): the
+# zitadel/oidc library's OpenID provider (discovery, JWKS, the code flow
+# with PKCE, userinfo) with its example storage and login form, pinned in
+# tools/oidcprovider/go.mod; tools/oidcprovider/main.go only sets the
+# issuer's address, the client, users from a file and a groups claim.
+# Chosen over ory/hydra because hydra needs a login and consent app of our
+# own and a database, and over a token-signing stub because the tests must
+# go through a real issuer's discovery, keys and code flow. Builds in
+# seconds; a module of its own so its dependencies never move ours.
+$(TOOLS)/oidcprovider: tools/oidcprovider/go.mod tools/oidcprovider/main.go
+	@mkdir -p $(TOOLS)
+	cd tools/oidcprovider && $(GO) build -trimpath -o $(TOOLS)/oidcprovider .
 
 $(TOOLS)/staticcheck:
 	@mkdir -p $(TOOLS)

@@ -342,6 +342,33 @@ func TestTokenExpiryAndRole(t *testing.T) {
 	a.want(a.as(bearer("root"), "PATCH", "/api/v1/users/boss", `{"role":"viewer"}`), 200, "demote boss")
 	a.want(a.as(cred{bearer: boss.Token}, "GET", "/api/v1/users", ""), 403, "a demoted admin's admin token")
 	a.want(a.as(cred{bearer: boss.Token}, "GET", "/api/v1/hosts", ""), 200, "a demoted admin's admin token reading")
+
+	// The list shows when each token was last used: the operator token
+	// just now, a token never presented not at all.
+	var uses []struct {
+		ID         string
+		LastUsedAt time.Time `json:"last_used_at"`
+	}
+	unused := mint(bearer("root"), `{"name":"unused"}`, 201)
+	a.as(bearer("root"), "GET", "/api/v1/tokens", "").decode(t, &uses)
+	seen := 0
+	for _, u := range uses {
+		switch u.ID {
+		case op.ID:
+			seen++
+			if time.Since(u.LastUsedAt) > time.Minute {
+				t.Errorf("the operator token's last use: %v", u.LastUsedAt)
+			}
+		case unused.ID:
+			seen++
+			if !u.LastUsedAt.IsZero() {
+				t.Errorf("an unused token's last use: %v", u.LastUsedAt)
+			}
+		}
+	}
+	if seen != 2 {
+		t.Errorf("tokens listed: %+v", uses)
+	}
 }
 
 // Channels can be renamed, re-routed, given a new configuration and

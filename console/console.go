@@ -18,7 +18,8 @@
 //     judged by);
 //   - alerts: rules, notifications, MQTT health, Home Assistant discovery,
 //     observing the fleet;
-//   - auth: users, sessions, tokens, roles and the audit log;
+//   - auth: users, sessions, tokens, roles, second factors, sign-in
+//     with an OpenID provider and the audit log;
 //   - metrics: the Prometheus endpoint;
 //   - api and ui: the JSON API and the pages, over the three above.
 package console
@@ -39,6 +40,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/api"
 	"github.com/restic-manager/restic-manager/console/auth"
 	"github.com/restic-manager/restic-manager/console/copies"
+	"github.com/restic-manager/restic-manager/console/daystats"
 	"github.com/restic-manager/restic-manager/console/drills"
 	"github.com/restic-manager/restic-manager/console/enrol"
 	"github.com/restic-manager/restic-manager/console/fleet"
@@ -120,6 +122,14 @@ type Options struct {
 	// (defaults DefaultSSEPerUser, DefaultSSETotal).
 	SSEPerUser, SSETotal int
 	Version              string
+	// LoginPerMinute caps logins (password, second factor, OpenID
+	// callback) per client address and minute (default 10).
+	LoginPerMinute int
+	// OIDC, when set, lets people sign in with an OpenID provider;
+	// LocalLoginOff leaves password sign-in to BreakGlassUser alone.
+	OIDC           *auth.OIDCConfig
+	LocalLoginOff  bool
+	BreakGlassUser string
 }
 
 // Console is the wired control plane: it serves HTTP and, for the broker,
@@ -133,6 +143,7 @@ type Console struct {
 	alerts   *alerts.Alerts
 	auth     *auth.Auth
 	metrics  *metrics.Metrics
+	daystats *daystats.Counter
 	api      *api.Server
 	ui       *ui.Server
 }
@@ -152,7 +163,8 @@ func New(opts Options) (*Console, error) {
 		opts.Logger = slog.Default()
 	}
 	c := &Console{opts: opts, metrics: metrics.New()}
-	c.auth = auth.New(auth.Options{Store: opts.Store, Logger: opts.Logger, SecureCookies: opts.SecureCookies})
+	c.auth = auth.New(auth.Options{Store: opts.Store, Logger: opts.Logger, SecureCookies: opts.SecureCookies,
+		OIDC: opts.OIDC, LocalLoginOff: opts.LocalLoginOff, BreakGlassUser: opts.BreakGlassUser})
 	f, err := fleet.New(fleet.Options{
 		Store: opts.Store, Publisher: opts.Publisher, Logger: opts.Logger,
 		CommandExpiry: opts.CommandExpiry, OfflineAfter: opts.OfflineAfter,
@@ -177,6 +189,8 @@ func New(opts Options) (*Console, error) {
 	// Copies read the snapshot lists repos cached (registered before) and
 	// make the copies policies ask for after backups.
 	copies.New(f, c.policies, opts.Logger)
+	// The dashboard's charts count backups per day as they end.
+	c.daystats = daystats.New(f, opts.Logger)
 	// A policy's RPO is the host's staleness threshold (rpo_breach), judged
 	// as the compliance report judges it.
 	reports := report.New(opts.Store, c.policies.List)
@@ -184,8 +198,12 @@ func New(opts Options) (*Console, error) {
 	c.metrics.Attach(f, opts.MetricsRefresh)
 	c.alerts = alerts.New(alerts.Options{Fleet: f, Logger: opts.Logger, PublicURL: opts.PublicURL,
 		Interval: opts.AlertInterval, RenotifyEvery: opts.RenotifyEvery, Audit: c.auth.Record})
-	// One budget for both ways to log in: 10 a minute per address.
-	loginLimit := httprate.LimitBy(10, time.Minute, httpx.RemoteIP)
+	// One budget for every way to log in: 10 a minute per address.
+	loginRate := opts.LoginPerMinute
+	if loginRate <= 0 {
+		loginRate = 10
+	}
+	loginLimit := httprate.LimitBy(loginRate, time.Minute, httpx.RemoteIP)
 	var metricsOnRouter http.Handler
 	if !opts.MetricsElsewhere {
 		metricsOnRouter = c.MetricsHandler()
@@ -204,6 +222,7 @@ func New(opts Options) (*Console, error) {
 // Close stops background work: the alerts first (they observe the fleet).
 func (c *Console) Close() {
 	c.alerts.Close()
+	c.daystats.Close()
 	c.repos.Close()
 	c.enrol.Close()
 	c.fleet.Close()

@@ -266,6 +266,18 @@ func TestBrowserRestoreWizardToAnotherHost(t *testing.T) {
 	if len(restored) != 2 {
 		t.Errorf("restored %d files, want 2: %v", len(restored), restored)
 	}
+	// The job page says what the restore did and where, in its own terms,
+	// and its arguments as fields rather than JSON.
+	b.waitJS("the restore's report", `!!document.querySelector('#kind-restored')`, 20*time.Second)
+	if got := b.text("#kind-restored"); !strings.HasPrefix(got, "2 files") {
+		t.Errorf("restore report %q, want 2 files", got)
+	}
+	if got := b.text("#kind-into"); got != target {
+		t.Errorf("restore target shown %q, want %s", got, target)
+	}
+	if got := b.text("#arg-snapshot_id"); len(got) < 8 || strings.Contains(b.text("#job-args"), "{") {
+		t.Errorf("arguments shown as %q", b.text("#job-args"))
+	}
 
 	// The repository page lists both snapshots and diffs them.
 	b.open("/repos/" + f.repoID)

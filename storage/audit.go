@@ -85,10 +85,13 @@ func putAudit(txn *badger.Txn, e AuditEntry) error {
 
 // AuditQuery selects audit entries newest first; Actor and Target filter
 // when set (Target: exactly, e.g. "/api/v1/policies/pol-1", an object's
-// history).
+// history); Since and Until bound the entries' times (both inclusive) when
+// set.
 type AuditQuery struct {
 	Actor  string
 	Target string
+	Since  time.Time
+	Until  time.Time
 	Limit  int
 	Cursor string
 }
@@ -116,16 +119,32 @@ func (s *Store) ListAudit(q AuditQuery) ([]AuditEntry, string, error) {
 			}
 			seek = c
 		}
+		// Keys begin with the entry's time, so a time range is a key range:
+		// start at Until (unless the cursor is already older) and stop at
+		// the first key before Since.
+		if !q.Until.IsZero() {
+			if u := []byte(auditPrefix + idxTime(q.Until) + "~"); string(u) < string(seek) {
+				seek = u
+			}
+		}
+		var stop string
+		if !q.Since.IsZero() {
+			stop = auditPrefix + idxTime(q.Since)
+		}
 		for it.Seek(seek); it.Valid(); it.Next() {
 			k := it.Item().KeyCopy(nil)
 			if q.Cursor != "" && string(k) == string(seek) {
 				continue
 			}
+			if stop != "" && string(k) < stop {
+				break
+			}
 			var e AuditEntry
 			if err := it.Item().Value(func(b []byte) error { return decode(b, &e) }); err != nil {
 				return err
 			}
-			if q.Actor != "" && e.Actor != q.Actor || q.Target != "" && e.Target != q.Target {
+			if q.Actor != "" && e.Actor != q.Actor || q.Target != "" && e.Target != q.Target ||
+				!q.Since.IsZero() && e.At.Before(q.Since) || !q.Until.IsZero() && e.At.After(q.Until) {
 				continue
 			}
 			if len(out) == limit {

@@ -298,6 +298,10 @@ type User struct {
 	// Disabled users cannot log in, and their sessions and tokens do not
 	// authenticate.
 	Disabled bool `json:"disabled,omitempty"`
+	// Source is where the account comes from: "" for a local account
+	// (password), "oidc" for one made at its first sign-in through the
+	// OpenID provider (no password; its role is mapped at every sign-in).
+	Source string `json:"source,omitempty"`
 }
 
 // Session is a logged-in browser session; the token itself is never stored,
@@ -322,6 +326,9 @@ type APIToken struct {
 	// Role caps what the token may do below its user's current role; empty
 	// means the user's role.
 	Role string `json:"role,omitempty"`
+	// LastUsedAt is when the token last authenticated a request, to about
+	// a minute (TouchAPIToken); zero: never used.
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 }
 
 // EnrollToken is a one-time token that lets an agent obtain its credential.

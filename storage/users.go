@@ -121,6 +121,36 @@ func (s *Store) GetAPIToken(tokenHash []byte) (APIToken, error) {
 	return t, nil
 }
 
+// TouchAPIToken records that the token authenticated a request at at,
+// unless its record already says so to within every: the token is read on
+// every request, and one write a minute per token, not one per request,
+// is what keeping its last use costs. It reports whether it wrote.
+// ErrNotFound if the token is gone (revoked meanwhile).
+func (s *Store) TouchAPIToken(tokenHash []byte, at time.Time, every time.Duration) (bool, error) {
+	key, err := hashKey(tokPrefix, tokenHash)
+	if err != nil {
+		return false, fmt.Errorf("storage: touch API token: %w", err)
+	}
+	wrote := false
+	err = s.modify(key, func(txn *badger.Txn) error {
+		wrote = false
+		var t APIToken
+		if err := getJSON(txn, key, &t); err != nil {
+			return err
+		}
+		if !t.LastUsedAt.IsZero() && at.Sub(t.LastUsedAt) < every {
+			return errUnchanged
+		}
+		t.LastUsedAt = at.UTC()
+		wrote = true
+		return setJSON(txn, key, t)
+	})
+	if err != nil {
+		return false, fmt.Errorf("storage: touch API token: %w", err)
+	}
+	return wrote, nil
+}
+
 // ListAPITokens returns every API token record (there are few).
 func (s *Store) ListAPITokens() ([]APIToken, error) {
 	out := []APIToken{}

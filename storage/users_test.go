@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -207,5 +208,38 @@ func TestAuditEntryBounded(t *testing.T) {
 	}
 	if Truncate("short", 10) != "short" {
 		t.Error("a short string was cut")
+	}
+}
+
+// A token's last use is written at most once per interval: a second use
+// within it changes nothing; a use after it moves the time. A revoked
+// token is not found.
+func TestTouchAPIToken(t *testing.T) {
+	s, _ := openTest(t)
+	h := hash("rmt_touch")
+	if err := s.PutAPIToken(h, APIToken{ID: "tok-t", Name: "ci", User: "ann"}); err != nil {
+		t.Fatal(err)
+	}
+	at := ts(0)
+	if wrote, err := s.TouchAPIToken(h, at, time.Minute); err != nil || !wrote {
+		t.Fatalf("first use: wrote %v, %v", wrote, err)
+	}
+	if wrote, err := s.TouchAPIToken(h, at.Add(30*time.Second), time.Minute); err != nil || wrote {
+		t.Fatalf("a use 30s later: wrote %v, %v", wrote, err)
+	}
+	if tok, _ := s.GetAPIToken(h); !tok.LastUsedAt.Equal(at) {
+		t.Errorf("last use %v, want %v", tok.LastUsedAt, at)
+	}
+	if wrote, err := s.TouchAPIToken(h, at.Add(2*time.Minute), time.Minute); err != nil || !wrote {
+		t.Fatalf("a use 2m later: wrote %v, %v", wrote, err)
+	}
+	if tok, _ := s.GetAPIToken(h); !tok.LastUsedAt.Equal(at.Add(2 * time.Minute)) {
+		t.Errorf("last use %v, want 2m later", tok.LastUsedAt)
+	}
+	if err := s.DeleteAPIToken("tok-t"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TouchAPIToken(h, at.Add(time.Hour), time.Minute); !errors.Is(err, ErrNotFound) {
+		t.Errorf("touching a revoked token: %v", err)
 	}
 }

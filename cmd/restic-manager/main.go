@@ -81,6 +81,8 @@ type serverFlags struct {
 	metricsTokenFile, metricsAddr    string
 	metricsRefresh                   time.Duration
 	ssePerUser, sseTotal             int
+	signIn                           signInFlags
+	loginPerMinute                   int
 }
 
 // brokerConn is the embedded broker or the connection to an external one:
@@ -231,7 +233,13 @@ func runServer(args []string) error {
 	fs.IntVar(&f.ssePerUser, "sse-per-user", console.DefaultSSEPerUser, "job event streams (live job pages) one user may hold open; past it: 429")
 	fs.IntVar(&f.sseTotal, "sse-max", console.DefaultSSETotal, "job event streams open at once in all; past it: 429")
 	fs.BoolVar(&f.insecure, "insecure", false, "plain TCP and HTTP: local development and tests only")
+	f.signIn.add(fs)
+	fs.IntVar(&f.loginPerMinute, "login-rate", 10, "sign-in attempts (passwords, second-factor codes, OpenID callbacks) allowed per client IP and minute")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	oidcCfg, err := f.signIn.options()
+	if err != nil {
 		return err
 	}
 	log := cli.Logger()
@@ -332,6 +340,7 @@ func runServer(args []string) error {
 		EnrollPerMinute: f.enrollPerMinute, BrokerAccounts: extCfg.accountsWriter(log),
 		JobRetention: f.jobRetention, MetricsToken: metricsToken, MetricsElsewhere: f.metricsAddr != "",
 		MetricsRefresh: f.metricsRefresh, SSEPerUser: f.ssePerUser, SSETotal: f.sseTotal,
+		LoginPerMinute: f.loginPerMinute, OIDC: oidcCfg, LocalLoginOff: !f.signIn.localLogin, BreakGlassUser: f.signIn.breakGlass,
 	})
 	if err != nil {
 		return err

@@ -214,6 +214,7 @@ func (al *Alerts) jobAlert(j storage.Job) {
 func (al *Alerts) evaluateAlerts(ctx context.Context) {
 	now := al.opts.Now()
 	al.f.EachHost(ctx, func(h storage.Host) { al.evaluateHost(h, now) })
+	al.evaluateTokens(now)
 	repos, err := al.store.ListRepos()
 	if err != nil {
 		return
@@ -390,7 +391,9 @@ func (al *Alerts) sendTo(ctx context.Context, ch storage.Channel, msg notify.Mes
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return s.Send(ctx, msg)
+	err = s.Send(ctx, msg)
+	al.recordDelivery(ch.ID, msg.Event, err)
+	return err
 }
 
 // alertLoop evaluates the periodic rules.

@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 
@@ -108,7 +109,29 @@ func (al *Alerts) UpdateChannel(id string, c ChannelChange) (storage.Channel, er
 
 // DeleteChannel removes a notification channel; nothing is sent through it
 // from then on.
-func (al *Alerts) DeleteChannel(id string) error { return al.store.DeleteChannel(id) }
+func (al *Alerts) DeleteChannel(id string) error {
+	if err := al.store.DeleteChannel(id); err != nil {
+		return err
+	}
+	return al.store.DeleteChannelDelivery(id)
+}
+
+// recordDelivery keeps the outcome of a send through a channel as its last
+// delivery, which the integrations page shows.
+func (al *Alerts) recordDelivery(id, event string, err error) {
+	d := storage.ChannelDelivery{At: time.Now().UTC(), OK: err == nil, Event: event}
+	if err != nil {
+		d.Error = err.Error()
+	}
+	if err := al.store.PutChannelDelivery(id, d); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		al.log.Warn("channel delivery not recorded", "channel_id", id, "error", err)
+	}
+}
+
+// LastDeliveries is the last delivery of every channel that has had one.
+func (al *Alerts) LastDeliveries() (map[string]storage.ChannelDelivery, error) {
+	return al.store.ChannelDeliveries()
+}
 
 // TestChannel sends a test message through one channel at once.
 func (al *Alerts) TestChannel(ctx context.Context, id string) error {

@@ -10,6 +10,7 @@ import (
 	"github.com/restic-manager/restic-manager/console/alerts"
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/console/httpx"
+	"github.com/restic-manager/restic-manager/console/view"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -77,7 +78,12 @@ func (s *Server) listChannels(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, chans)
+	deliveries, err := s.alerts.LastDeliveries()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, view.ChannelsOf(chans, deliveries))
 }
 
 // patchChannel renames a channel, changes its min_severity or replaces its

@@ -135,6 +135,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	j = s.fleet.LiveJob(j) // progress not written yet
 	httpx.WriteJSON(w, http.StatusOK, view.JobOf(j))
 }
 
@@ -220,6 +221,7 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	j = s.fleet.LiveJob(j)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)

@@ -260,3 +260,32 @@ func (s *Server) testRepo(w http.ResponseWriter, r *http.Request) {
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
+
+// forgetPreview: POST /repos/{id}/forget-preview {host_id, retention, tags,
+// hosts} → {ok, job_id, host_id, status, error, groups}: what a forget
+// with this retention would keep and remove now (restic --dry-run).
+func (s *Server) forgetPreview(w http.ResponseWriter, r *http.Request) {
+	var req repos.PreviewRequest
+	if err := httpx.Decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), connectionTestWait)
+	defer cancel()
+	j, err := s.repos.PreviewForget(ctx, chi.URLParam(r, "id"), req, "user", who(r).User)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var out struct {
+		Groups json.RawMessage `json:"groups"`
+	}
+	_ = json.Unmarshal(j.Output, &out)
+	if len(out.Groups) == 0 {
+		out.Groups = json.RawMessage("[]")
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{
+		"ok": j.Status == storage.JobSucceeded, "job_id": j.ID, "host_id": j.HostID, "status": j.Status,
+		"error": j.Error, "groups": out.Groups,
+	})
+}

@@ -165,6 +165,11 @@ func (s *Server) routes(r chi.Router) {
 		enroll = r.With(httprate.LimitBy(n, time.Minute, httpx.RemoteIP))
 	}
 	enroll.Post("/enroll", s.enroll)
+	// Sign-in with the OpenID provider: the browser comes and goes by
+	// redirects; each finished sign-in costs as much of the login budget
+	// as a password.
+	r.Get("/auth/oidc/login", s.oidcLogin)
+	r.With(s.opts.LoginLimit).Get("/auth/oidc/callback", s.oidcCallback)
 	// An agent sends a download's bytes with its own credential (download.go).
 	r.With(streaming).Post("/agent/dumps/{job}", s.agentDumpUpload)
 
@@ -194,6 +199,10 @@ func (s *Server) routes(r chi.Router) {
 		r.Get("/tokens", s.listTokens)
 		r.Post("/tokens", s.createToken)
 		r.Delete("/tokens/{id}", s.deleteToken)
+		// Everyone's own account and second factor.
+		r.Get("/me", s.me)
+		r.With(s.opts.LoginLimit).Post("/me/totp", s.enrolTOTP)
+		r.With(s.opts.LoginLimit).Post("/me/totp/confirm", s.confirmTOTP)
 
 		// Operators run the fleet.
 		r.Group(func(r chi.Router) {
@@ -209,6 +218,7 @@ func (s *Server) routes(r chi.Router) {
 			r.Put("/hosts/{id}/schedules", s.putSchedules)
 			r.Post("/repos/{id}/snapshots/{sid}/index", s.startIndex)
 			r.Post("/repos/{id}/test", s.testRepo)
+			r.Post("/repos/{id}/forget-preview", s.forgetPreview)
 			r.Patch("/hosts/{id}", s.patchHost)
 			r.Post("/alerts/{id}/ack", s.ackAlert)
 			r.Post("/alerts/{id}/silence", s.silenceAlert)
@@ -239,6 +249,9 @@ func (s *Server) routes(r chi.Router) {
 			r.Post("/users", s.createUser)
 			r.Patch("/users/{name}", s.patchUser)
 			r.Delete("/users/{name}", s.deleteUser)
+			r.Delete("/users/{name}/totp", s.resetTOTP)
+			r.Get("/settings/sign-in", s.getSignInSettings)
+			r.Put("/settings/sign-in", s.putSignInSettings)
 			r.Get("/audit", s.listAudit)
 			r.With(streaming).Post("/admin/backup", s.backupStore)
 			r.Get("/channels", s.listChannels)

@@ -17,6 +17,9 @@ import (
 type loginRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
+	// TOTPCode is a current code of the user's second factor, or one of
+	// its recovery codes.
+	TOTPCode string `json:"totp_code"`
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
@@ -26,6 +29,21 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, err := s.auth.Login(r, req.Username, req.Password)
+	if errors.Is(err, auth.ErrSecondFactorRequired) {
+		if req.TOTPCode == "" {
+			httpx.WriteJSON(w, http.StatusUnauthorized, map[string]any{"error": "this account has a second factor: give totp_code (a current code or a recovery code)", "second_factor": "totp"})
+			return
+		}
+		u, err = s.auth.SecondFactor(r, u.Name, req.TOTPCode)
+		if errors.Is(err, auth.ErrWrongCode) {
+			httpx.WriteJSON(w, http.StatusUnauthorized, map[string]any{"error": "wrong or already used second factor code", "second_factor": "totp"})
+			return
+		}
+	}
+	if errors.Is(err, auth.ErrLocalLoginOff) {
+		httpx.WriteError(w, http.StatusForbidden, err.Error())
+		return
+	}
 	if errors.Is(err, auth.ErrLocked) {
 		httpx.WriteError(w, http.StatusTooManyRequests, err.Error())
 		return
@@ -42,7 +60,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]string{"user": u.Name, "role": u.Role})
+	out := map[string]any{"user": u.Name, "role": u.Role}
+	if s.auth.MustEnrol(u) {
+		out["second_factor_required"] = true
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
@@ -176,7 +198,25 @@ func (s *Server) failUser(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, _ := strconv.Atoi(q.Get("limit"))
-	entries, next, err := s.store.ListAudit(storage.AuditQuery{Actor: q.Get("actor"), Target: q.Get("target"), Limit: limit, Cursor: q.Get("cursor")})
+	aq := storage.AuditQuery{Actor: q.Get("actor"), Target: q.Get("target"), Limit: limit, Cursor: q.Get("cursor")}
+	for _, b := range []struct {
+		name string
+		t    *time.Time
+	}{{"since", &aq.Since}, {"until", &aq.Until}} {
+		if v := q.Get(b.name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				httpx.WriteError(w, http.StatusBadRequest, b.name+": must be a time such as 2026-12-07T08:00:00Z")
+				return
+			}
+			*b.t = t
+		}
+	}
+	if !aq.Since.IsZero() && !aq.Until.IsZero() && aq.Until.Before(aq.Since) {
+		httpx.WriteError(w, http.StatusBadRequest, "until: must not be before since")
+		return
+	}
+	entries, next, err := s.store.ListAudit(aq)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -1,15 +1,18 @@
 // Package auth is who may do what in the console: users and their
-// passwords, sessions, API tokens, the roles and their middleware, the
+// passwords, second factors (totp.go), sign-in through an OpenID provider
+// (oidc.go), sessions, API tokens, the roles and their middleware, the
 // login lock-out and the audit log of what people change.
 package auth
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alexedwards/argon2id"
@@ -47,6 +50,9 @@ type Principal struct {
 	User    string
 	Role    string
 	Session bool // authenticated by cookie (a browser), not by bearer token
+	// MustEnrol: a second factor is required for this user's role and it
+	// has none; the session may only set one up (RequireAuth).
+	MustEnrol bool
 }
 
 func From(ctx context.Context) (Principal, bool) {
@@ -174,7 +180,10 @@ func (g *loginGuard) succeed(k guardKey) {
 }
 
 var (
-	ErrLocked = errors.New("too many failed logins from this address; try again later")
+	// ErrLocalLoginOff: password sign-in is off (--local-login=false) and
+	// this is not the break-glass account.
+	ErrLocalLoginOff = errors.New("password sign-in is turned off: sign in with your organisation's provider")
+	ErrLocked        = errors.New("too many failed logins from this address; try again later")
 	// ErrDisabled is only said to someone who gave the right password.
 	ErrDisabled = errors.New("this account is disabled; ask an administrator")
 )
@@ -188,6 +197,10 @@ func (a *Auth) Login(r *http.Request, name, password string) (storage.User, erro
 		a.log.Warn("login failed: user name too long", "user", storage.Truncate(name, 64), "bytes", len(name), "remote", r.RemoteAddr)
 		a.Record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login failed", Detail: "user name too long", Remote: r.RemoteAddr, Status: http.StatusUnauthorized})
 		return storage.User{}, errUnauthenticated
+	}
+	if !a.LocalLogin(name) {
+		a.Record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login refused", Detail: "password sign-in is off", Remote: r.RemoteAddr, Status: http.StatusForbidden})
+		return storage.User{}, ErrLocalLoginOff
 	}
 	addr, _ := httpx.RemoteIP(r)
 	key := guardKey{user: name, addr: addr}
@@ -205,6 +218,14 @@ func (a *Auth) Login(r *http.Request, name, password string) (storage.User, erro
 	if u.Disabled {
 		a.Record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login refused: disabled", Remote: r.RemoteAddr, Status: http.StatusForbidden})
 		return storage.User{}, ErrDisabled
+	}
+	// The password was right; with a second factor the login is not done
+	// until its code is (SecondFactor), so neither the lock-out count nor
+	// the audit says "login" yet.
+	if sf, err := a.store.GetSecondFactor(u.Name); err == nil && sf.Confirmed {
+		return u, ErrSecondFactorRequired
+	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return storage.User{}, err
 	}
 	a.guard.succeed(key)
 	a.Record(storage.AuditEntry{Actor: name, Kind: "user", Action: "login", Remote: r.RemoteAddr, Status: http.StatusOK})
@@ -256,7 +277,8 @@ func (a *Auth) identify(r *http.Request) (Principal, error) {
 		if !ok || tok == "" {
 			return Principal{}, errUnauthenticated
 		}
-		t, err := a.store.GetAPIToken(token.Hash(tok))
+		hash := token.Hash(tok)
+		t, err := a.store.GetAPIToken(hash)
 		if err != nil || TokenExpired(t, now) {
 			return Principal{}, errUnauthenticated
 		}
@@ -264,6 +286,7 @@ func (a *Auth) identify(r *http.Request) (Principal, error) {
 		if err != nil || u.Disabled {
 			return Principal{}, errUnauthenticated
 		}
+		a.touchToken(hash, t, now)
 		return Principal{User: u.Name, Role: TokenRole(t, u)}, nil
 	}
 	ck, err := r.Cookie(sessionCookie)
@@ -278,7 +301,24 @@ func (a *Auth) identify(r *http.Request) (Principal, error) {
 	if err != nil || u.Disabled {
 		return Principal{}, errUnauthenticated
 	}
-	return Principal{User: u.Name, Role: u.Role, Session: true}, nil
+	return Principal{User: u.Name, Role: u.Role, Session: true, MustEnrol: a.mustEnrol(u)}, nil
+}
+
+// tokenTouchEvery is how stale a token's last use may get: a script that
+// polls every second would otherwise cost a store write per request.
+const tokenTouchEvery = time.Minute
+
+// touchToken records the token's use when its record is more than
+// tokenTouchEvery old. The record was just read, so a busy token costs no
+// write transaction between touches; a failure is logged, never fatal to
+// the request.
+func (a *Auth) touchToken(hash []byte, t storage.APIToken, now time.Time) {
+	if !t.LastUsedAt.IsZero() && now.Sub(t.LastUsedAt) < tokenTouchEvery {
+		return
+	}
+	if _, err := a.store.TouchAPIToken(hash, now, tokenTouchEvery); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		a.log.Warn("recording a token's last use failed", "token_id", t.ID, "error", err)
+	}
 }
 
 // TokenExpired reports whether t no longer authenticates at now. A token
@@ -308,6 +348,14 @@ func (a *Auth) RequireAuth(api bool) func(http.Handler) http.Handler {
 					httpx.WriteError(w, http.StatusUnauthorized, "authentication required")
 				} else {
 					http.Redirect(w, r, "/login", http.StatusSeeOther)
+				}
+				return
+			}
+			if p.MustEnrol && !enrolPaths[r.URL.Path] {
+				if api {
+					httpx.WriteError(w, http.StatusForbidden, "a second factor is required for the "+p.Role+" role: set one up first (POST /api/v1/me/totp, or the page "+EnrolPage+")")
+				} else {
+					http.Redirect(w, r, EnrolPage, http.StatusSeeOther)
 				}
 				return
 			}
@@ -343,12 +391,72 @@ func (p Principal) Can(role string) bool { return roleRank[p.Role] >= roleRank[r
 // ValidRole reports whether s names a role.
 func ValidRole(s string) bool { _, ok := roleRank[s]; return ok }
 
+// EnrolPage is the page that sets up a second factor; a session that must
+// have one is sent there.
+const EnrolPage = "/second-factor"
+
+// enrolPaths are what a session that must set up a second factor may
+// still reach.
+var enrolPaths = map[string]bool{
+	EnrolPage: true, EnrolPage + "/qr.png": true,
+	"/api/v1/me": true, "/api/v1/me/totp": true, "/api/v1/me/totp/confirm": true,
+}
+
+// SourceOIDC marks users made by a sign-in through the OpenID provider.
+const SourceOIDC = "oidc"
+
+// settingSecondFactor is the stored setting "a second factor is required
+// for admins and operators".
+const settingSecondFactor = "auth.second_factor_required"
+
+// SecondFactorRequired reports the setting.
+func (a *Auth) SecondFactorRequired() bool { return a.requireSF.Load() }
+
+// SetSecondFactorRequired changes the setting: from then on, admins and
+// operators without a second factor who sign in with a password can only
+// set one up.
+func (a *Auth) SetSecondFactorRequired(on bool) error {
+	if err := a.store.PutSetting(settingSecondFactor, on); err != nil {
+		return fmt.Errorf("auth: second factor setting: %w", err)
+	}
+	a.requireSF.Store(on)
+	return nil
+}
+
+// MustEnrol reports whether u, signed in with a password, may do nothing
+// but set up a second factor.
+func (a *Auth) MustEnrol(u storage.User) bool { return a.mustEnrol(u) }
+
+// mustEnrol: the setting is on, u's role is operator or admin, u signs
+// in with a password (an OpenID provider's users have its second factor)
+// and u has no confirmed second factor. Read per request of such users
+// only while the setting is on.
+func (a *Auth) mustEnrol(u storage.User) bool {
+	if !a.requireSF.Load() || roleRank[u.Role] < roleRank[RoleOperator] || u.Source == SourceOIDC {
+		return false
+	}
+	sf, err := a.store.GetSecondFactor(u.Name)
+	return err != nil || !sf.Confirmed
+}
+
 // Options configure Auth.
 type Options struct {
 	Store  *storage.Store
 	Logger *slog.Logger
 	// SecureCookies marks session cookies Secure (set when serving HTTPS).
 	SecureCookies bool
+	// LocalLoginOff turns password sign-in off for everyone but
+	// BreakGlassUser (default "admin"), who keeps it for when the OpenID
+	// provider is down or misconfigured.
+	LocalLoginOff  bool
+	BreakGlassUser string
+	// OIDC, when set, is the OpenID provider people sign in with.
+	OIDC *OIDCConfig
+}
+
+// LocalLogin reports whether name may sign in with a password.
+func (a *Auth) LocalLogin(name string) bool {
+	return !a.opts.LocalLoginOff || name == a.opts.BreakGlassUser
 }
 
 // Auth authenticates people and records what they change.
@@ -362,6 +470,12 @@ type Auth struct {
 	usersMu sync.Mutex
 	// now is the clock (tests move it).
 	now func() time.Time
+	// pending are the browser logins waiting for their second factor.
+	pending pendingLogins
+	// requireSF mirrors the stored setting settingSecondFactor.
+	requireSF atomic.Bool
+	// oidc is the OpenID provider and its sign-ins in flight.
+	oidc oidcClient
 }
 
 // New builds an Auth.
@@ -369,7 +483,18 @@ func New(opts Options) *Auth {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Auth{opts: opts, store: opts.Store, log: opts.Logger.With("component", "auth"), now: time.Now}
+	if opts.BreakGlassUser == "" {
+		opts.BreakGlassUser = "admin"
+	}
+	a := &Auth{opts: opts, store: opts.Store, log: opts.Logger.With("component", "auth"), now: time.Now}
+	var on bool
+	if err := a.store.GetSetting(settingSecondFactor, &on); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		// Fail closed: a setting that cannot be read is taken as on.
+		a.log.Error("reading the second factor setting failed; requiring one", "error", err)
+		on = true
+	}
+	a.requireSF.Store(on)
+	return a
 }
 
 // WithPrincipal returns ctx carrying p (for tests and internal callers).

@@ -187,3 +187,52 @@ func TestTokenRoleAndExpiry(t *testing.T) {
 		t.Error("expiry at the boundary")
 	}
 }
+
+// A token's use is recorded, at most about once a minute; an expired
+// token is refused and its use not recorded.
+func TestTokenLastUse(t *testing.T) {
+	a, st, clk := newAuthWithUser(t)
+	p := Principal{User: "ops", Role: RoleOperator}
+	made, tok, err := a.CreateToken(p, TokenRequest{Name: "ci", ExpiresIn: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	use := func() error {
+		r := httptest.NewRequest("GET", "/api/v1/hosts", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		_, err := a.identify(r)
+		return err
+	}
+	lastUse := func() time.Time {
+		toks, _ := st.ListAPITokens()
+		for _, x := range toks {
+			if x.ID == made.ID {
+				return x.LastUsedAt
+			}
+		}
+		t.Fatal("token gone")
+		return time.Time{}
+	}
+	if !lastUse().IsZero() {
+		t.Fatal("a new token has a last use")
+	}
+	first := clk.now()
+	if err := use(); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastUse(); !got.Equal(first.UTC()) {
+		t.Fatalf("last use %v, want %v", got, first)
+	}
+	clk.add(20 * time.Second)
+	if err := use(); err != nil || !lastUse().Equal(first.UTC()) {
+		t.Fatalf("a use 20s later moved the last use (%v) or failed (%v)", lastUse(), err)
+	}
+	clk.add(time.Minute)
+	if err := use(); err != nil || !lastUse().Equal(clk.now().UTC()) {
+		t.Fatalf("a use a minute later: last use %v, %v", lastUse(), err)
+	}
+	clk.add(time.Hour)
+	if err := use(); err == nil {
+		t.Fatal("an expired token authenticated")
+	}
+}

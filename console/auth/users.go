@@ -146,6 +146,10 @@ func (a *Auth) DeleteUser(name string) error {
 	if _, err := a.store.EndSessions(name, a.now()); err != nil {
 		return err
 	}
+	// A user made again under this name must not inherit the factor.
+	if err := a.store.DeleteSecondFactor(name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
 	_, err = a.store.DeleteAPITokensOf(name)
 	return err
 }

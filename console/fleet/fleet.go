@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/restic-manager/restic-manager/console/progress"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -68,6 +69,8 @@ type Fleet struct {
 
 	// gate keeps exclusive operations alone on their repository.
 	gate *gate
+	// progress holds running jobs' latest progress until it is written.
+	progress *progress.Cache
 	// output stores what index jobs send (repos.Repos registers it).
 	output atomic.Pointer[OutputHandler]
 	// binder binds hosts to repositories through policies (console/policy).
@@ -127,6 +130,8 @@ func New(opts Options) (*Fleet, error) {
 		log:    opts.Logger.With("component", "fleet"),
 		inst:   opts.Instruments,
 		events: newHub(),
+		// The latest progress of running jobs, written behind (progress.go).
+		progress: progress.New(),
 	}
 	f.gate = newGate(f)
 	f.bgCtx, f.bgCancel = context.WithCancel(context.Background())
@@ -139,6 +144,7 @@ func New(opts Options) (*Fleet, error) {
 	f.goBG(f.sweepLoop)
 	f.goBG(f.gate.loop)
 	f.goBG(f.retentionLoop)
+	f.goBG(f.progressLoop)
 	return f, nil
 }
 

@@ -94,9 +94,23 @@ func TestIngestIsIdempotent(t *testing.T) {
 			t.Fatalf("progress %d: %v", step.seq, err)
 		}
 	}
+	// The first progress is stored; the later ones are live at once and
+	// stored by the write-behind.
 	got, _ := st.GetJob(j.ID)
-	if got.Status != storage.JobRunning || got.Progress.Seq != 3 || got.Progress.Percent != 30 || !got.StartedAt.Equal(started) {
-		t.Fatalf("after progress: status %s progress %+v started %v", got.Status, got.Progress, got.StartedAt)
+	if got.Status != storage.JobRunning || got.Progress.Seq != 1 || !got.StartedAt.Equal(started) {
+		t.Fatalf("stored after progress: status %s progress %+v started %v", got.Status, got.Progress, got.StartedAt)
+	}
+	if live := f.LiveJob(got); live.Progress.Seq != 3 || live.Progress.Percent != 30 {
+		t.Fatalf("live after progress: %+v", live.Progress)
+	}
+	f.writeProgress()
+	got, _ = st.GetJob(j.ID)
+	if got.Progress.Seq != 3 || got.Progress.Percent != 30 {
+		t.Fatalf("stored after the write-behind: %+v", got.Progress)
+	}
+	// Progress the write-behind has not stored yet goes with the result.
+	if err := f.Ingest(ctx, "host-a", topic(wire.KindProgress), prog(4, 40)); err != nil {
+		t.Fatal(err)
 	}
 
 	snap := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -116,7 +130,7 @@ func TestIngestIsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ = st.GetJob(j.ID)
-	if got.Status != storage.JobSucceeded || got.SnapshotID != snap || got.Error != "" || got.Progress.Seq != 3 {
+	if got.Status != storage.JobSucceeded || got.SnapshotID != snap || got.Error != "" || got.Progress.Seq != 4 {
 		t.Fatalf("after duplicates: %+v", got)
 	}
 	h, _ := st.GetHost("host-a")

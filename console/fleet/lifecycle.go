@@ -447,11 +447,17 @@ func (f *Fleet) notify(j storage.Job, list *[]func(storage.Job), first func(stor
 }
 
 // ended is the one end of every job, whoever ended it.
-func (f *Fleet) ended(j storage.Job) { f.notify(j, &f.obs.ended, nil) }
+func (f *Fleet) ended(j storage.Job) {
+	f.progress.Drop(j.ID)
+	f.notify(j, &f.obs.ended, nil)
+}
 
 // held runs when a guarded forget stopped: its agent is done with it, so
 // its repository is free (the gate's end of it); the job waits for an admin.
-func (f *Fleet) held(j storage.Job) { f.notify(j, &f.obs.held, f.gate.jobEnded) }
+func (f *Fleet) held(j storage.Job) {
+	f.progress.Drop(j.ID)
+	f.notify(j, &f.obs.held, f.gate.jobEnded)
+}
 
 func (f *Fleet) approved(j storage.Job) { f.notify(j, &f.obs.approved, nil) }
 

@@ -62,6 +62,7 @@ func (l *lostJobs) due(now time.Time, grace time.Duration) map[string]runningRep
 func (f *Fleet) endLostJobs(ctx context.Context, now time.Time) {
 	for host, r := range f.lost.due(now, f.opts.LostGrace) {
 		err := f.eachJob(ctx, storage.JobQuery{HostID: host, Status: storage.JobRunning}, func(j storage.Job) bool {
+			j = f.LiveJob(j) // progress not written yet counts
 			if r.jobs[j.ID] || j.Progress != nil && j.Progress.UpdatedAt.After(r.at) {
 				return true
 			}

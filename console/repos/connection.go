@@ -2,7 +2,6 @@ package repos
 
 import (
 	"context"
-	"time"
 
 	"github.com/restic-manager/restic-manager/console/fleet"
 	"github.com/restic-manager/restic-manager/storage"
@@ -26,22 +25,5 @@ func (rs *Repos) TestConnection(ctx context.Context, repoID, hostID, actorKind, 
 	if err != nil {
 		return storage.Job{}, err
 	}
-	// A snapshots run takes about a second (key derivation and one list);
-	// polling the store every 200 ms costs nothing next to it.
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return rs.store.GetJob(j.ID)
-		case <-tick.C:
-		}
-		cur, err := rs.store.GetJob(j.ID)
-		if err != nil {
-			return storage.Job{}, err
-		}
-		if storage.TerminalStatus(cur.Status) {
-			return cur, nil
-		}
-	}
+	return rs.waitJob(ctx, j.ID)
 }

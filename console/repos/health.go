@@ -67,7 +67,7 @@ func (rs *Repos) repoJobEnded(j storage.Job) {
 			}
 		case wire.JobForget:
 			var args wire.ForgetArgs
-			if ok && json.Unmarshal(j.Args, &args) == nil && args.Prune {
+			if ok && json.Unmarshal(j.Args, &args) == nil && args.Prune && !args.DryRun {
 				t := j.EndedAt
 				h.LastPrune = &t
 			}
@@ -91,7 +91,7 @@ func (rs *Repos) repoJobEnded(j storage.Job) {
 	case wire.JobIndex:
 		rs.indexEnded(j)
 	case wire.JobForget:
-		if ok {
+		if ok && !dryRun(j) { // a preview deleted nothing
 			rs.dropForgotten(j)
 			rs.requestHealthSoon(j.RepoID, j.HostID)
 		}

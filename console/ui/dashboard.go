@@ -64,9 +64,13 @@ type labelLink struct {
 
 type stateCounts struct {
 	Total, OK, Warning, Failing, Offline int
+	// Proven: hosts whose last drill passed (drills.Proven "ok").
+	Proven int
 }
 
 type dashboardData struct {
+	// Charts: the fleet's last 30 days (fleetcharts.go).
+	Charts fleetCharts
 	User   auth.Principal
 	Rows   []dashRow
 	Counts stateCounts
@@ -228,6 +232,9 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 		case fleet.StateOffline:
 			d.Counts.Offline++
 		}
+		if h.proven == "ok" {
+			d.Counts.Proven++
+		}
 		if d.State != "" && st != d.State || d.Proven != "" && h.proven != d.Proven {
 			continue
 		}
@@ -323,6 +330,7 @@ func (s *Server) pageDashboard(fc *fleetCache, w http.ResponseWriter, r *http.Re
 			}
 		}
 	}
+	d.Charts = s.fleetCharts(now)
 	s.render(w, "dashboard.html", d)
 }
 

@@ -129,7 +129,6 @@ type jobPageData struct {
 	HostName string
 	RepoName string
 	Result   jobResult
-	Args     string
 	// Sources are a backup's snapshots, per source, when it named sources.
 	Sources []wire.SourceSnapshot
 	// Drill is a drill's report (nil for other kinds).
@@ -138,6 +137,9 @@ type jobPageData struct {
 	Copy *jobCopy
 	// Bandwidth is a backup's, copy's or restore's limit in force (nil: none).
 	Bandwidth *view.Bandwidth
+	// KindFacts say what the job did in its kind's terms; ArgFacts are its
+	// arguments as labelled fields (jobkinds.go).
+	KindFacts, ArgFacts []fact
 }
 
 // jobResult is what the page shows of a finished job's outcome.
@@ -161,7 +163,9 @@ func summarize(j storage.Job) jobResult {
 		TotalBytesProcessed uint64  `json:"total_bytes_processed"`
 		TotalDuration       float64 `json:"total_duration"`
 	}
-	if len(j.Summary) > 0 && json.Unmarshal(j.Summary, &s) == nil {
+	// The data-added row is a backup's: a restore's summary is its own
+	// (jobkinds.go), not "Data added 0 B".
+	if j.Kind == wire.JobBackup && len(j.Summary) > 0 && json.Unmarshal(j.Summary, &s) == nil {
 		r = jobResult{DataAdded: s.DataAdded, FilesNew: s.FilesNew, FilesChanged: s.FilesChanged,
 			FilesProcessed: s.TotalFilesProcessed, BytesProcessed: s.TotalBytesProcessed, HasSummary: true}
 	}
@@ -178,6 +182,7 @@ func (s *Server) pageJob(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
+	j = s.fleet.LiveJob(j)
 	d := jobPageData{User: p, Job: j, HostName: j.HostID, RepoName: j.RepoID, Result: summarize(j), Sources: view.SourceSnapshots(j), Drill: s.jobDrillOf(j), Copy: s.jobCopyOf(j),
 		Bandwidth: view.BandwidthOf(j)}
 	if h, err := s.store.GetHost(j.HostID); err == nil {
@@ -186,9 +191,7 @@ func (s *Server) pageJob(w http.ResponseWriter, r *http.Request) {
 	if rp, err := s.store.GetRepo(j.RepoID); err == nil {
 		d.RepoName = rp.Name
 	}
-	if len(j.Args) > 0 && string(j.Args) != "null" && string(j.Args) != "{}" {
-		d.Args = string(j.Args)
-	}
+	d.ArgFacts, d.KindFacts = argFacts(j.Args), kindFacts(j)
 	s.render(w, "job.html", d)
 }
 
@@ -247,6 +250,28 @@ func (s *Server) pageRepo(w http.ResponseWriter, r *http.Request) {
 			names[id] = h.Name
 		}
 	}
+	// The forget schedules of the repository's listed hosts (their own
+	// and their policies'): the page previews what each would remove now.
+	type forgetRow struct {
+		HostID, HostName, Name, PolicyID string
+		Retention                        string
+		Schedule                         json.RawMessage
+	}
+	var forgets []forgetRow
+	for _, id := range rp.Hosts {
+		hs, err := s.store.GetSchedules(id)
+		if err != nil {
+			continue
+		}
+		for _, sc := range hs.Effective() {
+			if sc.Kind != wire.JobForget || sc.RepoID != rp.ID {
+				continue
+			}
+			b, _ := json.Marshal(map[string]any{"retention": sc.Retention, "tags": sc.Tags})
+			forgets = append(forgets, forgetRow{HostID: id, HostName: names[id], Name: sc.Name, PolicyID: sc.PolicyID,
+				Retention: retentionText(sc.Retention), Schedule: b})
+		}
+	}
 	repoNames := map[string]string{}
 	if rp.Health != nil {
 		for _, l := range rp.Health.CopyLag {
@@ -257,7 +282,7 @@ func (s *Server) pageRepo(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.render(w, "repo.html", map[string]any{"User": p, "Repo": view.RepoOf(rp), "LastHostID": rp.LastHostID, "HostNames": names, "RepoNames": repoNames,
-		"Snapshots": snaps, "SnapshotTotal": total,
+		"Snapshots": snaps, "SnapshotTotal": total, "Forgets": forgets,
 		"SizeChart":     svgChart(sizes, func(v float64) string { return humanBytes(uint64(v)) }, "repository size over time"),
 		"DurationChart": svgChart(durations, func(v float64) string { return fmt.Sprintf("%.0f s", v) }, "backup duration over time")})
 }
@@ -322,7 +347,21 @@ func (s *Server) pageSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data := map[string]any{"User": p, "Tokens": view.TokensOf(toks, users, time.Now()), "TokenRoles": tokenRoles(p)}
+	mine, err := s.auth.SecondFactorOf(p.User)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	data["SecondFactor"] = mine
 	if p.Can(auth.RoleAdmin) {
+		// Who has a second factor, for the reset buttons.
+		enrolled := map[string]bool{}
+		for _, u := range users {
+			if sf, err := s.auth.SecondFactorOf(u.Name); err == nil && sf.Enrolled {
+				enrolled[u.Name] = true
+			}
+		}
+		data["Enrolled"], data["SecondFactorRequired"] = enrolled, s.auth.SecondFactorRequired()
 		uv := make([]view.User, 0, len(users))
 		for _, u := range users {
 			uv = append(uv, view.UserOf(u))
@@ -434,4 +473,27 @@ func describeCron(expr, tz string) string {
 		return "on day " + dom + " of every month" + at
 	}
 	return fmt.Sprintf("minute %s, hour %s, day of month %s, month %s, day of week %s%s", minute, hour, dom, month, dow, zone)
+}
+
+// retentionText says a retention in words: "last 7, daily 14, within 30d".
+func retentionText(r *wire.Retention) string {
+	if r == nil {
+		return "none"
+	}
+	var parts []string
+	for _, p := range []struct {
+		n    int
+		name string
+	}{{r.KeepLast, "last"}, {r.KeepHourly, "hourly"}, {r.KeepDaily, "daily"}, {r.KeepWeekly, "weekly"}, {r.KeepMonthly, "monthly"}, {r.KeepYearly, "yearly"}} {
+		if p.n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", p.name, p.n))
+		}
+	}
+	if r.KeepWithin != "" {
+		parts = append(parts, "within "+r.KeepWithin)
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return "keep " + strings.Join(parts, ", ")
 }

@@ -3,6 +3,7 @@ package ui
 import (
 	"embed"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -33,8 +34,11 @@ import (
 var webFS embed.FS
 
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
-	"ago":   ago,
-	"since": func(t time.Time) string { return ago(&t) },
+	// Times are <time datetime> elements: the server writes a relative age
+	// (or a UTC stamp), the browser turns them into the viewer's time zone
+	// with the other form on hover (app.js: localTimes).
+	"ago":   func(t *time.Time) template.HTML { return timeHTML(t, "rel", ago(t)) },
+	"since": func(t time.Time) template.HTML { return timeHTML(&t, "rel", ago(&t)) },
 	"short": func(s string) string {
 		if len(s) > 12 {
 			return s[:12]
@@ -45,16 +49,37 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"bytes":       humanBytes,
 	"operator":    func(p auth.Principal) bool { return p.Can(auth.RoleOperator) },
 	"admin":       func(p auth.Principal) bool { return p.Can(auth.RoleAdmin) },
-	"stamp":       func(t time.Time) string { return t.Format("2006-01-02 15:04 MST") },
-	"stampp": func(t *time.Time) string {
+	"stamp":       func(t time.Time) template.HTML { return timeHTML(&t, "abs", t.UTC().Format("2006-01-02 15:04 MST")) },
+	"stampp": func(t *time.Time) template.HTML {
 		if t == nil || t.IsZero() {
 			return "—"
 		}
-		return t.Format("2006-01-02 15:04 MST")
+		return timeHTML(t, "abs", t.UTC().Format("2006-01-02 15:04 MST"))
+	},
+	// when is stamp for restic's RFC 3339 text (a snapshot's time).
+	"when": func(s string) template.HTML {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return template.HTML(template.HTMLEscapeString(s))
+		}
+		return timeHTML(&t, "abs", t.UTC().Format("2006-01-02 15:04 MST"))
 	},
 	"cronText": describeCron,
-	"mib":      func(n int64) int64 { return n >> 20 },
-	"ibytes":   func(n int64) string { return humanBytes(uint64(max(n, 0))) },
+	// Ratios in words: "0.89× dedup" meant nothing to most readers.
+	"compressionText": func(r float64) string {
+		if r <= 1.005 {
+			return "no gain from compression (incompressible data, or a version 1 repository)"
+		}
+		return fmt.Sprintf("%.1f× smaller after compression", r)
+	},
+	"dedupText": func(r float64) string {
+		if r <= 1.005 {
+			return "deduplication saves nothing yet: each snapshot's data is stored about once"
+		}
+		return fmt.Sprintf("deduplication saves %.0f %% (all snapshots restored would need %.1f× the space)", (1-1/r)*100, r)
+	},
+	"mib":    func(n int64) int64 { return n >> 20 },
+	"ibytes": func(n int64) string { return humanBytes(uint64(max(n, 0))) },
 	// rate and seconds show a drill's restore rate and its estimated
 	// full-restore time (RTO).
 	"rate":    func(bps float64) string { return humanBytes(uint64(bps)) + "/s" },
@@ -70,6 +95,16 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 		return b.Sub(a).Round(time.Second).String()
 	},
 }).ParseFS(webFS, "web/templates/*.html"))
+
+// timeHTML is a <time> element for t with the server's text (class rel:
+// a relative age; abs: an exact time), or "never" for no time.
+func timeHTML(t *time.Time, class, text string) template.HTML {
+	if t == nil || t.IsZero() {
+		return "never"
+	}
+	return template.HTML(`<time datetime="` + t.UTC().Format(time.RFC3339) + `" class="` + class + `" title="` +
+		t.UTC().Format("2006-01-02 15:04:05 MST") + `">` + template.HTMLEscapeString(text) + `</time>`)
+}
 
 func ago(t *time.Time) string {
 	if t == nil || t.IsZero() {
@@ -141,6 +176,7 @@ func (s *Server) Mount(r chi.Router) {
 	r.Handle("/static/*", http.StripPrefix("/static/", http.FileServerFS(static)))
 	r.Get("/login", s.pageLogin)
 	r.With(s.limit).Post("/login", s.formLogin)
+	r.With(s.limit).Post("/login/second-factor", s.formSecondFactor)
 	r.Post("/logout", func(w http.ResponseWriter, r *http.Request) {
 		s.auth.EndSession(w, r)
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
@@ -153,10 +189,15 @@ func (s *Server) Mount(r chi.Router) {
 		r.Get("/repos/{id}", s.pageRepo)
 		r.Get("/restore", s.pageRestore)
 		r.Get("/settings", s.pageSettings)
+		r.Get(auth.EnrolPage, s.pageSecondFactor)
+		r.Get(auth.EnrolPage+"/qr.png", s.secondFactorQR)
 		r.Get("/alerts", s.pageAlerts)
 		r.Get("/policies", s.pagePolicies)
 		r.Get("/policies/new", s.pagePolicyNew)
 		r.Get("/policies/{id}", s.pagePolicy)
+		r.Get("/repos", s.pageRepos)
+		r.Get("/integrations", s.pageIntegrations)
+		r.Get("/audit", s.pageAudit)
 		// A read-only helper for the schedule editor's live preview; it
 		// changes nothing, so every role may call it.
 		r.Get("/ui/cron", s.uiCronPreview)
@@ -199,7 +240,7 @@ func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 var errForbiddenPage = errors.New("forbidden")
 
 func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) {
-	s.render(w, "login.html", map[string]any{"Error": ""})
+	s.render(w, "login.html", s.loginData(""))
 }
 
 func (s *Server) formLogin(w http.ResponseWriter, r *http.Request) {
@@ -209,16 +250,18 @@ func (s *Server) formLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, err := s.auth.Login(r, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	if errors.Is(err, auth.ErrSecondFactorRequired) {
+		// The password was right: the second step asks for the code.
+		s.auth.BeginSecondFactor(w, u.Name)
+		data := s.loginData("")
+		data["Step"] = "code"
+		s.render(w, "login.html", data)
+		return
+	}
 	if err != nil {
-		msg, code := "Wrong username or password.", http.StatusUnauthorized
-		switch {
-		case errors.Is(err, auth.ErrLocked):
-			msg = "Too many failed logins from here. Try again later."
-		case errors.Is(err, auth.ErrDisabled):
-			msg, code = "This account is disabled. Ask an administrator.", http.StatusForbidden
-		}
+		msg, code := loginFailure(err)
 		w.WriteHeader(code)
-		s.render(w, "login.html", map[string]any{"Error": msg})
+		s.render(w, "login.html", s.loginData(msg))
 		return
 	}
 	if err := s.auth.StartSession(w, u.Name); err != nil {

@@ -13,10 +13,15 @@ type User struct {
 	Role      string    `json:"role"`
 	Disabled  bool      `json:"disabled"`
 	CreatedAt time.Time `json:"created_at"`
+	// Source is "oidc" for an account the OpenID provider made (its role
+	// is mapped at each sign-in); absent for a password account.
+	Source string `json:"source,omitempty"`
 }
 
 // UserOf shows a user.
-func UserOf(u storage.User) User { return User{u.Name, u.Role, u.Disabled, u.CreatedAt} }
+func UserOf(u storage.User) User {
+	return User{Name: u.Name, Role: u.Role, Disabled: u.Disabled, CreatedAt: u.CreatedAt, Source: u.Source}
+}
 
 // Token is an API token as listed: never the token itself. Role is what
 // the token may do now (its own role capped by its user's current one);
@@ -29,6 +34,9 @@ type Token struct {
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	Expired   bool      `json:"expired,omitempty"`
+	// LastUsedAt is when the token last authenticated a request (to about
+	// a minute); absent: never.
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 }
 
 // TokensOf shows tokens with the role each acts with at now; users are
@@ -41,7 +49,7 @@ func TokensOf(toks []storage.APIToken, users []storage.User, now time.Time) []To
 	out := make([]Token, 0, len(toks))
 	for _, t := range toks {
 		out = append(out, Token{ID: t.ID, Name: t.Name, User: t.User, Role: auth.TokenRole(t, byName[t.User]),
-			CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, Expired: auth.TokenExpired(t, now)})
+			CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, Expired: auth.TokenExpired(t, now), LastUsedAt: t.LastUsedAt})
 	}
 	return out
 }

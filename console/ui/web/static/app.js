@@ -322,7 +322,9 @@ function hostPage(main) {
     const s = set.find(x => x.id === b.dataset.id);
     if (s && confirm("Delete schedule " + s.name + "?")) put(set.filter(x => x.id !== s.id));
   }));
-  ed.addEventListener("reset", () => setTimeout(() => { syncKind(); preview.textContent = ""; }));
+  const fp = ed.querySelector(".forget-preview-run");
+  if (fp) fp.addEventListener("click", () => runForgetPreview(fp, ed.querySelector(".forget-preview"), f.repo_id.value, { host_id: hostID, retention: retention(ed) }));
+  ed.addEventListener("reset", () => setTimeout(() => { syncKind(); preview.textContent = ""; if (fp) ed.querySelector(".forget-preview").textContent = ""; }));
   ed.addEventListener("submit", ev => {
     ev.preventDefault();
     const s = { name: f.name.value.trim(), kind: f.kind.value, cron: f.cron.value.trim(), timezone: f.timezone.value.trim(), enabled: f.enabled.checked, repo_id: f.repo_id.value };
@@ -416,7 +418,7 @@ function renderJob(j) {
     const c = $("#cancel-job"); if (c) c.hidden = true;
     if (j.ended_at) $("#job-ended").textContent = fmtTime(j.ended_at);
     if (j.started_at && j.ended_at) $("#duration").textContent = ((new Date(j.ended_at) - new Date(j.started_at)) / 1000).toFixed(1) + "s";
-    if (j.summary) {
+    if (j.summary && main.dataset.kind === "backup") {
       const s = j.summary;
       $("#data-added").textContent = fmtBytes(s.data_added);
       if (s.total_files_processed !== undefined) $("#files-summary").textContent = s.total_files_processed + " processed, " + (s.files_new || 0) + " new, " + (s.files_changed || 0) + " changed (" + fmtBytes(s.total_bytes_processed) + ")";
@@ -427,6 +429,15 @@ function renderJob(j) {
     // A drill's report (sample, verdicts, probe) is drawn by the server.
     if (main.dataset.kind === "drill" && !$("#drill-report[data-done]")) { location.reload(); return; }
     if (main.dataset.kind === "copy" && !$("#copy-report[data-done]")) { location.reload(); return; }
+    // What a restore, check, forget or key rotation did is drawn by the
+    // server: take its facts from the page as it is now, in place.
+    if (["restore", "check", "forget", "rotate_key"].includes(main.dataset.kind) && j.output && !main.dataset.factsLoaded) {
+      main.dataset.factsLoaded = "1";
+      fetch(location.href, { credentials: "same-origin" }).then(r => r.text()).then(html => {
+        const facts = new DOMParser().parseFromString(html, "text/html").querySelector("#job dl.facts");
+        if (facts) { $("#job dl.facts").replaceWith(facts); localTimes(facts); }
+      }).catch(() => {});
+    }
   }
   if (j.snapshot_id) { $("#snapshot-id").textContent = j.snapshot_id; $("#row-snapshot").hidden = false; }
   $("#job-error").textContent = j.error || "";
@@ -465,6 +476,41 @@ async function loadChanges(id) {
     $("#changes-stats").textContent = d.total_changes + " changed paths" + (d.total_changes > d.changes.length ? ", the first " + d.changes.length + " shown" : "") + (d.truncated ? " (the agent truncated the list)" : "");
     $("#changes-list").replaceChildren(...d.changes.map(c => el("li", {}, (c.modifier || "") + " " + (c.path || JSON.stringify(c)))));
   } catch (e) { showError($("#action-error"), e); }
+}
+
+// ---- forget preview (schedule editor, policy editor, repository page)
+// runForgetPreview asks the console for a dry-run forget and shows what
+// it would keep and remove, per group (host and paths).
+async function runForgetPreview(btn, box, repoID, body) {
+  box.replaceChildren(el("span", { class: "sub" }, "asking restic…"));
+  btn.disabled = true;
+  try {
+    const r = (await api("POST", "/api/v1/repos/" + encodeURIComponent(repoID) + "/forget-preview", body)).data;
+    const job = el("a", { href: "/jobs/" + encodeURIComponent(r.job_id) }, "job");
+    if (!r.ok) {
+      box.replaceChildren(el("p", { class: "error" }, (r.status === "queued" || r.status === "running") ? "Still " + r.status + " on " + r.host_id + ": follow the " : "The preview failed: " + (r.error || r.status) + " — ", job));
+      return;
+    }
+    const short = id => id.slice(0, 8);
+    const kids = [el("p", { class: "sub" }, "As run on " + r.host_id + " now (", job, "):")];
+    let removes = 0;
+    for (const g of r.groups) {
+      const times = g.times || {};
+      const why = {};
+      for (const x of g.reasons || []) why[x.id] = (x.matches || []).join(", ");
+      removes += (g.remove || []).length;
+      const rm = el("ul", { class: "forget-remove" }, ...(g.remove || []).map(id => el("li", {}, el("code", {}, short(id)), " " + fmtTime(times[id] || ""))));
+      const keep = el("ul", { class: "forget-keep" }, ...(g.keep || []).map(id => el("li", {}, el("code", {}, short(id)), " " + fmtTime(times[id] || ""), why[id] ? el("span", { class: "sub" }, " — " + why[id]) : null)));
+      kids.push(el("div", { class: "forget-group" },
+        el("strong", {}, (g.host || "any host") + " " + (g.paths || []).join(", ")),
+        el("div", {}, el("span", { class: "badge st-failed" }, "removes " + (g.remove || []).length), " ", el("span", { class: "badge st-succeeded" }, "keeps " + (g.keep || []).length)),
+        (g.remove || []).length ? rm : null, el("details", {}, el("summary", {}, "kept snapshots and why"), keep)));
+    }
+    if (r.groups.length === 0) kids.push(el("p", {}, "No snapshots in scope: nothing would be removed."));
+    else if (removes === 0) kids.push(el("p", {}, "Nothing would be removed."));
+    box.replaceChildren(...kids);
+  } catch (e) { box.replaceChildren(el("p", { class: "error" }, e.message)); }
+  finally { btn.disabled = false; }
 }
 
 // ---- repository page: diff two snapshots
@@ -524,9 +570,13 @@ function repoPage(main) {
     if (!confirm("Delete this repository from the console? Its data stays where it is.")) return;
     try {
       await api("DELETE", repoPath);
-      location.href = "/";
+      location.href = "/repos";
     } catch (e) { showError($("#edit-error"), e); }
   });
+  $$("#forget-schedules .forget-preview-run").forEach(b => b.addEventListener("click", () => {
+    const box = b.closest("tr").nextElementSibling.querySelector(".forget-preview");
+    runForgetPreview(b, box, main.dataset.repoId, Object.assign({ host_id: b.dataset.host }, JSON.parse(b.dataset.schedule)));
+  }));
   const unlock = $("#unlock-run");
   if (unlock) unlock.addEventListener("click", async () => {
     if (!main.dataset.hostId) { showError($("#unlock-error"), new Error("No host has used this repository yet, so none can run unlock.")); return; }
@@ -804,6 +854,19 @@ function settingsPage(main) {
     try { await api("DELETE", userPath(name)); location.reload(); }
     catch (e) { showError(usersErr, e); }
   }));
+  $$(".reset-second-factor").forEach(b => b.addEventListener("click", async () => {
+    const name = b.dataset.name;
+    if (!confirm("Reset the second factor of " + name + "? They log in with the password alone until they set up a new one.")) return;
+    showError(usersErr);
+    try { await api("DELETE", userPath(name) + "/totp"); location.reload(); }
+    catch (e) { showError(usersErr, e); }
+  }));
+  const req = $("#require-second-factor");
+  if (req) req.addEventListener("change", async () => {
+    showError($("#signin-error"));
+    try { await api("PUT", "/api/v1/settings/sign-in", { second_factor_required: req.checked }); }
+    catch (e) { req.checked = !req.checked; showError($("#signin-error"), e); }
+  });
   const dlg = $("#password-dialog");
   if (dlg) {
     const pf = $("#password-form");
@@ -834,7 +897,7 @@ function settingsPage(main) {
       // here, so do not reload it away.
       const exp = r.data.expires_at ? fmtTime(r.data.expires_at) : "never";
       const tb = $("#tokens tbody");
-      tb.prepend(el("tr", { "data-token": r.data.id }, el("td", {}, r.data.name), el("td", {}, main.dataset.user || ""), el("td", {}, r.data.role), el("td", {}, "just now"), el("td", {}, exp), el("td", {})));
+      tb.prepend(el("tr", { "data-token": r.data.id }, el("td", {}, r.data.name), el("td", {}, main.dataset.user || ""), el("td", {}, r.data.role), el("td", {}, "just now"), el("td", {}, exp), el("td", {}, "never"), el("td", {})));
     } catch (e) { showError($("#token-error"), e); }
   });
   $$(".delete-token").forEach(b => b.addEventListener("click", async () => {
@@ -1113,7 +1176,16 @@ function policyPage(main) {
     }));
   };
   render();
-  ed.addEventListener("reset", () => setTimeout(() => { ed.elements.index.value = ""; syncKind(); $("#policy-cron-preview").textContent = ""; }));
+  const fp = ed.querySelector(".forget-preview-run");
+  if (fp) fp.addEventListener("click", () => {
+    const out = ed.querySelector(".forget-preview");
+    if (form.querySelector("input[name=repo_mode]:checked").value === "template" || !f.repo_id.value) {
+      out.replaceChildren(el("p", {}, "A preview needs the policy's shared repository; each host's own repository (a template) is previewed on its host's page."));
+      return;
+    }
+    runForgetPreview(fp, out, f.repo_id.value, { retention: retention(ed) });
+  });
+  ed.addEventListener("reset", () => setTimeout(() => { ed.elements.index.value = ""; syncKind(); $("#policy-cron-preview").textContent = ""; if (fp) ed.querySelector(".forget-preview").textContent = ""; }));
   ed.addEventListener("submit", ev => {
     ev.preventDefault();
     const i = ed.elements.index.value === "" ? -1 : num(ed.elements.index.value);
@@ -1168,10 +1240,467 @@ function policyPage(main) {
   });
 }
 
+// localTimes shows every <time datetime> the server wrote in the viewer's
+// time zone: an exact time ("abs") becomes local, with its age on hover; a
+// relative age ("rel") keeps its text, with the exact local time on hover.
+function relAge(d) {
+  const s = (Date.now() - d.getTime()) / 1000;
+  const unit = (n, u) => Math.floor(n) + " " + u + (Math.floor(n) === 1 ? "" : "s");
+  if (s < -60) return "in the future";
+  if (s < 60) return "just now";
+  if (s < 3600) return unit(s / 60, "minute") + " ago";
+  if (s < 172800) return unit(s / 3600, "hour") + " ago";
+  return unit(s / 86400, "day") + " ago";
+}
+function localTimes(root) {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  for (const t of root.querySelectorAll("time[datetime]")) {
+    const d = new Date(t.getAttribute("datetime"));
+    if (isNaN(d)) continue;
+    if (t.classList.contains("abs")) { t.title = relAge(d) + " (" + zone + ")"; t.textContent = fmtTime(d.toISOString()).slice(0, 16); }
+    else t.title = fmtTime(d.toISOString()) + " " + zone;
+  }
+}
+
+// ---- second factor: set up (the secret and recovery codes are shown
+// once, the QR code is a PNG the server renders), then confirm with a code.
+function secondFactorPage() {
+  const start = $("#sf-start");
+  if (!start) return;
+  const err = $("#sf-error");
+  start.addEventListener("click", async () => {
+    showError(err);
+    try {
+      const r = await api("POST", "/api/v1/me/totp");
+      $("#sf-secret").textContent = r.data.secret;
+      const ul = $("#sf-codes");
+      ul.replaceChildren(...r.data.recovery_codes.map(c => el("li", {}, el("code", {}, c))));
+      $("#sf-qr").src = "/second-factor/qr.png?" + Date.now();
+      $("#sf-enrol").hidden = false;
+      start.hidden = true;
+    } catch (e) { showError(err, e); }
+  });
+  const f = $("#sf-confirm");
+  f.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    showError(err);
+    try {
+      await api("POST", "/api/v1/me/totp/confirm", { code: f.elements.code.value.trim() });
+      location.href = "/second-factor";
+    } catch (e) { showError(err, e); }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  localTimes(document);
   const main = $("main[data-page]");
   if (!main) return;
-  const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage, alerts: alertsPage, dashboard: dashboardPage, policy: policyPage };
+  const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage, alerts: alertsPage, dashboard: dashboardPage, policy: policyPage, "second-factor": secondFactorPage };
+  pages.repos = reposPage;
+  pages.integrations = integrationsPage;
+  pages.audit = auditPage;
   const fn = pages[main.dataset.page];
   if (fn) fn(main);
 });
+
+// ---- server errors by their fields (the repositories, integrations and
+// audit pages). The API answers {"error": "..."}; a message whose leading
+// words name a field ("password: at least 12 characters", "url is
+// required", "maintenance host … does not exist") is shown next to the
+// input whose data-field lists that name, the rest on the form's error line.
+
+// fieldOf finds the visible element of form that msg is about: two leading
+// words joined by "_" first (maintenance host → maintenance_host), then one.
+function fieldOf(form, msg) {
+  const m = /^([a-z][a-z_]*)(?:\s+([a-z]+)\b)?/i.exec(msg.trim());
+  if (!m) return null;
+  const names = m[2] ? [(m[1] + "_" + m[2]).toLowerCase(), m[1].toLowerCase()] : [m[1].toLowerCase()];
+  for (const n of names) {
+    const f = $$("[data-field]", form).find(x => x.dataset.field.split(" ").includes(n) && !x.closest("[hidden]"));
+    if (f) return f;
+  }
+  return null;
+}
+
+function clearFieldErrors(form) {
+  $$(".field-error", form).forEach(e => e.remove());
+  $$("[aria-invalid]", form).forEach(e => { e.removeAttribute("aria-invalid"); e.removeAttribute("aria-describedby"); });
+}
+
+let fieldErrorSeq = 0;
+// showFieldError puts msg right after input, marks the input invalid (and
+// described by the message for screen readers) until it is edited.
+function showFieldError(input, msg) {
+  const id = "field-error-" + (++fieldErrorSeq);
+  const span = el("span", { class: "field-error", id }, msg);
+  span.setAttribute("role", "alert");
+  span.dataset.for = input.name || input.dataset.field;
+  input.after(span);
+  input.setAttribute("aria-invalid", "true");
+  input.setAttribute("aria-describedby", id);
+  const clear = () => { span.remove(); input.removeAttribute("aria-invalid"); input.removeAttribute("aria-describedby"); };
+  input.addEventListener("input", clear, { once: true });
+  input.addEventListener("change", clear, { once: true });
+}
+
+// formError shows err by the fields its lines name and the rest on line;
+// no err clears both. Refusals of the role are never a field's.
+function formError(form, line, err) {
+  clearFieldErrors(form);
+  if (!err) { showError(line); return; }
+  const rest = [];
+  const refused = err.status === 401 || err.status === 403;
+  for (const msg of String(err.message || err).split("\n").map(s => s.trim()).filter(Boolean)) {
+    const input = refused ? null : fieldOf(form, msg);
+    if (input) showFieldError(input, msg); else rest.push(msg);
+  }
+  showError(line, rest.length ? new Error(rest.join("\n")) : null);
+  const first = form.querySelector("[aria-invalid=true]");
+  if (first && typeof first.focus === "function") first.focus();
+}
+
+// pollJob waits for a job to end (GET /api/v1/jobs/{id} each second).
+async function pollJob(id, timeoutMs) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const j = (await api("GET", "/api/v1/jobs/" + encodeURIComponent(id))).data;
+    if (terminal.has(j.status)) return j;
+    if (Date.now() > until) throw new Error("The job is still " + j.status + ": follow it on its page.");
+    await new Promise(r => setTimeout(r, 1000));
+  }
+}
+
+// ---- repositories: the list, and "Add a repository" (admins) with its
+// test-connection step: after the repository is saved, a bound host runs
+// restic snapshots through POST /repos/{id}/test; a repository that does
+// not exist yet is offered "Initialise it" (an init job), then tested again.
+function reposPage(main) {
+  const form = $("#repo-form");
+  if (!form) return;
+  const f = form.elements, line = $("#repo-error");
+  const step = $("#repo-test-step"), hostSel = $("#repo-test-host"), result = $("#repo-test-result"), offer = $("#repo-init-offer"), terr = $("#repo-test-error");
+  const boxes = $$("input[name=hosts]", form);
+  const box = id => boxes.find(b => b.value === id);
+  const hostLabel = () => { const b = box(hostSel.value); return b ? b.dataset.name : hostSel.value; };
+  let repoID = "";
+
+  form.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    formError(form, line, null);
+    if (f.password.value !== f.password_repeat.value) {
+      showFieldError(f.password_repeat, "The two passwords differ: type the same password twice.");
+      f.password_repeat.focus();
+      return;
+    }
+    const body = { name: f.name.value.trim(), url: f.url.value.trim(), password: f.password.value, hosts: boxes.filter(b => b.checked).map(b => b.value) };
+    try {
+      const env = parseKV(f.env.value, "variable", /\n/);
+      if (Object.keys(env).length) body.env = env;
+    } catch (e) { showFieldError(f.env, e.message); f.env.focus(); return; }
+    if (f.maint_url.value.trim() || f.maint_host.value) {
+      body.maintenance = { url: f.maint_url.value.trim(), host_id: f.maint_host.value };
+      if (f.maint_password.value) body.maintenance.password = f.maint_password.value;
+    }
+    $("#repo-add").disabled = true;
+    try {
+      const r = await api("POST", "/api/v1/repos", body);
+      repoID = r.data.id;
+      // The secrets leave the page: the form is emptied and put away.
+      form.reset();
+      form.hidden = true;
+      $("#add-repo").hidden = true;
+      testStep(r.data);
+    } catch (e) { formError(form, line, e); }
+    $("#repo-add").disabled = false;
+  });
+
+  function testStep(repo) {
+    const link = $("#repo-new-link");
+    link.textContent = repo.name;
+    link.href = "/repos/" + encodeURIComponent(repo.id);
+    $$(".repo-page-link", step).forEach(a => { a.href = link.href; });
+    const hosts = repo.hosts || [];
+    hostSel.replaceChildren(...hosts.map(id => {
+      const b = box(id);
+      return el("option", { value: id }, (b ? b.dataset.name : id) + (b && !b.dataset.online ? " (offline)" : ""));
+    }));
+    const online = hosts.find(id => box(id) && box(id).dataset.online);
+    if (online) hostSel.value = online;
+    hostSel.closest("p").hidden = hosts.length === 0;
+    $("#repo-test-none").hidden = hosts.length > 0;
+    step.hidden = false;
+    if (hosts.length) $("#repo-test-run").focus();
+  }
+
+  const notThere = s => /Is there a repository at the following location|config file does not exist|unable to open config file|repository does not exist/i.test(s || "");
+  async function runTest() {
+    const btn = $("#repo-test-run");
+    btn.disabled = true;
+    offer.hidden = true;
+    showError(terr);
+    result.className = "";
+    result.textContent = "Testing from " + hostLabel() + "…";
+    try {
+      const r = (await api("POST", "/api/v1/repos/" + encodeURIComponent(repoID) + "/test", { host_id: hostSel.value })).data;
+      const job = el("a", { href: "/jobs/" + encodeURIComponent(r.job_id) }, "job");
+      if (r.ok) {
+        result.className = "result-ok";
+        result.replaceChildren("✔ Connected from " + hostLabel() + ": " + plural(r.snapshots, "snapshot") + " (", job, ").");
+      } else if (r.status === "queued" || r.status === "running") {
+        result.replaceChildren("The test is still " + r.status + " on " + hostLabel() + " — is it online? (", job, ") Test again once it is.");
+      } else {
+        result.className = "error";
+        result.replaceChildren("✘ " + (r.error || r.status) + " (", job, ")");
+        offer.hidden = !notThere(r.error);
+      }
+      result.dataset.outcome = r.ok ? "ok" : r.status;
+    } catch (e) { result.textContent = ""; showError(terr, e); }
+    btn.disabled = false;
+  }
+  $("#repo-test-run").addEventListener("click", runTest);
+  $("#repo-init-run").addEventListener("click", async () => {
+    const b = $("#repo-init-run");
+    b.disabled = true;
+    showError(terr);
+    try {
+      const r = await api("POST", "/api/v1/hosts/" + encodeURIComponent(hostSel.value) + "/jobs", { kind: "init", repo_id: repoID });
+      offer.hidden = true;
+      result.className = "";
+      result.dataset.outcome = "initialising";
+      result.replaceChildren("Initialising from " + hostLabel() + " (", el("a", { href: "/jobs/" + encodeURIComponent(r.data.job_id) }, "job"), ")…");
+      const j = await pollJob(r.data.job_id, 120000);
+      if (j.status !== "succeeded") throw new Error("restic init " + j.status + ": " + (j.error || "see the job's page"));
+      await runTest();
+    } catch (e) { showError(terr, e); }
+    b.disabled = false;
+  });
+}
+
+// ---- integrations (admins): notification channels (add, edit, send a
+// test, delete, each one's last delivery), MQTT integration accounts (the
+// password shown once) and the console's settings.
+function deliveryCell(d) {
+  if (!d) return [el("span", { class: "sub" }, "nothing sent yet")];
+  const when = el("span", { class: "sub" }, " " + fmtTime(d.at) + (d.event ? " · " + d.event : ""));
+  when.title = d.at;
+  if (d.ok) return [el("span", { class: "badge st-succeeded" }, "delivered"), when];
+  return [el("span", { class: "badge st-failed" }, "failed"), " ", el("span", { class: "delivery-error sub" }, d.error || ""), when];
+}
+
+function integrationsPage() {
+  const form = $("#channel-form");
+  if (!form) return;
+  const f = form.elements, line = $("#channel-error");
+  const syncKind = () => {
+    $$("[class*='k-']", form).forEach(x => { x.hidden = !x.classList.contains("k-" + f.kind.value); });
+  };
+  f.kind.addEventListener("change", syncKind);
+  syncKind();
+  // The settings of the chosen kind; on an edit, none given keeps them.
+  const configInputs = () => $$("input", form).filter(i => i.type !== "hidden" && i.name !== "name" && !i.closest("[hidden]"));
+  const config = () => {
+    const v = n => f[n].value.trim(), c = {};
+    if (f.kind.value === "email") {
+      if (v("smtp_host")) c.smtp_host = v("smtp_host");
+      if (v("smtp_port")) c.smtp_port = num(v("smtp_port"));
+      c.starttls = f.starttls.value;
+      if (v("username")) c.username = v("username");
+      if (f.smtp_password.value) c.password = f.smtp_password.value;
+      if (v("from")) c.from = v("from");
+      const to = commas(f.to.value);
+      if (to.length) c.to = to;
+    } else {
+      if (v("url")) c.url = v("url");
+      if (f.secret.value && !f.secret.closest("[hidden]")) c.secret = f.secret.value;
+      if (f.kind.value === "ntfy" && v("topic")) c.topic = v("topic");
+    }
+    return c;
+  };
+  const editing = () => f.id.value !== "";
+  const endEdit = () => {
+    form.reset();
+    f.id.value = "";
+    f.kind.disabled = false;
+    $("#channel-edit-note").hidden = true;
+    $("#channel-cancel").hidden = true;
+    $("#channel-form-head").textContent = "Add a channel";
+    $("#channel-save").textContent = "Add the channel";
+    formError(form, line, null);
+    syncKind();
+  };
+  $("#channel-cancel").addEventListener("click", endEdit);
+  $$(".edit-channel").forEach(b => b.addEventListener("click", () => {
+    const row = b.closest("tr");
+    endEdit();
+    f.id.value = row.dataset.channel;
+    f.name.value = row.dataset.name;
+    f.kind.value = row.dataset.kind;
+    f.kind.disabled = true;
+    f.min_severity.value = row.dataset.minSeverity;
+    syncKind();
+    $("#channel-edit-note").hidden = false;
+    $("#channel-cancel").hidden = false;
+    $("#channel-form-head").textContent = "Edit the channel " + row.dataset.name;
+    $("#channel-save").textContent = "Save the channel";
+    form.scrollIntoView();
+    f.name.focus();
+  }));
+  form.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const body = { name: f.name.value.trim(), min_severity: f.min_severity.value };
+    if (!editing()) { body.kind = f.kind.value; body.config = config(); }
+    else if (configInputs().some(i => i.value.trim())) body.config = config();
+    $("#channel-save").disabled = true;
+    try {
+      if (editing()) await api("PATCH", "/api/v1/channels/" + encodeURIComponent(f.id.value), body);
+      else await api("POST", "/api/v1/channels", body);
+      location.reload();
+    } catch (e) { formError(form, line, e); $("#channel-save").disabled = false; }
+  });
+  $$(".test-channel").forEach(b => b.addEventListener("click", async () => {
+    const row = b.closest("tr"), out = $(".test-result", row);
+    b.disabled = true;
+    out.className = "test-result";
+    out.textContent = "sending…";
+    try {
+      await api("POST", "/api/v1/channels/" + encodeURIComponent(row.dataset.channel) + "/test");
+      out.className = "test-result result-ok";
+      out.textContent = "✔ test sent";
+    } catch (e) { out.className = "test-result error"; out.textContent = "✘ " + e.message; }
+    // The console recorded the outcome as the channel's last delivery.
+    try {
+      const chans = (await api("GET", "/api/v1/channels")).data || [];
+      const ch = chans.find(c => c.id === row.dataset.channel);
+      if (ch) $(".channel-delivery", row).replaceChildren(...deliveryCell(ch.last_delivery));
+    } catch (e) { /* the test's own answer is shown */ }
+    b.disabled = false;
+  }));
+  $$(".remove-channel").forEach(b => b.addEventListener("click", async () => {
+    const row = b.closest("tr");
+    if (!confirm("Delete the channel " + row.dataset.name + "? Alerts are no longer sent through it.")) return;
+    try { await api("DELETE", "/api/v1/channels/" + encodeURIComponent(row.dataset.channel)); location.reload(); }
+    catch (e) { showError($("#channels-list-error"), e); }
+  }));
+
+  // MQTT integration accounts: the password is in POST's answer only, so
+  // it is shown here and the page is not reloaded.
+  const mf = $("#mqtt-user-form");
+  mf.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const name = mf.elements.name.value.trim();
+    try {
+      const r = await api("POST", "/api/v1/mqtt-users", { name });
+      formError(mf, $("#mqtt-user-error"), null);
+      $("#mqtt-user-name").textContent = r.data.name;
+      $("#mqtt-user-password").textContent = r.data.password;
+      $("#mqtt-user-new").hidden = false;
+      mf.reset();
+      const tb = $("#mqtt-user-list tbody");
+      if (!$("tr[data-mqtt-user]", tb)) tb.replaceChildren();
+      const del = el("button", { type: "button", class: "small danger remove-mqtt-user", "data-name": r.data.name }, "Delete");
+      del.addEventListener("click", () => removeMQTT(del));
+      tb.prepend(el("tr", { "data-mqtt-user": r.data.name }, el("td", {}, r.data.name), el("td", {}, "just now"), el("td", {}, del)));
+    } catch (e) { formError(mf, $("#mqtt-user-error"), e); }
+  });
+  async function removeMQTT(b) {
+    const name = b.dataset.name;
+    if (!confirm("Delete the MQTT account " + name + "? The integration using it is disconnected and cannot log in again.")) return;
+    try {
+      await api("DELETE", "/api/v1/mqtt-users/" + encodeURIComponent(name));
+      b.closest("tr").remove();
+      if ($("#mqtt-user-name").textContent === name) $("#mqtt-user-new").hidden = true;
+      showError($("#mqtt-list-error"));
+    } catch (e) { showError($("#mqtt-list-error"), e); }
+  }
+  $$(".remove-mqtt-user").forEach(b => b.addEventListener("click", () => removeMQTT(b)));
+
+  // Settings: read from the API, saved whole.
+  const sf = $("#console-settings"), save = $("#settings-save"), status = $("#settings-status");
+  api("GET", "/api/v1/settings").then(r => {
+    sf.elements.ha_discovery.checked = !!(r.data && r.data.ha_discovery);
+    save.disabled = false;
+    sf.dataset.loaded = "true";
+  }).catch(e => showError($("#settings-error"), e));
+  sf.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    status.textContent = "";
+    save.disabled = true;
+    try {
+      const r = await api("PUT", "/api/v1/settings", { ha_discovery: sf.elements.ha_discovery.checked });
+      formError(sf, $("#settings-error"), null);
+      status.className = "result-ok";
+      status.textContent = "Saved: Home Assistant discovery " + (r.data.ha_discovery ? "on." : "off.");
+    } catch (e) { formError(sf, $("#settings-error"), e); }
+    save.disabled = false;
+  });
+}
+
+// ---- audit log (admins): GET /api/v1/audit page by page (the next
+// page's cursor in X-Next-Cursor), filtered by actor, object and time (the
+// browser's time zone); the address keeps the filters.
+function auditPage() {
+  const form = $("#audit-filters"), f = form.elements, tb = $("#audit tbody"), older = $("#audit-older"), status = $("#audit-status"), line = $("#audit-error");
+  const pageSize = 50;
+  let cursor = "", shown = 0, seq = 0;
+  const pad = n => String(n).padStart(2, "0");
+  const localInput = iso => {
+    const d = new Date(iso);
+    if (isNaN(d)) return "";
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" + pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  };
+  const params = new URLSearchParams(location.search);
+  for (const k of ["since", "until"]) if (params.get(k)) f[k].value = localInput(params.get(k));
+  const filters = () => {
+    const q = new URLSearchParams();
+    if (f.actor.value.trim()) q.set("actor", f.actor.value.trim());
+    if (f.target.value.trim()) q.set("target", f.target.value.trim());
+    for (const k of ["since", "until"]) if (f[k].value) q.set(k, new Date(f[k].value).toISOString());
+    return q;
+  };
+  const filterBy = (name, value) => { f[name].value = value; load(false); };
+  const row = e => {
+    const t = el("td", {}, fmtTime(e.at));
+    t.title = e.at;
+    const actor = el("button", { type: "button", class: "tree-dir audit-actor", title: "only this actor's entries" }, e.actor || "—");
+    actor.addEventListener("click", () => filterBy("actor", e.actor || ""));
+    let target = el("span", { class: "sub" }, "—");
+    if (e.target) {
+      target = el("button", { type: "button", class: "tree-dir audit-target", title: "only this object's entries" }, e.target);
+      target.addEventListener("click", () => filterBy("target", e.target));
+    }
+    const ok = e.status && e.status < 400;
+    return el("tr", { "data-audit": e.id }, t, el("td", {}, actor, el("div", { class: "sub" }, e.actor_kind || "")),
+      el("td", {}, el("code", {}, e.action || "")), el("td", {}, target),
+      el("td", {}, e.status ? el("span", { class: "badge " + (ok ? "st-succeeded" : "st-failed") }, String(e.status)) : ""),
+      el("td", { class: "sub" }, e.remote || ""), el("td", { class: "sub" }, e.detail || ""));
+  };
+  async function load(more) {
+    const my = ++seq;
+    const q = filters();
+    if (!more) history.replaceState(null, "", "/audit" + (q.toString() ? "?" + q.toString() : ""));
+    q.set("limit", String(pageSize));
+    if (more && cursor) q.set("cursor", cursor);
+    older.disabled = true;
+    try {
+      const r = await api("GET", "/api/v1/audit?" + q.toString());
+      if (my !== seq) return; // a newer filter asked again
+      formError(form, line, null);
+      if (!more) { tb.replaceChildren(); shown = 0; }
+      const list = r.data || [];
+      tb.append(...list.map(row));
+      shown += list.length;
+      cursor = r.headers.get("X-Next-Cursor") || "";
+      older.hidden = !cursor;
+      status.textContent = shown === 0 ? "No entries match these filters." : shown + (shown === 1 ? " entry" : " entries") + (cursor ? " shown; older ones follow." : ", the oldest reached.");
+    } catch (e) {
+      if (my !== seq) return;
+      formError(form, line, e);
+      status.textContent = "";
+    }
+    older.disabled = false;
+  }
+  form.addEventListener("submit", ev => { ev.preventDefault(); load(false); });
+  $("#audit-clear").addEventListener("click", () => { form.reset(); for (const k of ["actor", "target", "since", "until"]) f[k].value = ""; load(false); });
+  older.addEventListener("click", () => load(true));
+  load(false);
+}
