@@ -160,6 +160,16 @@ func testDownloadFileAndFolder(t *testing.T, restic string) {
 			t.Errorf("job %s: %s %s by %s, output %s", id, j.Status, j.Error, j.Actor, j.Output)
 		}
 	}
+	// The job page says what the download did.
+	page, err := f.srv.API.HTTP.Get(f.srv.URL("/jobs/" + fileJob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	if want := `id="kind-dump">file ` + src + `/big.bin: 2.0 MiB sent to the browser`; !strings.Contains(string(html), want) {
+		t.Errorf("job page lacks %q", want)
+	}
 	var audit []struct{ Action, Actor, Target, Detail string }
 	f.srv.do("GET", "/api/v1/audit", nil, &audit, 200)
 	seen := 0
