@@ -383,6 +383,10 @@ func TestDownloadJobFailsBeforeSending(t *testing.T) {
 	if a.code != http.StatusBadGateway || !strings.Contains(a.body, `cannot run \"dump\" jobs`) || time.Since(start) > 5*time.Second {
 		t.Errorf("browser got %d %s after %v", a.code, a.body, time.Since(start))
 	}
+	entries, _, err := f.st.ListAudit(storage.AuditQuery{})
+	if err != nil || len(entries) == 0 || entries[0].Status != http.StatusBadGateway || !strings.Contains(entries[0].Detail, "the job ended before sending: failed") {
+		t.Errorf("audit: %+v %v", entries, err)
+	}
 }
 
 // TestDownloadsPerHostBounded: a host streams at most four downloads at

@@ -279,8 +279,8 @@ func (s *Server) snapshotDownload(w http.ResponseWriter, r *http.Request) {
 	c := s.dumps.slot(j.ID)
 	defer s.dumps.drop(j.ID)
 	var sent int64
-	outcome := "not started"
-	defer func() { s.auditDownload(r, j, info, sent, outcome) }()
+	outcome, status := "not started", http.StatusOK
+	defer func() { s.auditDownload(r, j, info, sent, outcome, status) }()
 
 	timer := time.NewTimer(downloadStartWait)
 	defer timer.Stop()
@@ -294,18 +294,19 @@ func (s *Server) snapshotDownload(w http.ResponseWriter, r *http.Request) {
 		select {
 		case up = <-c:
 		case <-r.Context().Done():
-			outcome = "closed by the browser before the host started sending"
+			// 499: nginx's "client closed request"; nothing was answered.
+			outcome, status = "closed by the browser before the host started sending", 499
 			s.stopDownload(j.ID, user)
 			return
 		case <-timer.C:
-			outcome = "the host did not start sending"
+			outcome, status = "the host did not start sending", http.StatusGatewayTimeout
 			s.stopDownload(j.ID, user)
-			httpx.WriteError(w, http.StatusGatewayTimeout, fmt.Sprintf("host %s did not start sending within %v (job %s)", hostID, downloadStartWait, j.ID))
+			httpx.WriteError(w, status, fmt.Sprintf("host %s did not start sending within %v (job %s)", hostID, downloadStartWait, j.ID))
 			return
 		case <-tick.C:
 			if cur, err := s.store.GetJob(j.ID); err == nil && storage.TerminalStatus(cur.Status) {
-				outcome = "the job ended before sending: " + cur.Status
-				httpx.WriteError(w, http.StatusBadGateway, fmt.Sprintf("host %s could not start the download (job %s %s): %s", hostID, j.ID, cur.Status, cur.Error))
+				outcome, status = "the job ended before sending: "+cur.Status, http.StatusBadGateway
+				httpx.WriteError(w, status, fmt.Sprintf("host %s could not start the download (job %s %s): %s", hostID, j.ID, cur.Status, cur.Error))
 				return
 			}
 		}
@@ -377,14 +378,14 @@ func (s *Server) stopDownload(jobID, user string) {
 
 // auditDownload records a download: a GET changes nothing, so the audit
 // middleware skips it, but what left the backups, and to whom, is audited.
-func (s *Server) auditDownload(r *http.Request, j storage.Job, info DownloadInfo, sent int64, outcome string) {
+func (s *Server) auditDownload(r *http.Request, j storage.Job, info DownloadInfo, sent int64, outcome string, status int) {
 	p := who(r)
 	kind := "user"
 	if !p.Session {
 		kind = "token"
 	}
 	s.auth.Record(storage.AuditEntry{Actor: p.User, Kind: kind, Action: "GET /repos/{id}/snapshots/{sid}/download", Target: j.ID,
-		Remote: r.RemoteAddr, Status: http.StatusOK,
+		Remote: r.RemoteAddr, Status: status,
 		Detail: fmt.Sprintf("%s %s of snapshot %s in repository %s from host %s: %d bytes sent, %s", info.Type, info.Path, shortID(j.Args), j.RepoID, j.HostID, sent, outcome)})
 }
 
