@@ -81,14 +81,20 @@ func (a *Agent) runDump(ctx context.Context, cmd wire.Command, spec runner.Spec,
 			},
 		})
 		if res.Status != wire.StatusSucceeded {
-			return fmt.Errorf("restic dump %s: %s", res.Status, res.Error)
+			return fmt.Errorf("%w %s: %s", errDumpRun, res.Status, res.Error)
 		}
 		return nil
 	})
 	close(stopProgress)
 	<-progressDone
-	if res.Status == wire.StatusSucceeded && uerr != nil {
+	switch {
+	case uerr == nil || errors.Is(uerr, errDumpRun):
+	case res.Status == wire.StatusSucceeded:
 		res.Status, res.Error = wire.StatusFailed, uerr.Error()
+	case res.Status == wire.StatusFailed:
+		// restic failed because its reader did: the console's word says
+		// why ("the browser went away"), not the closed pipe.
+		res.Error = uerr.Error()
 	}
 	if res.Status == "" { // the upload failed before restic ran
 		res = runner.Result{Status: wire.StatusFailed, ExitCode: -1, EndedAt: time.Now(), Error: uerr.Error()}
@@ -100,6 +106,9 @@ func (a *Agent) runDump(ctx context.Context, cmd wire.Command, spec runner.Spec,
 	res.Output, _ = json.Marshal(wire.DumpOutput{Path: args.Path, Archive: args.Archive, BytesRead: up.read.Load(), BytesSent: sent, Seconds: secs})
 	return res
 }
+
+// errDumpRun marks the error of the restic run itself (not the upload's).
+var errDumpRun = errors.New("restic dump")
 
 // dumpURL is where the console takes dump job jobID: on its server URL.
 func (a *Agent) dumpURL(jobID string) (*url.URL, error) {

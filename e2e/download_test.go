@@ -251,6 +251,7 @@ func TestDownloadClosedTabKillsRestic(t *testing.T) {
 	if j.Status != "cancelled" && j.Status != "failed" {
 		t.Errorf("job %s: %s", job, j.Status)
 	}
+	t.Logf("the closed download's job: %s: %s", j.Status, j.Error)
 	if out := strings.TrimSpace(string(restic(t, f.repoURL, f.password, "list", "locks"))); out != "" {
 		t.Errorf("restic left a lock: %s", out)
 	}
