@@ -75,6 +75,10 @@ var specArgs = map[string]func(args any, spec *runner.Spec){
 		s.Copy = runner.CopyArgs{SnapshotIDs: a.SnapshotIDs, Hostname: a.Hostname}
 		s.LimitUploadKiB, s.LimitDownloadKiB = a.LimitUploadKiB, a.LimitDownloadKiB
 	}),
+	// A dump's writer is the agent's upload (dump.go).
+	wire.JobDump: fill(func(a *wire.DumpArgs, s *runner.Spec) {
+		s.Dump = runner.DumpArgs{SnapshotID: a.SnapshotID, Path: a.Path, Tar: a.Archive == wire.DumpTarGz}
+	}),
 	// An index job lists the whole snapshot (runIndex reads spec.Ls).
 	wire.JobIndex: fill(func(a *wire.IndexArgs, s *runner.Spec) { s.Ls = runner.LsArgs{SnapshotID: a.SnapshotID} }),
 }

@@ -113,6 +113,8 @@ func (a *Agent) execute(ctx context.Context, cmd wire.Command, rv *runner.Reserv
 		r = a.runIndex(ctx, cmd.JobID, spec, pump)
 	case wire.JobDrill:
 		r = a.runDrill(ctx, cmd, spec, pump)
+	case wire.JobDump:
+		r = a.runDump(ctx, cmd, spec, pump, markRunning)
 	default:
 		spec.Reservation = rv
 		r = a.runOp(ctx, spec, pump, markRunning)

@@ -92,6 +92,12 @@ var routeRoles = map[string]string{
 	"DELETE /api/v1/users/{name}/totp":              auth.RoleAdmin,
 	"GET /api/v1/settings/sign-in":                  auth.RoleAdmin,
 	"PUT /api/v1/settings/sign-in":                  auth.RoleAdmin,
+
+	// Sizes before a download read the index; the download sends bytes
+	// out of the backups; agents send those with their own credential.
+	"GET /api/v1/repos/{id}/snapshots/{sid}/size":     auth.RoleViewer,
+	"GET /api/v1/repos/{id}/snapshots/{sid}/download": auth.RoleOperator,
+	"POST /api/v1/agent/dumps/{job}":                  "",
 }
 
 // sessionOnly are the routes a signed-in browser session uses and an API

@@ -124,6 +124,7 @@ var operations = map[string]operation{
 	KindLocks:     opLocks{},
 	KindCopy:      opCopy{},
 	KindRotateKey: opRotateKey{},
+	KindDump:      opDump{},
 }
 
 // checkArg refuses a value restic could take for an option, or that cannot

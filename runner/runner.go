@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -45,6 +46,7 @@ const (
 	KindLs        = wire.JobLs
 	KindLocks     = wire.JobLocks
 	KindCopy      = wire.JobCopy
+	KindDump      = wire.JobDump
 )
 
 // Result statuses: wire's vocabulary (a run never ends expired; that is the
@@ -122,6 +124,7 @@ type Spec struct {
 	Ls        LsArgs
 	Copy      CopyArgs
 	RotateKey RotateKeyArgs
+	Dump      DumpArgs
 	// Timeout bounds the whole run, including the wait for the repository
 	// lock. 0 means none. Past it the run is cancelled like a cancel and ends
 	// "failed" with the error "timed out after ...".
@@ -173,9 +176,9 @@ func (s *Spec) commandEnvs() []Repo {
 type procExtras struct {
 	env       map[string]string // the source's environment (--stdin-from-command runs it as restic's child)
 	dir       string
-	stdin     *os.File // the read end of the dump's pipe (--stdin)
-	stdout    *os.File // the write end of a restore command's pipe (dump)
-	killGroup bool     // kill restic's process group when it ends: the dump's children go with it
+	stdin     *os.File  // the read end of the dump's pipe (--stdin)
+	stdout    io.Writer // restic dump's bytes: a restore command's pipe, or a download's upload (op_dump.go)
+	killGroup bool      // kill restic's process group when it ends: the dump's children go with it
 }
 
 // Progress is one of restic's status messages, throttled.

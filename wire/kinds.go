@@ -53,6 +53,10 @@ var kinds = []kindDef{
 	// the console starts it (POST /repos/{id}/rotate-password, admin),
 	// not POST /jobs; it needs the repository to itself.
 	{KindInfo{Name: JobRotateKey, Exclusive: true, Destructive: true, Maintenance: true}, nil},
+	// A dump streams a file or folder to a browser through the console
+	// (GET …/download, operator): only that route starts it, since only it
+	// has someone to receive the bytes. A probe: a closed tab is no alert.
+	{KindInfo{Name: JobDump, Probe: true}, func() argsValue { return new(DumpArgs) }},
 }
 
 var kindIndex = func() map[string]int {

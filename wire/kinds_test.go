@@ -30,6 +30,7 @@ func TestKindTable(t *testing.T) {
 		{Name: "drill", Schedulable: true, Operator: true},
 		{Name: "copy", Schedulable: true, Operator: true},
 		{Name: "rotate_key", Exclusive: true, Destructive: true, Maintenance: true},
+		{Name: "dump", Probe: true},
 	}
 	if got := Kinds(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Kinds() =\n%+v\nwant\n%+v", got, want)
@@ -57,12 +58,12 @@ func TestKindNames(t *testing.T) {
 		pred func(KindInfo) bool
 		want string
 	}{
-		"all":         {nil, "init backup forget prune check unlock snapshots stats diff restore ls locks health index drill copy rotate_key"},
+		"all":         {nil, "init backup forget prune check unlock snapshots stats diff restore ls locks health index drill copy rotate_key dump"},
 		"schedulable": {func(k KindInfo) bool { return k.Schedulable }, "backup forget prune check drill copy"},
 		"exclusive":   {func(k KindInfo) bool { return k.Exclusive }, "forget prune check rotate_key"},
 		"destructive": {func(k KindInfo) bool { return k.Destructive }, "forget prune rotate_key"},
 		"maintenance": {func(k KindInfo) bool { return k.Maintenance }, "forget prune rotate_key"},
-		"probe":       {func(k KindInfo) bool { return k.Probe }, "ls locks health index"},
+		"probe":       {func(k KindInfo) bool { return k.Probe }, "ls locks health index dump"},
 		"operator":    {func(k KindInfo) bool { return k.Operator }, "init backup forget prune check unlock snapshots stats diff restore ls locks health index drill copy"},
 		"alerting":    {func(k KindInfo) bool { return k.Operator && !k.Probe }, "init backup forget prune check unlock snapshots stats diff restore drill copy"},
 	} {
@@ -217,6 +218,16 @@ func TestDecodeArgs(t *testing.T) {
 				{`{"snapshot_id":"latest"}`, "index needs the full 64-hex snapshot_id"},
 			},
 		},
+		{
+			kind: "dump", good: `{"snapshot_id":"` + hex64 + `","path":"/","archive":"tar.gz","size":7}`, norm: `{"snapshot_id":"` + hex64 + `","path":"/","archive":"tar.gz","size":7}`, wantType: &DumpArgs{},
+			bad: []bad{
+				{`{"snapshot_id":"` + hex8 + `","path":"/a"}`, "dump needs the full 64-hex snapshot_id"},
+				{`{"snapshot_id":"` + hex64 + `"}`, "dump needs a path"},
+				{`{"snapshot_id":"` + hex64 + `","path":"/"}`, `dump of "/" (the whole snapshot) needs archive "tar.gz"`},
+				{`{"snapshot_id":"` + hex64 + `","path":"/a","archive":"zip"}`, `dump archive "zip" is not "tar.gz" or empty (a file as is)`},
+				{`{"snapshot_id":"` + hex64 + `","path":"/a/../../etc"}`, `"/a/../../etc" must not contain '..'`},
+			},
+		},
 	} {
 		a, err := DecodeArgs(tc.kind, json.RawMessage(tc.good))
 		if err != nil {
@@ -246,7 +257,7 @@ func TestDecodeArgs(t *testing.T) {
 	}
 	for _, kind := range []string{"cancel", "", "restic"} {
 		_, err := DecodeArgs(kind, nil)
-		want := `job kind "` + kind + `" is not one of init, backup, forget, prune, check, unlock, snapshots, stats, diff, restore, ls, locks, health, index, drill, copy, rotate_key`
+		want := `job kind "` + kind + `" is not one of init, backup, forget, prune, check, unlock, snapshots, stats, diff, restore, ls, locks, health, index, drill, copy, rotate_key, dump`
 		if err == nil || err.Error() != want || !errors.Is(err, ErrBadArgs) {
 			t.Errorf("kind %q: %v", kind, err)
 		}

@@ -74,6 +74,7 @@ type Server struct {
 	store    *storage.Store
 	log      *slog.Logger
 	sse      *sseSlots
+	dumps    dumpRelay // downloads meeting their agents' streams (download.go)
 }
 
 // New builds the API.
@@ -169,6 +170,8 @@ func (s *Server) routes(r chi.Router) {
 	// as a password.
 	r.Get("/auth/oidc/login", s.oidcLogin)
 	r.With(s.opts.LoginLimit).Get("/auth/oidc/callback", s.oidcCallback)
+	// An agent sends a download's bytes with its own credential (download.go).
+	r.With(streaming).Post("/agent/dumps/{job}", s.agentDumpUpload)
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.auth.RequireAuth(true))
@@ -183,6 +186,7 @@ func (s *Server) routes(r chi.Router) {
 		r.Get("/repos/{id}/snapshots", s.repoSnapshots)
 		r.Get("/repos/{id}/snapshots/{sid}/ls", s.snapshotLs)
 		r.Get("/repos/{id}/snapshots/{sid}/index", s.snapshotIndex)
+		r.Get("/repos/{id}/snapshots/{sid}/size", s.snapshotDownloadInfo)
 		r.Get("/jobs", s.listJobs)
 		r.Get("/jobs/{id}", s.getJob)
 		r.Get("/jobs/{id}/events", s.jobEvents)
@@ -209,6 +213,8 @@ func (s *Server) routes(r chi.Router) {
 			r.Post("/jobs/bulk", s.createBulkJobs)
 			r.Post("/jobs/{id}/cancel", s.cancelJob)
 			r.Post("/restores", s.restore)
+			// Bytes leave the backups: audited by the handler (download.go).
+			r.With(streaming).Get("/repos/{id}/snapshots/{sid}/download", s.snapshotDownload)
 			r.Put("/hosts/{id}/schedules", s.putSchedules)
 			r.Post("/repos/{id}/snapshots/{sid}/index", s.startIndex)
 			r.Post("/repos/{id}/test", s.testRepo)

@@ -119,6 +119,19 @@ func kindFacts(j storage.Job) []fact {
 			verb = "would remove"
 		}
 		add("forget", "Snapshots", "kept %d, %s %d (in %d groups)", keep, verb, remove, len(o.Groups))
+	case wire.JobDump:
+		var o wire.DumpOutput
+		if json.Unmarshal(j.Output, &o) != nil {
+			return nil
+		}
+		what := "file " + o.Path
+		if o.Archive != "" {
+			what = "folder " + o.Path + " as ." + o.Archive
+		}
+		add("dump", "Downloaded", "%s: %s sent to the browser (%s read from the snapshot)", what, humanBytes(o.BytesSent), humanBytes(o.BytesRead))
+		if o.Seconds > 0 {
+			add("dump-rate", "Rate", "%s/s", humanBytes(uint64(float64(o.BytesSent)/o.Seconds)))
+		}
 	case wire.JobRotateKey:
 		var o wire.RotateKeyOutput
 		if json.Unmarshal(j.Output, &o) != nil {

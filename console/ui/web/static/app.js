@@ -613,6 +613,40 @@ function repoPage(main) {
   });
 }
 
+// ---- downloads from a snapshot
+// downloadControl offers path of a snapshot for download: a file as is (its
+// size is in its row and the link's label), a folder as .tar.gz after the
+// console said what it holds (files and bytes, from the snapshot's index)
+// and which host would stream it. The link is a plain navigation: the
+// browser saves the stream to disk, nothing is held in the page.
+function downloadControl(snapPath, path, type, size, name, here) {
+  const href = snapPath + "/download?path=" + encodeURIComponent(path);
+  if (type === "file") {
+    const a = el("a", { href, download: name, class: "dl", "data-path": path }, "Download");
+    a.setAttribute("aria-label", "Download " + name + " (" + fmtBytes(size) + ")");
+    a.title = name + ", " + fmtBytes(size);
+    return a;
+  }
+  if (type !== "dir") return "";
+  const box = el("span", { class: "dl-dir", "data-path": path });
+  const b = el("button", { type: "button", class: "small plain dl-size" }, here ? "Download " + name + " as .tar.gz…" : "As .tar.gz…");
+  b.setAttribute("aria-label", "Download " + name + " as .tar.gz: show its size first");
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    try {
+      const i = (await api("GET", snapPath + "/size?path=" + encodeURIComponent(path))).data;
+      const what = fmtBytes(i.size) + " in " + i.files + (i.files === 1 ? " file" : " files") + " before compression";
+      if (i.unavailable) { box.replaceChildren(el("span", { class: "error", role: "alert" }, what + ": " + i.unavailable)); return; }
+      const a = el("a", { href, download: i.filename, class: "dl", "data-path": path }, "Download " + i.filename);
+      a.title = what;
+      box.replaceChildren(a, el("span", { class: "sub" }, " " + what));
+      a.focus();
+    } catch (e) { box.replaceChildren(el("span", { class: "error", role: "alert" }, e.message)); }
+  });
+  box.append(b);
+  return box;
+}
+
 // ---- restore wizard
 function restorePage(main) {
   const st = { repo: "", snap: null, snaps: [], dir: "/", sel: new Map(), cursor: "", poll: null };
@@ -683,7 +717,8 @@ function restorePage(main) {
     st.cursor = r.headers.get("X-Next-Cursor") || "";
     $("#w-more").hidden = !st.cursor;
     const entries = r.data || [];
-    if (!more && entries.length === 0) tb.append(el("tr", {}, el("td", { colSpan: 4 }, "This folder is empty.")));
+    if (!more) $("#w-dl-here").replaceChildren(downloadControl(snapPath, dir, "dir", 0, dir === "/" ? "the whole snapshot" : "this folder", true));
+    if (!more && entries.length === 0) tb.append(el("tr", {}, el("td", { colSpan: 5 }, "This folder is empty.")));
     for (const e of entries) {
       const cb = el("input", { type: "checkbox", class: "pick", value: e.path, checked: st.sel.has(e.path) });
       cb.setAttribute("aria-label", "select " + e.path);
@@ -693,7 +728,7 @@ function restorePage(main) {
         name = el("button", { type: "button", class: "tree-dir", "data-path": e.path }, e.name + "/");
         name.addEventListener("click", () => openDir(e.path));
       } else name = el("span", { class: "tree-file" }, e.name);
-      tb.append(el("tr", { "data-path": e.path, "data-type": e.type }, el("td", {}, cb), el("td", {}, name), el("td", {}, e.type === "dir" ? "" : fmtBytes(e.size)), el("td", { class: "sub" }, fmtTime(e.mtime))));
+      tb.append(el("tr", { "data-path": e.path, "data-type": e.type }, el("td", {}, cb), el("td", {}, name), el("td", {}, e.type === "dir" ? "" : fmtBytes(e.size)), el("td", { class: "sub" }, fmtTime(e.mtime)), el("td", {}, downloadControl(snapPath, e.path, e.type, e.size, e.name))));
     }
   }
   $("#w-more").addEventListener("click", () => openDir(st.dir, true));
