@@ -276,3 +276,19 @@ func (c *Console) MetricsHandler() http.Handler {
 // RateLimited counts a client the embedded broker disconnected for going
 // past its rate limit (broker.Options.OnRateLimited).
 func (c *Console) RateLimited(role, limit string) { c.metrics.RateLimited(role, limit) }
+
+// BrokerServing is called once the broker (embedded or external) carries
+// the console's messages: the console republishes every host's desired
+// schedules, which the embedded broker keeps in memory only, in the
+// background (about a second per 10,000 hosts).
+func (c *Console) BrokerServing() {
+	c.fleet.Background(func(ctx context.Context) {
+		start := time.Now()
+		n, err := c.fleet.RepublishDesired(ctx)
+		if err != nil && ctx.Err() == nil {
+			c.opts.Logger.Warn("desired schedules not all republished", "published", n, "error", err)
+			return
+		}
+		c.opts.Logger.Info("desired schedules republished", "hosts", n, "took", time.Since(start).Round(time.Millisecond))
+	})
+}

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -168,4 +169,42 @@ func (s *Store) LatestFire(hostID, scheduleID string) (time.Time, bool, error) {
 		return time.Time{}, false, fmt.Errorf("storage: latest fire of %s/%s: %w", hostID, scheduleID, err)
 	}
 	return out, ok, nil
+}
+
+// EachSchedules calls fn for every host's schedule set, in host ID order, a
+// page at a time (fn runs outside any transaction), until ctx ends.
+func (s *Store) EachSchedules(ctx context.Context, fn func(HostSchedules)) error {
+	prefix := []byte(schedPrefix)
+	start := prefix
+	const page = 500
+	for {
+		var batch []HostSchedules
+		err := s.db.View(func(txn *badger.Txn) error {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix = prefix
+			it := txn.NewIterator(opts)
+			defer it.Close()
+			for it.Seek(start); it.ValidForPrefix(prefix) && len(batch) < page; it.Next() {
+				var hs HostSchedules
+				if err := it.Item().Value(func(b []byte) error { return decode(b, &hs) }); err != nil {
+					return fmt.Errorf("%s: %w", it.Item().Key(), err)
+				}
+				batch = append(batch, hs)
+				start = append(it.Item().KeyCopy(nil), 0) // the next key after this one
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("storage: each schedules: %w", err)
+		}
+		for _, hs := range batch {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fn(hs)
+		}
+		if len(batch) < page {
+			return nil
+		}
+	}
 }

@@ -55,9 +55,16 @@ const HostIDPrefix = "host-"
 // HostPrefix is the subtree a host's agent may use: hosts/{host}/.
 func HostPrefix(host string) string { return Prefix + "/hosts/" + host + "/" }
 
-func StatusTopic(host string) string            { return HostPrefix(host) + KindStatus }
-func CommandsTopic(host string) string          { return HostPrefix(host) + KindCommands }
-func SchedulesDesiredTopic(host string) string  { return HostPrefix(host) + KindSchedulesDesired }
+func StatusTopic(host string) string           { return HostPrefix(host) + KindStatus }
+func CommandsTopic(host string) string         { return HostPrefix(host) + KindCommands }
+func SchedulesDesiredTopic(host string) string { return HostPrefix(host) + KindSchedulesDesired }
+
+// IsSchedulesDesiredTopic tells a host's desired-schedules topic (the
+// broker keeps those messages in memory only: the console republishes them
+// at start, from its store).
+func IsSchedulesDesiredTopic(topic string) bool {
+	return strings.HasPrefix(topic, Prefix+"/hosts/") && strings.HasSuffix(topic, "/"+KindSchedulesDesired)
+}
 func SchedulesReportedTopic(host string) string { return HostPrefix(host) + KindSchedulesReported }
 func FiresTopic(host string) string             { return HostPrefix(host) + KindFires }
 func HealthTopic(host string) string            { return HostPrefix(host) + KindHealth }

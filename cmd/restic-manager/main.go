@@ -353,6 +353,7 @@ func runServer(args []string) error {
 	} else if err := embedded.Serve(con, con); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
+	con.BrokerServing()
 
 	generated, err := con.EnsureAdmin(os.Getenv("RM_ADMIN_PASSWORD"))
 	if err != nil {

@@ -183,6 +183,10 @@ func (f *Fleet) goBG(fn func(ctx context.Context)) bool {
 	return true
 }
 
+// Background runs fn owned by the fleet (stopped by Close) for the parts of
+// the console that have work beside it.
+func (f *Fleet) Background(fn func(ctx context.Context)) { f.goBG(fn) }
+
 // EachHost calls fn for every host, in ID order, until ctx ends.
 func (f *Fleet) EachHost(ctx context.Context, fn func(storage.Host)) {
 	EachHost(ctx, f.store, fn)

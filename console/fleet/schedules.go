@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
@@ -312,4 +313,36 @@ func schedulesEqual(a, b []schedules.Schedule) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
+}
+
+// RepublishDesired publishes every host's desired schedules again, retained
+// (a few workers; it returns when done or when ctx ends). The embedded
+// broker keeps them in memory only (broker: persistHook), so the console
+// sends them once it starts; an agent that subscribed meanwhile gets them
+// then. It returns how many were published.
+func (f *Fleet) RepublishDesired(ctx context.Context) (int, error) {
+	work := make(chan storage.HostSchedules)
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for hs := range work {
+				if err := f.publishDesired(hs); err != nil {
+					f.log.Warn("republish desired schedules", "host_id", hs.HostID, "error", err)
+					continue
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	err := f.store.EachSchedules(ctx, func(hs storage.HostSchedules) {
+		if hs.Version > 0 {
+			work <- hs
+		}
+	})
+	close(work)
+	wg.Wait()
+	return int(sent.Load()), err
 }
