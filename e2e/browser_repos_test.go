@@ -120,7 +120,7 @@ func TestBrowserAddRepositoryTestAndInitialise(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`main[data-page=repo] #repo-delete`)),
 		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
 		chromedp.Click(chromedp.CSS(`#repo-delete`)),
-		chromedp.WaitVisible(chromedp.CSS(`main[data-page=dashboard]`)),
+		chromedp.WaitVisible(chromedp.CSS(`main[data-page=repos]`)), // deleting returns to the list
 	)
 	b.open("/repos")
 	if n := b.count(`#repos tr[data-repo="` + repoID + `"]`); n != 0 {

@@ -84,6 +84,7 @@ func (o opDump) runAll(ctx context.Context, r *Runner, spec *Spec, v resticVersi
 		return failed(res, "cannot make the dump's pipe: "+err.Error())
 	}
 	defer pr.Close()
+	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	cw := &countingWriter{w: spec.Dump.To}
@@ -95,8 +96,14 @@ func (o opDump) runAll(ctx context.Context, r *Runner, spec *Spec, v resticVersi
 	run.proc = procExtras{stdout: pw}
 	res = r.execute(ctx, &run, o, v, argv, h, sec, log, res)
 	pw.Close() // restic has ended: the copy reads to the end
-	// To returns once ctx is done (see DumpArgs.To): this wait ends.
-	if cerr := <-copied; cerr != nil && (res.Status == StatusSucceeded || res.Status == StatusCancelled && context.Cause(ctx) == errToFailed) {
+	// To returns once ctx is done (see DumpArgs.To): this wait ends. A
+	// writer that fails because the job was cancelled (it watches the same
+	// context) can call stop before the cancel reaches ctx, whose cause is
+	// then errToFailed: the parent says which came first.
+	cerr := <-copied
+	writerFailed := res.Status == StatusSucceeded ||
+		res.Status == StatusCancelled && context.Cause(ctx) == errToFailed && parent.Err() == nil
+	if cerr != nil && writerFailed {
 		res.Status = StatusFailed
 		res.Error = clip("the dump's receiver failed: " + cerr.Error())
 	}
