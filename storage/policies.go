@@ -174,7 +174,7 @@ func (s *Store) DeletePolicy(id string) error {
 
 // schedulesBatch is how many hosts' schedule sets one transaction of
 // UpdateSchedulesMany changes: a policy rollout over 10,000 hosts is 40
-// commits, not 10,000.
+// commits, not 10,000, and one sync after the last of them.
 const schedulesBatch = 250
 
 // UpdateSchedulesMany is UpdateSchedules for many hosts in few
@@ -195,7 +195,7 @@ func (s *Store) UpdateSchedulesMany(hostIDs []string, fn func(*HostSchedules, Ho
 			unlocks = append(unlocks, s.locks.lock(string(schedKey(id))))
 		}
 		var changed []HostSchedules
-		err := s.update(func(txn *badger.Txn) error {
+		err := s.updateUnsynced(func(txn *badger.Txn) error {
 			changed = changed[:0]
 			for _, id := range chunk {
 				if err := validID(id); err != nil {
@@ -233,9 +233,17 @@ func (s *Store) UpdateSchedulesMany(hostIDs []string, fn func(*HostSchedules, Ho
 			unlocks[i]()
 		}
 		if err != nil {
+			// The batches before this one are committed: make them durable
+			// too before the caller hears of them.
+			_ = s.durable.wait()
 			return out, fmt.Errorf("storage: update schedules of %d hosts: %w", len(chunk), err)
 		}
 		out = append(out, changed...)
+	}
+	// One sync for every batch: a sync per batch cost 40 fsyncs one after
+	// another on a 10,000-host rollout, ~25 ms each on a busy disk.
+	if err := s.durable.wait(); err != nil {
+		return nil, fmt.Errorf("storage: update schedules: %w", err)
 	}
 	return out, nil
 }

@@ -254,16 +254,23 @@ func (s *Store) gcLoop() {
 // commit fails with ErrConflict and is safe to rerun from scratch, so fn must
 // not keep state across calls (reset captured results at its start).
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	if err := s.updateUnsynced(fn); err != nil {
+		return err
+	}
+	return s.durable.wait()
+}
+
+// updateUnsynced is update without the wait for durability: a caller that
+// commits many transactions in a row (UpdateSchedulesMany) waits once, after
+// the last (s.durable.wait), instead of once per transaction. It returns nil
+// for errUnchanged: what fn read may still be a commit not yet synced, which
+// the caller's own wait covers.
+func (s *Store) updateUnsynced(fn func(txn *badger.Txn) error) error {
 	var err error
 	for range maxTxnRetries {
 		err = s.db.Update(fn)
-		if err == nil {
-			return s.durable.wait()
-		}
-		if errors.Is(err, errUnchanged) {
-			// Nothing was written, but what fn read may be a commit not
-			// yet synced: the caller may acknowledge on the strength of it.
-			return s.durable.wait()
+		if err == nil || errors.Is(err, errUnchanged) {
+			return nil
 		}
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
