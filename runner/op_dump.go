@@ -96,16 +96,22 @@ func (o opDump) runAll(ctx context.Context, r *Runner, spec *Spec, v resticVersi
 	run.proc = procExtras{stdout: pw}
 	res = r.execute(ctx, &run, o, v, argv, h, sec, log, res)
 	pw.Close() // restic has ended: the copy reads to the end
-	// To returns once ctx is done (see DumpArgs.To): this wait ends. A
-	// writer that fails because the job was cancelled (it watches the same
-	// context) can call stop before the cancel reaches ctx, whose cause is
-	// then errToFailed: the parent says which came first.
-	cerr := <-copied
-	writerFailed := res.Status == StatusSucceeded ||
-		res.Status == StatusCancelled && context.Cause(ctx) == errToFailed && parent.Err() == nil
-	if cerr != nil && writerFailed {
-		res.Status = StatusFailed
-		res.Error = clip("the dump's receiver failed: " + cerr.Error())
+	// To returns once ctx is done (see DumpArgs.To): this wait ends.
+	if cerr := <-copied; cerr != nil {
+		switch {
+		case parent.Err() != nil:
+			// The job was cancelled (or timed out) and the writer, which
+			// watches the same context, failed for it: a cancel, even
+			// when restic 0.14 finished the file into the drained pipe
+			// (exit 0) or the writer's stop reached ctx first (cause
+			// errToFailed).
+			if res.Status != StatusCancelled {
+				res = interrupted(parent, res, spec.Timeout)
+			}
+		case res.Status == StatusSucceeded || res.Status == StatusCancelled:
+			res.Status = StatusFailed
+			res.Error = clip("the dump's receiver failed: " + cerr.Error())
+		}
 	}
 	res.Output = mustJSON(DumpOutput{Bytes: cw.n.Load()})
 	return res
