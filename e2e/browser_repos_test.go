@@ -120,7 +120,8 @@ func TestBrowserAddRepositoryTestAndInitialise(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`main[data-page=repo] #repo-delete`)),
 		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
 		chromedp.Click(chromedp.CSS(`#repo-delete`)),
-		chromedp.WaitVisible(chromedp.CSS(`main[data-page=dashboard]`)),
+		// Deleting returns to the repository list.
+		chromedp.WaitVisible(chromedp.CSS(`main[data-page=repos]`)),
 	)
 	b.open("/repos")
 	if n := b.count(`#repos tr[data-repo="` + repoID + `"]`); n != 0 {
