@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X github.com/restic-manager/restic-manager/internal/cli.Versio
 # The whole suite must stay well under CI's limit; this bounds a hung test.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build tools test lint demo fuzz clean cross bench browser mosquitto databases backends axe
+.PHONY: all build tools test lint demo fuzz clean cross bench browser mosquitto databases backends axe screenshots
 
 all: build
 
@@ -138,6 +138,13 @@ $(AXE_JS):
 	mkdir -p $(dir $(AXE_JS)); rm -f $(dir $(AXE_JS))axe-core-*.min.js; \
 	cp "$$tmp/package/LICENSE" $(dir $(AXE_JS))LICENSE; cp "$$tmp/package/axe.min.js" $(AXE_JS); \
 	echo "axe-core $(AXE_VERSION) in $(AXE_JS)"
+
+# The README's screenshots (docs/screenshots/*.png), taken by the browser
+# tests that reach each state (RM_SCREENSHOTS=1 writes them there as well as
+# to e2e/artifacts).
+SCREENSHOT_TESTS := TestBrowserDashboardAndLiveBackup|TestBrowserRestoreWizardToAnotherHost|TestBrowserPolicyCreateAndDelete|TestA11yEveryPage
+screenshots: tools browser axe
+	RM_SCREENSHOTS=1 $(GO) test -count=1 -timeout 15m ./e2e/ -run '^($(SCREENSHOT_TESTS))$$'
 
 # Every test, with the race detector, against the real tools.
 test: tools browser mosquitto databases backends axe
