@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X github.com/restic-manager/restic-manager/internal/cli.Versio
 # The whole suite must stay well under CI's limit; this bounds a hung test.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build tools test lint demo fuzz clean cross bench browser mosquitto databases backends
+.PHONY: all build tools test lint demo fuzz clean cross bench browser mosquitto databases backends axe screenshots
 
 all: build
 
@@ -117,8 +117,37 @@ backends: $(TOOLS)/versitygw
 		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y --no-install-recommends $(OPENSSH_PACKAGES); \
 		else echo "OpenSSH's server is missing and installing it needs root: run 'sudo apt-get install -y --no-install-recommends $(OPENSSH_PACKAGES)'"; exit 1; fi; }
 
+# axe-core, the accessibility checker the browser tests inject into every
+# page (e2e/a11y_test.go), pinned by version and by the integrity the npm
+# registry publishes for it (checked here, not only by npm). Fetched with
+# npm, which the machine image has, into .tools rather than vendored: the
+# other test tools are fetched the same way, and 0.5 MiB of minified
+# third-party code stays out of the repository. Only axe.min.js and its
+# licence (MPL-2.0) are kept; an older version's copy is removed.
+AXE_VERSION := 4.11.0
+AXE_INTEGRITY := sha512-ilYanEU8vxxBexpJd8cWM4ElSQq4QctCLKih0TSfjIfCQTeyH/6zVrmIJfLPrKTKJRbiG+cfnZbQIjAlJmF1jQ==
+AXE_JS := $(CURDIR)/.tools/axe/axe-core-$(AXE_VERSION).min.js
+axe: $(AXE_JS)
+$(AXE_JS):
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js's npm (Debian: apt-get install -y npm) to fetch axe-core"; exit 1; }
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	(cd "$$tmp" && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null); \
+	got="sha512-$$(openssl dgst -sha512 -binary "$$tmp/axe-core-$(AXE_VERSION).tgz" | base64 -w0)"; \
+	if [ "$$got" != "$(AXE_INTEGRITY)" ]; then echo "axe-core $(AXE_VERSION): integrity $$got, want $(AXE_INTEGRITY)"; exit 1; fi; \
+	tar -xzf "$$tmp/axe-core-$(AXE_VERSION).tgz" -C "$$tmp" package/axe.min.js package/LICENSE; \
+	mkdir -p $(dir $(AXE_JS)); rm -f $(dir $(AXE_JS))axe-core-*.min.js; \
+	cp "$$tmp/package/LICENSE" $(dir $(AXE_JS))LICENSE; cp "$$tmp/package/axe.min.js" $(AXE_JS); \
+	echo "axe-core $(AXE_VERSION) in $(AXE_JS)"
+
+# The README's screenshots (docs/screenshots/*.png), taken by the browser
+# tests that reach each state (RM_SCREENSHOTS=1 writes them there as well as
+# to e2e/artifacts).
+SCREENSHOT_TESTS := TestBrowserDashboardAndLiveBackup|TestBrowserRestoreWizardToAnotherHost|TestBrowserPolicyCreateAndDelete|TestA11yEveryPage
+screenshots: tools browser axe
+	RM_SCREENSHOTS=1 $(GO) test -count=1 -timeout 15m ./e2e/ -run '^($(SCREENSHOT_TESTS))$$'
+
 # Every test, with the race detector, against the real tools.
-test: tools browser mosquitto databases backends
+test: tools browser mosquitto databases backends axe
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	GOOS=windows $(GO) vet ./agent/... ./runner/... ./wire/... ./cmd/restic-manager-agent/...

@@ -172,3 +172,21 @@ func (b *browser) shot(name string) string {
 	b.t.Logf("screenshot: %s", abs)
 	return abs
 }
+
+// readmeShot saves a screenshot as shot does and, with RM_SCREENSHOTS=1
+// (`make screenshots`), also as docs/screenshots/name.png, the images the
+// README shows.
+func (b *browser) readmeShot(name string) {
+	b.t.Helper()
+	p := b.shot(name)
+	if os.Getenv("RM_SCREENSHOTS") != "1" || p == "" {
+		return
+	}
+	png, err := os.ReadFile(p)
+	if err == nil {
+		err = os.WriteFile(filepath.Join("..", "docs", "screenshots", name+".png"), png, 0o644)
+	}
+	if err != nil {
+		b.t.Errorf("README screenshot %s: %v", name, err)
+	}
+}

@@ -104,6 +104,7 @@ func TestBrowserPolicyCreateAndDelete(t *testing.T) {
 	if got := b.text("#policy-hosts"); got != "1 host matched now" {
 		t.Errorf("policy page hosts: %q", got)
 	}
+	b.readmeShot("policy")
 
 	// The host's page: the schedule, marked as the policy's.
 	b.open("/hosts/" + web.ID)

@@ -95,7 +95,7 @@ func TestBrowserDashboardAndLiveBackup(t *testing.T) {
 	if n := b.count(`#schedule-list tr[data-schedule] td.sub br`); n != 5 {
 		t.Errorf("schedule shows %d next runs, want 5", n)
 	}
-	b.shot("host")
+	b.readmeShot("host")
 	if n := eval[int](b, `Array.from(document.querySelectorAll('#run-form fieldset')).filter(f => f.offsetParent !== null).length`); n != 1 {
 		t.Errorf("run form shows %d argument sections, want only the selected operation's", n)
 	}
@@ -122,6 +122,7 @@ func TestBrowserDashboardAndLiveBackup(t *testing.T) {
 	  new MutationObserver(() => window.__seen.add(document.querySelector('#progress-percent').textContent))
 	    .observe(document.querySelector('#progress'), {subtree: true, childList: true, characterData: true}); return true })()`)
 	b.waitJS("a running backup with progress", `document.querySelector('#job-status').textContent === 'running' && window.__seen.size >= 2`, 2*time.Minute)
+	b.readmeShot("job-running")
 	b.waitJS("the backup to end", `['succeeded','failed','partial','cancelled','expired'].includes(document.querySelector('#job-status').textContent)`, 3*time.Minute)
 	if st := b.text("#job-status"); st != "succeeded" {
 		t.Fatalf("job %s ended %s on the page: %s", jobID, st, b.text("#job-error"))
@@ -160,7 +161,7 @@ func TestBrowserDashboardAndLiveBackup(t *testing.T) {
 	if n := b.count(row + ` a[href="/jobs/` + jobID + `"]`); n == 0 {
 		t.Errorf("dashboard: no link to the last backup")
 	}
-	b.shot("dashboard")
+	b.readmeShot("dashboard")
 
 	// Phone width: no page scrolls sideways (wide tables scroll inside
 	// their own box).
@@ -220,7 +221,7 @@ func TestBrowserRestoreWizardToAnotherHost(t *testing.T) {
 	}
 	pick("d01", "f0001.txt")
 	pick("d03", "f0023.txt")
-	b.shot("restore-browse")
+	b.readmeShot("restore-browse")
 	if got := b.text("#w-sel-count"); got != "2" {
 		t.Fatalf("selection holds %s entries, want 2", got)
 	}

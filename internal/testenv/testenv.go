@@ -111,3 +111,18 @@ func ephemeralLow() int {
 	}
 	return 49152
 }
+
+// Axe is the pinned axe-core script (axe.min.js) that `make axe` fetches
+// into .tools/axe, for the browser tests' accessibility checks
+// (RM_TEST_AXE overrides). A missing script fails the test.
+func Axe(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("RM_TEST_AXE"); p != "" {
+		return p
+	}
+	found, _ := filepath.Glob(filepath.Join(Root(t), ".tools", "axe", "axe-core-*.min.js"))
+	if len(found) != 1 {
+		t.Fatalf("testenv: want one axe-core script in .tools/axe (run `make axe`), found %d: %v", len(found), found)
+	}
+	return found[0]
+}

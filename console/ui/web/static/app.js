@@ -674,7 +674,7 @@ function restorePage(main) {
         const src = sourceOf(s.tags);
         tb.append(el("tr", { "data-snapshot": s.id }, el("td", {}, el("code", {}, s.short_id || s.id.slice(0, 8)), src ? " " : null, src ? el("span", { class: "badge source-marker" }, "source " + src) : null), el("td", {}, fmtTime(s.time)), el("td", {}, s.hostname || ""), el("td", { class: "sub" }, (s.paths || []).join(", ")), el("td", {}, b)));
       }
-      box.append(el("div", { class: "table-wrap" }, el("table", { id: "w-snapshot-list" }, el("thead", {}, el("tr", {}, ...["ID", "Time", "Host", "Paths", ""].map(h => el("th", {}, h)))), tb)));
+      box.append(el("div", { class: "table-wrap" }, el("table", { id: "w-snapshot-list" }, el("thead", {}, el("tr", {}, ...["ID", "Time", "Host", "Paths", ""].map(h => el("th", {}, h || el("span", { class: "vh" }, "Actions"))))), tb)));
       if (main.dataset.snapshot) {
         const s = st.snaps.find(x => x.id === main.dataset.snapshot || x.id.startsWith(main.dataset.snapshot));
         main.dataset.snapshot = "";
@@ -1304,8 +1304,55 @@ function secondFactorPage() {
   });
 }
 
+// skipLink moves the keyboard's focus to the page's main content (the first
+// link of every page, shown when focused), past the navigation.
+function skipLink() {
+  const link = $("#skip-link");
+  const main = $("main");
+  if (!link || !main) return;
+  main.tabIndex = -1;
+  if (!main.id) main.id = "main";
+  link.href = "#" + main.id;
+  link.addEventListener("click", (e) => {
+    e.preventDefault();
+    main.focus();
+  });
+}
+
+// focusScrollers lets the keyboard scroll what scrolls inside its own box
+// (a wide table at phone width, a long log): such a box takes the focus,
+// with its heading or label as its name. Run again when the page draws more
+// or its width changes.
+function focusScrollers() {
+  for (const e of $$("pre, .table-wrap, .files")) {
+    const scrolls = e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1;
+    if (scrolls && !e.hasAttribute("tabindex")) {
+      e.tabIndex = 0;
+      e.dataset.scroller = "1";
+    } else if (!scrolls && e.dataset.scroller) {
+      e.removeAttribute("tabindex");
+      delete e.dataset.scroller;
+    }
+  }
+}
+
+function watchScrollers() {
+  let queued = false;
+  const again = () => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; focusScrollers(); });
+  };
+  again();
+  window.addEventListener("resize", again);
+  document.addEventListener("toggle", again, true);
+  new MutationObserver(again).observe(document.body, { childList: true, subtree: true });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   localTimes(document);
+  skipLink();
+  watchScrollers();
   const main = $("main[data-page]");
   if (!main) return;
   const pages = { host: hostPage, job: jobPage, repo: repoPage, restore: restorePage, settings: settingsPage, alerts: alertsPage, dashboard: dashboardPage, policy: policyPage, "second-factor": secondFactorPage };
