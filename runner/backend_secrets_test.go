@@ -48,6 +48,10 @@ for a in "$@"; do
 	if [ "$prev" = -i ]; then cat "$a" >> $out/key; stat -c %a "$a" >> $out/key.mode; fi
 	prev=$a
 done
+# Stay a moment, as a real ssh does while it connects: restic lives on
+# meanwhile, so that its /proc entries can be read (a restic that failed at
+# once was a zombie with none by the time OnProcess read them, under load).
+sleep 2
 echo "fake ssh: connection refused" >&2
 exit 255
 `
