@@ -169,10 +169,19 @@ func (s *Store) PutIndexNodes(repo, snap string, nodes []IndexNode) error {
 }
 
 // PutIndexMeta records the state of a snapshot's index (in this format).
+// A complete index replaces one of the first format: its entries go.
 func (s *Store) PutIndexMeta(m IndexMeta) error {
 	m.Format = indexFormat
 	key := indexMetaKey(m.RepoID, m.SnapshotID)
-	return s.update(func(txn *badger.Txn) error { return setJSON(txn, key, m) })
+	if err := s.update(func(txn *badger.Txn) error { return setJSON(txn, key, m) }); err != nil {
+		return err
+	}
+	if m.Complete && validID(m.RepoID) == nil && validID(m.SnapshotID) == nil {
+		if err := s.dropRange(indexFormat1Prefix(m.RepoID, m.SnapshotID)); err != nil {
+			return fmt.Errorf("storage: index meta: dropping the first format's entries: %w", err)
+		}
+	}
+	return nil
 }
 
 // GetIndexMeta returns the state of a snapshot's index, or ErrNotFound. An

@@ -121,10 +121,20 @@ func TestIndexOfAnOlderFormatIsNotComplete(t *testing.T) {
 	if m, err := s.GetIndexMeta("repo-1", snap); err != nil || !m.Complete || m.Format != indexFormat {
 		t.Fatalf("meta = %+v %v", m, err)
 	}
-	if err := s.DropIndex("repo-1", snap); err != nil {
+	err := s.db.View(func(txn *badger.Txn) error { _, err := txn.Get(oldKey); return err })
+	if !errors.Is(err, badger.ErrKeyNotFound) {
+		t.Fatalf("format-1 entry after the new index completed: %v", err)
+	}
+	// A snapshot forgotten before it was indexed again.
+	other := "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+	oldKey = append(indexFormat1Prefix("repo-1", other), "/\x00a"...)
+	if err := s.update(func(txn *badger.Txn) error { return txn.Set(oldKey, []byte(`{}`)) }); err != nil {
 		t.Fatal(err)
 	}
-	err := s.db.View(func(txn *badger.Txn) error { _, err := txn.Get(oldKey); return err })
+	if err := s.DropIndex("repo-1", other); err != nil {
+		t.Fatal(err)
+	}
+	err = s.db.View(func(txn *badger.Txn) error { _, err := txn.Get(oldKey); return err })
 	if !errors.Is(err, badger.ErrKeyNotFound) {
 		t.Fatalf("format-1 entry after drop: %v", err)
 	}
