@@ -191,6 +191,7 @@ clean:
 bench: tools databases backends
 	RM_BENCH_NORACE=1 RM_BENCH_MIB=1024 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkBackends' -benchtime 1x -timeout 20m
 	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkJobStart|BenchmarkScheduleApply|BenchmarkSnapshotBrowse|BenchmarkPostgresSource' -benchtime 1x -timeout 40m
+	RM_BENCH_NORACE=1 RM_BENCH_FILES=1000000 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkSnapshotBrowse' -benchtime 1x -timeout 120m
 	$(GO) test ./storage/ -run '^$$' -bench 'BenchmarkListJobsPerHost' -benchtime 20x
 	$(GO) test ./console/report/ -run '^$$' -bench 'BenchmarkComplianceReport' -benchtime 20x
 	RM_BENCH_NORACE=1 RM_STORE_JOBS=100000 $(GO) test -p 1 ./storage/ ./e2e/ -run '^$$' -bench 'BenchmarkStoreGrowth|BenchmarkAgentOverhead' -benchtime 1x -timeout 60m

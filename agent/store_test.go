@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -121,5 +122,29 @@ func TestConfigRoundTripIsPrivate(t *testing.T) {
 	}
 	if _, err := LoadConfig(p); err == nil {
 		t.Fatal("incomplete config accepted")
+	}
+}
+
+// TestOutMsgShape: what encodeOutMsg writes is json.Marshal's shape (files
+// queued by an older agent read the same), and decodeOutMsg reads both back.
+func TestOutMsgShape(t *testing.T) {
+	for _, m := range []outMsg{
+		{Topic: "hosts/h1/jobs/j1/output", Payload: json.RawMessage(`{"v":1,"nodes":[{"path":"/a\"}"}]}`)},
+		{Topic: "hosts/h1/schedules/reported", Payload: json.RawMessage(`{"v":1,"retain":true}`), Retain: true},
+		{Topic: "hosts/h1/x", Payload: json.RawMessage(`[1,2]`)},
+		{Topic: `odd"topic`, Payload: json.RawMessage(`{}`), Retain: true},
+	} {
+		want, _ := json.Marshal(m)
+		got, err := encodeOutMsg(m.Topic, m.Payload, m.Retain)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("encode %+v = %s %v, want %s", m, got, err, want)
+		}
+		back, err := decodeOutMsg(want)
+		if err != nil || back.Topic != m.Topic || string(back.Payload) != string(m.Payload) || back.Retain != m.Retain {
+			t.Errorf("decode %s = %+v %v", want, back, err)
+		}
+	}
+	if _, err := decodeOutMsg([]byte(`{"topic":"t","payload":{"v":1}`)); err == nil {
+		t.Error("a cut file decodes")
 	}
 }

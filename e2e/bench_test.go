@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"testing"
@@ -80,71 +79,5 @@ func BenchmarkScheduleApply(b *testing.B) {
 		}
 		b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50_apply_ms")
 		b.ReportMetric(float64(percentile(lat, 0.9).Microseconds())/1000, "p90_apply_ms")
-	}
-}
-
-// BenchmarkSnapshotBrowse indexes a snapshot of many files (200,000 unless
-// RM_BENCH_FILES says otherwise) and opens folders from the index and, for
-// comparison, with `restic ls` on the same folders.
-func BenchmarkSnapshotBrowse(b *testing.B) {
-	files := 200_000
-	if v, _ := strconv.Atoi(os.Getenv("RM_BENCH_FILES")); v > 0 {
-		files = v
-	}
-	tb := testing.TB(b)
-	f := newFleet(tb, "")
-	f.agent.start(tb)
-	f.srv.waitOnline(f.host.ID, true)
-	f.initRepo(tb)
-	src := tb.TempDir()
-	perDir := 500
-	var dirs []string
-	for i := 0; i < files; i++ {
-		if i%perDir == 0 {
-			d := filepath.Join(src, fmt.Sprintf("g%02d", i/(perDir*20)), fmt.Sprintf("d%04d", i/perDir))
-			_ = os.MkdirAll(d, 0o755)
-			dirs = append(dirs, d)
-		}
-		if err := os.WriteFile(filepath.Join(dirs[len(dirs)-1], fmt.Sprintf("f%06d", i)), []byte(strconv.Itoa(i)), 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
-	id := f.srv.createJob(f.host.ID, map[string]any{"kind": "backup", "repo_id": f.repoID, "args": map[string]any{"paths": []string{src}}})
-	bj := f.srv.waitJob(id, 20*time.Minute)
-	if bj.Status != "succeeded" {
-		b.Fatalf("backup: %s %s", bj.Status, bj.Error)
-	}
-	b.ResetTimer()
-	for range b.N {
-		t0 := time.Now()
-		f.browse(tb, bj.SnapshotID, "/")
-		indexWall := time.Since(t0)
-		var meta struct {
-			Nodes     int     `json:"nodes"`
-			Bytes     int64   `json:"bytes"`
-			IndexedIn float64 `json:"indexed_in_s"`
-		}
-		f.srv.do("GET", "/api/v1/repos/"+f.repoID+"/snapshots/"+bj.SnapshotID+"/index", nil, &meta, 200)
-		var fromIndex, fromRestic []time.Duration
-		for i := 0; i < 20; i++ {
-			d := dirs[(i*7919)%len(dirs)]
-			t1 := time.Now()
-			got := f.browse(tb, bj.SnapshotID, d)
-			fromIndex = append(fromIndex, time.Since(t1))
-			t2 := time.Now()
-			want := resticChildren(tb, f, bj.SnapshotID, d)
-			fromRestic = append(fromRestic, time.Since(t2))
-			if len(got) != perDir || len(want) != perDir {
-				b.Fatalf("%s: index %d entries, restic %d, want %d", d, len(got), len(want), perDir)
-			}
-		}
-		b.ReportMetric(float64(meta.Nodes), "indexed_nodes")
-		b.ReportMetric(indexWall.Seconds(), "index_wall_s")
-		b.ReportMetric(float64(meta.Bytes)/(1<<20), "index_MiB")
-		b.ReportMetric(float64(percentile(fromIndex, 0.5).Microseconds())/1000, "index_p50_ms")
-		b.ReportMetric(float64(percentile(fromIndex, 0.95).Microseconds())/1000, "index_p95_ms")
-		b.ReportMetric(float64(percentile(fromRestic, 0.5).Microseconds())/1000, "restic_ls_p50_ms")
-		b.ReportMetric(float64(percentile(fromRestic, 0.95).Microseconds())/1000, "restic_ls_p95_ms")
-		b.ReportMetric(float64(percentile(fromRestic, 0.5))/float64(percentile(fromIndex, 0.5)), "speedup_p50_x")
 	}
 }

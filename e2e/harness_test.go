@@ -45,7 +45,15 @@ func binaries(t testing.TB) (server, agent string) {
 		root := testenv.Root(t)
 		for name, out := range map[string]*string{"restic-manager": &bins.server, "restic-manager-agent": &bins.agent} {
 			*out = filepath.Join(dir, name)
-			if bins.err = harness.Build(context.Background(), root, name, *out, flags...); bins.err != nil {
+			f := flags
+			if os.Getenv("RM_BENCH_PROFILE_DIR") != "" {
+				var ov string
+				if ov, bins.err = profileOverlay(dir, root, name); bins.err != nil {
+					return
+				}
+				f = append(f[:len(f):len(f)], "-overlay", ov)
+			}
+			if bins.err = harness.Build(context.Background(), root, name, *out, f...); bins.err != nil {
 				return
 			}
 		}
@@ -54,6 +62,56 @@ func binaries(t testing.TB) (server, agent string) {
 		t.Fatal(bins.err)
 	}
 	return bins.server, bins.agent
+}
+
+// profileSource, added to a command's main package at build time when
+// RM_BENCH_PROFILE_DIR is set (go build -overlay: the source tree is left
+// as it is), writes the process's CPU profile in 5-second windows to
+// RM_BENCH_PROFILE_DIR/cpu-{command}-{pid}-{n}.pprof, for benchmarks.
+const profileSource = `package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"time"
+)
+
+func init() {
+	dir := os.Getenv("RM_BENCH_PROFILE_DIR")
+	if dir == "" {
+		return
+	}
+	go func() {
+		for n := 0; ; n++ {
+			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("cpu-%s-%d-%03d.pprof", filepath.Base(os.Args[0]), os.Getpid(), n)))
+			if err != nil {
+				return
+			}
+			if pprof.StartCPUProfile(f) != nil {
+				return
+			}
+			time.Sleep(5 * time.Second)
+			pprof.StopCPUProfile()
+			f.Close()
+		}
+	}()
+}
+`
+
+// profileOverlay writes the overlay that adds profileSource to command
+// name and returns its path.
+func profileOverlay(dir, root, name string) (string, error) {
+	src := filepath.Join(dir, name+"_profile.go")
+	if err := os.WriteFile(src, []byte(profileSource), 0o644); err != nil {
+		return "", err
+	}
+	ov, _ := json.Marshal(map[string]any{"Replace": map[string]string{
+		filepath.Join(root, "cmd", name, "zz_bench_profile.go"): src,
+	}})
+	p := filepath.Join(dir, name+"_overlay.json")
+	return p, os.WriteFile(p, ov, 0o644)
 }
 
 // own makes the test the process's owner: it is killed when the test ends,

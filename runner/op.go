@@ -82,6 +82,14 @@ type parser interface {
 	stderr(line []byte, kind lineKind, typ string)
 }
 
+// rawStdout: a parser that classifies stdout lines itself (one decode of a
+// line instead of the core's validity check and message_type decode before
+// the parser's own). stdoutRaw returns true when it consumed the line; a
+// line it did not goes through the core as any other.
+type rawStdout interface {
+	stdoutRaw(line []byte) bool
+}
+
 // textProgress: a parser that reads restic's status from text lines
 // (a subcommand without JSON output). A line it takes goes to the progress
 // throttle and neither to the parser's stdout nor to the tail.

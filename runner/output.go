@@ -195,6 +195,9 @@ func newOutput(sec *redactor) *output {
 }
 
 func (o *output) stdoutLine(line []byte, truncated bool) {
+	if raw, ok := o.parser.(rawStdout); ok && !truncated && raw.stdoutRaw(line) {
+		return
+	}
 	kind, typ := lineText, ""
 	if !truncated {
 		kind, typ = parseLine(line)

@@ -313,6 +313,30 @@ func setVersion(p Payload) {
 	}
 }
 
+// versionOf is the "v" of a decoded payload (0: missing; -1: a type it
+// does not know).
+func versionOf(p Payload) int {
+	switch m := p.(type) {
+	case *Status:
+		return m.V
+	case *Command:
+		return m.V
+	case *Progress:
+		return m.V
+	case *Result:
+		return m.V
+	case *SchedulesDesired:
+		return m.V
+	case *SchedulesReported:
+		return m.V
+	case *Fire:
+		return m.V
+	case *IndexChunk:
+		return m.V
+	}
+	return -1 // a type missing here is refused: list it with setVersion's
+}
+
 // Decode parses a payload strictly: size bounded, one JSON object, "v" equal
 // to Version, then the type's own validation. Unknown fields are allowed so
 // that fields can be added within v1 without breaking older receivers.
@@ -324,18 +348,8 @@ func Decode[T any, P interface {
 	if len(b) > MaxPayload {
 		return zero, fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrInvalid, len(b), MaxPayload)
 	}
-	var ver struct {
-		V *int `json:"v"`
-	}
-	if err := json.Unmarshal(b, &ver); err != nil {
-		return zero, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if ver.V == nil {
-		return zero, fmt.Errorf("%w: missing \"v\"", ErrInvalid)
-	}
-	if *ver.V != Version {
-		return zero, fmt.Errorf("%w: unsupported version %d", ErrInvalid, *ver.V)
-	}
+	// One pass: decode, then read "v" from the value (an index chunk of
+	// 3,000 nodes is 500 KB; reading "v" first read it twice more).
 	var v T
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&v); err != nil {
@@ -343,6 +357,13 @@ func Decode[T any, P interface {
 	}
 	if dec.More() {
 		return zero, fmt.Errorf("%w: trailing data after the object", ErrInvalid)
+	}
+	switch ver := versionOf(P(&v)); ver {
+	case Version:
+	case 0:
+		return zero, fmt.Errorf("%w: missing \"v\"", ErrInvalid)
+	default:
+		return zero, fmt.Errorf("%w: unsupported version %d", ErrInvalid, ver)
 	}
 	if err := P(&v).Validate(); err != nil {
 		return zero, err
