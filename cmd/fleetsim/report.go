@@ -27,6 +27,7 @@ type connectFigures struct {
 	ConnackAllS   float64 `json:"connack_all_s"`
 	Online        int     `json:"online"`
 	OnlineAllS    float64 `json:"online_all_s"` // every status PUBACK: stored by the console
+	StoredAllS    float64 `json:"stored_all_s"` // external broker: every status counted as ingested by the console
 	ConsoleOnline int     `json:"console_online"`
 	ConsoleAllS   float64 `json:"console_all_s"` // the console's metrics count every host online
 }
@@ -178,12 +179,6 @@ func (r *report) printTable(w io.Writer) {
 	ext := c.Broker == brokerMosquitto
 	// Which figure says "stored by the console": with an external broker
 	// a PUBACK is the broker's alone.
-	storedTarget := func(t string) string {
-		if ext {
-			return t
-		}
-		return ""
-	}
 	pubackNote := ""
 	if ext {
 		pubackNote = " (the broker's)"
@@ -195,7 +190,14 @@ func (r *report) printTable(w io.Writer) {
 	} else {
 		row("", "online stored for all (status PUBACK)", fmt.Sprintf("%d in %.2fs", cn.Online, cn.OnlineAllS), "≤ 10 s")
 	}
-	row("", "console counts all online (/metrics)", fmt.Sprintf("%d at %.2fs", cn.ConsoleOnline, cn.ConsoleAllS), storedTarget("≤ 10 s"))
+	if ext {
+		row("", "console stored every status (ingest counter)", fmt.Sprintf("at %.2fs", cn.StoredAllS), "≤ 10 s")
+	}
+	if ext {
+		row("", "API lists all online", fmt.Sprintf("%d at %.2fs", cn.ConsoleOnline, cn.ConsoleAllS), "")
+	} else {
+		row("", "console counts all online (/metrics)", fmt.Sprintf("%d at %.2fs", cn.ConsoleOnline, cn.ConsoleAllS), "")
+	}
 	rssTarget := "≤ 400 MB RSS"
 	if ext {
 		rssTarget = "≤ 150 MB RSS"

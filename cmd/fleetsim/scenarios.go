@@ -531,7 +531,13 @@ func (s *sim) verifyJobs(ctx context.Context, jobs []*streamJob) (lost, missing 
 			return err
 		}
 		if got.Progress == nil || got.Progress.Seq != j.acked.Load() {
-			nl.Add(1)
+			if nl.Add(1) <= 3 {
+				stored := int64(-1)
+				if got.Progress != nil {
+					stored = got.Progress.Seq
+				}
+				s.log.Warn("job's last progress not the last acknowledged", "job", j.id, "status", got.Status, "stored_seq", stored, "acked_seq", j.acked.Load())
+			}
 		}
 		if got.Status != wire.StatusSucceeded || got.SnapshotID != snapshotIDOf(j.id) {
 			nm.Add(1)

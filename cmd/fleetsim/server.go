@@ -199,6 +199,7 @@ func (a *apiClient) metrics(ctx context.Context) (map[string]float64, error) {
 
 // Metric names the simulator reads.
 const (
+	mIngestedStatus   = `restic_manager_mqtt_messages_ingested_total{kind="status"}`
 	mIngestedProgress = `restic_manager_mqtt_messages_ingested_total{kind="progress"}`
 	mIngestedResult   = `restic_manager_mqtt_messages_ingested_total{kind="result"}`
 	mIngestedReported = `restic_manager_mqtt_messages_ingested_total{kind="schedules/reported"}`
