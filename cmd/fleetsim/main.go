@@ -10,6 +10,11 @@
 //
 // `fleetsim bare-broker` is the ceiling's reference: the embedded broker
 // with an accept-all authenticator and a counting no-op ingestor.
+//
+// With -broker mosquitto the simulator starts Mosquitto 2 with the
+// password and ACL files the console writes, runs the console with
+// --broker-url and connects the agents to Mosquitto; there a PUBACK is
+// the broker's, so "stored" is read from the console's counters.
 package main
 
 import (
