@@ -80,7 +80,10 @@ func buildServer(ctx context.Context, dir string, withPprof bool) (string, error
 // startServer runs the server on free loopback ports with a fresh data
 // directory, waits for /healthz and logs in with an API token. A server
 // returned with an error is running or has exited: stop it.
-func startServer(ctx context.Context, bin, work string, pprof bool, extra, extraEnv []string, httpParallel int) (*serverProc, error) {
+// With mqttAddr "" it takes a free port for its embedded broker; with an
+// external broker (extra holds --broker-url) mqttAddr is that broker's,
+// where the agents connect.
+func startServer(ctx context.Context, bin, work, mqttAddr string, pprof bool, extra, extraEnv []string, httpParallel int) (*serverProc, error) {
 	s := &serverProc{}
 	env := append([]string(nil), extraEnv...)
 	if pprof {
@@ -92,7 +95,7 @@ func startServer(ctx context.Context, bin, work string, pprof bool, extra, extra
 	}
 	var err error
 	s.Server, err = harness.StartServer(harness.ServerConfig{
-		Bin: bin, Data: filepath.Join(work, "data"), Insecure: true,
+		Bin: bin, Data: filepath.Join(work, "data"), MQTTAddr: mqttAddr, Insecure: true,
 		// The ceiling floods the console on purpose: it measures ingest, not
 		// the per-agent rate limits.
 		Args: append([]string{"--enroll-rate", "-1", "--agent-msg-rate", "-1", "--agent-byte-rate", "-1",
@@ -196,6 +199,7 @@ func (a *apiClient) metrics(ctx context.Context) (map[string]float64, error) {
 
 // Metric names the simulator reads.
 const (
+	mIngestedStatus   = `restic_manager_mqtt_messages_ingested_total{kind="status"}`
 	mIngestedProgress = `restic_manager_mqtt_messages_ingested_total{kind="progress"}`
 	mIngestedResult   = `restic_manager_mqtt_messages_ingested_total{kind="result"}`
 	mIngestedReported = `restic_manager_mqtt_messages_ingested_total{kind="schedules/reported"}`

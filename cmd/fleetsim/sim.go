@@ -23,6 +23,7 @@ type sim struct {
 	cfg    config
 	log    *slog.Logger
 	srv    *serverProc
+	mosq   *mosquittoProc // the external broker; nil with the embedded one
 	agents []*simAgent
 	repos  []string
 	pool   *pool
@@ -192,6 +193,11 @@ func (s *sim) waitFor(ctx context.Context, what string, step time.Duration, cond
 		if err := s.srv.Proc.Exited(); err != nil {
 			return time.Time{}, err
 		}
+		if s.mosq != nil {
+			if err := s.mosq.proc.Exited(); err != nil {
+				return time.Time{}, fmt.Errorf("mosquitto: %w", err)
+			}
+		}
 		if time.Now().After(deadline) {
 			return time.Time{}, fmt.Errorf("timed out after %s waiting for %s", s.cfg.Timeout, what)
 		}
@@ -203,20 +209,36 @@ func (s *sim) waitFor(ctx context.Context, what string, step time.Duration, cond
 	}
 }
 
-// settle waits until the server's CPU use falls under 10% of one core (its
-// background work from the last scenario done), up to SettleTimeout.
+// settle waits until the server's CPU use (and an external broker's)
+// falls under 10% of one core (its background work from the last scenario
+// done), up to SettleTimeout.
 func (s *sim) settle(ctx context.Context) {
-	pid := s.srv.Proc.Pid()
+	cpu := func() float64 {
+		c := harness.ReadStats(s.srv.Proc.Pid()).CPUSecs
+		if s.mosq != nil {
+			c += harness.ReadStats(s.mosq.proc.Pid()).CPUSecs
+		}
+		return c
+	}
 	deadline := time.Now().Add(s.cfg.SettleTimeout)
-	prev := harness.ReadStats(pid).CPUSecs
+	prev := cpu()
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(500 * time.Millisecond)
-		cur := harness.ReadStats(pid).CPUSecs
+		cur := cpu()
 		if cur-prev < 0.05 {
 			return
 		}
 		prev = cur
 	}
+}
+
+// brokerStats is the external broker's Stats (zero with the embedded one,
+// which is inside the server's).
+func (s *sim) brokerStats() harness.Stats {
+	if s.mosq == nil {
+		return harness.Stats{}
+	}
+	return harness.ReadStats(s.mosq.proc.Pid())
 }
 
 // raiseNoFile lifts the open-file limit to its hard maximum: 10,000
@@ -242,6 +264,13 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	}
 	if cfg.Agents < 1 {
 		return nil, errors.New("-agents must be at least 1")
+	}
+	switch cfg.Broker {
+	case "":
+		cfg.Broker = brokerEmbedded
+	case brokerEmbedded, brokerMosquitto:
+	default:
+		return nil, fmt.Errorf("-broker %q: want %s or %s", cfg.Broker, brokerEmbedded, brokerMosquitto)
 	}
 	cfg.Jobs = min(max(cfg.Jobs, 1), cfg.Agents)
 	cfg.Publishers = min(max(cfg.Publishers, 1), cfg.Agents)
@@ -280,7 +309,18 @@ func run(ctx context.Context, cfg config) (*report, error) {
 			return rep, err
 		}
 	}
-	s.srv, err = startServer(ctx, bin, work, cfg.PprofDir != "", cfg.ServerArgs, cfg.ServerEnv, cfg.HTTPParallel)
+	mqttAddr, serverArgs := "", cfg.ServerArgs
+	if cfg.Broker == brokerMosquitto {
+		s.mosq, err = startMosquitto(ctx, work)
+		defer s.mosq.stop() // deferred first, runs last: after the agents left
+		if err != nil {
+			return rep, err
+		}
+		mqttAddr = s.mosq.addr
+		serverArgs = append(s.mosq.serverArgs(), serverArgs...)
+		rep.BrokerStart = s.brokerStats()
+	}
+	s.srv, err = startServer(ctx, bin, work, mqttAddr, cfg.PprofDir != "", serverArgs, cfg.ServerEnv, cfg.HTTPParallel)
 	defer func() {
 		s.closing.Store(true)
 		// The server goes first: agents leaving one by one would each
@@ -315,6 +355,9 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		err := st.fn(ctx)
 		stopProf()
 		rep.Server[st.name] = harness.ReadStats(s.srv.Proc.Pid())
+		if s.mosq != nil {
+			rep.Broker[st.name] = s.brokerStats()
+		}
 		if n, first := s.protoErrs.take(); n > 0 {
 			rep.addError(fmt.Sprintf("%s: %d bad messages, first: %v", st.name, n, first))
 		}
@@ -332,6 +375,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	rep.StoreMiB = float64(duBytes(filepath.Join(s.srv.Data, "store"))) / (1 << 20)
 	rep.BrokerStoreMiB = float64(duBytes(filepath.Join(s.srv.Data, "broker"))) / (1 << 20)
 	rep.ServerEnd = harness.ReadStats(s.srv.Proc.Pid())
+	rep.BrokerEnd = s.brokerStats()
 	rep.Simulator = harness.ReadStats(os.Getpid())
 	rep.ServerLog = s.srv.Log
 	return rep, nil
@@ -441,11 +485,23 @@ func (s *sim) policyRollout(ctx context.Context) error {
 			ID string `json:"id"`
 		} `json:"schedules"`
 	}
+	base, err := s.counter(ctx, mIngestedReported)
+	if err != nil {
+		return err
+	}
+	s.desiredSeen.Store(0)
+	s.acks.Store(0)
 	if err := api.Expect(ctx, "POST", "/api/v1/policies", body("0 4 * * *"), &pol, 201); err != nil {
 		return fmt.Errorf("create policy: %w", err)
 	}
 	n := int64(len(s.agents))
 	if _, err := s.waitFor(ctx, "every agent to apply the new policy", 2*time.Millisecond, func() bool { return s.acks.Load() >= n }); err != nil {
+		return err
+	}
+	if _, err := s.stored(ctx, "the console to store every report of the new policy", mIngestedReported, base+float64(s.acks.Load())); err != nil {
+		return err
+	}
+	if base, err = s.counter(ctx, mIngestedReported); err != nil {
 		return err
 	}
 	s.desiredSeen.Store(0)
@@ -468,9 +524,13 @@ func (s *sim) policyRollout(ctx context.Context) error {
 		return err
 	}
 	f.DesiredAllS = secs(at.Sub(t0))
-	at, err = s.waitFor(ctx, "every applied report of the edited policy to be stored", 2*time.Millisecond, func() bool { return s.policyAcked.Load() >= n })
+	at, err = s.waitFor(ctx, "every applied report of the edited policy to be acknowledged", 2*time.Millisecond, func() bool { return s.policyAcked.Load() >= n })
 	f.Acked = int(s.policyAcked.Load())
 	if err != nil {
+		return err
+	}
+	f.PubackAllS = secs(at.Sub(t0))
+	if at, err = s.stored(ctx, "the console to store every report of the edited policy", mIngestedReported, base+float64(s.acks.Load())); err != nil {
 		return err
 	}
 	f.AckAllS = secs(at.Sub(t0))
@@ -489,6 +549,15 @@ func (s *sim) connectStorm(ctx context.Context) error {
 	var connacks, onlines, retries atomic.Int64
 	var lastConnack, lastOnline atomicTime
 	var onlineErrs errCounter
+	var statusBase float64
+	if s.external() {
+		// Not read with the embedded broker: the first scrape would start
+		// the fleet gauges' 15 s cache that the check below waits out.
+		var err error
+		if statusBase, err = s.counter(ctx, mIngestedStatus); err != nil {
+			return err
+		}
+	}
 	started := time.Now().UTC()
 	t0 := time.Now()
 	failed, err := parallel(ctx, len(s.agents), s.cfg.ConnParallel, func(i int) error {
@@ -543,6 +612,24 @@ func (s *sim) connectStorm(ctx context.Context) error {
 	if werr != nil {
 		return werr
 	}
+	// With an external broker the PUBACKs were the broker's: the console's
+	// status counter says when it stored them (its online gauge is read
+	// from the store at most every --metrics-refresh, 15 s).
+	if s.external() {
+		at, err := s.stored(ctx, "the console to store every agent's status", mIngestedStatus, statusBase+float64(f.Online))
+		if err != nil {
+			return err
+		}
+		f.StoredAllS = secs(at.Sub(t0))
+		// The console's view through the API: the /metrics gauge below
+		// would wait out its cache, primed by the counter just read.
+		online, err := s.onlineHosts(ctx)
+		f.ConsoleOnline, f.ConsoleAllS = online, secs(time.Since(t0))
+		if err == nil && online != len(s.agents) {
+			err = fmt.Errorf("the API shows %d of %d hosts online", online, len(s.agents))
+		}
+		return err
+	}
 	// The console's own view: its metrics count hosts stored as online.
 	var seen float64
 	at, err := s.waitFor(ctx, "the console to count every agent connected", 100*time.Millisecond, func() bool {
@@ -561,6 +648,30 @@ func (s *sim) connectStorm(ctx context.Context) error {
 	return nil
 }
 
+// onlineHosts counts the simulated hosts the API lists as online.
+func (s *sim) onlineHosts(ctx context.Context) (int, error) {
+	ours := map[string]bool{}
+	for _, a := range s.agents {
+		ours[a.id] = true
+	}
+	online, after := 0, ""
+	for {
+		var page []harness.Host
+		if err := s.srv.api.Do(ctx, "GET", "/api/v1/hosts?limit=1000&after="+after, nil, &page); err != nil {
+			return online, err
+		}
+		for _, h := range page {
+			if ours[h.ID] && h.Online {
+				online++
+			}
+		}
+		if len(page) < 1000 {
+			return online, nil
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
 // rollout PUTs one schedule to every host and waits for every agent to
 // receive the desired state and for every report to be stored.
 func (s *sim) rollout(ctx context.Context) error {
@@ -568,6 +679,10 @@ func (s *sim) rollout(ctx context.Context) error {
 	s.acks.Store(0)
 	n := int64(len(s.agents))
 	jitter := 0
+	base, err := s.counter(ctx, mIngestedReported)
+	if err != nil {
+		return err
+	}
 	t0 := time.Now()
 	failed, err := parallel(ctx, len(s.agents), s.cfg.HTTPParallel, func(i int) error {
 		a := s.agents[i]
@@ -602,9 +717,13 @@ func (s *sim) rollout(ctx context.Context) error {
 		return err
 	}
 	f.DesiredAllS = secs(at.Sub(t0))
-	at, err = s.waitFor(ctx, "every applied report to be stored", 2*time.Millisecond, func() bool { return s.acks.Load() >= n })
+	at, err = s.waitFor(ctx, "every applied report to be acknowledged", 2*time.Millisecond, func() bool { return s.acks.Load() >= n })
 	f.Acked = int(s.acks.Load())
 	if err != nil {
+		return err
+	}
+	f.PubackAllS = secs(at.Sub(t0))
+	if at, err = s.stored(ctx, "the console to store every applied report", mIngestedReported, base+float64(s.acks.Load())); err != nil {
 		return err
 	}
 	f.AckAllS = secs(at.Sub(t0))
@@ -672,3 +791,43 @@ func (e *errCounter) peek() (int, []string) {
 }
 
 func secs(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
+
+// external says whether a PUBACK is the broker's alone: with the embedded
+// broker it comes after the console stored the message, with an external
+// one the console stores it later, from its shared subscription.
+func (s *sim) external() bool { return s.mosq != nil }
+
+// stored waits until the console's counter metric has reached want (with
+// the embedded broker at once: the PUBACKs already said so) and returns
+// when it did. /metrics is polled every 100 ms per 2,000 agents, which
+// bounds the resolution of the times taken from it: each scrape carries a
+// series per host and cost the console about 30 ms of CPU at 1,000 agents
+// (a third of its CPU in the connect storm when polled every 100 ms).
+func (s *sim) stored(ctx context.Context, what, metric string, want float64) (time.Time, error) {
+	if !s.external() {
+		return time.Now(), nil
+	}
+	step := time.Duration(max(1, len(s.agents)/2000)) * 100 * time.Millisecond
+	var got float64
+	at, err := s.waitFor(ctx, what, step, func() bool {
+		m, err := s.srv.api.metrics(ctx)
+		if err != nil {
+			return false
+		}
+		got = m[metric]
+		return got >= want
+	})
+	if err != nil {
+		return at, fmt.Errorf("%w (%s at %.0f of %.0f)", err, metric, got, want)
+	}
+	return at, nil
+}
+
+// counter reads one of the console's counters.
+func (s *sim) counter(ctx context.Context, metric string) (float64, error) {
+	m, err := s.srv.api.metrics(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return m[metric], nil
+}
