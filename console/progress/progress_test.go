@@ -42,6 +42,11 @@ func TestCache(t *testing.T) {
 	if len(p) != 1 || p[0].Progress.Seq != 3 || len(c.TakeDirty()) != 0 {
 		t.Fatalf("pending %+v", p)
 	}
+	// Taken for writing, not yet stored: a result that ends the job now
+	// must still find the newest progress (the write may land after it).
+	if lp := c.Latest("job-1"); lp == nil || lp.Seq != 3 {
+		t.Fatalf("progress in flight to the store: Latest %+v, want seq 3", lp)
+	}
 	c.Requeue(p[0])
 	if again := c.TakeDirty(); len(again) != 1 {
 		t.Fatalf("requeued %+v", again)
