@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,17 +49,9 @@ type mosquitto struct {
 // that CA trust it.
 func startMosquitto(t testing.TB, data string) *mosquitto {
 	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
+	bin, err := testenv.MosquittoBin()
 	if err != nil {
-		for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"} {
-			if _, err2 := os.Stat(p); err2 == nil {
-				bin, err = p, nil
-				break
-			}
-		}
-	}
-	if err != nil {
-		t.Fatalf("mosquitto not installed (run `make mosquitto` as root, or `apt-get install mosquitto`): %v", err)
+		t.Fatal(err)
 	}
 	tlsDir := filepath.Join(data, "tls")
 	if _, err := tlsutil.LoadOrCreate(tlsDir, []string{"localhost", "127.0.0.1", "::1"}); err != nil {
@@ -107,27 +98,10 @@ func startMosquitto(t testing.TB, data string) *mosquitto {
 // listens; an error carries Mosquitto's output when it exited.
 func (m *mosquitto) start(t testing.TB, bin, dir, tlsDir, chain string) error {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(m.addr)
-	conf := fmt.Sprintf(`per_listener_settings false
-allow_anonymous false
-password_file %[1]s/passwd
-acl_file %[1]s/acl
-use_username_as_clientid true
-persistence true
-persistence_location %[2]s/
-max_queued_messages 100000
-log_dest stdout
-log_type error
-log_type warning
-log_type notice
-listener %[3]s %[4]s
-certfile %[5]s
-keyfile %[6]s
-`, m.authDir, dir, port, host, chain, filepath.Join(tlsDir, "server.key"))
-	if os.Geteuid() == 0 {
-		// Otherwise Mosquitto drops to user "mosquitto", who cannot read
-		// the test's private directories.
-		conf += "user root\n"
+	conf, err := testenv.MosquittoConf(testenv.MosquittoConfig{AuthDir: m.authDir, PersistDir: dir, Addr: m.addr,
+		CertFile: chain, KeyFile: filepath.Join(tlsDir, "server.key"), Notices: true})
+	if err != nil {
+		return err
 	}
 	confPath := filepath.Join(dir, "mosquitto.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/restic-manager/restic-manager/internal/testenv"
 )
 
 // TestMain lets the test binary stand in for fleetsim when the simulator
@@ -38,7 +40,7 @@ func TestFleetSmall(t *testing.T) { testFleetSmall(t, brokerEmbedded) }
 // (`make mosquitto`) through --broker-url: there a PUBACK is the broker's,
 // and the simulator waits for the console's counters instead (about 12 s).
 func TestFleetSmallMosquitto(t *testing.T) {
-	if _, err := mosquittoBin(); err != nil {
+	if _, err := testenv.MosquittoBin(); err != nil {
 		t.Fatal(err)
 	}
 	testFleetSmall(t, brokerMosquitto)

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -33,57 +31,11 @@ type mosquittoProc struct {
 	proc    *harness.Proc
 }
 
-// mosquittoBin finds Debian's mosquitto (in /usr/sbin, often not on PATH).
-func mosquittoBin() (string, error) {
-	if p, err := exec.LookPath("mosquitto"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("mosquitto not installed (run `make mosquitto` as root, or `apt-get install mosquitto`)")
-}
-
-// mosquittoConf is the e2e test's configuration with two differences: a
-// plain-TCP listener, because the simulator runs the console with
-// --insecure and its agents speak plain MQTT to the embedded broker too
-// (the two modes differ by the broker only), and no cap on connections.
-// Notices (one line per connect) are not logged: 10,000 of them in a storm
-// are the broker's work, not the fleet's.
-func mosquittoConf(authDir, persistDir, addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", err
-	}
-	conf := fmt.Sprintf(`per_listener_settings false
-allow_anonymous false
-password_file %[1]s/passwd
-acl_file %[1]s/acl
-use_username_as_clientid true
-persistence true
-persistence_location %[2]s/
-max_queued_messages 100000
-max_connections -1
-log_dest stdout
-log_type error
-log_type warning
-listener %[3]s %[4]s
-`, authDir, persistDir, port, host)
-	if os.Geteuid() == 0 {
-		// Otherwise Mosquitto drops to user "mosquitto", who cannot read
-		// the simulator's private directories.
-		conf += "user root\n"
-	}
-	return conf, nil
-}
-
 // startMosquitto writes an empty password and ACL file (the console fills
 // them at its start), starts Mosquitto on a free loopback port and waits
 // until it listens. A returned process must be stopped, also with an error.
 func startMosquitto(ctx context.Context, work string) (*mosquittoProc, error) {
-	bin, err := mosquittoBin()
+	bin, err := testenv.MosquittoBin()
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +64,11 @@ func startMosquitto(ctx context.Context, work string) (*mosquittoProc, error) {
 }
 
 func (m *mosquittoProc) start(ctx context.Context, bin, dir string) error {
-	conf, err := mosquittoConf(m.authDir, dir, m.addr)
+	// The e2e tests' configuration but a plain-TCP listener (the simulator
+	// runs the console with --insecure and its agents speak plain MQTT to
+	// the embedded broker too: the two modes differ by the broker only) and
+	// no cap on connections.
+	conf, err := testenv.MosquittoConf(testenv.MosquittoConfig{AuthDir: m.authDir, PersistDir: dir, Addr: m.addr, Unlimited: true})
 	if err != nil {
 		return err
 	}
