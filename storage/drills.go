@@ -37,7 +37,7 @@ type drillHistory struct {
 
 // AddDrill adds a drill to a host's history, oldest first, keeping the
 // newest MaxDrillHistory. A drill already there (a redelivered result)
-// changes nothing: added is false.
+// changes nothing: added is false. ErrNotFound: the host does not exist.
 func (s *Store) AddDrill(hostID string, p DrillPoint) (added bool, err error) {
 	if err := validID(hostID); err != nil {
 		return false, fmt.Errorf("storage: add drill: %w", err)
@@ -45,6 +45,9 @@ func (s *Store) AddDrill(hostID string, p DrillPoint) (added bool, err error) {
 	key := drillsKey(hostID)
 	err = s.modify(key, func(txn *badger.Txn) error {
 		added = false
+		if err := present(txn, hostKey(hostID)); err != nil {
+			return err // a deleted host gets no history
+		}
 		var h drillHistory
 		raw, err := getJSONRaw(txn, key, &h)
 		if err != nil && !errors.Is(err, ErrNotFound) {

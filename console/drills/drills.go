@@ -182,6 +182,14 @@ func (d *Drills) Record(j storage.Job) {
 		point.RestoreBytesPerS, point.EstimatedFullRestoreS = out.RestoreBytesPerS, out.EstimatedFullRestoreS
 		point.FilesChecked, point.BytesChecked, point.Mismatches = out.FilesChecked, out.BytesChecked, len(out.Mismatches)
 	}
+	// The history first, then the host: whoever sees the host's last
+	// drill finds it in the history too (the e2e test read the history
+	// between the two writes once, and a user could as well).
+	if _, err := d.store.AddDrill(o.HostID, point); errors.Is(err, storage.ErrNotFound) {
+		return // the host was deleted meanwhile
+	} else if err != nil {
+		d.log.Error("drill not added to its host's history", "job_id", o.JobID, "host_id", o.HostID, "error", err)
+	}
 	_, err := d.store.UpdateHost(o.HostID, func(h *storage.Host) error {
 		if h.LastDrill == nil || !h.LastDrill.EndedAt.After(o.EndedAt) {
 			h.LastDrill = last
@@ -191,15 +199,8 @@ func (d *Drills) Record(j storage.Job) {
 		}
 		return nil
 	})
-	if errors.Is(err, storage.ErrNotFound) {
-		return // the host was deleted meanwhile
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		d.log.Error("drill not recorded on its host", "job_id", o.JobID, "host_id", o.HostID, "error", err)
-		return
-	}
-	if _, err := d.store.AddDrill(o.HostID, point); err != nil {
-		d.log.Error("drill not added to its host's history", "job_id", o.JobID, "host_id", o.HostID, "error", err)
 	}
 }
 
