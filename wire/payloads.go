@@ -293,48 +293,41 @@ func Encode(p Payload) ([]byte, error) {
 }
 
 func setVersion(p Payload) {
-	switch m := p.(type) {
-	case *Status:
-		m.V = Version
-	case *Command:
-		m.V = Version
-	case *Progress:
-		m.V = Version
-	case *Result:
-		m.V = Version
-	case *SchedulesDesired:
-		m.V = Version
-	case *SchedulesReported:
-		m.V = Version
-	case *Fire:
-		m.V = Version
-	case *IndexChunk:
-		m.V = Version
+	if v := versionField(p); v != nil {
+		*v = Version
 	}
 }
 
 // versionOf is the "v" of a decoded payload (0: missing; -1: a type it
 // does not know).
 func versionOf(p Payload) int {
+	if v := versionField(p); v != nil {
+		return *v
+	}
+	return -1 // a type missing from versionField is refused
+}
+
+// versionField is the one list of the payload types and their "v".
+func versionField(p Payload) *int {
 	switch m := p.(type) {
 	case *Status:
-		return m.V
+		return &m.V
 	case *Command:
-		return m.V
+		return &m.V
 	case *Progress:
-		return m.V
+		return &m.V
 	case *Result:
-		return m.V
+		return &m.V
 	case *SchedulesDesired:
-		return m.V
+		return &m.V
 	case *SchedulesReported:
-		return m.V
+		return &m.V
 	case *Fire:
-		return m.V
+		return &m.V
 	case *IndexChunk:
-		return m.V
+		return &m.V
 	}
-	return -1 // a type missing here is refused: list it with setVersion's
+	return nil
 }
 
 // Decode parses a payload strictly: size bounded, one JSON object, "v" equal
