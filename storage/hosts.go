@@ -158,6 +158,9 @@ func (s *Store) DeleteHost(id string) error {
 		if err := txn.Delete(drillsKey(id)); err != nil {
 			return err
 		}
+		if err := txn.Delete(appliedKey(id)); err != nil {
+			return err
+		}
 		return txn.Delete(schedKey(id))
 	})
 	if err != nil {

@@ -207,8 +207,8 @@ func (s *Store) UpdateSchedulesMany(hostIDs []string, fn func(*HostSchedules, Ho
 				} else if err != nil {
 					return err
 				}
-				hs := HostSchedules{HostID: id}
-				if _, err := getJSONRaw(txn, schedKey(id), &hs); err != nil && !errors.Is(err, ErrNotFound) {
+				hs, st, err := readSchedules(txn, id)
+				if err != nil {
 					return err
 				}
 				ok, err := fn(&hs, h)
@@ -219,7 +219,7 @@ func (s *Store) UpdateSchedulesMany(hostIDs []string, fn func(*HostSchedules, Ho
 					continue
 				}
 				hs.HostID = id
-				if err := setJSON(txn, schedKey(id), hs); err != nil {
+				if err := writeSchedules(txn, hs, st); err != nil && !errors.Is(err, errUnchanged) {
 					return err
 				}
 				changed = append(changed, hs)

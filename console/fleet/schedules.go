@@ -131,18 +131,19 @@ func (f *Fleet) ingestReported(host string, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.store.UpdateSchedules(host, func(hs *storage.HostSchedules) error {
-		if r.Version <= hs.AppliedVersion && hs.AppliedVersion != 0 {
+	err = f.store.UpdateApplied(host, func(desired int64, a *storage.Applied) error {
+		if r.Version <= a.Version && a.Version != 0 {
 			return errNoChange // stale or repeated report
 		}
-		if r.Version > hs.Version {
-			f.log.Warn("host reports a schedule version the console never published", "host_id", host, "reported", r.Version, "desired", hs.Version)
+		if r.Version > desired {
+			f.log.Warn("host reports a schedule version the console never published", "host_id", host, "reported", r.Version, "desired", desired)
 			return errNoChange
 		}
-		hs.AppliedVersion, hs.AppliedAt = r.Version, r.AppliedAt
-		hs.Skipped = nil
+		// The agent's clock, within maxSkew of the console's.
+		a.Version, a.At = r.Version, clampTime(r.AppliedAt, time.Now())
+		a.Skipped = nil
 		for _, s := range r.Skipped {
-			hs.Skipped = append(hs.Skipped, storage.SkippedSchedule{ID: s.ID, Reason: s.Reason})
+			a.Skipped = append(a.Skipped, storage.SkippedSchedule{ID: s.ID, Reason: s.Reason})
 		}
 		return nil
 	})
