@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +55,8 @@ type config struct {
 	Keep          bool          // keep the data directory
 	JSONOut       string
 	SkipBare      bool
+	Scenarios     []string      // run only these after enrol and connect (empty: all)
+	PolicyEdits   int           // policy scenario: edits timed one after another
 	PprofCPU      time.Duration // with -pprof-dir: CPU profile length per scenario
 	PprofDir      string        // build the server with a pprof listener and save profiles here
 	Log           *slog.Logger
@@ -107,6 +110,16 @@ func main() {
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the server's data directory and log")
 	fs.StringVar(&cfg.JSONOut, "json", "", "write the figures as JSON to this file")
 	fs.BoolVar(&cfg.SkipBare, "skip-bare", false, "skip the bare-broker half of the ceiling (always skipped with -broker mosquitto)")
+	fs.Func("scenarios", "comma-separated scenarios to run after enrol and connect (rollout, policy, fire, stream, ceiling; default all)", func(v string) error {
+		for _, n := range strings.Split(v, ",") {
+			if !slices.Contains(scenarioOrder, n) {
+				return fmt.Errorf("unknown scenario %q (want one of %s)", n, strings.Join(scenarioOrder, ", "))
+			}
+			cfg.Scenarios = append(cfg.Scenarios, n)
+		}
+		return nil
+	})
+	fs.IntVar(&cfg.PolicyEdits, "policy-edits", 1, "policy scenario: edits timed one after another (the figures are the median edit's)")
 	fs.StringVar(&cfg.PprofDir, "pprof-dir", "", "build the server with a pprof listener (build overlay, no source change) and save a CPU and heap profile per scenario here")
 	fs.DurationVar(&cfg.PprofCPU, "pprof-cpu", 10*time.Second, "CPU profile length per scenario with -pprof-dir")
 	simProfile := fs.String("sim-cpuprofile", "", "write the simulator's own CPU profile here")
