@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/restic-manager/restic-manager/internal/benchout"
@@ -34,8 +35,34 @@ func (r *report) targets() (policy, fire, rss *benchout.Target) {
 
 // benchName is the run's benchout file name: one per broker and size, so
 // make bench's runs sit side by side.
-func (r *report) benchName() string {
-	return fmt.Sprintf("fleetsim-%s-%d", r.Config.Broker, r.Config.Agents)
+func (r *report) benchName() string { return benchName(r.Config.Broker, r.Config.Agents) }
+
+func benchName(broker string, agents int) string {
+	if broker == "" {
+		broker = brokerEmbedded
+	}
+	return fmt.Sprintf("fleetsim-%s-%d", broker, agents)
+}
+
+// checkJSONOut refuses a -json file the figures for RM_BENCH_OUT would
+// overwrite (the same name in the same directory): the run's full report
+// would be lost at its end.
+func checkJSONOut(jsonOut, benchDir, name string) error {
+	if jsonOut == "" || benchDir == "" {
+		return nil
+	}
+	a, err := filepath.Abs(jsonOut)
+	if err != nil {
+		return fmt.Errorf("-json %s: %w", jsonOut, err)
+	}
+	b, err := filepath.Abs(filepath.Join(benchDir, name+".json"))
+	if err != nil {
+		return fmt.Errorf("%s: %w", benchout.EnvDir, err)
+	}
+	if a == b {
+		return fmt.Errorf("-json %s is where the figures for %s go: pick another name", jsonOut, benchout.EnvDir)
+	}
+	return nil
 }
 
 // figures are the run's headline figures in benchout's form, each with

@@ -195,6 +195,18 @@ func TestFigures(t *testing.T) {
 	}
 }
 
+func TestCheckJSONOut(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkJSONOut(dir+"/x/../fleetsim-embedded-10.json", dir, benchName("", 10)); err == nil {
+		t.Error("-json on the figures' file accepted")
+	}
+	for _, c := range [][2]string{{dir + "/fleetsim.json", dir}, {"", dir}, {dir + "/fleetsim-embedded-10.json", ""}} {
+		if err := checkJSONOut(c[0], c[1], benchName(brokerEmbedded, 10)); err != nil {
+			t.Errorf("%q in %q: %v", c[0], c[1], err)
+		}
+	}
+}
+
 func TestCommandLine(t *testing.T) {
 	got := commandLine([]string{"-agents", "10", "-server-env", "GOMEMLIMIT=350MiB", "-server-arg", "--x y", ""})
 	want := `go run ./cmd/fleetsim -agents 10 -server-env GOMEMLIMIT=350MiB -server-arg '--x y' ''`

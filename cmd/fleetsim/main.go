@@ -113,6 +113,10 @@ func main() {
 	fs.DurationVar(&cfg.PprofCPU, "pprof-cpu", 10*time.Second, "CPU profile length per scenario with -pprof-dir")
 	simProfile := fs.String("sim-cpuprofile", "", "write the simulator's own CPU profile here")
 	_ = fs.Parse(os.Args[1:])
+	if err := checkJSONOut(cfg.JSONOut, os.Getenv(benchout.EnvDir), benchName(cfg.Broker, cfg.Agents)); err != nil {
+		fmt.Fprintln(os.Stderr, "fleetsim:", err)
+		os.Exit(2)
+	}
 	if *simProfile != "" {
 		f, err := os.Create(*simProfile)
 		if err != nil {
