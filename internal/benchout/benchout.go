@@ -278,14 +278,15 @@ func WriteDir(dir, name string, figures []Figure) error {
 	return nil
 }
 
-// ReadDir reads every file of this format in dir, sorted by name; skipped
-// lists the other JSON files (not this package's).
+// ReadDir reads every file of this format in dir, sorted by name with
+// numbers in it compared as numbers (listjobs-5000 before listjobs-10000);
+// skipped lists the other JSON files (not this package's).
 func ReadDir(dir string) (files []File, skipped []string, err error) {
 	paths, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("benchout: list %s: %w", dir, err)
 	}
-	sort.Strings(paths)
+	sort.Slice(paths, func(i, j int) bool { return naturalLess(paths[i], paths[j]) })
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -299,6 +300,39 @@ func ReadDir(dir string) (files []File, skipped []string, err error) {
 		files = append(files, f)
 	}
 	return files, skipped, nil
+}
+
+// naturalLess orders strings with their runs of digits compared as
+// numbers.
+func naturalLess(a, b string) bool {
+	for a != "" && b != "" {
+		da, db := digits(a), digits(b)
+		if da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if len(na) != len(nb) {
+				return len(na) < len(nb)
+			}
+			if na != nb {
+				return na < nb
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return a[0] < b[0]
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) < len(b)
+}
+
+// digits is the length of s's leading run of ASCII digits.
+func digits(s string) int {
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
 }
 
 // Num formats a number with about three significant digits, without

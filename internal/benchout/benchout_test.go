@@ -103,3 +103,14 @@ func TestNum(t *testing.T) {
 		}
 	}
 }
+
+func TestNaturalLess(t *testing.T) {
+	sorted := []string{"a", "browse-deep-200000", "browse-deep-1000000", "browse-wide-20000", "listjobs-5000", "listjobs-05001", "listjobs-10000", "listjobs-10000b", "listjobs-50000"}
+	for i := range sorted {
+		for j := range sorted {
+			if got := naturalLess(sorted[i], sorted[j]); got != (i < j) {
+				t.Errorf("naturalLess(%q, %q) = %v", sorted[i], sorted[j], got)
+			}
+		}
+	}
+}
