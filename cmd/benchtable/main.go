@@ -36,16 +36,19 @@ func main() {
 		dirs = []string{"bench-out"}
 	}
 	var files []benchout.File
+	var skipped []string
 	for _, d := range dirs {
-		fs, skipped, err := benchout.ReadDir(d)
+		fs, sk, err := benchout.ReadDir(d)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "benchtable:", err)
 			os.Exit(1)
 		}
-		for _, s := range skipped {
-			fmt.Fprintf(os.Stderr, "benchtable: %s is not a benchout file (skipped)\n", s)
-		}
-		files = append(files, fs...)
+		files, skipped = append(files, fs...), append(skipped, sk...)
+	}
+	if len(skipped) > 0 {
+		// fleetsim's full reports sit beside the figures: one line, not
+		// one per file.
+		fmt.Fprintf(os.Stderr, "benchtable: skipped %d files not in benchout's format: %s\n", len(skipped), strings.Join(skipped, ", "))
 	}
 	if len(files) == 0 {
 		fmt.Fprintf(os.Stderr, "benchtable: no figures in %s (run with %s set)\n", strings.Join(dirs, ", "), benchout.EnvDir)
