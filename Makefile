@@ -184,18 +184,36 @@ clean:
 	rm -rf bin .demo
 
 # Figures for the closing notes (docs/scale.md): dispatch latency and idle
-# RSS, snapshot browsing, store growth, agent overhead on 1 GiB and the fleet
-# simulator at 1,000 agents, backups of 1 GiB to each backend (local, S3,
-# SFTP, rest-server) and copies between them, with binaries built without the
-# race detector.
-bench: tools databases backends
+# RSS, snapshot browsing, store growth, agent overhead on 1 GiB, drills, the
+# console's policy edit and the fleet simulator at 1,000 agents (with the
+# bare-broker reference) and at 10,000 on the embedded broker and on
+# Mosquitto, backups of 1 GiB to each backend (local, S3, SFTP,
+# rest-server) and copies between them, with binaries built without the
+# race detector. Each benchmark prints as it always has and also writes its
+# figures to bench-out/*.json (RM_BENCH_OUT, internal/benchout); the last
+# step prints them as one table beside their targets and the references
+# measured in the same run. The directory is emptied first, so the table
+# never mixes runs; `make bench-table` prints it again.
+bench: export RM_BENCH_OUT := $(CURDIR)/bench-out
+bench: tools mosquitto databases backends
+	rm -f bench-out/*.json && mkdir -p bench-out
 	RM_BENCH_NORACE=1 RM_BENCH_MIB=1024 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkBackends' -benchtime 1x -timeout 20m
 	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkJobStart|BenchmarkScheduleApply|BenchmarkSnapshotBrowse|BenchmarkPostgresSource' -benchtime 1x -timeout 40m
 	RM_BENCH_NORACE=1 RM_BENCH_FILES=1000000 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkSnapshotBrowse' -benchtime 1x -timeout 120m
 	$(GO) test ./storage/ -run '^$$' -bench 'BenchmarkListJobsPerHost' -benchtime 20x
 	$(GO) test ./console/report/ -run '^$$' -bench 'BenchmarkComplianceReport' -benchtime 20x
+	$(GO) test ./console/ -run '^$$' -bench 'BenchmarkPolicyEdit' -benchtime 5x
 	RM_BENCH_NORACE=1 RM_STORE_JOBS=100000 $(GO) test -p 1 ./storage/ ./e2e/ -run '^$$' -bench 'BenchmarkStoreGrowth|BenchmarkAgentOverhead' -benchtime 1x -timeout 60m
+	RM_BENCH_NORACE=1 $(GO) test ./e2e/ -run '^$$' -bench 'BenchmarkDrill' -benchtime 1x -timeout 40m
 	$(GO) run ./cmd/fleetsim -agents 1000 -jobs 200 -duration 20s -flood 10s -publishers 100 -json bench-out/fleetsim.json
+	$(GO) run ./cmd/fleetsim -agents 10000 -jobs 100 -duration 5s -flood 3s -publishers 20 -skip-bare -json bench-out/fleetsim-report-10000.json
+	$(GO) run ./cmd/fleetsim -broker mosquitto -agents 10000 -jobs 1000 -duration 20s -skip-bare -json bench-out/fleetsim-report-mosquitto-10000.json
+	$(GO) run ./cmd/benchtable bench-out
+
+# The one table of the last `make bench` (bench-out/*.json), again.
+.PHONY: bench-table
+bench-table:
+	$(GO) run ./cmd/benchtable bench-out
 
 # The chaos suite at its full size (RM_CHAOS=full: more jobs per fault and
 # repetitions): real server, agents, restic and rest-server with faults

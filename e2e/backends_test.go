@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/benchout"
 	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/internal/testenv"
 )
@@ -322,6 +323,13 @@ func BenchmarkBackends(b *testing.B) {
 	for _, mib := range sizes {
 		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
+				load0 := benchout.LoadAvg()
+				var figs []benchout.Figure
+				fig := func(id, what string, rate float64) {
+					figs = append(figs, benchout.Figure{ID: fmt.Sprintf("backends.%dMiB.%s", mib, id), Group: benchout.GroupBackends,
+						What: fmt.Sprintf("%s, %d MiB", what, mib), Value: rate, Unit: "MiB/s",
+						Command: benchout.GoTest("./e2e", "BenchmarkBackends", "1x", "RM_BENCH_NORACE", "RM_BENCH_MIB")})
+				}
 				data := genDataSet(b, b.TempDir(), 2000, mib<<20)
 				size := float64(data.bytes) / (1 << 20)
 				b.Logf("data set: %d files, %.1f MiB, written in %s", data.files, size, data.took.Round(time.Millisecond))
@@ -332,6 +340,7 @@ func BenchmarkBackends(b *testing.B) {
 					rate := size / wall.Seconds()
 					b.Logf("%-5s backup of %.0f MiB: %6.1f s, %6.1f MiB/s", be.name, size, wall.Seconds(), rate)
 					b.ReportMetric(rate, be.name+"-MiB/s")
+					fig(be.name, be.name+" backup through the agent", rate)
 				}
 				for _, c := range copies {
 					from, to := c[0], c[1]
@@ -340,6 +349,20 @@ func BenchmarkBackends(b *testing.B) {
 					rate := size / wall.Seconds()
 					b.Logf("copy %-5s → %-5s of %.0f MiB: %6.1f s, %6.1f MiB/s", from, to, size, wall.Seconds(), rate)
 					b.ReportMetric(rate, "copy-"+from+"-"+to+"-MiB/s")
+					fig("copy-"+from+"-"+to, "copy "+from+" → "+to+" through the agent", rate)
+				}
+				// rest-server is the backend restic is at home on: the
+				// others' backups are read beside it, measured in the same
+				// run (loopback, same data set).
+				rest := figs[slices.IndexFunc(figs, func(f benchout.Figure) bool { return strings.HasSuffix(f.ID, ".rest") })].Value
+				for k := range figs {
+					figs[k].Load = benchout.LoadSince(load0)
+					if !strings.HasSuffix(figs[k].ID, ".rest") && !strings.Contains(figs[k].ID, ".copy-") {
+						figs[k].Reference = &benchout.Reference{What: "rest-server backup", Value: rest, Unit: "MiB/s"}
+					}
+				}
+				if err := benchout.Write(fmt.Sprintf("backends-%dMiB", mib), figs); err != nil {
+					b.Error(err)
 				}
 			}
 		})

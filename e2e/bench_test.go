@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/benchout"
 	"github.com/restic-manager/restic-manager/internal/harness"
 )
 
@@ -34,6 +35,8 @@ func BenchmarkJobStart(b *testing.B) {
 	f.srv.waitOnline(f.host.ID, true)
 	f.initRepo(tb)
 	src := makeTree(tb, 10)
+	load0 := benchout.LoadAvg()
+	var p50, p90 float64
 	b.ResetTimer()
 	for range b.N {
 		var lat []time.Duration
@@ -46,13 +49,27 @@ func BenchmarkJobStart(b *testing.B) {
 			}
 			lat = append(lat, j.StartedAt.Sub(t0))
 		}
-		b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50_start_ms")
-		b.ReportMetric(float64(percentile(lat, 0.9).Microseconds())/1000, "p90_start_ms")
+		p50, p90 = float64(percentile(lat, 0.5).Microseconds())/1000, float64(percentile(lat, 0.9).Microseconds())/1000
+		b.ReportMetric(p50, "p50_start_ms")
+		b.ReportMetric(p90, "p90_start_ms")
 	}
 	b.StopTimer()
 	time.Sleep(5 * time.Second) // let both settle before reading idle memory
-	b.ReportMetric(harness.ReadStats(f.srv.Proc.Pid()).RSSMiB, "server_idle_rss_MiB")
-	b.ReportMetric(harness.ReadStats(f.agent.Proc.Pid()).RSSMiB, "agent_idle_rss_MiB")
+	srvRSS, agentRSS := harness.ReadStats(f.srv.Proc.Pid()).RSSMiB, harness.ReadStats(f.agent.Proc.Pid()).RSSMiB
+	b.ReportMetric(srvRSS, "server_idle_rss_MiB")
+	b.ReportMetric(agentRSS, "agent_idle_rss_MiB")
+	cmd := benchout.GoTest("./e2e", "BenchmarkJobStart", "1x", "RM_BENCH_NORACE", "RM_BENCH_RUNS")
+	fig := func(id, what string, v float64, unit string) benchout.Figure {
+		return benchout.Figure{ID: "jobstart." + id, Group: benchout.GroupDispatch, What: what, Value: v, Unit: unit, Load: benchout.LoadSince(load0), Command: cmd}
+	}
+	if err := benchout.Write("jobstart", []benchout.Figure{
+		fig("p50_ms", fmt.Sprintf("job POST → restic started on the agent, p50 of %d", runs), p50, "ms"),
+		fig("p90_ms", fmt.Sprintf("job POST → restic started on the agent, p90 of %d", runs), p90, "ms"),
+		fig("server_idle_rss_MiB", "server idle RSS (one agent)", srvRSS, "MiB"),
+		fig("agent_idle_rss_MiB", "agent idle RSS", agentRSS, "MiB"),
+	}); err != nil {
+		b.Error(err)
+	}
 }
 
 // BenchmarkScheduleApply measures the time from PUT /hosts/{id}/schedules
@@ -63,6 +80,7 @@ func BenchmarkScheduleApply(b *testing.B) {
 	f := newFleet(tb, "")
 	f.agent.start(tb)
 	f.srv.waitOnline(f.host.ID, true)
+	load0 := benchout.LoadAvg()
 	b.ResetTimer()
 	for range b.N {
 		var lat []time.Duration
@@ -77,7 +95,18 @@ func BenchmarkScheduleApply(b *testing.B) {
 			}
 			lat = append(lat, time.Since(t0))
 		}
-		b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50_apply_ms")
-		b.ReportMetric(float64(percentile(lat, 0.9).Microseconds())/1000, "p90_apply_ms")
+		p50, p90 := float64(percentile(lat, 0.5).Microseconds())/1000, float64(percentile(lat, 0.9).Microseconds())/1000
+		b.ReportMetric(p50, "p50_apply_ms")
+		b.ReportMetric(p90, "p90_apply_ms")
+		cmd := benchout.GoTest("./e2e", "BenchmarkScheduleApply", "1x", "RM_BENCH_NORACE")
+		fig := func(id, what string, v float64) benchout.Figure {
+			return benchout.Figure{ID: "scheduleapply." + id, Group: benchout.GroupDispatch, What: what, Value: v, Unit: "ms", Load: benchout.LoadSince(load0), Command: cmd}
+		}
+		if err := benchout.Write("scheduleapply", []benchout.Figure{
+			fig("p50_ms", fmt.Sprintf("schedule PUT → agent's report stored, p50 of %d", runs), p50),
+			fig("p90_ms", fmt.Sprintf("schedule PUT → agent's report stored, p90 of %d", runs), p90),
+		}); err != nil {
+			b.Error(err)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/benchout"
 	"github.com/restic-manager/restic-manager/internal/testenv"
 	"github.com/restic-manager/restic-manager/wire"
 )
@@ -60,6 +61,7 @@ func BenchmarkDrill(b *testing.B) {
 		}
 	}()
 	read0 := procRchar(rsPid)
+	load0 := benchout.LoadAvg()
 	b.ResetTimer()
 	t0 := time.Now()
 	id = f.srv.createJob(f.host.ID, map[string]any{"kind": "drill", "repo_id": f.repoID})
@@ -96,6 +98,20 @@ func BenchmarkDrill(b *testing.B) {
 	b.ReportMetric(float64(read)/(1<<20), "repo-read-MiB")
 	b.ReportMetric(float64(peak.Load())/1024, "agent-peak-RSS-MiB")
 	b.ReportMetric(out.EstimatedFullRestoreS/full.Seconds(), "estimate/actual")
+	command := benchout.GoTest("./e2e", "BenchmarkDrill", "1x", "RM_BENCH_NORACE", "RM_BENCH_OVERHEAD_FILES", "RM_BENCH_OVERHEAD_MIB")
+	fig := func(id, what string, v float64, unit string, r *benchout.Reference) benchout.Figure {
+		return benchout.Figure{ID: "drill." + id, Group: benchout.GroupSources, What: what, Value: v, Unit: unit,
+			Reference: r, Load: benchout.LoadSince(load0), Command: command}
+	}
+	if err := benchout.Write("drill", []benchout.Figure{
+		fig("wall_s", fmt.Sprintf("default drill of %d files, %.2f GiB: wall", ds.files, float64(ds.bytes)/(1<<30)), wall.Seconds(), "s", nil),
+		fig("repo_read_MiB", "drill: bytes rest-server read", float64(read)/(1<<20), "MiB", nil),
+		fig("agent_peak_rss_MiB", "drill: agent peak RSS", float64(peak.Load())/1024, "MiB", nil),
+		fig("estimate_s", "drill's full-restore estimate", out.EstimatedFullRestoreS, "s",
+			&benchout.Reference{What: "one full restic restore", Value: full.Seconds(), Unit: "s"}),
+	}); err != nil {
+		b.Error(err)
+	}
 }
 
 // restServerPid finds this test process's rest-server child.

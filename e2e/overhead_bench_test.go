@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/benchout"
 	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/internal/testenv"
 )
@@ -253,6 +254,7 @@ func BenchmarkAgentOverhead(b *testing.B) {
 	cacheDir := tb.TempDir()
 
 	cpu0 := idle.CPUSecs
+	load0 := benchout.LoadAvg()
 	var bare, viaAgent []time.Duration
 	var bareRestic, agentRestic []float64
 	b.ResetTimer()
@@ -340,4 +342,24 @@ func BenchmarkAgentOverhead(b *testing.B) {
 	fmt.Fprintf(&tab, "data set: %d files, %.2f GiB\n", ds.files, float64(ds.bytes)/(1<<30))
 	// Printed, not logged: go test truncates long benchmark logs.
 	fmt.Print(tab.String())
+
+	// The targets are the ones printed above: agent/bare ≤ 1.02, idle RSS
+	// ≤ 20 MB (MB: the value is converted from /proc's MiB).
+	cmd := benchout.GoTest("./e2e", "BenchmarkAgentOverhead", "1x", "RM_BENCH_NORACE", "RM_BENCH_RUNS", "RM_BENCH_OVERHEAD_FILES", "RM_BENCH_OVERHEAD_MIB")
+	set := fmt.Sprintf("%d files, %.2f GiB, median of %d", ds.files, float64(ds.bytes)/(1<<30), len(bare))
+	fig := func(id, what string, v float64, unit string, t *benchout.Target, r *benchout.Reference) benchout.Figure {
+		return benchout.Figure{ID: "overhead." + id, Group: benchout.GroupAgent, What: what, Value: v, Unit: unit,
+			Target: t, Reference: r, Load: benchout.LoadSince(load0), Command: cmd}
+	}
+	if err := benchout.Write("overhead", []benchout.Figure{
+		fig("agent_median_s", "backup through the agent, wall ("+set+")", ma.Seconds(), "s", benchout.AtMostTimes(1.02),
+			&benchout.Reference{What: "bare restic, same argv", Value: mb.Seconds(), Unit: "s"}),
+		fig("agent_added_s", "backup through the agent, wall − restic's own", addedAgent.Seconds(), "s", nil,
+			&benchout.Reference{What: "bare restic, same", Value: addedBare.Seconds(), Unit: "s"}),
+		fig("agent_cpu_s", "agent CPU per backup", agentCPU, "s", nil, nil),
+		fig("agent_idle_rss_MB", "agent idle RSS", benchout.MiBToMB(idle.RSSMiB), "MB", benchout.AtMost(20, "MB"), nil),
+		fig("agent_peak_rss_MiB", "agent peak RSS (VmHWM)", after.HWMMiB, "MiB", nil, nil),
+	}); err != nil {
+		b.Error(err)
+	}
 }

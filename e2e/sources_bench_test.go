@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/benchout"
 	"github.com/restic-manager/restic-manager/internal/testenv"
 	"github.com/restic-manager/restic-manager/wire"
 )
@@ -106,6 +107,7 @@ INSERT INTO big SELECT g, md5(g::text) || repeat(md5((g * 7)::text), 15) FROM ge
 	b.Logf("first run (stores the data), by hand: %s", first.Round(100*time.Millisecond))
 	var hand, agent []time.Duration
 	var rss int64
+	load0 := benchout.LoadAvg()
 	b.ResetTimer()
 	for round := 0; round < 2; round++ {
 		d, _ := byHand()
@@ -123,6 +125,18 @@ INSERT INTO big SELECT g, md5(g::text) || repeat(md5((g * 7)::text), 15) FROM ge
 	b.Logf("agent RSS while streaming: max %d MiB", rss/1024)
 	b.ReportMetric(float64(mean(agent))/float64(mean(hand)), "agent/hand")
 	b.ReportMetric(float64(rss)/1024, "agent-max-RSS-MiB")
+	cmd := benchout.GoTest("./e2e", "BenchmarkPostgresSource", "1x", "RM_BENCH_NORACE", "RM_BENCH_PG_ROWS")
+	fig := func(id, what string, v float64, unit string, r *benchout.Reference) benchout.Figure {
+		return benchout.Figure{ID: "pgsource." + id, Group: benchout.GroupSources, What: what, Value: v, Unit: unit,
+			Reference: r, Load: benchout.LoadSince(load0), Command: cmd}
+	}
+	if err := benchout.Write("pgsource", []benchout.Figure{
+		fig("agent_s", fmt.Sprintf("PostgreSQL dump (%d MiB) through the agent's source, mean of %d", dumpBytes>>20, len(agent)), mean(agent).Seconds(), "s",
+			&benchout.Reference{What: "pg_dump | restic backup --stdin", Value: mean(hand).Seconds(), Unit: "s"}),
+		fig("agent_rss_MiB", "agent RSS while streaming the dump, max", float64(rss)/1024, "MiB", nil),
+	}); err != nil {
+		b.Error(err)
+	}
 }
 
 // rssKiB is a process's resident set in KiB (0 when it is gone).

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/restic-manager/restic-manager/internal/benchout"
 )
 
 // seedJobs creates n jobs round-robin over hosts h0..h{hosts-1}, job i created
@@ -249,6 +251,7 @@ func BenchmarkListJobsPerHost(b *testing.B) {
 			if err := wb.Flush(); err != nil {
 				b.Fatal(err)
 			}
+			load0 := benchout.LoadAvg()
 			b.ResetTimer()
 			for b.Loop() {
 				jobs, _, err := s.ListJobs(JobQuery{HostID: "h042", Limit: 50})
@@ -257,6 +260,16 @@ func BenchmarkListJobsPerHost(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(total), "jobs_in_store")
+			// No target: the figure should stay flat as the store grows,
+			// which the table shows with the sizes side by side.
+			if err := benchout.Write(fmt.Sprintf("listjobs-%d", total), []benchout.Figure{{
+				ID: fmt.Sprintf("listjobs.%d.us", total), Group: benchout.GroupStore,
+				What:  fmt.Sprintf("first page (50) of one host's jobs, %d jobs in the store", total),
+				Value: float64(b.Elapsed().Nanoseconds()) / 1000 / float64(b.N), Unit: "µs", Load: benchout.LoadSince(load0),
+				Command: benchout.GoTest("./storage/", "BenchmarkListJobsPerHost", fmt.Sprintf("%dx", b.N)),
+			}}); err != nil {
+				b.Error(err)
+			}
 		})
 	}
 }

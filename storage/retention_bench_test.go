@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/restic-manager/restic-manager/internal/benchout"
 )
 
 // fillJobs writes n finished jobs over hosts host-0..host-{hosts-1} the way
@@ -288,6 +290,7 @@ func BenchmarkStoreGrowth(b *testing.B) {
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("jobs=%d", n), func(b *testing.B) {
 			var r growthRow
+			load0 := benchout.LoadAvg()
 			for range b.N {
 				r = measureGrowth(b, n)
 			}
@@ -302,6 +305,21 @@ func BenchmarkStoreGrowth(b *testing.B) {
 			b.Logf("%8d %8d %8d | %10.1f %10.1f %10.1f | %12.0f %12.0f | %12.0f %12.0f | %6.1fs %6.1fs",
 				r.jobs, r.deleted, r.kept, float64(r.beforeTotal)/(1<<20), float64(r.midTotal)/(1<<20), float64(r.afterTotal)/(1<<20),
 				r.beforeKiB, r.afterKiB, r.beforeSST, r.afterSST, r.purge.Seconds(), r.gc.Seconds())
+			fig := func(id, what string, v float64, unit string) benchout.Figure {
+				return benchout.Figure{ID: fmt.Sprintf("storegrowth.%d.%s", n, id), Group: benchout.GroupStore,
+					What: fmt.Sprintf("%d jobs over 360 days: %s", n, what), Value: v, Unit: unit,
+					Load: benchout.LoadSince(load0), Command: benchout.GoTest("./storage/", "BenchmarkStoreGrowth", "1x", "RM_STORE_JOBS")}
+			}
+			if err := benchout.Write(fmt.Sprintf("storegrowth-%d", n), []benchout.Figure{
+				fig("before_KiB", "store per 1,000 jobs before retention", r.beforeKiB, "KiB"),
+				fig("after_KiB", fmt.Sprintf("store per 1,000 jobs after retention and GC (%d kept)", r.kept), r.afterKiB, "KiB"),
+				fig("before_MiB", "store before retention", float64(r.beforeTotal)/(1<<20), "MiB"),
+				fig("after_MiB", "store after retention and GC", float64(r.afterTotal)/(1<<20), "MiB"),
+				fig("purge_s", fmt.Sprintf("retention purge of %d jobs", r.deleted), r.purge.Seconds(), "s"),
+				fig("gc_s", "GC after the purge", r.gc.Seconds(), "s"),
+			}); err != nil {
+				b.Error(err)
+			}
 		})
 	}
 }

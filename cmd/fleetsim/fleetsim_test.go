@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/benchout"
+	"github.com/restic-manager/restic-manager/internal/harness"
 	"github.com/restic-manager/restic-manager/internal/testenv"
 )
 
@@ -121,5 +124,93 @@ func testFleetSmall(t *testing.T, broker string) {
 	}
 	if rep.StoreMiB <= 0 {
 		t.Error("store size not measured")
+	}
+}
+
+// TestFigures checks the figures written for make bench's table: the
+// broker's targets, the bare broker as the ceiling's reference only when
+// it ran, no figures for scenarios that did not run, a failed scenario
+// marked, and the printed table showing the same targets.
+func TestFigures(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.Agents = 1000
+	r := newReport(cfg)
+	r.LoadStart, r.LoadEnd = 0.5, 1.5
+	for _, n := range []string{"enrol", "connect", "rollout", "policy", "fire", "stream", "ceiling"} {
+		r.Server[n] = harness.Stats{RSSMiB: 100}
+	}
+	r.Connect.OnlineAllS, r.Policy.AckAllS, r.Fire.AllCommandsS = 1.5, 4, 12
+	r.Ceiling.ConsolePerSecond, r.Ceiling.Bare.PerSecond = 8000, 10000
+	r.addError("fire: one job missing")
+	byID := func(figs []benchout.Figure) map[string]benchout.Figure {
+		m := map[string]benchout.Figure{}
+		for _, f := range figs {
+			m[strings.TrimPrefix(f.ID, "fleetsim.")] = f
+		}
+		return m
+	}
+	figs := byID(r.figures("go run ./cmd/fleetsim -agents 1000"))
+	if r.benchName() != "fleetsim-embedded-1000" {
+		t.Errorf("name %q", r.benchName())
+	}
+	online := figs["embedded-1000.online_s"]
+	if online.Value != 1.5 || online.Target != targetOnline || online.Load == nil || online.Load.End != 1.5 || online.Command != "go run ./cmd/fleetsim -agents 1000" {
+		t.Errorf("online: %+v", online)
+	}
+	if p := figs["embedded-1000.policy_s"]; p.Target != targetPolicyEmbedded {
+		t.Errorf("policy target %v", p.Target)
+	} else if met, _, _, _ := p.Check(); met {
+		t.Errorf("policy edit of 4 s met %v", p.Target)
+	}
+	if rss := figs["embedded-1000.server_rss_MB"]; rss.Value < 104.8 || rss.Value > 104.9 || rss.Target != targetRSSEmbedded {
+		t.Errorf("rss: %+v", rss)
+	}
+	ce := figs["embedded-1000.ingest_msgs_per_s"]
+	if met, pct, _, ok := ce.Check(); !ok || !met || pct != 80 {
+		t.Errorf("ceiling %+v: met %v at %v %%", ce, met, pct)
+	}
+	if f := figs["embedded-1000.fire_s"]; !strings.Contains(f.Note, "failed") {
+		t.Errorf("failed fire storm not marked: %+v", f)
+	}
+	if f := figs["embedded-1000.online_s"]; f.Note != "" {
+		t.Errorf("connect storm marked: %+v", f)
+	}
+
+	// Mosquitto: its targets, no reference; the ceiling, not run, absent.
+	r.Config.Broker = brokerMosquitto
+	delete(r.Server, "ceiling")
+	figs = byID(r.figures("x"))
+	if f := figs["mosquitto-1000.fire_s"]; f.Target != targetFireMosquitto {
+		t.Errorf("mosquitto fire: %+v", f)
+	}
+	if _, ok := figs["mosquitto-1000.ingest_msgs_per_s"]; ok {
+		t.Error("a figure of a scenario that did not run")
+	}
+	var buf bytes.Buffer
+	r.printTable(&buf)
+	for _, want := range []string{"≤ 150 MB RSS", "≤ 5 s", "≤ 10 s"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("table without %q:\n%s", want, buf.String())
+		}
+	}
+}
+
+func TestCheckJSONOut(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkJSONOut(dir+"/x/../fleetsim-embedded-10.json", dir, benchName("", 10)); err == nil {
+		t.Error("-json on the figures' file accepted")
+	}
+	for _, c := range [][2]string{{dir + "/fleetsim.json", dir}, {"", dir}, {dir + "/fleetsim-embedded-10.json", ""}} {
+		if err := checkJSONOut(c[0], c[1], benchName(brokerEmbedded, 10)); err != nil {
+			t.Errorf("%q in %q: %v", c[0], c[1], err)
+		}
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	got := commandLine([]string{"-agents", "10", "-server-env", "GOMEMLIMIT=350MiB", "-server-arg", "--x y", ""})
+	want := `go run ./cmd/fleetsim -agents 10 -server-env GOMEMLIMIT=350MiB -server-arg '--x y' ''`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }

@@ -31,6 +31,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/restic-manager/restic-manager/internal/benchout"
 )
 
 // config is everything a run needs; flags fill it, the test builds it.
@@ -124,6 +126,10 @@ func main() {
 	fs.DurationVar(&cfg.PprofCPU, "pprof-cpu", 10*time.Second, "CPU profile length per scenario with -pprof-dir")
 	simProfile := fs.String("sim-cpuprofile", "", "write the simulator's own CPU profile here")
 	_ = fs.Parse(os.Args[1:])
+	if err := checkJSONOut(cfg.JSONOut, os.Getenv(benchout.EnvDir), benchName(cfg.Broker, cfg.Agents)); err != nil {
+		fmt.Fprintln(os.Stderr, "fleetsim:", err)
+		os.Exit(2)
+	}
 	if *simProfile != "" {
 		f, err := os.Create(*simProfile)
 		if err != nil {
@@ -145,11 +151,17 @@ func main() {
 		rep.addError(err.Error())
 	}
 	if rep != nil {
+		rep.LoadEnd = benchout.LoadAvg()
 		rep.printTable(os.Stdout)
 		if cfg.JSONOut != "" {
 			if werr := writeJSON(cfg.JSONOut, rep); werr != nil {
 				fmt.Fprintln(os.Stderr, "fleetsim:", werr)
 			}
+		}
+		// make bench's one table (cmd/benchtable) reads these; nothing
+		// is written unless RM_BENCH_OUT is set.
+		if werr := benchout.Write(rep.benchName(), rep.figures(commandLine(os.Args[1:]))); werr != nil {
+			fmt.Fprintln(os.Stderr, "fleetsim:", werr)
 		}
 	}
 	if err != nil {
@@ -159,6 +171,19 @@ func main() {
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
+}
+
+// commandLine is the command that reproduces this run, its arguments
+// quoted where the shell needs it.
+func commandLine(args []string) string {
+	parts := []string{"go run ./cmd/fleetsim"}
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t'\"$\\*?;&|<>()") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
 }
 
 func writeJSON(path string, rep *report) error {

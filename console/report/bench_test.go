@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/restic-manager/restic-manager/internal/benchout"
 	"github.com/restic-manager/restic-manager/storage"
 )
 
@@ -77,8 +79,14 @@ func BenchmarkComplianceReport(b *testing.B) {
 	}
 
 	round := 0
-	for _, mode := range []string{"json", "csv", "csv-changed", "csv-cold"} {
+	// The figures of each mode's last run (the framework may run a mode
+	// more than once), written together once all have run.
+	figs := map[string][]benchout.Figure{}
+	modes := []string{"json", "csv", "csv-changed", "csv-cold"}
+	modeWhat := map[string]string{"json": "JSON", "csv": "CSV", "csv-changed": "CSV, 1,000 hosts changed", "csv-cold": "CSV, first after a start"}
+	for _, mode := range modes {
 		b.Run(mode, func(b *testing.B) {
+			load0 := benchout.LoadAvg()
 			var times []time.Duration
 			var buf bytes.Buffer
 			rows := 0
@@ -121,11 +129,33 @@ func BenchmarkComplianceReport(b *testing.B) {
 			}
 			slices.Sort(times)
 			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-			b.ReportMetric(ms(times[len(times)/2]), "median-ms")
-			b.ReportMetric(ms(times[min(len(times)-1, len(times)*95/100)]), "p95-ms")
+			median, p95 := ms(times[len(times)/2]), ms(times[min(len(times)-1, len(times)*95/100)])
+			b.ReportMetric(median, "median-ms")
+			b.ReportMetric(p95, "p95-ms")
 			b.ReportMetric(float64(rows), "rows")
 			b.ReportMetric(float64(buf.Len())/1024, "KiB")
+			fig := func(id, what string, v float64, t *benchout.Target) benchout.Figure {
+				return benchout.Figure{ID: "compliance." + mode + "." + id, Group: benchout.GroupPolicies,
+					What: fmt.Sprintf("compliance report, %d hosts, %s: %s of %d", hosts, modeWhat[mode], what, len(times)), Value: v, Unit: "ms",
+					Target: t, Load: benchout.LoadSince(load0),
+					Command: benchout.GoTest("./console/report/", "BenchmarkComplianceReport", strconv.Itoa(len(times))+"x")}
+			}
+			// The target is the usual report's; the first one after a
+			// start (csv-cold) decodes every record and has none (README:
+			// 0.2-0.8 s).
+			target := benchout.AtMost(200, "ms")
+			if mode == "csv-cold" {
+				target = nil
+			}
+			figs[mode] = []benchout.Figure{fig("median_ms", "median", median, nil), fig("p95_ms", "p95", p95, target)}
 		})
+	}
+	var all []benchout.Figure
+	for _, m := range modes {
+		all = append(all, figs[m]...)
+	}
+	if err := benchout.Write("compliance-report", all); err != nil {
+		b.Error(err)
 	}
 }
 
