@@ -78,7 +78,10 @@ func (s scheduleSink) Report(r wire.SchedulesReported) error {
 	if err != nil {
 		return err
 	}
-	return s.a.out.Put(wire.SchedulesReportedTopic(s.a.cfg.HostID), b, true)
+	// Not retained: the console stores the report before its PUBACK, and
+	// nobody else reads it; a retained copy per host cost the broker memory
+	// and a retained-store write per report (docs/mqtt.md).
+	return s.a.out.Put(wire.SchedulesReportedTopic(s.a.cfg.HostID), b, false)
 }
 
 // applyLoop applies desired states one at a time, newest first: Apply waits

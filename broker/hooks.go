@@ -187,6 +187,12 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		h.log.Error("agent message not stored; the agent will resend", "host", host, "topic", pk.TopicName, "error", err)
 		return pk, h.refuse(pk, packets.ErrUnspecifiedError)
 	}
+	if t.Kind == wire.KindSchedulesReported {
+		// Agents before December 2026 retain their reports: stored above,
+		// a retained copy would only cost memory and a retained-store
+		// write per report (10,000 per fleet-wide policy edit).
+		pk.FixedHeader.Retain = false
+	}
 	return pk, nil
 }
 

@@ -278,3 +278,44 @@ func TestNilLimitsLimitNothing(t *testing.T) {
 		t.Errorf("rate-limited without limits: %v", got)
 	}
 }
+
+// An older agent's retained schedule report is stored by the console but
+// not kept retained by the broker (one retained message fewer per host),
+// while its retained status still is.
+func TestReportedNotRetained(t *testing.T) {
+	s, err := New(Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.mq.AddListener(listeners.NewNet("test", ln)); err != nil {
+		t.Fatal(err)
+	}
+	ingest := &countIngest{}
+	if err := s.Serve(testAuth{}, ingest); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	c, _ := dial(t, ln.Addr().String(), testAgent, testAgent, testAgentPw)
+	ctx := context.Background()
+	for _, topic := range []string{wire.SchedulesReportedTopic(testAgent), wire.StatusTopic(testAgent)} {
+		if _, err := c.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: true, Payload: []byte(`{}`)}); err != nil {
+			t.Fatalf("%s: %v", topic, err)
+		}
+	}
+	ingest.mu.Lock()
+	n := ingest.n
+	ingest.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("the console got %d of 2 messages", n)
+	}
+	if got := s.mq.Topics.Messages(wire.SchedulesReportedTopic(testAgent)); len(got) != 0 {
+		t.Errorf("the schedule report is kept retained: %d messages", len(got))
+	}
+	if got := s.mq.Topics.Messages(wire.StatusTopic(testAgent)); len(got) != 1 {
+		t.Errorf("the status is not retained: %d messages", len(got))
+	}
+}

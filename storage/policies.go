@@ -181,10 +181,48 @@ const schedulesBatch = 250
 // transactions: fn gets a host's set and the host itself (read in the same
 // transaction), changes the set and reports whether it did; the sets that
 // changed are returned. Hosts that no longer exist are skipped.
-func (s *Store) UpdateSchedulesMany(hostIDs []string, fn func(*HostSchedules, Host) (bool, error)) ([]HostSchedules, error) {
+//
+// durable, when not nil, gets each batch's changed sets as soon as they are
+// durable, in order, on one goroutine of its own while later batches are
+// still being committed; every call has returned when UpdateSchedulesMany
+// does. A policy rollout publishes from it, so the first agents apply
+// their change while the console still writes the rest (on two cores the
+// commits alone took ~0.6 s of a 10,000-host edit, one core idle).
+func (s *Store) UpdateSchedulesMany(hostIDs []string, fn func(*HostSchedules, Host) (bool, error), durable func([]HostSchedules)) (_ []HostSchedules, err error) {
 	ids := slices.Clone(hostIDs)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
+	if durable != nil {
+		batches := make(chan []HostSchedules, len(ids)/schedulesBatch+1)
+		synced := make(chan error, 1)
+		go func() {
+			var err error
+			for b := range batches {
+				// A wait returns once a sync that began after the batch's
+				// commit ended; the waits of batches committed meanwhile
+				// share it.
+				if err == nil {
+					err = s.durable.wait()
+				}
+				if err == nil {
+					durable(b)
+				}
+			}
+			synced <- err
+		}()
+		send := func(b []HostSchedules) { batches <- b }
+		defer func() {
+			close(batches)
+			if serr := <-synced; serr != nil && err == nil {
+				err = fmt.Errorf("storage: update schedules: %w", serr)
+			}
+		}()
+		return s.updateSchedulesMany(ids, fn, send)
+	}
+	return s.updateSchedulesMany(ids, fn, nil)
+}
+
+func (s *Store) updateSchedulesMany(ids []string, fn func(*HostSchedules, Host) (bool, error), committed func([]HostSchedules)) ([]HostSchedules, error) {
 	var out []HostSchedules
 	for start := 0; start < len(ids); start += schedulesBatch {
 		chunk := ids[start:min(start+schedulesBatch, len(ids))]
@@ -239,6 +277,9 @@ func (s *Store) UpdateSchedulesMany(hostIDs []string, fn func(*HostSchedules, Ho
 			return out, fmt.Errorf("storage: update schedules of %d hosts: %w", len(chunk), err)
 		}
 		out = append(out, changed...)
+		if committed != nil && len(changed) > 0 {
+			committed(changed)
+		}
 	}
 	// One sync for every batch: a sync per batch cost 40 fsyncs one after
 	// another on a 10,000-host rollout, ~25 ms each on a busy disk.

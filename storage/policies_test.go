@@ -2,6 +2,8 @@ package storage
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -70,7 +72,7 @@ func TestUpdateSchedulesMany(t *testing.T) {
 		}
 		hs.Version++
 		return true, nil
-	})
+	}, nil)
 	if err != nil || len(changed) != 1 || changed[0].HostID != "host-a" || changed[0].Version != 1 {
 		t.Fatalf("changed %+v, %v", changed, err)
 	}
@@ -79,5 +81,40 @@ func TestUpdateSchedulesMany(t *testing.T) {
 	}
 	if hs, _ := s.GetSchedules("host-b"); hs.Version != 0 {
 		t.Errorf("host-b changed: %d", hs.Version)
+	}
+}
+
+// The durable callback gets every changed set once, batch by batch in host
+// order, each already stored when it comes, and has run for all of them
+// when the call returns.
+func TestUpdateSchedulesManyDurable(t *testing.T) {
+	s, _ := openTest(t)
+	var ids []string
+	for i := range 2*schedulesBatch + 7 {
+		id := fmt.Sprintf("host-%04d", i)
+		ids = append(ids, id)
+		if err := s.CreateHost(Host{ID: id, Name: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	batches := 0
+	changed, err := s.UpdateSchedulesMany(ids, func(hs *HostSchedules, _ Host) (bool, error) {
+		hs.Version = 9
+		return true, nil
+	}, func(b []HostSchedules) {
+		batches++
+		for _, hs := range b {
+			if stored, err := s.GetSchedules(hs.HostID); err != nil || stored.Version != 9 {
+				t.Errorf("%s handed on before it was stored: %+v %v", hs.HostID, stored, err)
+			}
+			got = append(got, hs.HostID)
+		}
+	})
+	if err != nil || len(changed) != len(ids) {
+		t.Fatalf("changed %d of %d: %v", len(changed), len(ids), err)
+	}
+	if !slices.Equal(got, ids) || batches != 3 {
+		t.Fatalf("the callback got %d sets in %d batches (want %d in 3, in host order)", len(got), batches, len(ids))
 	}
 }

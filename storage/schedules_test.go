@@ -150,7 +150,7 @@ func TestAppliedStateKey(t *testing.T) {
 	if hs, _ = s.GetSchedules("h1"); hs.Version != 4 || hs.AppliedVersion != 3 || len(hs.Skipped) != 1 {
 		t.Fatalf("after an edit of the set: %+v", hs)
 	}
-	if _, err := s.UpdateSchedulesMany([]string{"h1"}, func(hs *HostSchedules, _ Host) (bool, error) { hs.Version = 5; return true, nil }); err != nil {
+	if _, err := s.UpdateSchedulesMany([]string{"h1"}, func(hs *HostSchedules, _ Host) (bool, error) { hs.Version = 5; return true, nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	var each []HostSchedules

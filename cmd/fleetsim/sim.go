@@ -95,7 +95,7 @@ func (s *sim) onDesired(a *simAgent, d wire.SchedulesDesired, at time.Time) {
 	_ = s.pool.submit(context.Background(), func() {
 		err := a.publish(context.Background(), wire.SchedulesReportedTopic(a.id), &wire.SchedulesReported{
 			Version: d.Version, AppliedAt: at.UTC(),
-		}, true)
+		}, false)
 		if err != nil {
 			s.fail(err)
 			return
@@ -490,7 +490,7 @@ func (s *sim) policyRollout(ctx context.Context) error {
 			ID string `json:"id"`
 		} `json:"schedules"`
 	}
-	base, err := s.counter(ctx, mIngestedReported)
+	base, err := s.storedBase(ctx, mIngestedReported)
 	if err != nil {
 		return err
 	}
@@ -533,7 +533,7 @@ func (s *sim) policyRollout(ctx context.Context) error {
 func (s *sim) policyEdit(ctx context.Context, policyID, scheduleID string, body func(string) map[string]any, cron string) (policyFigures, error) {
 	api := s.srv.api
 	n := int64(len(s.agents))
-	base, err := s.counter(ctx, mIngestedReported)
+	base, err := s.storedBase(ctx, mIngestedReported)
 	if err != nil {
 		return policyFigures{}, err
 	}
@@ -719,7 +719,7 @@ func (s *sim) rollout(ctx context.Context) error {
 	s.acks.Store(0)
 	n := int64(len(s.agents))
 	jitter := 0
-	base, err := s.counter(ctx, mIngestedReported)
+	base, err := s.storedBase(ctx, mIngestedReported)
 	if err != nil {
 		return err
 	}
@@ -861,6 +861,17 @@ func (s *sim) stored(ctx context.Context, what, metric string, want float64) (ti
 		return at, fmt.Errorf("%w (%s at %.0f of %.0f)", err, metric, got, want)
 	}
 	return at, nil
+}
+
+// storedBase is the counter stored waits to pass: read only with an
+// external broker, since with the embedded one a PUBACK already means
+// stored, and a /metrics scrape at the start of a timed scenario costs the
+// server up to 0.4 CPU-s at 10,000 hosts (its fleet gauges).
+func (s *sim) storedBase(ctx context.Context, metric string) (float64, error) {
+	if !s.external() {
+		return 0, nil
+	}
+	return s.counter(ctx, metric)
 }
 
 // counter reads one of the console's counters.

@@ -269,6 +269,25 @@ func (f *Fleet) republishDesired(_ context.Context, hostID string) {
 // agents without a store transaction and an HTTP request per host.
 func (f *Fleet) ApplyPolicySchedules(ctx context.Context, hostIDs []string, compute func(storage.Host) []schedules.Schedule) (int, error) {
 	now := time.Now().UTC()
+	// Publishers start before the first batch is stored: each batch is
+	// published as soon as it is durable, while the next is committed.
+	work := make(chan storage.HostSchedules, 256)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for hs := range work {
+				if ctx.Err() != nil {
+					continue // stored: published when the host next comes online
+				}
+				if err := f.publishDesired(hs); err != nil {
+					// Stored: it is published again when the host next comes online.
+					f.log.Warn("publish desired schedules", "host_id", hs.HostID, "version", hs.Version, "error", err)
+				}
+			}
+		}()
+	}
 	changed, err := f.store.UpdateSchedulesMany(hostIDs, func(hs *storage.HostSchedules, h storage.Host) (bool, error) {
 		next := compute(h)
 		if schedulesEqual(hs.Policy, next) {
@@ -278,32 +297,16 @@ func (f *Fleet) ApplyPolicySchedules(ctx context.Context, hostIDs []string, comp
 		hs.Version++
 		hs.UpdatedAt = now
 		return true, nil
+	}, func(batch []storage.HostSchedules) {
+		for _, hs := range batch {
+			work <- hs
+		}
 	})
+	close(work)
+	wg.Wait()
 	if err != nil {
 		return len(changed), err
 	}
-	work := make(chan storage.HostSchedules)
-	var wg sync.WaitGroup
-	for range min(8, len(changed)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for hs := range work {
-				if err := f.publishDesired(hs); err != nil {
-					// Stored: it is published again when the host next comes online.
-					f.log.Warn("publish desired schedules", "host_id", hs.HostID, "version", hs.Version, "error", err)
-				}
-			}
-		}()
-	}
-	for _, hs := range changed {
-		if ctx.Err() != nil {
-			break
-		}
-		work <- hs
-	}
-	close(work)
-	wg.Wait()
 	return len(changed), ctx.Err()
 }
 
