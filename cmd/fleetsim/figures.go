@@ -101,6 +101,7 @@ func (r *report) figures(command string) []benchout.Figure {
 		add("connect", "online_s", "every host online stored", r.Connect.OnlineAllS, "s", targetOnline, nil)
 	}
 	add("connect", "server_rss_MB", "console RSS after the connect storm", benchout.MiBToMB(r.Server["connect"].RSSMiB), "MB", rss, nil)
+	add("idle", "server_idle_rss_MB", fmt.Sprintf("console RSS with every agent connected, after %.0f s at rest", c.IdleS), benchout.MiBToMB(r.Server["idle"].RSSMiB), "MB", rss, nil)
 	add("rollout", "rollout_s", "per-host schedule PUTs → every ack stored", r.Rollout.AckAllS, "s", targetRollout, nil)
 	add("policy", "policy_put_s", "policy edit: PUT (batched rollout)", r.Policy.EditS, "s", nil, nil)
 	add("policy", "policy_s", "policy edit → every ack stored", r.Policy.AckAllS, "s", policy, nil)

@@ -59,6 +59,7 @@ type config struct {
 	SkipBare      bool
 	Scenarios     []string      // run only these after enrol and connect (empty: all)
 	PolicyEdits   int           // policy scenario: edits timed one after another
+	Idle          time.Duration // idle scenario: how long the connected fleet rests (0: skipped)
 	PprofCPU      time.Duration // with -pprof-dir: CPU profile length per scenario
 	PprofDir      string        // build the server with a pprof listener and save profiles here
 	Log           *slog.Logger
@@ -121,6 +122,7 @@ func main() {
 		}
 		return nil
 	})
+	fs.DurationVar(&cfg.Idle, "idle", 0, "after the connect storm, let the connected fleet rest this long and report the server's memory then (0: skip)")
 	fs.IntVar(&cfg.PolicyEdits, "policy-edits", 1, "policy scenario: edits timed one after another (the figures are the median edit's)")
 	fs.StringVar(&cfg.PprofDir, "pprof-dir", "", "build the server with a pprof listener (build overlay, no source change) and save a CPU and heap profile per scenario here")
 	fs.DurationVar(&cfg.PprofCPU, "pprof-cpu", 10*time.Second, "CPU profile length per scenario with -pprof-dir")

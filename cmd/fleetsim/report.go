@@ -45,6 +45,14 @@ type rolloutFigures struct {
 	APIVerified int     `json:"api_verified_hosts"`
 }
 
+// idleFigures: the server's memory with every agent connected and at rest,
+// from its Go runtime metrics (where the RSS goes).
+type idleFigures struct {
+	HeapInuseMiB float64 `json:"heap_inuse_mib"`
+	StackMiB     float64 `json:"stack_inuse_mib"`
+	Goroutines   int     `json:"goroutines"`
+}
+
 // policyFigures: one edit of a policy matching every host.
 type policyFigures struct {
 	Hosts        int     `json:"hosts"`
@@ -128,12 +136,14 @@ type report struct {
 		SSESample    int      `json:"sse_sample"`
 		Dups         int      `json:"dups"`
 		Repos        int      `json:"repos"`
+		IdleS        float64  `json:"idle_s,omitempty"`
 		ServerEnv    []string `json:"server_env,omitempty"`
 		ServerArgs   []string `json:"server_args,omitempty"`
 	} `json:"config"`
 	Enrol          enrolFigures             `json:"enrol"`
 	Connect        connectFigures           `json:"connect_storm"`
 	Rollout        rolloutFigures           `json:"schedule_rollout"`
+	Idle           idleFigures              `json:"idle,omitzero"`
 	Policy         policyFigures            `json:"policy_rollout"`
 	Fire           fireFigures              `json:"fire_storm"`
 	Stream         streamFigures            `json:"progress_stream"`
@@ -163,7 +173,7 @@ func newReport(cfg config) *report {
 	c := &r.Config
 	c.Broker, c.Agents, c.Jobs, c.DurationS, c.ProgressRate = cfg.Broker, cfg.Agents, cfg.Jobs, cfg.Duration.Seconds(), cfg.ProgressRate
 	c.Publishers, c.FloodS, c.SSESample, c.Dups, c.Repos = cfg.Publishers, cfg.Flood.Seconds(), cfg.SSESample, cfg.Dups, cfg.Repos
-	c.ServerEnv, c.ServerArgs = cfg.ServerEnv, cfg.ServerArgs
+	c.ServerEnv, c.ServerArgs, c.IdleS = cfg.ServerEnv, cfg.ServerArgs, cfg.Idle.Seconds()
 	return r
 }
 
@@ -209,6 +219,11 @@ func (r *report) printTable(w io.Writer) {
 	r.procRow(row, "connect", rssTarget.String()+" RSS")
 	// Scenarios left out with -scenarios have no figures.
 	ran := func(name string) bool { _, ok := r.Server[name]; return ok }
+	if ran("idle") {
+		id := r.Server["idle"]
+		row("1b idle", fmt.Sprintf("server after %.0fs at rest", c.IdleS), fmt.Sprintf("RSS %.0f MiB (%.1f KiB per agent over the start), heap %.0f MiB, stacks %.0f MiB, %d goroutines",
+			id.RSSMiB, (id.RSSMiB-r.ServerStart.RSSMiB)*1024/float64(max(1, c.Agents)), r.Idle.HeapInuseMiB, r.Idle.StackMiB, r.Idle.Goroutines), rssTarget.String()+" RSS")
+	}
 	if ran("rollout") {
 		ro := r.Rollout
 		row("2 schedule rollout", "PUT to every host", fmt.Sprintf("%d in %.2fs", ro.Hosts-ro.PutFailed, ro.PutsS), "")
@@ -291,7 +306,7 @@ func (r *report) printTable(w io.Writer) {
 }
 
 // scenarioOrder is the order the scenarios run in (for CPU per scenario).
-var scenarioOrder = []string{"enrol", "connect", "rollout", "policy", "fire", "stream", "ceiling"}
+var scenarioOrder = []string{"enrol", "connect", "idle", "rollout", "policy", "fire", "stream", "ceiling"}
 
 // procRow prints the server's (and an external broker's) memory after a
 // scenario and the CPU the scenario cost it.

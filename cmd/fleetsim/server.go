@@ -248,5 +248,6 @@ func (s *serverProc) profile(ctx context.Context, dir, name string, secs time.Du
 	// The text form ends with runtime.MemStats: StackInuse and HeapInuse
 	// say where the RSS goes (goroutine stacks are not in the profile).
 	return errors.Join(get("/debug/pprof/heap", name+".heap.pprof", time.Minute),
-		get("/debug/pprof/heap?debug=1", name+".heap.txt", time.Minute))
+		get("/debug/pprof/heap?debug=1", name+".heap.txt", time.Minute),
+		get("/debug/pprof/goroutine?debug=1", name+".goroutine.txt", time.Minute))
 }

@@ -345,6 +345,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	}{
 		{"enrol", s.enrol},
 		{"connect", s.connectStorm},
+		{"idle", s.idle},
 		{"rollout", s.rollout},
 		{"policy", s.policyRollout},
 		{"fire", s.fireStorm},
@@ -353,6 +354,9 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	}
 	for _, st := range steps {
 		if len(cfg.Scenarios) > 0 && st.name != "enrol" && st.name != "connect" && !slices.Contains(cfg.Scenarios, st.name) {
+			continue
+		}
+		if st.name == "idle" && cfg.Idle <= 0 {
 			continue
 		}
 		s.log.Info("scenario", "name", st.name)
@@ -471,6 +475,25 @@ func enrollWithKey(ctx context.Context, api *harness.Client, key, name string) (
 		err = fmt.Errorf("enrol %s: unexpected answer", name)
 	}
 	return er, err
+}
+
+// idle lets the connected fleet rest (keepalives only) and reads where the
+// server's memory goes then: the memory a fleet of this size costs at rest,
+// not the connect storm's peak.
+func (s *sim) idle(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(s.cfg.Idle):
+	}
+	m, err := s.srv.api.metrics(ctx)
+	if err != nil {
+		return err
+	}
+	const mib = 1 << 20
+	s.rep.Idle = idleFigures{HeapInuseMiB: m["go_memstats_heap_inuse_bytes"] / mib, StackMiB: m["go_memstats_stack_inuse_bytes"] / mib,
+		Goroutines: int(m["go_goroutines"])}
+	return nil
 }
 
 // policyRollout makes a policy for every host (selected by the label the
