@@ -180,7 +180,7 @@ func (a *apiClient) metrics(ctx context.Context) (map[string]float64, error) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if line == "" || line[0] == '#' || !strings.HasPrefix(line, "restic_manager_") {
+		if line == "" || line[0] == '#' || !strings.HasPrefix(line, "restic_manager_") && !strings.HasPrefix(line, "go_") {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
