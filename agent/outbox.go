@@ -173,6 +173,43 @@ func (o *outbox) Peek() (m outMsg, ok bool, err error) {
 	}
 }
 
+// PeekN returns up to n of the oldest messages, in order (those kept in
+// memory only when none is on disk, one at a time).
+func (o *outbox) PeekN(n int) ([]outMsg, error) {
+	var out []outMsg
+	for len(out) == 0 {
+		names, err := o.names()
+		if err != nil {
+			return nil, err
+		}
+		if len(names) == 0 {
+			m, ok, err := o.Peek()
+			if !ok || err != nil {
+				return nil, err
+			}
+			return []outMsg{m}, nil
+		}
+		for _, name := range names[:min(n, len(names))] {
+			p := filepath.Join(o.dir, name)
+			b, err := os.ReadFile(p)
+			var m outMsg
+			if err == nil {
+				m, err = decodeOutMsg(b)
+			}
+			if err != nil {
+				if len(out) > 0 {
+					break // the next call sets it aside
+				}
+				_ = os.Rename(p, p+".bad")
+				break
+			}
+			m.name = name
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
 // Remove deletes a delivered message.
 func (o *outbox) Remove(m outMsg) error {
 	if m.name == "" {

@@ -2,23 +2,38 @@ package agent
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/restic-manager/restic-manager/wire"
 )
+
+// outputWindow is how many messages of one job's output (index chunks,
+// ~500 KB each) are in flight at once. With one, every chunk waited for the
+// previous one's PUBACK, i.e. for the console to store and sync it, and the
+// agent's next publish (read from the outbox, written to the socket) only
+// began after that: the console sat idle between chunks. Chunks are
+// idempotent and independent of their order (the console keys each node by
+// its path), so a window reorders nothing that matters; the job's result
+// still goes only after all of them.
+const outputWindow = 4
 
 // sendOutbox delivers the outbox's messages (results, fires, schedule
 // reports, index chunks) in order, each only after the previous one was
-// acknowledged: across disconnects it waits for the session, and what is
-// left at shutdown stays queued for the next start. It runs until ctx ends.
+// acknowledged — consecutive output chunks of one job excepted, up to
+// outputWindow at once: across disconnects it waits for the session, and
+// what is left at shutdown stays queued for the next start. It runs until
+// ctx ends.
 func (a *Agent) sendOutbox(ctx context.Context) {
 	backoff := 500 * time.Millisecond
 	for {
-		m, ok, err := a.out.Peek()
+		msgs, err := a.out.PeekN(outputWindow)
 		if err != nil {
 			a.log.Error("outbox", "error", err)
 		}
-		if !ok {
+		if len(msgs) == 0 {
 			select {
 			case <-ctx.Done():
 				return
@@ -26,23 +41,49 @@ func (a *Agent) sendOutbox(ctx context.Context) {
 				continue
 			}
 		}
+		batch := msgs[:1]
+		if t, err := wire.ParseTopic(msgs[0].Topic); err == nil && t.Kind == wire.KindOutput {
+			for len(batch) < len(msgs) && msgs[len(batch)].Topic == msgs[0].Topic {
+				batch = msgs[:len(batch)+1]
+			}
+		}
 		if err := a.cm.AwaitConnection(ctx); err != nil {
 			return
 		}
-		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		pr, err := a.cm.Publish(pctx, &paho.Publish{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: m.Retain})
-		cancel()
-		switch {
-		case err == nil:
-			_ = a.out.Remove(m)
+		type sent struct {
+			pr  *paho.PublishResponse
+			err error
+		}
+		res := make([]sent, len(batch))
+		var wg sync.WaitGroup
+		for i, m := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+				defer cancel()
+				res[i].pr, res[i].err = a.cm.Publish(pctx, &paho.Publish{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: m.Retain})
+			}()
+		}
+		wg.Wait()
+		failed := false
+		for i, m := range batch {
+			switch r := res[i]; {
+			case r.err == nil:
+				_ = a.out.Remove(m)
+			case r.pr != nil && permanentReason(r.pr.ReasonCode):
+				a.log.Error("console refused a queued message; dropping it", "topic", m.Topic, "reason_code", r.pr.ReasonCode)
+				_ = a.out.Remove(m)
+			default:
+				// Kept: sent again, with whatever of the window is left.
+				a.log.Warn("queued message not delivered yet", "topic", m.Topic, "error", r.err)
+				failed = true
+			}
+		}
+		if !failed {
 			backoff = 500 * time.Millisecond
 			continue
-		case pr != nil && permanentReason(pr.ReasonCode):
-			a.log.Error("console refused a queued message; dropping it", "topic", m.Topic, "reason_code", pr.ReasonCode)
-			_ = a.out.Remove(m)
-			continue
 		}
-		a.log.Warn("queued message not delivered yet", "topic", m.Topic, "error", err)
 		select {
 		case <-ctx.Done():
 			return

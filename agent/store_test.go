@@ -70,6 +70,44 @@ func TestOutboxSetsAsideCorruptFiles(t *testing.T) {
 	}
 }
 
+// PeekN gives the oldest messages in order, up to n, stops before a
+// corrupt file (the next call sets it aside) and takes the ones kept in
+// memory only when the disk has none.
+func TestOutboxPeekN(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := openOutbox(dir)
+	for _, topic := range []string{"a", "b", "c", "d", "e"} {
+		_ = o.Put(topic, []byte(`{}`), false)
+	}
+	topics := func(ms []outMsg) (out []string) {
+		for _, m := range ms {
+			out = append(out, m.Topic)
+		}
+		return out
+	}
+	ms, err := o.PeekN(3)
+	if got := topics(ms); err != nil || len(got) != 3 || got[0] != "a" || got[2] != "c" {
+		t.Fatalf("PeekN(3) = %v %v, want [a b c]", got, err)
+	}
+	_ = o.Remove(ms[1]) // b delivered before a: a stays first
+	if err := os.WriteFile(filepath.Join(dir, ms[2].name), []byte("{broken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ = o.PeekN(4); len(ms) != 1 || ms[0].Topic != "a" {
+		t.Fatalf("PeekN before a corrupt file = %v, want [a]", topics(ms))
+	}
+	_ = o.Remove(ms[0])
+	if ms, _ = o.PeekN(4); len(ms) != 2 || ms[0].Topic != "d" || ms[1].Topic != "e" {
+		t.Fatalf("PeekN after the corrupt file = %v, want [d e]", topics(ms))
+	}
+	_ = o.Remove(ms[0])
+	_ = o.Remove(ms[1])
+	o.mem = []outMsg{{Topic: "m1", Payload: []byte(`{}`)}, {Topic: "m2", Payload: []byte(`{}`)}}
+	if ms, _ = o.PeekN(4); len(ms) != 1 || ms[0].Topic != "m1" {
+		t.Fatalf("PeekN of messages in memory = %v, want [m1]", topics(ms))
+	}
+}
+
 func TestJournalIsIdempotent(t *testing.T) {
 	j, err := openJournal(t.TempDir())
 	if err != nil {
