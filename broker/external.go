@@ -65,7 +65,8 @@ type External struct {
 	wcancel  context.CancelFunc
 	wg       sync.WaitGroup
 	ackMu    sync.Mutex
-	ackQueue []*inbound
+	ackQueue []*inbound // arrival order; [ackHead:] await their ack
+	ackHead  int
 	// onAck, if set (tests), sees every acknowledgement as it is made.
 	onAck func(*paho.Publish)
 	// started is closed once Start has made the connection manager (cm is
@@ -281,9 +282,9 @@ func (e *External) finish(in *inbound) {
 	e.ackMu.Lock()
 	defer e.ackMu.Unlock()
 	in.done = true
-	n := 0
-	for ; n < len(e.ackQueue) && e.ackQueue[n].done; n++ {
-		h := e.ackQueue[n]
+	q := e.ackQueue
+	for e.ackHead < len(q) && q[e.ackHead].done {
+		h := q[e.ackHead]
 		// paho's Ack only marks the message; paho sends the PUBACKs of
 		// the marked prefix of its own arrival list every 50 ms.
 		if err := h.client.Ack(h.pk); err != nil {
@@ -292,12 +293,26 @@ func (e *External) finish(in *inbound) {
 		if e.onAck != nil {
 			e.onAck(h.pk)
 		}
-		e.ackQueue[n] = nil
+		q[e.ackHead] = nil
+		e.ackHead++
 	}
-	e.ackQueue = e.ackQueue[n:]
-	if len(e.ackQueue) == 0 {
-		e.ackQueue = e.ackQueue[:0:0] // let the backing array go after a burst
+	// Reuse the array: at most receiveMaximum messages (twice that across
+	// a reconnect) are ever queued, so it stops growing.
+	switch {
+	case e.ackHead == len(q):
+		e.ackQueue, e.ackHead = q[:0], 0
+	case e.ackHead >= receiveMaximum:
+		n := copy(q, q[e.ackHead:])
+		clear(q[n:])
+		e.ackQueue, e.ackHead = q[:n], 0
 	}
+}
+
+// pending is how many messages await their acknowledgement.
+func (e *External) pending() int {
+	e.ackMu.Lock()
+	defer e.ackMu.Unlock()
+	return len(e.ackQueue) - e.ackHead
 }
 
 // worker stores the messages of its share of the hosts, one at a time in

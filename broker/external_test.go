@@ -320,11 +320,7 @@ func TestExternalReceiveMaximum(t *testing.T) {
 	defer x.Close()
 	const n = receiveMaximum + 500
 	m.publish(t, testHosts(8), n)
-	pending := func() int {
-		x.ackMu.Lock()
-		defer x.ackMu.Unlock()
-		return len(x.ackQueue)
-	}
+	pending := x.pending
 	waitFor(t, "the window filled", 30*time.Second, func() bool { return pending() >= receiveMaximum })
 	time.Sleep(300 * time.Millisecond)
 	if p := pending(); p != receiveMaximum {
