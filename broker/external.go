@@ -197,21 +197,25 @@ func (e *External) connectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack
 // the ack queue: its head is acknowledged once stored, never before.
 const (
 	// ingestWorkers bounds concurrent Ingest calls: enough for the group
-	// commit to gather dozens of transactions per fsync, few enough that
-	// one hash bucket's backlog stays short. See the measurement in
-	// cmd/fleetsim's figures for the external broker.
-	ingestWorkers = 32
+	// commit to gather dozens of transactions per fsync and for fires'
+	// commands to have their PUBACK round trips overlap, few enough that
+	// one hash bucket's backlog stays short. 2,000 simulated agents on
+	// Mosquitto, 2,000 fires → commands (2 busy cores, load 2.4–3.0):
+	// 16 workers 3.95 s, 32 2.06 and 3.42 s, 64 1.66 and 1.82 s, 128
+	// 2.44 s; serial ingest 4.26 s.
+	ingestWorkers = 64
 	// receiveMaximum is the Receive Maximum the console announces in its
 	// CONNECT: how many QoS 1 messages the broker may have unacknowledged
-	// with it. Without it the broker may assume 65,535 (the MQTT 5
-	// default; paho then buffers up to 65,535 and its ack tracker scans
-	// them all per message) — except Mosquitto, which without the property
-	// falls back to max_inflight_messages (default 20) and would starve
-	// the workers. 1,024 keeps every worker busy with room for the
-	// acknowledgements held behind a slow message, and bounds the
-	// console's buffered agent payloads to 1,024 (the rest waits in the
-	// broker's session queue: internal/testenv sets max_queued_messages
-	// 100,000; docs/external-broker.md asks for a queue that deep).
+	// with it. Without the property a broker may assume 65,535 (the MQTT 5
+	// default; paho would buffer that many and its ack tracker scans its
+	// list per message) — or, like Mosquitto 2, fall back to its
+	// max_inflight_messages (default 20: TestExternalReceiveMaximum saw 20
+	// held without the property), which starves the workers. 1,024 keeps
+	// every worker busy with room for the acknowledgements held behind a
+	// slow message, and bounds what the console buffers to 1,024 agent
+	// messages; the rest waits in the broker's session queue
+	// (max_queued_messages 100,000 in docs/external-broker.md and
+	// internal/testenv).
 	receiveMaximum = 1024
 )
 
