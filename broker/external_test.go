@@ -35,7 +35,7 @@ type testMosquitto struct {
 
 const testPassword = "s3cret"
 
-func startTestMosquitto(t *testing.T) *testMosquitto {
+func startTestMosquitto(t testing.TB) *testMosquitto {
 	t.Helper()
 	bin, err := testenv.MosquittoBin()
 	if err != nil {
@@ -102,7 +102,7 @@ func startTestMosquitto(t *testing.T) *testMosquitto {
 func (m *testMosquitto) url() *url.URL { return &url.URL{Scheme: "mqtt", Host: m.addr} }
 
 // startConsole connects an External as the console, ingesting into in.
-func (m *testMosquitto) startConsole(t *testing.T, in Ingestor, onAck func(*paho.Publish)) *External {
+func (m *testMosquitto) startConsole(t testing.TB, in Ingestor, onAck func(*paho.Publish)) *External {
 	t.Helper()
 	x, err := NewExternal(ExternalOptions{URL: m.url(), Username: "console-test", Password: []byte(testPassword),
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
@@ -318,6 +318,11 @@ func TestExternalReceiveMaximum(t *testing.T) {
 	rec.gate = make(chan struct{})
 	x := m.startConsole(t, rec, nil)
 	defer x.Close()
+	// And the other direction: Mosquitto lets the console have its
+	// max_inflight_messages (20) publishes unacknowledged.
+	if p := x.PublishParallelism(); p != 20 {
+		t.Errorf("publish parallelism %d, want Mosquitto's Receive Maximum 20", p)
+	}
 	const n = receiveMaximum + 500
 	m.publish(t, testHosts(8), n)
 	pending := x.pending
@@ -375,5 +380,38 @@ func TestExternalRestartRedeliversUnacknowledged(t *testing.T) {
 	}
 	if len(rec2.stored) != n-firstFail {
 		t.Errorf("second console got %d messages, want %d (messages 0–%d were acknowledged)", len(rec2.stored), n-firstFail, firstFail-1)
+	}
+}
+
+// BenchmarkExternalPublish is a bulk publish (a policy rollout's desired
+// states, retained) through the console's connection with 8, 20 (Mosquitto's
+// Receive Maximum for the console: PublishParallelism) and 64 goroutines.
+func BenchmarkExternalPublish(b *testing.B) {
+	for _, workers := range []int{8, 20, 64} {
+		b.Run(strconv.Itoa(workers), func(b *testing.B) {
+			m := startTestMosquitto(b)
+			x := m.startConsole(b, newRecorder(), nil)
+			defer x.Close()
+			payload := make([]byte, 300)
+			work := make(chan int)
+			var wg sync.WaitGroup
+			for range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range work {
+						if err := x.Publish(wire.SchedulesDesiredTopic(fmt.Sprintf("host-%05d", i%10000)), payload, true, 0); err != nil {
+							b.Error(err)
+						}
+					}
+				}()
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				work <- i
+			}
+			close(work)
+			wg.Wait()
+		})
 	}
 }
