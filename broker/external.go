@@ -359,6 +359,9 @@ func (e *External) store(in *inbound) bool {
 			e.log.Warn("agent message rejected", "host", t.Host, "topic", pk.Topic, "bytes", len(pk.Payload), "error", err)
 			return true
 		}
+		if e.wctx.Err() != nil {
+			return false // stopping: the broker sends it again next session
+		}
 		// Not stored: never acknowledge it. Acknowledgements go out in
 		// order, so this one holds back every later one too, and the
 		// host's later messages wait behind it; retry until the store
@@ -444,13 +447,15 @@ func (e *External) Close() error {
 	default:
 		return nil // never started
 	}
+	// Workers first: what they drop is never marked stored, so never
+	// acknowledged (the broker sends it again next session), and paho's
+	// reader, should it wait in received for a full worker queue, is let
+	// go before Disconnect waits for it.
+	e.wcancel()
+	e.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := e.cm.Disconnect(ctx)
 	<-e.cm.Done()
-	// Disconnected first, so no acknowledgement leaves for what the
-	// workers drop now: the broker sends it again next session.
-	e.wcancel()
-	e.wg.Wait()
 	return err
 }

@@ -123,8 +123,7 @@ func (m *testMosquitto) startConsole(t testing.TB, in Ingestor, onAck func(*paho
 
 // publish sends n messages, round robin over hosts, each waiting for its
 // PUBACK; message i's payload is "i".
-func (m *testMosquitto) publish(t *testing.T, hosts []string, n int) {
-	t.Helper()
+func (m *testMosquitto) publish(hosts []string, n int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
@@ -133,21 +132,22 @@ func (m *testMosquitto) publish(t *testing.T, hosts []string, n int) {
 		ClientConfig: paho.ClientConfig{ClientID: "agents-test"},
 	})
 	if err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("publisher: %w", err)
 	}
 	defer func() {
 		_ = cm.Disconnect(ctx)
 		<-cm.Done()
 	}()
 	if err := cm.AwaitConnection(ctx); err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("publisher: %w", err)
 	}
 	for i := range n {
 		p := &paho.Publish{Topic: wire.StatusTopic(hosts[i%len(hosts)]), QoS: 1, Payload: []byte(strconv.Itoa(i))}
 		if _, err := cm.Publish(ctx, p); err != nil {
-			t.Fatalf("publish %d: %v", i, err)
+			return fmt.Errorf("publish %d: %w", i, err)
 		}
 	}
+	return nil
 }
 
 func testHosts(n int) []string {
@@ -175,6 +175,9 @@ type recorder struct {
 	// reject is a message refused as malformed.
 	reject int
 	delay  func(i int) time.Duration
+	// stall, if positive: once this many are stored, Ingest hangs until
+	// its context ends (a store that stopped answering).
+	stall int
 }
 
 func newRecorder() *recorder {
@@ -194,6 +197,11 @@ func (r *recorder) Ingest(ctx context.Context, host string, t wire.Topic, payloa
 		}
 	}
 	r.mu.Lock()
+	if r.stall > 0 && len(r.stored) >= r.stall {
+		r.mu.Unlock()
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	r.active++
 	r.peak = max(r.peak, r.active)
 	attempt := r.attempts[i]
@@ -280,7 +288,9 @@ func TestExternalConcurrentIngestKeepsOrder(t *testing.T) {
 		acked = append(acked, i)
 	})
 	defer x.Close()
-	m.publish(t, hosts, n)
+	if err := m.publish(hosts, n); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "every message acknowledged", time.Minute, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -324,7 +334,9 @@ func TestExternalReceiveMaximum(t *testing.T) {
 		t.Errorf("publish parallelism %d, want Mosquitto's Receive Maximum 20", p)
 	}
 	const n = receiveMaximum + 500
-	m.publish(t, testHosts(8), n)
+	if err := m.publish(testHosts(8), n); err != nil {
+		t.Fatal(err)
+	}
 	pending := x.pending
 	deadline := time.Now().Add(20 * time.Second)
 	for pending() < receiveMaximum && time.Now().Before(deadline) {
@@ -350,7 +362,9 @@ func TestExternalRestartRedeliversUnacknowledged(t *testing.T) {
 	rec1 := newRecorder()
 	rec1.fail = func(host string, i, _ int) bool { return host == "host-00" && i >= firstFail }
 	x1 := m.startConsole(t, rec1, nil)
-	m.publish(t, hosts, n)
+	if err := m.publish(hosts, n); err != nil {
+		t.Fatal(err)
+	}
 	// Everything but host-00 from message 100 on is stored…
 	want := n - (n-firstFail)/len(hosts)
 	waitFor(t, "the first console stored what it could", time.Minute, func() bool { return rec1.count() == want })
@@ -414,4 +428,57 @@ func BenchmarkExternalPublish(b *testing.B) {
 			wg.Wait()
 		})
 	}
+}
+
+// A console stopped in the middle of a stream, with ingests in flight and
+// hundreds of messages received but not stored, loses nothing: what it had
+// not stored was not acknowledged, and the next console gets it.
+func TestExternalStopMidStreamLosesNothing(t *testing.T) {
+	m := startTestMosquitto(t)
+	hosts := testHosts(50)
+	const n, stall = 1000, 300
+	rec1 := newRecorder()
+	rec1.delay = func(int) time.Duration { return time.Millisecond }
+	rec1.stall = stall
+	x1 := m.startConsole(t, rec1, nil)
+	if err := m.publish(hosts, n); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first console's store to stall", time.Minute, func() bool { return rec1.count() >= stall })
+	// By now everything was delivered (n is under the Receive Maximum)
+	// and paho would have sent any acknowledgement made.
+	time.Sleep(500 * time.Millisecond)
+	if p, stored := x1.pending(), rec1.count(); p < n-stored {
+		t.Fatalf("%d messages await acknowledgement, want at least the %d not stored", p, n-stored)
+	}
+	if err := x1.Close(); err != nil {
+		t.Logf("close: %v", err)
+	}
+
+	rec2 := newRecorder()
+	x2 := m.startConsole(t, rec2, nil)
+	defer x2.Close()
+	lost := func() []int {
+		rec1.mu.Lock()
+		defer rec1.mu.Unlock()
+		rec2.mu.Lock()
+		defer rec2.mu.Unlock()
+		var l []int
+		for i := range n {
+			if !rec1.stored[i] && !rec2.stored[i] {
+				l = append(l, i)
+			}
+		}
+		return l
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(lost()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if l := lost(); len(l) > 0 {
+		t.Fatalf("%d messages lost: %v", len(l), l[:min(len(l), 20)])
+	}
+	rec1.storedInOrder(t)
+	rec2.storedInOrder(t)
+	t.Logf("first console stored %d, second %d", rec1.count(), rec2.count())
 }
