@@ -18,6 +18,25 @@ type Publisher interface {
 	Publish(topic string, payload []byte, retain bool, expiry time.Duration) error
 }
 
+// ParallelPublisher is implemented by a Publisher whose Publish waits for
+// a network round trip (an external broker's PUBACK): a bulk publish (a
+// policy rollout) keeps that many Publish calls outstanding instead of the
+// few that suffice for the embedded broker, whose Publish is an inline
+// call that needs no more than the cores.
+type ParallelPublisher interface {
+	PublishParallelism() int
+}
+
+// publishWorkers is how many goroutines a bulk publish uses.
+func (f *Fleet) publishWorkers() int {
+	if pp, ok := f.pub.(ParallelPublisher); ok {
+		if n := pp.PublishParallelism(); n > 0 {
+			return n
+		}
+	}
+	return 8
+}
+
 // Disconnector is implemented by a Publisher that can drop a client's
 // connection (the embedded broker can; an external one may not).
 type Disconnector interface {

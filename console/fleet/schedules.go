@@ -264,7 +264,8 @@ func (f *Fleet) republishDesired(_ context.Context, hostID string) {
 // ApplyPolicySchedules recomputes the policy-made schedules of the given
 // hosts in one pass (compute gives a host's set): the hosts whose set
 // changed get a new version, stored a few hundred per transaction, and
-// their desired state published by a few workers. It returns how many
+// their desired state published by a few workers (more with an external
+// broker, see ParallelPublisher). It returns how many
 // changed. This is how a policy edit or a relabelling reaches thousands of
 // agents without a store transaction and an HTTP request per host.
 func (f *Fleet) ApplyPolicySchedules(ctx context.Context, hostIDs []string, compute func(storage.Host) []schedules.Schedule) (int, error) {
@@ -273,7 +274,7 @@ func (f *Fleet) ApplyPolicySchedules(ctx context.Context, hostIDs []string, comp
 	// published as soon as it is durable, while the next is committed.
 	work := make(chan storage.HostSchedules, 256)
 	var wg sync.WaitGroup
-	for range 8 {
+	for range f.publishWorkers() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -328,7 +329,7 @@ func (f *Fleet) RepublishDesired(ctx context.Context) (int, error) {
 	work := make(chan storage.HostSchedules)
 	var wg sync.WaitGroup
 	var sent atomic.Int64
-	for range 8 {
+	for range f.publishWorkers() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/restic-manager/restic-manager/broker"
+	"github.com/restic-manager/restic-manager/internal/teststore"
 	"github.com/restic-manager/restic-manager/schedules"
 	"github.com/restic-manager/restic-manager/storage"
 	"github.com/restic-manager/restic-manager/wire"
@@ -192,5 +193,32 @@ func TestFireTakesTheLimitsOfItsWindow(t *testing.T) {
 		if !got[want] {
 			t.Errorf("no job with args %s; jobs %v", want, got)
 		}
+	}
+}
+
+type parallelRecorder struct {
+	teststore.Recorder
+	n int
+}
+
+func (p *parallelRecorder) PublishParallelism() int { return p.n }
+
+// A bulk publish uses 8 workers with the embedded broker (an inline call)
+// and what an external broker's connection can keep outstanding.
+func TestPublishWorkers(t *testing.T) {
+	var _ ParallelPublisher = (*broker.External)(nil)
+	st := teststore.Open(t)
+	for _, c := range []struct {
+		pub  Publisher
+		want int
+	}{{&teststore.Recorder{}, 8}, {&parallelRecorder{n: 20}, 20}, {&parallelRecorder{}, 8}} {
+		f, err := New(Options{Store: st, Publisher: c.pub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.publishWorkers(); got != c.want {
+			t.Errorf("%T: %d workers, want %d", c.pub, got, c.want)
+		}
+		f.Close()
 	}
 }
