@@ -9,6 +9,8 @@ import (
 	"path"
 	"sync"
 	"time"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // LsArgs are the arguments of an ls: one directory of one snapshot.
@@ -281,7 +283,10 @@ type lsStreamLine struct {
 // times. Other lines (the snapshot, text) go through the core and stdout.
 func (o *opLsStream) stdoutRaw(line []byte) bool {
 	var l lsStreamLine
-	if json.Unmarshal(line, &l) != nil || (l.StructType != "node" && l.MessageType != "node") {
+	// goccy/go-json, a drop-in for encoding/json's decoding: 0.97 µs a
+	// line against 4.7 µs (BenchmarkLsLine), which was 1.4 of the agent's
+	// 2.3 CPU-s while indexing 200,000 nodes.
+	if gojson.Unmarshal(line, &l) != nil || (l.StructType != "node" && l.MessageType != "node") {
 		return false
 	}
 	if o.err() != nil {

@@ -3,6 +3,8 @@ package wire
 import (
 	"fmt"
 	"time"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // KindOutput is jobs/{job}/output: bulk output a job streams before its
@@ -69,4 +71,10 @@ func (c *IndexChunk) Validate() error {
 // OutputTopic is hosts/{host}/jobs/{job}/output.
 func OutputTopic(host, job string) string { return HostPrefix(host) + "jobs/" + job + "/" + KindOutput }
 
-func DecodeIndexChunk(b []byte) (IndexChunk, error) { return Decode[IndexChunk](b) }
+// DecodeIndexChunk decodes and validates an index chunk, with goccy/go-json (a drop-in for encoding/json's decoding rules:
+// case-insensitive names, U+FFFD for invalid UTF-8, trailing data refused):
+// a 200,000-node index is ~70 chunks of 500 KB and encoding/json's decode
+// was 0.82 CPU-s of the console's 2.07 s for it.
+func DecodeIndexChunk(b []byte) (IndexChunk, error) {
+	return decode[IndexChunk](b, gojson.Unmarshal)
+}

@@ -337,6 +337,24 @@ func Decode[T any, P interface {
 	*T
 	Payload
 }](b []byte) (T, error) {
+	return decode[T, P](b, func(b []byte, v any) error {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		if err := dec.Decode(v); err != nil {
+			return err
+		}
+		if dec.More() {
+			return errors.New("trailing data after the object")
+		}
+		return nil
+	})
+}
+
+// decode is Decode with the JSON decoder given: unmarshal must refuse
+// trailing data after the object.
+func decode[T any, P interface {
+	*T
+	Payload
+}](b []byte, unmarshal func([]byte, any) error) (T, error) {
 	var zero T
 	if len(b) > MaxPayload {
 		return zero, fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrInvalid, len(b), MaxPayload)
@@ -344,12 +362,8 @@ func Decode[T any, P interface {
 	// One pass: decode, then read "v" from the value (an index chunk of
 	// 3,000 nodes is 500 KB; reading "v" first read it twice more).
 	var v T
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&v); err != nil {
+	if err := unmarshal(b, &v); err != nil {
 		return zero, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if dec.More() {
-		return zero, fmt.Errorf("%w: trailing data after the object", ErrInvalid)
 	}
 	switch ver := versionOf(P(&v)); ver {
 	case Version:
