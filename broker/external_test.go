@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -75,17 +74,7 @@ func startTestMosquitto(t testing.TB) *testMosquitto {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err = harness.Poll(ctx, 20*time.Second, func() error {
-			if err := m.proc.Exited(); err != nil {
-				out, _ := os.ReadFile(log)
-				return harness.Permanent(fmt.Errorf("mosquitto exited: %w\n%s", err, out))
-			}
-			c, err := net.DialTimeout("tcp", m.addr, time.Second)
-			if err != nil {
-				return err
-			}
-			return c.Close()
-		})
+		err = harness.WaitListening(ctx, 20*time.Second, m.proc, m.addr, log)
 		cancel()
 		if err == nil {
 			break

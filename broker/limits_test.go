@@ -69,7 +69,16 @@ func (l *limitedEvents) list() []string {
 func startLimited(t *testing.T, limits *Limits) (addr string, ev *limitedEvents) {
 	t.Helper()
 	ev = &limitedEvents{}
-	s, err := New(Options{Logger: slog.New(slog.DiscardHandler), Limits: limits, OnRateLimited: ev.add})
+	_, addr = startTestBroker(t, Options{Limits: limits, OnRateLimited: ev.add}, &countIngest{})
+	return addr, ev
+}
+
+// startTestBroker runs the real broker with opts on a loopback port,
+// ingesting into ingest.
+func startTestBroker(t *testing.T, opts Options, ingest Ingestor) (*Server, string) {
+	t.Helper()
+	opts.Logger = slog.New(slog.DiscardHandler)
+	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,11 +89,11 @@ func startLimited(t *testing.T, limits *Limits) (addr string, ev *limitedEvents)
 	if err := s.mq.AddListener(listeners.NewNet("test", ln)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Serve(testAuth{}, &countIngest{}); err != nil {
+	if err := s.Serve(testAuth{}, ingest); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	return ln.Addr().String(), ev
+	return s, ln.Addr().String()
 }
 
 // rawClient is a plain MQTT 5 client (no reconnects) that keeps the
@@ -283,23 +292,9 @@ func TestNilLimitsLimitNothing(t *testing.T) {
 // not kept retained by the broker (one retained message fewer per host),
 // while its retained status still is.
 func TestReportedNotRetained(t *testing.T) {
-	s, err := New(Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.mq.AddListener(listeners.NewNet("test", ln)); err != nil {
-		t.Fatal(err)
-	}
 	ingest := &countIngest{}
-	if err := s.Serve(testAuth{}, ingest); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	c, _ := dial(t, ln.Addr().String(), testAgent, testAgent, testAgentPw)
+	s, addr := startTestBroker(t, Options{}, ingest)
+	c, _ := dial(t, addr, testAgent, testAgent, testAgentPw)
 	ctx := context.Background()
 	for _, topic := range []string{wire.SchedulesReportedTopic(testAgent), wire.StatusTopic(testAgent)} {
 		if _, err := c.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: true, Payload: []byte(`{}`)}); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,17 +82,7 @@ func (m *mosquittoProc) start(ctx context.Context, bin, dir string) error {
 		return fmt.Errorf("mosquitto: %w", err)
 	}
 	// Mosquitto must have its SIGHUP handler before the console reloads it.
-	err = harness.Poll(ctx, 20*time.Second, func() error {
-		if err := m.proc.Exited(); err != nil {
-			out, _ := os.ReadFile(log)
-			return harness.Permanent(fmt.Errorf("mosquitto exited: %w\n%s", err, out))
-		}
-		c, err := net.DialTimeout("tcp", m.addr, time.Second)
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	})
+	err = harness.WaitListening(ctx, 20*time.Second, m.proc, m.addr, log)
 	if err != nil {
 		return fmt.Errorf("mosquitto on %s: %w", m.addr, err)
 	}

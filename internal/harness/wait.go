@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"time"
 )
 
@@ -42,3 +44,19 @@ type permanent struct{ err error }
 
 func (p permanent) Error() string { return p.err.Error() }
 func (p permanent) Unwrap() error { return p.err }
+
+// WaitListening polls until p accepts TCP connections on addr, failing at
+// once if it exits (with its log, read from logPath).
+func WaitListening(ctx context.Context, timeout time.Duration, p *Proc, addr, logPath string) error {
+	return Poll(ctx, timeout, func() error {
+		if err := p.Exited(); err != nil {
+			out, _ := os.ReadFile(logPath)
+			return Permanent(fmt.Errorf("exited before listening on %s: %w\n%s", addr, err, out))
+		}
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+}
