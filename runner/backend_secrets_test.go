@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -49,8 +48,7 @@ for a in "$@"; do
 	prev=$a
 done
 # Stay a moment, as a real ssh does while it connects: restic lives on
-# meanwhile, so that its /proc entries can be read (a restic that failed at
-# once was a zombie with none by the time OnProcess read them, under load).
+# meanwhile, so that its /proc entries can be read (procEntries).
 sleep 2
 echo "fake ssh: connection refused" >&2
 exit 255
@@ -89,8 +87,7 @@ func TestSFTPCredentialsTravelAsFiles(t *testing.T) {
 
 			var cmdline, environ []byte
 			res := r.Run(testCtx(t), Spec{Kind: KindSnapshots, Repo: repo}, Hooks{OnProcess: func(pid int) {
-				cmdline, _ = os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-				environ, _ = os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+				cmdline, environ = procEntries(t, pid)
 			}})
 			if res.Status == StatusSucceeded {
 				t.Fatalf("the run succeeded against a fake ssh: %+v", res)
@@ -380,8 +377,7 @@ func TestS3CredentialsNotExposed(t *testing.T) {
 		checked := false
 		res := r.Run(testCtx(t), spec, Hooks{OnProcess: func(pid int) {
 			checked = true
-			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			cmdline, environ := procEntries(t, pid)
 			if len(cmdline) == 0 || bytes.Contains(cmdline, []byte(secret)) {
 				t.Errorf("restic's command line %q", cmdline)
 			}

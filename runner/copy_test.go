@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -268,8 +267,7 @@ func TestCopySecretsNotExposed(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		checked++
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		cmdline, environ := procEntries(t, pid)
 		if len(cmdline) == 0 {
 			t.Errorf("no cmdline for %d", pid)
 		}
