@@ -23,9 +23,20 @@ import (
 
 var bins struct {
 	once   sync.Once
+	dir    string // removed by TestMain after the run
 	server string
 	agent  string
 	err    error
+}
+
+// TestMain removes the built commands after the run: two race-built
+// binaries, ~40 MB, were left in the temp dir by every run before.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bins.dir != "" {
+		_ = os.RemoveAll(bins.dir)
+	}
+	os.Exit(code)
 }
 
 // binaries builds both commands once per test binary run, with -race
@@ -38,6 +49,7 @@ func binaries(t testing.TB) (server, agent string) {
 			bins.err = err
 			return
 		}
+		bins.dir = dir
 		var flags []string
 		if os.Getenv("RM_BENCH_NORACE") == "" {
 			flags = []string{"-race"}
