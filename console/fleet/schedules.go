@@ -270,24 +270,28 @@ func (f *Fleet) republishDesired(_ context.Context, hostID string) {
 // agents without a store transaction and an HTTP request per host.
 func (f *Fleet) ApplyPolicySchedules(ctx context.Context, hostIDs []string, compute func(storage.Host) []schedules.Schedule) (int, error) {
 	now := time.Now().UTC()
-	// Publishers start before the first batch is stored: each batch is
-	// published as soon as it is durable, while the next is committed.
+	// Publishers start with the first durable batch (none when nothing
+	// changed): each batch is published as soon as it is durable, while
+	// the next is committed.
 	work := make(chan storage.HostSchedules, 256)
 	var wg sync.WaitGroup
-	for range f.publishWorkers() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for hs := range work {
-				if ctx.Err() != nil {
-					continue // stored: published when the host next comes online
+	var startOnce sync.Once
+	start := func() {
+		for range f.publishWorkers() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for hs := range work {
+					if ctx.Err() != nil {
+						continue // stored: published when the host next comes online
+					}
+					if err := f.publishDesired(hs); err != nil {
+						// Stored: it is published again when the host next comes online.
+						f.log.Warn("publish desired schedules", "host_id", hs.HostID, "version", hs.Version, "error", err)
+					}
 				}
-				if err := f.publishDesired(hs); err != nil {
-					// Stored: it is published again when the host next comes online.
-					f.log.Warn("publish desired schedules", "host_id", hs.HostID, "version", hs.Version, "error", err)
-				}
-			}
-		}()
+			}()
+		}
 	}
 	changed, err := f.store.UpdateSchedulesMany(hostIDs, func(hs *storage.HostSchedules, h storage.Host) (bool, error) {
 		next := compute(h)
@@ -299,6 +303,7 @@ func (f *Fleet) ApplyPolicySchedules(ctx context.Context, hostIDs []string, comp
 		hs.UpdatedAt = now
 		return true, nil
 	}, func(batch []storage.HostSchedules) {
+		startOnce.Do(start)
 		for _, hs := range batch {
 			work <- hs
 		}
