@@ -113,12 +113,17 @@ func main() {
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the server's data directory and log")
 	fs.StringVar(&cfg.JSONOut, "json", "", "write the figures as JSON to this file")
 	fs.BoolVar(&cfg.SkipBare, "skip-bare", false, "skip the bare-broker half of the ceiling (always skipped with -broker mosquitto)")
-	fs.Func("scenarios", "comma-separated scenarios to run after enrol and connect (rollout, policy, fire, stream, ceiling; default all)", func(v string) error {
+	fs.Func("scenarios", "comma-separated scenarios to run after enrol and connect (rollout, policy, fire, stream, ceiling; default all; fire brings rollout, whose schedules it fires)", func(v string) error {
 		for _, n := range strings.Split(v, ",") {
 			if !slices.Contains(scenarioOrder, n) {
 				return fmt.Errorf("unknown scenario %q (want one of %s)", n, strings.Join(scenarioOrder, ", "))
 			}
 			cfg.Scenarios = append(cfg.Scenarios, n)
+		}
+		// The fire storm fires the schedule the rollout installs: alone it
+		// only failed on its first fire ("bad schedule_id").
+		if slices.Contains(cfg.Scenarios, "fire") && !slices.Contains(cfg.Scenarios, "rollout") {
+			cfg.Scenarios = append(cfg.Scenarios, "rollout")
 		}
 		return nil
 	})
