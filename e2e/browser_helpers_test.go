@@ -42,7 +42,16 @@ func newBrowser(t *testing.T, srv *server) *browser {
 	// shorter one derived from it, which leaves time for a failure
 	// screenshot.
 	ctx, cancel := context.WithTimeout(context.Background(), browserDeadline)
+	// Chromium puts its singleton socket in a directory of its own under
+	// TMPDIR and leaves it when killed, as every test's browser is: one
+	// per test run stayed in /tmp before. This one is removed below.
+	tmp, err := os.MkdirTemp("", "rm-e2e-chromium-")
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.Env("TMPDIR="+tmp),
 		chromedp.ExecPath(chromiumPath),
 		chromedp.NoSandbox, // root in CI; the sandbox refuses to start as root
 		// Without these Chromium keeps reaching for outside hosts, which
@@ -60,6 +69,7 @@ func newBrowser(t *testing.T, srv *server) *browser {
 		cancelB()
 		cancelA()
 		cancel()
+		_ = os.RemoveAll(tmp)
 		t.Fatalf("start Chromium: %v", err)
 	}
 	b := &browser{t: t, srv: srv, ctx: bctx}
@@ -70,6 +80,7 @@ func newBrowser(t *testing.T, srv *server) *browser {
 		cancelB()
 		cancelA()
 		cancel()
+		_ = os.RemoveAll(tmp)
 	})
 	return b
 }
